@@ -1,0 +1,236 @@
+//! Broadcast de-duplication that delivers every broadcast exactly once, even
+//! when copies arrive out of order over different paths (PROTOCOL.md §5).
+//!
+//! 0.4 kept only the newest id per source and dropped anything older, which
+//! loses a broadcast overtaken by a later one on a faster path. Here each
+//! source has a sliding window: a bitmap of the ids in `(top - WINDOW, top]`
+//! already seen, kept as a ring indexed by `id % WINDOW`. An id above the
+//! window slides it; one inside is delivered if its bit is clear; one below
+//! it is too old to tell apart from a replay, and is dropped.
+
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+
+use super::mac::Mac;
+
+/// Ids per source remembered. Ids are milliseconds, so this covers at least
+/// 4 s of a source's broadcasts (less only while it sends faster than one
+/// per millisecond).
+pub const WINDOW: u64 = 4096;
+const WORDS: usize = (WINDOW / 64) as usize;
+const SHARDS: usize = 16;
+
+/// What a de-duplication check decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// First copy: deliver and forward.
+    Fresh,
+    /// Seen before: drop.
+    Duplicate,
+    /// Older than the window: drop.
+    TooOld,
+}
+
+struct Window {
+    top: u64,
+    bits: [u64; WORDS],
+    last_used: u64,
+}
+
+impl Window {
+    fn new(id: u64, now: u64) -> Window {
+        let mut w = Window { top: id, bits: [0; WORDS], last_used: now };
+        w.set(id);
+        w
+    }
+
+    fn pos(id: u64) -> (usize, u64) {
+        let i = id % WINDOW;
+        ((i / 64) as usize, 1u64 << (i % 64))
+    }
+
+    fn set(&mut self, id: u64) {
+        let (w, b) = Window::pos(id);
+        self.bits[w] |= b;
+    }
+
+    fn get(&self, id: u64) -> bool {
+        let (w, b) = Window::pos(id);
+        self.bits[w] & b != 0
+    }
+
+    /// Slides the window so that `id` is its top, forgetting ids that fall
+    /// out of it.
+    fn advance(&mut self, id: u64) {
+        let shift = id - self.top;
+        if shift >= WINDOW {
+            self.bits = [0; WORDS];
+        } else {
+            // Clear the ring positions of the ids now entering the window
+            // (top+1 ..= id); they held ids WINDOW older.
+            let mut next = self.top + 1;
+            while next <= id {
+                let (w, _) = Window::pos(next);
+                let off = next % 64;
+                if off == 0 && id - next >= 63 {
+                    self.bits[w] = 0;
+                    next += 64;
+                } else {
+                    let (_, b) = Window::pos(next);
+                    self.bits[w] &= !b;
+                    next += 1;
+                }
+            }
+        }
+        self.top = id;
+    }
+
+    fn check(&mut self, id: u64, now: u64) -> Seen {
+        self.last_used = now;
+        if id > self.top {
+            self.advance(id);
+            self.set(id);
+            return Seen::Fresh;
+        }
+        if self.top - id >= WINDOW {
+            return Seen::TooOld;
+        }
+        if self.get(id) {
+            return Seen::Duplicate;
+        }
+        self.set(id);
+        Seen::Fresh
+    }
+}
+
+/// Seen (source, id) pairs, for every source.
+pub struct Dedup {
+    shards: Box<[Mutex<HashMap<Mac, Window>>]>,
+}
+
+impl Default for Dedup {
+    fn default() -> Self {
+        Dedup::new()
+    }
+}
+
+impl Dedup {
+    /// Nothing seen yet.
+    pub fn new() -> Dedup {
+        Dedup { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+    }
+
+    /// Checks (`src`, `id`) and records it as seen.
+    pub fn check(&self, src: Mac, id: u64, now: u64) -> Seen {
+        let mut shard = self.shards[(src.shard_hash() >> 60) as usize % SHARDS].lock();
+        match shard.get_mut(&src) {
+            Some(w) => w.check(id, now),
+            None => {
+                shard.insert(src, Window::new(id, now));
+                Seen::Fresh
+            }
+        }
+    }
+
+    /// Forgets sources not heard from within `idle` ms; returns how many.
+    pub fn expire(&self, now: u64, idle: u64) -> usize {
+        let mut removed = 0;
+        for s in self.shards.iter() {
+            let mut s = s.lock();
+            let before = s.len();
+            s.retain(|_, w| now.saturating_sub(w.last_used) <= idle);
+            removed += before - s.len();
+        }
+        removed
+    }
+
+    /// Number of sources tracked.
+    pub fn sources(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Mac = Mac([2, 0, 0, 0, 0, 1]);
+
+    #[test]
+    fn out_of_order_copies_delivered_once() {
+        let d = Dedup::new();
+        // 0.4 would drop 1000 and 1001 after seeing 1002 first.
+        let t = 100_000;
+        assert_eq!(d.check(S, t + 2, 0), Seen::Fresh);
+        assert_eq!(d.check(S, t, 0), Seen::Fresh);
+        assert_eq!(d.check(S, t + 1, 0), Seen::Fresh);
+        for id in [t, t + 1, t + 2] {
+            assert_eq!(d.check(S, id, 0), Seen::Duplicate);
+        }
+        assert_eq!(d.check(S, t + 2 - WINDOW, 0), Seen::TooOld);
+        assert_eq!(d.check(S, t + 3 - WINDOW, 0), Seen::Fresh);
+    }
+
+    #[test]
+    fn sources_are_independent() {
+        let d = Dedup::new();
+        let t = Mac([2, 0, 0, 0, 0, 2]);
+        assert_eq!(d.check(S, 5, 0), Seen::Fresh);
+        assert_eq!(d.check(t, 5, 0), Seen::Fresh);
+        assert_eq!(d.check(t, 5, 0), Seen::Duplicate);
+        assert_eq!(d.sources(), 2);
+    }
+
+    #[test]
+    fn sliding_forgets_only_what_leaves_the_window() {
+        let d = Dedup::new();
+        for id in (10_000..10_000 + 3 * WINDOW).step_by(3) {
+            assert_eq!(d.check(S, id, 0), Seen::Fresh, "id {id}");
+        }
+        let top = 10_000 + 3 * WINDOW - 3;
+        // everything still inside the window is remembered
+        for id in (10_000..=top).step_by(3).filter(|id| top - id < WINDOW) {
+            assert_eq!(d.check(S, id, 0), Seen::Duplicate, "id {id}");
+        }
+        // ids inside the window never sent are fresh exactly once
+        assert_eq!(d.check(S, top - 1, 0), Seen::Fresh);
+        assert_eq!(d.check(S, top - 1, 0), Seen::Duplicate);
+        // a jump past the whole window clears it
+        assert_eq!(d.check(S, top + 10 * WINDOW, 0), Seen::Fresh);
+        assert_eq!(d.check(S, top + 10 * WINDOW - 5, 0), Seen::Fresh);
+    }
+
+    #[test]
+    fn matches_a_naive_model() {
+        // Random ids near a moving top, checked against a set-based model.
+        let mut rng = fastrand::Rng::with_seed(7);
+        let d = Dedup::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut top = 1_000_000u64;
+        for _ in 0..200_000 {
+            top += rng.u64(0..3);
+            let id = top.saturating_sub(rng.u64(0..WINDOW + 200));
+            let max = *seen.iter().next_back().unwrap_or(&0);
+            let want = if seen.contains(&id) && max.saturating_sub(id) < WINDOW {
+                Seen::Duplicate
+            } else if max > id && max - id >= WINDOW {
+                Seen::TooOld
+            } else {
+                Seen::Fresh
+            };
+            assert_eq!(d.check(S, id, 0), want, "id {id} top {max}");
+            if want == Seen::Fresh {
+                seen.insert(id);
+            }
+        }
+    }
+
+    #[test]
+    fn idle_sources_expire() {
+        let d = Dedup::new();
+        d.check(S, 1, 0);
+        d.check(Mac([2, 0, 0, 0, 0, 2]), 1, 100);
+        assert_eq!(d.expire(150, 60), 1);
+        assert_eq!(d.sources(), 1);
+    }
+}

@@ -1,0 +1,462 @@
+//! The protocol engine: what a node does with each message, frame and link
+//! event (PROTOCOL.md §4-6). Shared by every thread (`&self` everywhere);
+//! its tables are sharded and its counters atomic.
+
+use std::net::SocketAddr;
+
+use hashbrown::HashMap;
+use parking_lot::RwLock;
+
+use super::dedup::{Dedup, Seen};
+use super::ids::IdSource;
+use super::mac::Mac;
+use super::routes::{Offer, RouteTable};
+use super::stats::{Counter, DropReason, Stats};
+use super::wire::{self, Announce, AnnouncedAddr, DirectAnnounce, HealthReport, Message, WireError};
+use super::{LinkId, Now};
+
+/// What the engine needs to know about the node.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This node's MAC.
+    pub me: Mac,
+    /// The port this node listens on (announced to others).
+    pub port: u16,
+    /// Whether this node accepts connections; if not, it announces no address.
+    pub listening: bool,
+    /// Whether this node relays other nodes' announcements.
+    pub relay: bool,
+    /// Ids more than this many ms ahead of our clock are refused.
+    pub max_clock_skew: u64,
+    /// Routes not refreshed within this many ms are removed.
+    pub route_ttl: u64,
+}
+
+/// A link as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkCtx {
+    pub id: LinkId,
+    /// The neighbour's MAC, from its certificate.
+    pub peer: Mac,
+    /// The neighbour's address on the TCP connection.
+    pub addr: SocketAddr,
+    /// Whether the neighbour is an invpnd node (ALPN `invpn/2` agreed),
+    /// which may be sent the extensions 0.4 cannot handle.
+    pub ext: bool,
+}
+
+/// Something the rest of the daemon should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A node announced an address to dial it on.
+    Learned { mac: Mac, addr: SocketAddr },
+    /// A node announced that it takes no connections.
+    Forgot { mac: Mac },
+    /// A health response addressed to us.
+    Health(HealthReport),
+}
+
+/// Where the engine's work goes. The shells implement it; tests record it.
+pub trait Output {
+    /// Sends a whole message (with its length prefix) on one link.
+    fn send(&mut self, link: LinkId, msg: &[u8]);
+    /// Sends a message on every link but `except`; only on invpnd links if
+    /// `ext_only`.
+    fn flood(&mut self, except: Option<LinkId>, msg: &[u8], ext_only: bool);
+    /// Writes an Ethernet frame to the TAP.
+    fn deliver(&mut self, frame: &[u8]);
+    /// Reports an event.
+    fn event(&mut self, ev: Event);
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Handled (delivered, forwarded, or a stale announcement that ends a flood).
+    Done,
+    /// Well-formed but dropped; counted.
+    Dropped(DropReason),
+    /// Malformed; counted. Links that keep sending these may be closed.
+    Malformed(WireError),
+}
+
+/// What to do with a frame read from the TAP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TapAction {
+    /// Send `buf[msg]` on `link`.
+    Unicast { link: LinkId, msg: std::ops::Range<usize> },
+    /// Send `buf[msg]` on every link.
+    Flood { msg: std::ops::Range<usize> },
+    /// Drop it; counted.
+    Drop(DropReason),
+}
+
+/// The protocol state of one node.
+pub struct Engine {
+    cfg: EngineConfig,
+    ids: IdSource,
+    routes: RouteTable,
+    broadcasts: Dedup,
+    health_requests: Dedup,
+    neighbours: RwLock<HashMap<LinkId, Mac>>,
+    stats: Stats,
+}
+
+impl Engine {
+    /// A node with no links.
+    pub fn new(cfg: EngineConfig) -> Engine {
+        Engine {
+            cfg,
+            ids: IdSource::new(),
+            routes: RouteTable::new(),
+            broadcasts: Dedup::new(),
+            health_requests: Dedup::new(),
+            neighbours: RwLock::new(HashMap::new()),
+            stats: Stats::new(),
+        }
+    }
+
+    /// This node's MAC.
+    pub fn me(&self) -> Mac {
+        self.cfg.me
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The route table.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The neighbours linked now, by link.
+    pub fn neighbours(&self) -> Vec<(LinkId, Mac)> {
+        let mut v: Vec<_> = self.neighbours.read().iter().map(|(l, m)| (*l, *m)).collect();
+        v.sort();
+        v
+    }
+
+    /// A fresh id from the node's counter.
+    pub fn next_id(&self, now: Now) -> u64 {
+        self.ids.next(now.unix_ms)
+    }
+
+    /// This node's announcement, with a fresh id, to send to every
+    /// neighbour: `0x00` if it listens, else `0x01` without an address.
+    pub fn announcement(&self, now: Now) -> Vec<u8> {
+        let id = self.next_id(now);
+        let mut out = Vec::with_capacity(24);
+        if self.cfg.listening {
+            let a = DirectAnnounce { version: wire::VERSION, id, mac: self.cfg.me, port: self.cfg.port };
+            wire::encode_direct_announce(&mut out, &a);
+        } else {
+            let a = Announce {
+                version: wire::VERSION,
+                id,
+                mac: self.cfg.me,
+                port: self.cfg.port,
+                addr: AnnouncedAddr::None,
+            };
+            wire::encode_announce(&mut out, &a);
+        }
+        out
+    }
+
+    /// A link came up (after the one-link-per-pair check).
+    pub fn link_up(&self, link: &LinkCtx, now: Now) {
+        self.neighbours.write().insert(link.id, link.peer);
+        self.routes.add_neighbour(link.peer, link.id, now.mono);
+    }
+
+    /// A link went down: every route through it goes at once. Returns how
+    /// many routes were removed.
+    pub fn link_down(&self, link: LinkId) -> usize {
+        self.neighbours.write().remove(&link);
+        self.routes.remove_via(link)
+    }
+
+    /// Periodic housekeeping: expires routes and de-duplication state.
+    pub fn tick(&self, now: Now) {
+        self.routes.expire(now.mono, self.cfg.route_ttl);
+        let idle = self.cfg.route_ttl.max(60_000);
+        self.broadcasts.expire(now.mono, idle);
+        self.health_requests.expire(now.mono, idle);
+    }
+
+    fn in_future(&self, id: u64, now: Now) -> bool {
+        id > now.unix_ms.saturating_add(self.cfg.max_clock_skew)
+    }
+
+    fn dropped(&self, r: DropReason) -> Verdict {
+        self.stats.drop(r);
+        Verdict::Dropped(r)
+    }
+
+    /// Handles one message received on `link`. `raw` is the whole message
+    /// with its length prefix, as the deframer returned it; it may be
+    /// rewritten in place.
+    pub fn handle_message(
+        &self,
+        link: &LinkCtx,
+        raw: &mut [u8],
+        now: Now,
+        out: &mut impl Output,
+    ) -> Verdict {
+        self.stats.add(Counter::MessagesIn, 1);
+        let msg = match raw.get(wire::LEN_PREFIX..).map(wire::parse) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                self.stats.drop(DropReason::Malformed);
+                return Verdict::Malformed(e);
+            }
+            None => {
+                self.stats.drop(DropReason::Malformed);
+                return Verdict::Malformed(WireError::Empty);
+            }
+        };
+        match msg {
+            Message::DirectAnnounce(a) => self.on_direct_announce(link, &a, now, out),
+            Message::Announce(a) => self.on_announce(link, &a, raw, now, out),
+            Message::Unicast(u) => {
+                if u.src == self.cfg.me {
+                    return self.dropped(DropReason::OwnSource);
+                }
+                if u.dst == self.cfg.me {
+                    self.deliver(u.frame, out);
+                    return Verdict::Done;
+                }
+                self.forward(link, u.dst, raw, out)
+            }
+            Message::Broadcast(b) => {
+                if b.src == self.cfg.me {
+                    return self.dropped(DropReason::OwnSource);
+                }
+                if !self.routes.contains(&b.src) {
+                    return self.dropped(DropReason::UnknownSource);
+                }
+                if self.in_future(b.id, now) {
+                    return self.dropped(DropReason::FutureId);
+                }
+                match self.broadcasts.check(b.src, b.id, now.mono) {
+                    Seen::Fresh => {}
+                    Seen::Duplicate => return self.dropped(DropReason::Duplicate),
+                    Seen::TooOld => return self.dropped(DropReason::TooOld),
+                }
+                out.flood(Some(link.id), raw, false);
+                // The id's last six bytes become the broadcast destination:
+                // raw[5..] is then the Ethernet frame.
+                raw[5..11].copy_from_slice(&Mac::BROADCAST.0);
+                self.deliver(&raw[5..], out);
+                Verdict::Done
+            }
+            Message::HealthRequest(r) => self.on_health_request(link, &r, now, out),
+            Message::HealthResponse(r) => {
+                if r.dst == self.cfg.me {
+                    out.event(Event::Health(HealthReport::from_wire(&r)));
+                    return Verdict::Done;
+                }
+                // Forward, appending our MAC to the reverse traceroute.
+                let Some(next) = self.routes.next_hop(&r.dst) else {
+                    return self.dropped(DropReason::NoRoute);
+                };
+                let len = raw.len() - wire::LEN_PREFIX + 6;
+                if len > wire::MAX_MSG_LEN {
+                    return self.dropped(DropReason::TooLong);
+                }
+                let mut fwd = Vec::with_capacity(raw.len() + 6);
+                fwd.extend_from_slice(&(len as u16).to_be_bytes());
+                fwd.extend_from_slice(&raw[wire::LEN_PREFIX..]);
+                fwd.extend_from_slice(&self.cfg.me.0);
+                out.send(next, &fwd);
+                Verdict::Done
+            }
+            Message::Unknown(_) => {
+                self.stats.add(Counter::UnknownTypes, 1);
+                Verdict::Done
+            }
+        }
+    }
+
+    fn deliver(&self, frame: &[u8], out: &mut impl Output) {
+        out.deliver(frame);
+    }
+
+    fn forward(&self, link: &LinkCtx, dst: Mac, raw: &[u8], out: &mut impl Output) -> Verdict {
+        match self.routes.next_hop(&dst) {
+            None => self.dropped(DropReason::NoRoute),
+            Some(next) if next == link.id => self.dropped(DropReason::Loop),
+            Some(next) => {
+                self.stats.add(Counter::FramesForwarded, 1);
+                out.send(next, raw);
+                Verdict::Done
+            }
+        }
+    }
+
+    fn on_direct_announce(
+        &self,
+        link: &LinkCtx,
+        a: &DirectAnnounce,
+        now: Now,
+        out: &mut impl Output,
+    ) -> Verdict {
+        // A neighbour may only announce itself (0.4 did not check).
+        if a.mac != link.peer {
+            return self.dropped(DropReason::Impersonation);
+        }
+        // Becomes a 0x01 with the neighbour's address as we see it.
+        let relayed = Announce {
+            version: a.version,
+            id: a.id,
+            mac: a.mac,
+            port: a.port,
+            addr: AnnouncedAddr::from_ip(link.addr.ip()),
+        };
+        let mut raw = Vec::with_capacity(40);
+        wire::encode_announce(&mut raw, &relayed);
+        self.on_announce(link, &relayed, &raw, now, out)
+    }
+
+    fn on_announce(
+        &self,
+        link: &LinkCtx,
+        a: &Announce,
+        raw: &[u8],
+        now: Now,
+        out: &mut impl Output,
+    ) -> Verdict {
+        if a.mac == self.cfg.me {
+            return self.dropped(DropReason::Own);
+        }
+        if self.in_future(a.id, now) {
+            return self.dropped(DropReason::FutureId);
+        }
+        let addr = a.socket_addr().filter(|s| !s.ip().is_unspecified() && s.port() != 0);
+        match self.routes.offer(a.mac, a.id, link.id, link.peer, addr, now.mono) {
+            // An announcement seen already: this is how a flood ends.
+            Offer::Stale => Verdict::Done,
+            Offer::Accepted { addr_changed } => {
+                self.stats.add(Counter::AnnouncementsAccepted, 1);
+                if addr_changed {
+                    out.event(match addr {
+                        Some(addr) => Event::Learned { mac: a.mac, addr },
+                        None => Event::Forgot { mac: a.mac },
+                    });
+                }
+                if self.cfg.relay {
+                    out.flood(Some(link.id), raw, false);
+                }
+                Verdict::Done
+            }
+        }
+    }
+
+    /// A new health request from this node, to flood on invpnd links.
+    /// Returns its id and the message.
+    pub fn health_request(&self, now: Now) -> (u64, Vec<u8>) {
+        let id = self.next_id(now);
+        let mut out = Vec::with_capacity(20);
+        wire::encode_health_request(&mut out, wire::VERSION, id, self.cfg.me, &[]);
+        (id, out)
+    }
+
+    fn on_health_request(
+        &self,
+        link: &LinkCtx,
+        r: &wire::HealthRequest<'_>,
+        now: Now,
+        out: &mut impl Output,
+    ) -> Verdict {
+        if r.origin == self.cfg.me {
+            return self.dropped(DropReason::Own);
+        }
+        if self.in_future(r.id, now) {
+            return self.dropped(DropReason::FutureId);
+        }
+        match self.health_requests.check(r.origin, r.id, now.mono) {
+            Seen::Fresh => {}
+            Seen::Duplicate => return self.dropped(DropReason::Duplicate),
+            Seen::TooOld => return self.dropped(DropReason::TooOld),
+        }
+        // Forward with our MAC appended (and len fixed, which 0.4 forgot),
+        // only to invpnd links: 0.4 mishandles 0x02.
+        let mut trace = Vec::with_capacity(r.trace.bytes().len() + 6);
+        trace.extend_from_slice(r.trace.bytes());
+        trace.extend_from_slice(&self.cfg.me.0);
+        let mut fwd = Vec::with_capacity(trace.len() + 20);
+        if wire::encode_health_request(&mut fwd, r.version, r.id, r.origin, &trace) {
+            out.flood(Some(link.id), &fwd, true);
+        } else {
+            self.stats.drop(DropReason::TooLong);
+        }
+        // Answer the origin, routed like a unicast frame; without a route,
+        // back where the request came from (that way leads to the origin).
+        let report = HealthReport {
+            dst: r.origin,
+            responder: self.cfg.me,
+            request_id: r.id,
+            links: self.neighbours().into_iter().map(|(_, m)| m).collect(),
+            routes: self.routes.snapshot().into_iter().map(|(m, r)| (m, r.via)).collect(),
+            trace: r.trace.iter().collect(),
+            reverse: vec![self.cfg.me],
+        };
+        let mut resp = Vec::new();
+        wire::encode_health_response(&mut resp, wire::VERSION, &report);
+        let next = self.routes.next_hop(&r.origin).unwrap_or(link.id);
+        out.send(next, &resp);
+        Verdict::Done
+    }
+
+    /// Decides what to do with a frame read from the TAP into
+    /// `buf[FRAME_HEADROOM..FRAME_HEADROOM + n]`, building the message in
+    /// place around it.
+    pub fn tap_frame(&self, buf: &mut [u8], n: usize, now: Now) -> TapAction {
+        let start = wire::FRAME_HEADROOM;
+        let Some(frame) = buf.get(start..start + n).filter(|f| f.len() >= 14) else {
+            self.stats.drop(DropReason::BadFrame);
+            return TapAction::Drop(DropReason::BadFrame);
+        };
+        let (dst, src) = match (Mac::from_slice(frame), frame.get(6..).and_then(Mac::from_slice)) {
+            (Some(d), Some(s)) => (d, s),
+            _ => return TapAction::Drop(DropReason::BadFrame),
+        };
+        if src != self.cfg.me {
+            self.stats.drop(DropReason::ForeignSource);
+            return TapAction::Drop(DropReason::ForeignSource);
+        }
+        self.stats.add(Counter::TapFramesIn, 1);
+        self.stats.add(Counter::TapBytesIn, n as u64);
+        if dst.is_group() {
+            let id = self.next_id(now);
+            return match wire::broadcast_in_place(buf, n, id) {
+                Some(msg) => TapAction::Flood { msg },
+                None => {
+                    self.stats.drop(DropReason::BadFrame);
+                    TapAction::Drop(DropReason::BadFrame)
+                }
+            };
+        }
+        let Some(link) = self.routes.next_hop(&dst) else {
+            self.stats.drop(DropReason::NoRoute);
+            return TapAction::Drop(DropReason::NoRoute);
+        };
+        match wire::unicast_in_place(buf, n) {
+            Some(msg) => TapAction::Unicast { link, msg },
+            None => {
+                self.stats.drop(DropReason::BadFrame);
+                TapAction::Drop(DropReason::BadFrame)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

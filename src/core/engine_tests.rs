@@ -1,0 +1,360 @@
+//! Engine tests: every rule of PROTOCOL.md §4-6 on literal messages, with a
+//! recording output and no I/O.
+
+use super::*;
+use crate::core::wire::{encode_broadcast, encode_unicast, FRAME_HEADROOM};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Act {
+    Send(LinkId, Vec<u8>),
+    Flood(Option<LinkId>, Vec<u8>, bool),
+    Deliver(Vec<u8>),
+    Event(Event),
+}
+
+#[derive(Default)]
+pub(crate) struct Rec(pub Vec<Act>);
+
+impl Output for Rec {
+    fn send(&mut self, link: LinkId, msg: &[u8]) {
+        self.0.push(Act::Send(link, msg.to_vec()));
+    }
+    fn flood(&mut self, except: Option<LinkId>, msg: &[u8], ext_only: bool) {
+        self.0.push(Act::Flood(except, msg.to_vec(), ext_only));
+    }
+    fn deliver(&mut self, frame: &[u8]) {
+        self.0.push(Act::Deliver(frame.to_vec()));
+    }
+    fn event(&mut self, ev: Event) {
+        self.0.push(Act::Event(ev));
+    }
+}
+
+fn m(n: u8) -> Mac {
+    Mac([2, 0x50, 0x56, 0, 0, n])
+}
+
+const NOW: Now = Now { mono: 1_000, unix_ms: 1_700_000_000_000 };
+
+fn engine(me: u8) -> Engine {
+    Engine::new(EngineConfig {
+        me: m(me),
+        port: 41744,
+        listening: true,
+        relay: true,
+        max_clock_skew: 60_000,
+        route_ttl: 300_000,
+    })
+}
+
+fn link(id: u64, peer: u8, ext: bool) -> LinkCtx {
+    LinkCtx {
+        id: LinkId(id),
+        peer: m(peer),
+        addr: format!("198.18.0.{peer}:5555").parse().unwrap(),
+        ext,
+    }
+}
+
+fn direct(mac: Mac, id: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    wire::encode_direct_announce(&mut v, &DirectAnnounce { version: 1, id, mac, port: 41744 });
+    v
+}
+
+fn announce(mac: Mac, id: u64, addr: AnnouncedAddr) -> Vec<u8> {
+    let mut v = Vec::new();
+    wire::encode_announce(&mut v, &Announce { version: 1, id, mac, port: 41744, addr });
+    v
+}
+
+fn frame(dst: Mac, src: Mac, len: usize) -> Vec<u8> {
+    let mut f = dst.0.to_vec();
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.resize(len, 0xab);
+    f
+}
+
+fn run(e: &Engine, l: &LinkCtx, msg: &[u8]) -> (Verdict, Vec<Act>) {
+    let mut rec = Rec::default();
+    let mut raw = msg.to_vec();
+    let v = e.handle_message(l, &mut raw, NOW, &mut rec);
+    (v, rec.0)
+}
+
+/// Brings up links to the given peers and returns their contexts.
+fn linked(e: &Engine, peers: &[(u64, u8, bool)]) -> Vec<LinkCtx> {
+    peers
+        .iter()
+        .map(|&(id, p, ext)| {
+            let l = link(id, p, ext);
+            e.link_up(&l, NOW);
+            l
+        })
+        .collect()
+}
+
+#[test]
+fn own_announcement_is_direct_or_addressless() {
+    let e = engine(1);
+    let a = e.announcement(NOW);
+    let Ok(Message::DirectAnnounce(d)) = wire::parse(&a[2..]) else { panic!() };
+    assert_eq!((d.mac, d.port, d.version, d.id), (m(1), 41744, 1, NOW.unix_ms));
+    let b = e.announcement(NOW);
+    let Ok(Message::DirectAnnounce(d2)) = wire::parse(&b[2..]) else { panic!() };
+    assert_eq!(d2.id, d.id + 1, "ids strictly increase");
+
+    let quiet = Engine::new(EngineConfig { listening: false, ..e.config().clone() });
+    let a = quiet.announcement(NOW);
+    let Ok(Message::Announce(x)) = wire::parse(&a[2..]) else { panic!() };
+    assert_eq!(x.addr, AnnouncedAddr::None);
+}
+
+#[test]
+fn direct_announce_becomes_announce_with_seen_address() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false), (11, 3, false)]);
+    let (v, acts) = run(&e, &ls[0], &direct(m(2), 500));
+    assert_eq!(v, Verdict::Done);
+    let want = announce(m(2), 500, AnnouncedAddr::V4("198.18.0.2".parse().unwrap()));
+    assert_eq!(
+        acts,
+        vec![
+            Act::Event(Event::Learned { mac: m(2), addr: "198.18.0.2:41744".parse().unwrap() }),
+            Act::Flood(Some(LinkId(10)), want, false),
+        ]
+    );
+    assert_eq!(e.routes().get(&m(2)).unwrap().stamp, 500);
+}
+
+#[test]
+fn neighbour_may_only_announce_itself() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false)]);
+    let (v, acts) = run(&e, &ls[0], &direct(m(7), 500));
+    assert_eq!(v, Verdict::Dropped(DropReason::Impersonation));
+    assert!(acts.is_empty());
+    assert!(!e.routes().contains(&m(7)));
+}
+
+#[test]
+fn announcement_flood_ends_at_seen_ids() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false), (11, 3, false)]);
+    let msg = announce(m(9), 77, AnnouncedAddr::V4("198.18.0.9".parse().unwrap()));
+    let (_, first) = run(&e, &ls[0], &msg);
+    assert_eq!(first.len(), 2, "learned + relayed: {first:?}");
+    assert_eq!(first[1], Act::Flood(Some(LinkId(10)), msg.clone(), false));
+    // the copy arriving over the other path is dropped silently
+    let (v, again) = run(&e, &ls[1], &msg);
+    assert_eq!((v, again.len()), (Verdict::Done, 0));
+    assert_eq!(e.routes().next_hop(&m(9)), Some(LinkId(10)));
+    // a newer announcement arriving first on the other link moves the route,
+    // with no cache event since the address is the same
+    let newer = announce(m(9), 78, AnnouncedAddr::V4("198.18.0.9".parse().unwrap()));
+    let (_, acts) = run(&e, &ls[1], &newer);
+    assert_eq!(acts, vec![Act::Flood(Some(LinkId(11)), newer, false)]);
+    assert_eq!(e.routes().next_hop(&m(9)), Some(LinkId(11)));
+}
+
+#[test]
+fn own_and_future_announcements_dropped() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false)]);
+    let own = announce(m(1), 5, AnnouncedAddr::None);
+    assert_eq!(run(&e, &ls[0], &own).0, Verdict::Dropped(DropReason::Own));
+    let future = announce(m(9), NOW.unix_ms + 61_000, AnnouncedAddr::None);
+    assert_eq!(run(&e, &ls[0], &future).0, Verdict::Dropped(DropReason::FutureId));
+    let near = announce(m(9), NOW.unix_ms + 59_000, AnnouncedAddr::None);
+    assert_eq!(run(&e, &ls[0], &near).0, Verdict::Done);
+}
+
+#[test]
+fn addressless_announce_forgets_and_no_relay_stays_quiet() {
+    let e = Engine::new(EngineConfig { relay: false, ..engine(1).config().clone() });
+    let ls = linked(&e, &[(10, 2, false), (11, 3, false)]);
+    let (_, acts) = run(&e, &ls[0], &announce(m(9), 1, AnnouncedAddr::None));
+    assert_eq!(acts, vec![Act::Event(Event::Forgot { mac: m(9) })]);
+    assert!(e.routes().contains(&m(9)));
+}
+
+#[test]
+fn unicast_delivered_forwarded_or_dropped() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false), (11, 3, false)]);
+    let to_me = frame(m(1), m(3), 60);
+    let mut msg = Vec::new();
+    encode_unicast(&mut msg, &to_me);
+    assert_eq!(run(&e, &ls[1], &msg), (Verdict::Done, vec![Act::Deliver(to_me)]));
+
+    // to a neighbour: forwarded unchanged on its link
+    let mut fwd = Vec::new();
+    encode_unicast(&mut fwd, &frame(m(2), m(3), 100));
+    assert_eq!(run(&e, &ls[1], &fwd), (Verdict::Done, vec![Act::Send(LinkId(10), fwd.clone())]));
+    // back where it came from: a loop
+    assert_eq!(run(&e, &ls[0], &fwd).0, Verdict::Dropped(DropReason::Loop));
+    // unknown destination
+    let mut lost = Vec::new();
+    encode_unicast(&mut lost, &frame(m(99), m(3), 100));
+    assert_eq!(run(&e, &ls[1], &lost).0, Verdict::Dropped(DropReason::NoRoute));
+    // claiming our own source
+    let mut spoof = Vec::new();
+    encode_unicast(&mut spoof, &frame(m(2), m(1), 100));
+    assert_eq!(run(&e, &ls[1], &spoof).0, Verdict::Dropped(DropReason::OwnSource));
+    assert_eq!(e.stats().drops(DropReason::NoRoute), 1);
+}
+
+#[test]
+fn broadcast_flooded_delivered_once_even_out_of_order() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false), (11, 3, false)]);
+    let f = frame(Mac([0x33, 0x33, 0, 0, 0, 1]), m(2), 80);
+    let mk = |id| {
+        let mut v = Vec::new();
+        encode_broadcast(&mut v, id, &f);
+        v
+    };
+    let mut delivered = f.clone();
+    delivered[..6].copy_from_slice(&[0xff; 6]);
+    // newer first, then older: both delivered once
+    for id in [NOW.unix_ms + 2, NOW.unix_ms + 1] {
+        let (v, acts) = run(&e, &ls[0], &mk(id));
+        assert_eq!(v, Verdict::Done);
+        assert_eq!(
+            acts,
+            vec![Act::Flood(Some(LinkId(10)), mk(id), false), Act::Deliver(delivered.clone())]
+        );
+    }
+    for id in [NOW.unix_ms + 2, NOW.unix_ms + 1] {
+        assert_eq!(run(&e, &ls[1], &mk(id)).0, Verdict::Dropped(DropReason::Duplicate));
+    }
+}
+
+#[test]
+fn broadcast_from_unknown_or_own_source_dropped() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false)]);
+    let mut unknown = Vec::new();
+    encode_broadcast(&mut unknown, 5, &frame(Mac::BROADCAST, m(42), 60));
+    assert_eq!(run(&e, &ls[0], &unknown).0, Verdict::Dropped(DropReason::UnknownSource));
+    let mut own = Vec::new();
+    encode_broadcast(&mut own, 5, &frame(Mac::BROADCAST, m(1), 60));
+    assert_eq!(run(&e, &ls[0], &own).0, Verdict::Dropped(DropReason::OwnSource));
+    let mut future = Vec::new();
+    encode_broadcast(&mut future, NOW.unix_ms + 120_000, &frame(Mac::BROADCAST, m(2), 60));
+    assert_eq!(run(&e, &ls[0], &future).0, Verdict::Dropped(DropReason::FutureId));
+}
+
+#[test]
+fn malformed_and_unknown_messages() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false)]);
+    let (v, acts) = run(&e, &ls[0], &[0, 0]);
+    assert_eq!(v, Verdict::Malformed(WireError::Empty));
+    assert!(acts.is_empty());
+    let (v, _) = run(&e, &ls[0], &[0, 3, 0x80, 1, 2]);
+    assert!(matches!(v, Verdict::Malformed(WireError::Truncated { .. })));
+    assert_eq!(run(&e, &ls[0], &[0, 2, 0x55, 9]), (Verdict::Done, vec![]));
+    assert_eq!(e.stats().drops(DropReason::Malformed), 2);
+    assert_eq!(e.stats().get(Counter::UnknownTypes), 1);
+}
+
+#[test]
+fn link_down_removes_routes_through_it() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false), (11, 3, false)]);
+    run(&e, &ls[0], &announce(m(9), 1, AnnouncedAddr::None));
+    run(&e, &ls[1], &announce(m(8), 1, AnnouncedAddr::None));
+    assert_eq!(e.routes().len(), 4);
+    assert_eq!(e.link_down(LinkId(10)), 2);
+    assert!(!e.routes().contains(&m(9)) && !e.routes().contains(&m(2)));
+    assert_eq!(e.neighbours(), vec![(LinkId(11), m(3))]);
+}
+
+#[test]
+fn routes_expire_on_tick() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false)]);
+    run(&e, &ls[0], &announce(m(9), 1, AnnouncedAddr::None));
+    e.tick(Now { mono: NOW.mono + 300_001, ..NOW });
+    assert!(e.routes().is_empty());
+}
+
+#[test]
+fn tap_frames_classified_and_built_in_place() {
+    let e = engine(1);
+    linked(&e, &[(10, 2, false)]);
+    let mut buf = vec![0u8; 2048];
+    let put = |buf: &mut Vec<u8>, f: &[u8]| buf[FRAME_HEADROOM..FRAME_HEADROOM + f.len()].copy_from_slice(f);
+
+    let uni = frame(m(2), m(1), 100);
+    put(&mut buf, &uni);
+    let TapAction::Unicast { link, msg } = e.tap_frame(&mut buf, uni.len(), NOW) else { panic!() };
+    assert_eq!(link, LinkId(10));
+    let mut want = Vec::new();
+    encode_unicast(&mut want, &uni);
+    assert_eq!(&buf[msg], &want[..]);
+
+    // IPv6 multicast (neighbour discovery) is flooded like broadcast
+    let mc = frame(Mac([0x33, 0x33, 0xff, 0, 0, 2]), m(1), 86);
+    put(&mut buf, &mc);
+    let TapAction::Flood { msg } = e.tap_frame(&mut buf, mc.len(), NOW) else { panic!() };
+    let Ok(Message::Broadcast(b)) = wire::parse(&buf[msg.start + 2..msg.end]) else { panic!() };
+    assert_eq!((b.src, b.payload), (m(1), &mc[12..]));
+
+    let foreign = frame(m(2), m(7), 60);
+    put(&mut buf, &foreign);
+    assert_eq!(e.tap_frame(&mut buf, 60, NOW), TapAction::Drop(DropReason::ForeignSource));
+    let nowhere = frame(m(50), m(1), 60);
+    put(&mut buf, &nowhere);
+    assert_eq!(e.tap_frame(&mut buf, 60, NOW), TapAction::Drop(DropReason::NoRoute));
+    assert_eq!(e.tap_frame(&mut buf, 13, NOW), TapAction::Drop(DropReason::BadFrame));
+}
+
+#[test]
+fn health_request_forwarded_to_invpnd_links_and_answered() {
+    let e = engine(2);
+    // link 10 to the origin (1), 11 to an invpnd node, 12 to a 0.4 node
+    let ls = linked(&e, &[(10, 1, true), (11, 3, true), (12, 4, false)]);
+    let mut req = Vec::new();
+    wire::encode_health_request(&mut req, 1, NOW.unix_ms, m(1), &[]);
+    let (v, acts) = run(&e, &ls[0], &req);
+    assert_eq!(v, Verdict::Done);
+    let mut fwd = Vec::new();
+    wire::encode_health_request(&mut fwd, 1, NOW.unix_ms, m(1), &m(2).0);
+    assert_eq!(acts[0], Act::Flood(Some(LinkId(10)), fwd, true));
+    let Act::Send(to, resp) = &acts[1] else { panic!("{acts:?}") };
+    assert_eq!(*to, LinkId(10));
+    let Ok(Message::HealthResponse(r)) = wire::parse(&resp[2..]) else { panic!() };
+    assert_eq!((r.dst, r.responder, r.request_id), (m(1), m(2), NOW.unix_ms));
+    assert_eq!(r.links.iter().collect::<Vec<_>>(), vec![m(1), m(3), m(4)]);
+    assert_eq!(r.reverse.iter().collect::<Vec<_>>(), vec![m(2)]);
+    assert_eq!(r.routes.len(), 3);
+    // the same request again (another path): dropped
+    assert_eq!(run(&e, &ls[1], &req).0, Verdict::Dropped(DropReason::Duplicate));
+}
+
+#[test]
+fn health_response_forwarded_with_reverse_hop_or_reported() {
+    let e = engine(2);
+    let ls = linked(&e, &[(10, 1, true), (11, 3, true)]);
+    let rep = HealthReport {
+        dst: m(1),
+        responder: m(3),
+        request_id: 9,
+        reverse: vec![m(3)],
+        ..Default::default()
+    };
+    let mut resp = Vec::new();
+    wire::encode_health_response(&mut resp, 1, &rep);
+    let (_, acts) = run(&e, &ls[1], &resp);
+    let mut want = Vec::new();
+    wire::encode_health_response(&mut want, 1, &HealthReport { reverse: vec![m(3), m(2)], ..rep.clone() });
+    assert_eq!(acts, vec![Act::Send(LinkId(10), want)]);
+
+    let mine = HealthReport { dst: m(2), ..rep };
+    let mut resp = Vec::new();
+    wire::encode_health_response(&mut resp, 1, &mine);
+    assert_eq!(run(&e, &ls[1], &resp).1, vec![Act::Event(Event::Health(mine))]);
+}

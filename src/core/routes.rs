@@ -1,0 +1,221 @@
+//! The route table: which link leads to each node's MAC (PROTOCOL.md §4).
+//!
+//! Sharded so that the TAP thread and every worker can look routes up at
+//! line rate while announcements update them: a lookup takes one shard's
+//! read lock for a hash probe.
+
+use std::net::SocketAddr;
+
+use hashbrown::HashMap;
+use parking_lot::RwLock;
+
+use super::mac::Mac;
+use super::LinkId;
+
+const SHARDS: usize = 16;
+
+/// How to reach one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The link the node's newest announcement arrived on.
+    pub link: LinkId,
+    /// The neighbour at the other end of that link.
+    pub via: Mac,
+    /// The id of that announcement (0 for a neighbour not yet announced).
+    pub stamp: u64,
+    /// When the route was last refreshed (monotonic ms).
+    pub refreshed: u64,
+    /// The address the node announced, if any.
+    pub addr: Option<SocketAddr>,
+}
+
+/// The result of offering an announcement to the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// The announcement is new: the route now points at its link.
+    /// `addr_changed` says whether the announced address differs from the
+    /// one known before (or the node was not known).
+    Accepted { addr_changed: bool },
+    /// An announcement with this id or a newer one was seen already.
+    Stale,
+}
+
+/// Routes by destination MAC.
+pub struct RouteTable {
+    shards: Box<[RwLock<HashMap<Mac, Route>>]>,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable::new()
+    }
+}
+
+impl RouteTable {
+    /// An empty table.
+    pub fn new() -> RouteTable {
+        RouteTable { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect() }
+    }
+
+    fn shard(&self, mac: &Mac) -> &RwLock<HashMap<Mac, Route>> {
+        &self.shards[(mac.shard_hash() >> 60) as usize % SHARDS]
+    }
+
+    /// The link to send a frame for `mac` on: the hot-path lookup.
+    #[inline]
+    pub fn next_hop(&self, mac: &Mac) -> Option<LinkId> {
+        self.shard(mac).read().get(mac).map(|r| r.link)
+    }
+
+    /// The whole route to `mac`.
+    pub fn get(&self, mac: &Mac) -> Option<Route> {
+        self.shard(mac).read().get(mac).copied()
+    }
+
+    /// Whether `mac` is known.
+    pub fn contains(&self, mac: &Mac) -> bool {
+        self.shard(mac).read().contains_key(mac)
+    }
+
+    /// Offers an announcement of `mac` with id `stamp` that arrived on `link`
+    /// from neighbour `via`. The first copy of a newer announcement wins.
+    pub fn offer(
+        &self,
+        mac: Mac,
+        stamp: u64,
+        link: LinkId,
+        via: Mac,
+        addr: Option<SocketAddr>,
+        now: u64,
+    ) -> Offer {
+        let mut shard = self.shard(&mac).write();
+        let route = Route { link, via, stamp, refreshed: now, addr };
+        match shard.get_mut(&mac) {
+            Some(old) if old.stamp >= stamp => Offer::Stale,
+            Some(old) => {
+                let addr_changed = old.addr != addr;
+                *old = route;
+                Offer::Accepted { addr_changed }
+            }
+            None => {
+                shard.insert(mac, route);
+                Offer::Accepted { addr_changed: true }
+            }
+        }
+    }
+
+    /// Adds a route to a neighbour that just linked, unless one exists: the
+    /// node is reachable through the link before it has announced itself.
+    pub fn add_neighbour(&self, mac: Mac, link: LinkId, now: u64) {
+        self.shard(&mac).write().entry(mac).or_insert(Route {
+            link,
+            via: mac,
+            stamp: 0,
+            refreshed: now,
+            addr: None,
+        });
+    }
+
+    /// Removes every route through `link`; returns how many.
+    pub fn remove_via(&self, link: LinkId) -> usize {
+        self.retain(|_, r| r.link != link)
+    }
+
+    /// Removes routes not refreshed within `ttl` ms; returns how many.
+    pub fn expire(&self, now: u64, ttl: u64) -> usize {
+        self.retain(|_, r| now.saturating_sub(r.refreshed) <= ttl)
+    }
+
+    fn retain(&self, mut keep: impl FnMut(&Mac, &Route) -> bool) -> usize {
+        let mut removed = 0;
+        for s in self.shards.iter() {
+            let mut s = s.write();
+            let before = s.len();
+            s.retain(|m, r| keep(m, r));
+            removed += before - s.len();
+        }
+        removed
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of every route, sorted by destination.
+    pub fn snapshot(&self) -> Vec<(Mac, Route)> {
+        let mut v: Vec<(Mac, Route)> = Vec::new();
+        for s in self.shards.iter() {
+            v.extend(s.read().iter().map(|(m, r)| (*m, *r)));
+        }
+        v.sort_by_key(|(m, _)| *m);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(n: u8) -> Mac {
+        Mac([2, 0, 0, 0, 0, n])
+    }
+
+    #[test]
+    fn newer_announcement_wins_first_copy_kept() {
+        let t = RouteTable::new();
+        let (l1, l2) = (LinkId(1), LinkId(2));
+        assert_eq!(t.offer(m(9), 10, l1, m(1), None, 0), Offer::Accepted { addr_changed: true });
+        // the same announcement over another path later: dropped
+        assert_eq!(t.offer(m(9), 10, l2, m(2), None, 1), Offer::Stale);
+        assert_eq!(t.offer(m(9), 9, l2, m(2), None, 1), Offer::Stale);
+        assert_eq!(t.next_hop(&m(9)), Some(l1));
+        // the next announcement arrives first on l2
+        assert_eq!(t.offer(m(9), 11, l2, m(2), None, 2), Offer::Accepted { addr_changed: false });
+        assert_eq!(t.get(&m(9)).unwrap().via, m(2));
+    }
+
+    #[test]
+    fn address_changes_are_reported() {
+        let t = RouteTable::new();
+        let a: SocketAddr = "198.18.0.1:41744".parse().unwrap();
+        let b: SocketAddr = "198.18.0.2:41744".parse().unwrap();
+        let l = LinkId(1);
+        assert_eq!(t.offer(m(9), 1, l, m(1), Some(a), 0), Offer::Accepted { addr_changed: true });
+        assert_eq!(t.offer(m(9), 2, l, m(1), Some(a), 0), Offer::Accepted { addr_changed: false });
+        assert_eq!(t.offer(m(9), 3, l, m(1), Some(b), 0), Offer::Accepted { addr_changed: true });
+        assert_eq!(t.offer(m(9), 4, l, m(1), None, 0), Offer::Accepted { addr_changed: true });
+    }
+
+    #[test]
+    fn neighbour_route_until_announced() {
+        let t = RouteTable::new();
+        t.add_neighbour(m(5), LinkId(3), 0);
+        assert_eq!(t.next_hop(&m(5)), Some(LinkId(3)));
+        // an existing route is not replaced
+        t.add_neighbour(m(5), LinkId(4), 0);
+        assert_eq!(t.next_hop(&m(5)), Some(LinkId(3)));
+        assert!(matches!(t.offer(m(5), 1, LinkId(4), m(6), None, 0), Offer::Accepted { .. }));
+        assert_eq!(t.next_hop(&m(5)), Some(LinkId(4)));
+    }
+
+    #[test]
+    fn link_loss_and_expiry_remove_routes() {
+        let t = RouteTable::new();
+        for i in 0..100u8 {
+            t.offer(m(i), 1, LinkId(u64::from(i % 2)), m(200), None, u64::from(i));
+        }
+        assert_eq!(t.len(), 100);
+        assert_eq!(t.remove_via(LinkId(0)), 50);
+        assert!(t.snapshot().iter().all(|(_, r)| r.link == LinkId(1)));
+        // refreshed at 1, 3, ..., 99; at now=150 with ttl 100, those <= 49 go
+        assert_eq!(t.expire(150, 100), 25);
+        assert_eq!(t.len(), 25);
+        assert!(!t.contains(&m(1)) && t.contains(&m(51)));
+    }
+}

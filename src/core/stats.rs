@@ -1,0 +1,148 @@
+//! Counters the engine and the shells keep, shown by `invpnctl status`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! named_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $label:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vm])* $v,)* }
+        impl $name {
+            /// Every value, in order.
+            pub const ALL: &'static [$name] = &[$($name::$v,)*];
+            /// A stable label for logs and the control interface.
+            pub fn label(self) -> &'static str {
+                match self { $($name::$v => $label,)* }
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// Traffic counters.
+    Counter {
+        /// Frames read from the TAP.
+        TapFramesIn = "tap_frames_in",
+        /// Bytes read from the TAP.
+        TapBytesIn = "tap_bytes_in",
+        /// Frames written to the TAP.
+        TapFramesOut = "tap_frames_out",
+        /// Bytes written to the TAP.
+        TapBytesOut = "tap_bytes_out",
+        /// Frames forwarded from one link to another.
+        FramesForwarded = "frames_forwarded",
+        /// Messages received on links.
+        MessagesIn = "messages_in",
+        /// Announcements that changed a route.
+        AnnouncementsAccepted = "announcements_accepted",
+        /// Unknown message types received (ignored, as 0.4 does).
+        UnknownTypes = "unknown_types",
+    }
+}
+
+named_enum! {
+    /// Why something was dropped.
+    DropReason {
+        /// No route to the destination MAC.
+        NoRoute = "no_route",
+        /// A TAP frame whose source MAC is not ours.
+        ForeignSource = "foreign_source",
+        /// A frame from the wire claiming our own MAC as source.
+        OwnSource = "own_source",
+        /// A TAP frame shorter than an Ethernet header, or too long.
+        BadFrame = "bad_frame",
+        /// A broadcast or health request seen before.
+        Duplicate = "duplicate",
+        /// A broadcast older than the de-duplication window.
+        TooOld = "too_old",
+        /// A broadcast from a source never announced.
+        UnknownSource = "unknown_source",
+        /// An id too far in the future (a clock off, or a forgery).
+        FutureId = "future_id",
+        /// A neighbour announcing a MAC other than its own.
+        Impersonation = "impersonation",
+        /// Our own announcement or request came back.
+        Own = "own",
+        /// A unicast whose route leads back where it came from.
+        Loop = "loop",
+        /// A malformed message.
+        Malformed = "malformed",
+        /// A queue (to a link or to the TAP) was full.
+        QueueFull = "queue_full",
+        /// A traceroute or response that would not fit in a message.
+        TooLong = "too_long",
+    }
+}
+
+/// Counters shared by every thread; relaxed atomics.
+pub struct Stats {
+    counters: Vec<AtomicU64>,
+    drops: Vec<AtomicU64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats::new()
+    }
+}
+
+impl Stats {
+    /// All zero.
+    pub fn new() -> Stats {
+        Stats {
+            counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            drops: DropReason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Adds `n` to a counter.
+    #[inline]
+    pub fn add(&self, c: Counter, n: u64) {
+        if let Some(a) = self.counters.get(c as usize) {
+            a.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one drop.
+    #[inline]
+    pub fn drop(&self, r: DropReason) {
+        self.drop_n(r, 1);
+    }
+
+    /// Counts `n` drops.
+    #[inline]
+    pub fn drop_n(&self, r: DropReason, n: u64) {
+        if let Some(a) = self.drops.get(r as usize) {
+            a.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// A counter's value.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.counters.get(c as usize).map_or(0, |a| a.load(Ordering::Relaxed))
+    }
+
+    /// A drop counter's value.
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.drops.get(r as usize).map_or(0, |a| a.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_labels() {
+        let s = Stats::new();
+        s.add(Counter::TapBytesIn, 1500);
+        s.add(Counter::TapBytesIn, 60);
+        s.drop(DropReason::NoRoute);
+        assert_eq!(s.get(Counter::TapBytesIn), 1560);
+        assert_eq!(s.drops(DropReason::NoRoute), 1);
+        assert_eq!(s.drops(DropReason::Loop), 0);
+        let labels: std::collections::HashSet<_> =
+            DropReason::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), DropReason::ALL.len());
+    }
+}

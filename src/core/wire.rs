@@ -1,0 +1,621 @@
+//! The invpn wire codec: checked views over messages and their encoders.
+//!
+//! A message on the wire is `len (u16 BE) | type | body`, where `len` counts
+//! the type byte and the body. Parsing takes the bytes after the length
+//! prefix; every length is checked once, up front, and a malformed message is
+//! a [`WireError`], never a panic. Encoders write the length prefix too.
+//! Offsets are from the type byte, as in PROTOCOL.md §3.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::mac::Mac;
+
+/// Size of the length prefix.
+pub const LEN_PREFIX: usize = 2;
+/// Largest `len` the 16-bit prefix can carry.
+pub const MAX_MSG_LEN: usize = u16::MAX as usize;
+/// Protocol version carried by announcements and health messages.
+pub const VERSION: u8 = 1;
+
+/// Message types (PROTOCOL.md §3).
+pub mod kind {
+    /// Direct announce: a neighbour announcing itself.
+    pub const DIRECT_ANNOUNCE: u8 = 0x00;
+    /// Announce relayed through the mesh, with the address seen by the first hop.
+    pub const ANNOUNCE: u8 = 0x01;
+    /// Health request (mesh trace), only on invpnd links.
+    pub const HEALTH_REQUEST: u8 = 0x02;
+    /// Health response, routed to the requester.
+    pub const HEALTH_RESPONSE: u8 = 0x03;
+    /// Unicast Ethernet frame.
+    pub const UNICAST: u8 = 0x80;
+    /// Broadcast (group-addressed) Ethernet frame.
+    pub const BROADCAST: u8 = 0x81;
+
+    /// A short name for logs and counters.
+    pub fn name(k: u8) -> &'static str {
+        match k {
+            DIRECT_ANNOUNCE => "direct-announce",
+            ANNOUNCE => "announce",
+            HEALTH_REQUEST => "health-request",
+            HEALTH_RESPONSE => "health-response",
+            UNICAST => "unicast",
+            BROADCAST => "broadcast",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Address type octet of an announce.
+pub mod addr_type {
+    /// No address: the node accepts no connections.
+    pub const NONE: u8 = 0;
+    /// 4-byte IPv4 address.
+    pub const V4: u8 = 1;
+    /// 16-byte IPv6 address.
+    pub const V6: u8 = 2;
+}
+
+/// Why a message could not be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireError {
+    /// `len = 0`: a message without even a type byte.
+    Empty,
+    /// The body ends before `field` is complete.
+    Truncated { kind: u8, field: &'static str },
+    /// Bytes after the last field of a fixed-layout message.
+    Trailing { kind: u8, extra: usize },
+    /// An announce address type other than 0, 1 or 2.
+    BadAddressType(u8),
+    /// A list of MACs whose byte length is not a multiple of 6.
+    Misaligned { kind: u8, field: &'static str },
+    /// An Ethernet payload shorter than its EtherType.
+    RuntFrame { kind: u8 },
+}
+
+impl WireError {
+    /// A stable, short label, used for counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            WireError::Empty => "empty",
+            WireError::Truncated { .. } => "truncated",
+            WireError::Trailing { .. } => "trailing-bytes",
+            WireError::BadAddressType(_) => "bad-address-type",
+            WireError::Misaligned { .. } => "misaligned-mac-list",
+            WireError::RuntFrame { .. } => "runt-frame",
+        }
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::Empty => write!(f, "empty message (len=0)"),
+            WireError::Truncated { kind: k, field } => {
+                write!(f, "{} message truncated in {field}", kind::name(*k))
+            }
+            WireError::Trailing { kind: k, extra } => {
+                write!(f, "{} message has {extra} trailing bytes", kind::name(*k))
+            }
+            WireError::BadAddressType(t) => write!(f, "announce with unknown address type {t}"),
+            WireError::Misaligned { kind: k, field } => {
+                write!(f, "{} message: {field} is not a whole number of MACs", kind::name(*k))
+            }
+            WireError::RuntFrame { kind: k } => {
+                write!(f, "{} message carries a frame without an EtherType", kind::name(*k))
+            }
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// A cursor over untrusted bytes. Every read is checked; a short read is an
+/// error naming the field.
+struct Reader<'a> {
+    kind: u8,
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], WireError> {
+        if self.rest.len() < n {
+            return Err(WireError::Truncated { kind: self.kind, field });
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+    fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, field)?[0])
+    }
+    fn u16(&mut self, field: &'static str) -> Result<u16, WireError> {
+        let b = self.take(2, field)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u64(&mut self, field: &'static str) -> Result<u64, WireError> {
+        let b = self.take(8, field)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn mac(&mut self, field: &'static str) -> Result<Mac, WireError> {
+        let b = self.take(6, field)?;
+        Ok(Mac([b[0], b[1], b[2], b[3], b[4], b[5]]))
+    }
+    fn macs(&mut self, count: usize, field: &'static str) -> Result<MacList<'a>, WireError> {
+        Ok(MacList(self.take(count * 6, field)?))
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.rest)
+    }
+    fn rest_macs(&mut self, field: &'static str) -> Result<MacList<'a>, WireError> {
+        let r = self.rest();
+        if r.len() % 6 != 0 {
+            return Err(WireError::Misaligned { kind: self.kind, field });
+        }
+        Ok(MacList(r))
+    }
+    fn end(&self) -> Result<(), WireError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::Trailing { kind: self.kind, extra: self.rest.len() })
+        }
+    }
+}
+
+/// A checked list of 6-byte MACs borrowed from a message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct MacList<'a>(&'a [u8]);
+
+impl<'a> MacList<'a> {
+    /// Number of MACs.
+    pub fn len(&self) -> usize {
+        self.0.len() / 6
+    }
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The MACs in order.
+    pub fn iter(&self) -> impl Iterator<Item = Mac> + 'a {
+        self.0.chunks_exact(6).filter_map(Mac::from_slice)
+    }
+    /// The raw bytes (a multiple of 6).
+    pub fn bytes(&self) -> &'a [u8] {
+        self.0
+    }
+}
+
+impl fmt::Debug for MacList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The address carried by an announce (`0x01`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnouncedAddr {
+    /// Type 0: the node takes no incoming connections.
+    None,
+    /// Type 1.
+    V4(Ipv4Addr),
+    /// Type 2.
+    V6(Ipv6Addr),
+}
+
+impl AnnouncedAddr {
+    /// The address of a peer as seen on a TCP connection; an IPv4-mapped
+    /// IPv6 address becomes IPv4.
+    pub fn from_ip(ip: IpAddr) -> AnnouncedAddr {
+        match ip {
+            IpAddr::V4(a) => AnnouncedAddr::V4(a),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => AnnouncedAddr::V4(v4),
+                None => AnnouncedAddr::V6(a),
+            },
+        }
+    }
+
+    /// As an IP address.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match *self {
+            AnnouncedAddr::None => None,
+            AnnouncedAddr::V4(a) => Some(IpAddr::V4(a)),
+            AnnouncedAddr::V6(a) => Some(IpAddr::V6(a)),
+        }
+    }
+}
+
+/// `0x00`: a neighbour announcing itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectAnnounce {
+    pub version: u8,
+    pub id: u64,
+    pub mac: Mac,
+    pub port: u16,
+}
+
+/// `0x01`: an announcement relayed through the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announce {
+    pub version: u8,
+    pub id: u64,
+    pub mac: Mac,
+    pub port: u16,
+    pub addr: AnnouncedAddr,
+}
+
+impl Announce {
+    /// The address to dial the announced node on, if it gave one.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        self.addr.ip().map(|ip| SocketAddr::new(ip, self.port))
+    }
+}
+
+/// `0x02`: a health request flooded from `origin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthRequest<'a> {
+    pub version: u8,
+    pub id: u64,
+    pub origin: Mac,
+    /// MACs of the nodes that forwarded the request, in order.
+    pub trace: MacList<'a>,
+}
+
+/// `0x03`: one node's answer to a health request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthResponse<'a> {
+    pub version: u8,
+    /// The requester.
+    pub dst: Mac,
+    /// The node answering.
+    pub responder: Mac,
+    /// The id of the request answered.
+    pub request_id: u64,
+    /// The responder's linked neighbours.
+    pub links: MacList<'a>,
+    /// The responder's routes as (target, next hop) pairs.
+    pub routes: RoutePairs<'a>,
+    /// The request's traceroute as it reached the responder.
+    pub trace: MacList<'a>,
+    /// The responder, then each node that forwarded the response.
+    pub reverse: MacList<'a>,
+}
+
+/// A checked list of (target, next hop) MAC pairs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RoutePairs<'a>(&'a [u8]);
+
+impl<'a> RoutePairs<'a> {
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.0.len() / 12
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (Mac, Mac)> + 'a {
+        self.0
+            .chunks_exact(12)
+            .filter_map(|c| Some((Mac::from_slice(c)?, Mac::from_slice(c.get(6..)?)?)))
+    }
+}
+
+impl fmt::Debug for RoutePairs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// `0x80`: a unicast Ethernet frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unicast<'a> {
+    pub dst: Mac,
+    pub src: Mac,
+    /// The whole Ethernet frame (dst, src, EtherType, ...): exactly what the
+    /// TAP takes.
+    pub frame: &'a [u8],
+}
+
+/// `0x81`: a broadcast frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Broadcast<'a> {
+    pub id: u64,
+    pub src: Mac,
+    /// The Ethernet payload from the EtherType on.
+    pub payload: &'a [u8],
+}
+
+/// A parsed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    DirectAnnounce(DirectAnnounce),
+    Announce(Announce),
+    HealthRequest(HealthRequest<'a>),
+    HealthResponse(HealthResponse<'a>),
+    Unicast(Unicast<'a>),
+    Broadcast(Broadcast<'a>),
+    /// A type this implementation does not know; ignored (PROTOCOL.md §3).
+    Unknown(u8),
+}
+
+/// Parses one message: `msg` is what follows the length prefix (type + body).
+pub fn parse(msg: &[u8]) -> Result<Message<'_>, WireError> {
+    let (&k, body) = msg.split_first().ok_or(WireError::Empty)?;
+    let mut r = Reader { kind: k, rest: body };
+    let m = match k {
+        kind::DIRECT_ANNOUNCE => {
+            let m = DirectAnnounce {
+                version: r.u8("version")?,
+                id: r.u64("id")?,
+                mac: r.mac("mac")?,
+                port: r.u16("port")?,
+            };
+            r.end()?;
+            Message::DirectAnnounce(m)
+        }
+        kind::ANNOUNCE => {
+            let version = r.u8("version")?;
+            let id = r.u64("id")?;
+            let mac = r.mac("mac")?;
+            let port = r.u16("port")?;
+            let addr = match r.u8("address type")? {
+                addr_type::NONE => AnnouncedAddr::None,
+                addr_type::V4 => {
+                    let b = r.take(4, "address")?;
+                    AnnouncedAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+                }
+                addr_type::V6 => {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(r.take(16, "address")?);
+                    AnnouncedAddr::V6(Ipv6Addr::from(a))
+                }
+                other => return Err(WireError::BadAddressType(other)),
+            };
+            r.end()?;
+            Message::Announce(Announce { version, id, mac, port, addr })
+        }
+        kind::HEALTH_REQUEST => Message::HealthRequest(HealthRequest {
+            version: r.u8("version")?,
+            id: r.u64("id")?,
+            origin: r.mac("origin")?,
+            trace: r.rest_macs("traceroute")?,
+        }),
+        kind::HEALTH_RESPONSE => {
+            let version = r.u8("version")?;
+            let dst = r.mac("destination")?;
+            let responder = r.mac("responder")?;
+            let request_id = r.u64("request id")?;
+            let n = r.u16("link count")? as usize;
+            let links = r.macs(n, "links")?;
+            let n = r.u16("route count")? as usize;
+            let routes = RoutePairs(r.take(n * 12, "routes")?);
+            let n = r.u16("hop count")? as usize;
+            let trace = r.macs(n, "traceroute")?;
+            let reverse = r.rest_macs("reverse traceroute")?;
+            Message::HealthResponse(HealthResponse {
+                version,
+                dst,
+                responder,
+                request_id,
+                links,
+                routes,
+                trace,
+                reverse,
+            })
+        }
+        kind::UNICAST => {
+            let dst = r.mac("destination")?;
+            let src = r.mac("source")?;
+            if r.rest.len() < 2 {
+                return Err(WireError::RuntFrame { kind: k });
+            }
+            Message::Unicast(Unicast { dst, src, frame: body })
+        }
+        kind::BROADCAST => {
+            let id = r.u64("id")?;
+            let src = r.mac("source")?;
+            let payload = r.rest();
+            if payload.len() < 2 {
+                return Err(WireError::RuntFrame { kind: k });
+            }
+            Message::Broadcast(Broadcast { id, src, payload })
+        }
+        other => Message::Unknown(other),
+    };
+    Ok(m)
+}
+
+/// Splits the stream bytes `buf` into its first message (without the length
+/// prefix) and the rest, or `None` if `buf` does not hold a whole message.
+pub fn split_message(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u16::from_be_bytes([*buf.first()?, *buf.get(1)?]) as usize;
+    let whole = buf.get(..LEN_PREFIX + len)?;
+    Some((&whole[LEN_PREFIX..], &buf[LEN_PREFIX + len..]))
+}
+
+/// Appends the length prefix and type byte of a message whose body will be
+/// `body_len` bytes; returns `false`, writing nothing, if that is more than
+/// the 16-bit length can say.
+fn header(out: &mut Vec<u8>, k: u8, body_len: usize) -> bool {
+    let len = body_len + 1;
+    if len > MAX_MSG_LEN {
+        return false;
+    }
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.push(k);
+    true
+}
+
+/// Encodes a `0x00` direct announce (20 bytes with the prefix).
+pub fn encode_direct_announce(out: &mut Vec<u8>, a: &DirectAnnounce) {
+    header(out, kind::DIRECT_ANNOUNCE, 17);
+    out.push(a.version);
+    out.extend_from_slice(&a.id.to_be_bytes());
+    out.extend_from_slice(&a.mac.0);
+    out.extend_from_slice(&a.port.to_be_bytes());
+}
+
+/// Encodes a `0x01` announce.
+pub fn encode_announce(out: &mut Vec<u8>, a: &Announce) {
+    let (t, addr): (u8, &[u8]) = match &a.addr {
+        AnnouncedAddr::None => (addr_type::NONE, &[]),
+        AnnouncedAddr::V4(ip) => (addr_type::V4, &ip.octets()[..]),
+        AnnouncedAddr::V6(ip) => (addr_type::V6, &ip.octets()[..]),
+    };
+    // `addr` borrows a temporary for V4/V6; copy before the match ends.
+    let mut addr_buf = [0u8; 16];
+    let alen = addr.len();
+    addr_buf[..alen].copy_from_slice(addr);
+    header(out, kind::ANNOUNCE, 18 + alen);
+    out.push(a.version);
+    out.extend_from_slice(&a.id.to_be_bytes());
+    out.extend_from_slice(&a.mac.0);
+    out.extend_from_slice(&a.port.to_be_bytes());
+    out.push(t);
+    out.extend_from_slice(&addr_buf[..alen]);
+}
+
+/// Most hops a health request's traceroute can hold.
+pub const MAX_TRACE_HOPS: usize = (MAX_MSG_LEN - 16) / 6;
+
+/// Encodes a `0x02` health request. Returns `false` (writing nothing) if
+/// the traceroute would not fit in one message.
+pub fn encode_health_request(
+    out: &mut Vec<u8>,
+    version: u8,
+    id: u64,
+    origin: Mac,
+    trace: &[u8],
+) -> bool {
+    if trace.len() % 6 != 0 || !header(out, kind::HEALTH_REQUEST, 15 + trace.len()) {
+        return false;
+    }
+    out.push(version);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&origin.0);
+    out.extend_from_slice(trace);
+    true
+}
+
+/// The content of a `0x03` health response, for encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HealthReport {
+    pub dst: Mac,
+    pub responder: Mac,
+    pub request_id: u64,
+    pub links: Vec<Mac>,
+    pub routes: Vec<(Mac, Mac)>,
+    pub trace: Vec<Mac>,
+    pub reverse: Vec<Mac>,
+}
+
+impl HealthReport {
+    /// An owned copy of a parsed response.
+    pub fn from_wire(r: &HealthResponse<'_>) -> HealthReport {
+        HealthReport {
+            dst: r.dst,
+            responder: r.responder,
+            request_id: r.request_id,
+            links: r.links.iter().collect(),
+            routes: r.routes.iter().collect(),
+            trace: r.trace.iter().collect(),
+            reverse: r.reverse.iter().collect(),
+        }
+    }
+}
+
+/// Encodes a `0x03` health response. Lists too long for one message are
+/// cut (routes first, then links) so that the message always fits.
+pub fn encode_health_response(out: &mut Vec<u8>, version: u8, r: &HealthReport) {
+    const FIXED: usize = 1 + 6 + 6 + 8 + 2 + 2 + 2;
+    let room = MAX_MSG_LEN - 1 - FIXED;
+    let trace = &r.trace[..r.trace.len().min(room / 6)];
+    let reverse = &r.reverse[..r.reverse.len().min((room - trace.len() * 6) / 6)];
+    let mut left = room - (trace.len() + reverse.len()) * 6;
+    let links = &r.links[..r.links.len().min(left / 6).min(u16::MAX as usize)];
+    left -= links.len() * 6;
+    let routes = &r.routes[..r.routes.len().min(left / 12).min(u16::MAX as usize)];
+    let body = FIXED + (links.len() + trace.len() + reverse.len()) * 6 + routes.len() * 12;
+    header(out, kind::HEALTH_RESPONSE, body);
+    out.push(version);
+    out.extend_from_slice(&r.dst.0);
+    out.extend_from_slice(&r.responder.0);
+    out.extend_from_slice(&r.request_id.to_be_bytes());
+    out.extend_from_slice(&(links.len() as u16).to_be_bytes());
+    links.iter().for_each(|m| out.extend_from_slice(&m.0));
+    out.extend_from_slice(&(routes.len() as u16).to_be_bytes());
+    for (t, n) in routes {
+        out.extend_from_slice(&t.0);
+        out.extend_from_slice(&n.0);
+    }
+    out.extend_from_slice(&(trace.len() as u16).to_be_bytes());
+    trace.iter().for_each(|m| out.extend_from_slice(&m.0));
+    reverse.iter().for_each(|m| out.extend_from_slice(&m.0));
+}
+
+/// Largest Ethernet frame a `0x80` message can carry.
+pub const MAX_UNICAST_FRAME: usize = MAX_MSG_LEN - 1;
+/// Largest Ethernet frame a `0x81` message can carry (its 6-byte
+/// destination is replaced by the 8-byte id).
+pub const MAX_BROADCAST_FRAME: usize = MAX_MSG_LEN - 1 - 8 + 6;
+
+/// Encodes a `0x80` message carrying `frame` (dst, src, EtherType, ...).
+/// Returns `false` if the frame is too short or too long.
+pub fn encode_unicast(out: &mut Vec<u8>, frame: &[u8]) -> bool {
+    if frame.len() < 14 || !header(out, kind::UNICAST, frame.len()) {
+        return false;
+    }
+    out.extend_from_slice(frame);
+    true
+}
+
+/// Encodes a `0x81` message for a group-addressed `frame`.
+/// Returns `false` if the frame is too short or too long.
+pub fn encode_broadcast(out: &mut Vec<u8>, id: u64, frame: &[u8]) -> bool {
+    if frame.len() < 14 || !header(out, kind::BROADCAST, 8 + frame.len() - 6) {
+        return false;
+    }
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&frame[6..]);
+    true
+}
+
+/// Offset at which a frame should be read into a buffer so that either a
+/// `0x80` or a `0x81` message can be built around it in place
+/// (see [`unicast_in_place`] and [`broadcast_in_place`]).
+pub const FRAME_HEADROOM: usize = 5;
+
+/// How a frame read at `buf[FRAME_HEADROOM..FRAME_HEADROOM + n]` was turned
+/// into a message in place: the message bytes are `buf[range]`.
+pub fn unicast_in_place(buf: &mut [u8], n: usize) -> Option<std::ops::Range<usize>> {
+    if !(14..=MAX_UNICAST_FRAME).contains(&n) || buf.len() < FRAME_HEADROOM + n {
+        return None;
+    }
+    let len = (n + 1) as u16;
+    buf[2..4].copy_from_slice(&len.to_be_bytes());
+    buf[4] = kind::UNICAST;
+    Some(2..FRAME_HEADROOM + n)
+}
+
+/// Like [`unicast_in_place`], for a `0x81`: the frame's destination MAC is
+/// overwritten by the id.
+pub fn broadcast_in_place(buf: &mut [u8], n: usize, id: u64) -> Option<std::ops::Range<usize>> {
+    if !(14..=MAX_BROADCAST_FRAME).contains(&n) || buf.len() < FRAME_HEADROOM + n {
+        return None;
+    }
+    let len = (1 + 8 + n - 6) as u16;
+    buf[0..2].copy_from_slice(&len.to_be_bytes());
+    buf[2] = kind::BROADCAST;
+    buf[3..11].copy_from_slice(&id.to_be_bytes());
+    Some(0..FRAME_HEADROOM + n)
+}
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;

@@ -1,0 +1,230 @@
+//! Codec tests: 0.4's captured messages (../shared/vectors-invpn04.txt),
+//! round trips, and every malformed class.
+
+use super::*;
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn mac(s: &str) -> Mac {
+    s.parse().unwrap()
+}
+
+/// Parses a whole stream message (with prefix), checking the prefix.
+fn parse_stream(bytes: &[u8]) -> Message<'_> {
+    let (msg, rest) = split_message(bytes).expect("whole message");
+    assert!(rest.is_empty());
+    parse(msg).unwrap()
+}
+
+const V_DIRECT: &str = "00120001000001a21480a00d025056000002a310";
+const V_ANNOUNCE_01: &str = "00170101000001a21480b10d025056000001a31001c6120101";
+const V_ANNOUNCE_09: &str = "00170101000001a21480a00b025056000009a31001c6120209";
+const V_UNICAST: &str = "0063800250560000090250560000010800450000543092400040017de6c6130001c6130009080058c237800001f54b076b00000000a732050000000000101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f3031323334353637";
+const V_BCAST_ARP: &str = "002d81000001a21480b65c02505600000108060001080006040001025056000001c6130001000000000000c6130009";
+const V_BCAST_ICMP: &str = "006581000001a21480be36025056000001080045000054000040004001ad82c6130001c61300ff0800099b37810001f74b076b00000000f458050000000000101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f3031323334353637";
+
+#[test]
+fn v04_direct_announce() {
+    let b = hex(V_DIRECT);
+    let want = DirectAnnounce {
+        version: 1,
+        id: 0x0000_01a2_1480_a00d,
+        mac: mac("02:50:56:00:00:02"),
+        port: 41744,
+    };
+    assert_eq!(parse_stream(&b), Message::DirectAnnounce(want));
+    let mut out = Vec::new();
+    encode_direct_announce(&mut out, &want);
+    assert_eq!(out, b);
+}
+
+#[test]
+fn v04_announces() {
+    for (v, m, ip) in [
+        (V_ANNOUNCE_01, "02:50:56:00:00:01", [198, 18, 1, 1]),
+        (V_ANNOUNCE_09, "02:50:56:00:00:09", [198, 18, 2, 9]),
+    ] {
+        let b = hex(v);
+        let Message::Announce(a) = parse_stream(&b) else { panic!("not an announce") };
+        assert_eq!(a.version, 1);
+        assert_eq!(a.mac, mac(m));
+        assert_eq!(a.port, 41744);
+        assert_eq!(a.addr, AnnouncedAddr::V4(ip.into()));
+        assert_eq!(a.socket_addr().unwrap().to_string(), format!("{}:41744", Ipv4Addr::from(ip)));
+        let mut out = Vec::new();
+        encode_announce(&mut out, &a);
+        assert_eq!(out, b);
+    }
+}
+
+#[test]
+fn v04_unicast_is_a_whole_frame() {
+    let b = hex(V_UNICAST);
+    let Message::Unicast(u) = parse_stream(&b) else { panic!("not unicast") };
+    assert_eq!(u.dst, mac("02:50:56:00:00:09"));
+    assert_eq!(u.src, mac("02:50:56:00:00:01"));
+    assert_eq!(u.frame, &b[3..]);
+    assert_eq!(&u.frame[12..14], &[0x08, 0x00]);
+    let mut out = Vec::new();
+    assert!(encode_unicast(&mut out, u.frame));
+    assert_eq!(out, b);
+}
+
+#[test]
+fn v04_broadcasts() {
+    for (v, ethertype) in [(V_BCAST_ARP, [8, 6]), (V_BCAST_ICMP, [8, 0])] {
+        let b = hex(v);
+        let Message::Broadcast(m) = parse_stream(&b) else { panic!("not broadcast") };
+        assert_eq!(m.src, mac("02:50:56:00:00:01"));
+        assert_eq!(m.payload[..2], ethertype);
+        let mut frame = vec![0xff; 6];
+        frame.extend_from_slice(&m.src.0);
+        frame.extend_from_slice(m.payload);
+        let mut out = Vec::new();
+        assert!(encode_broadcast(&mut out, m.id, &frame));
+        assert_eq!(out, b);
+    }
+}
+
+#[test]
+fn announce_v6_and_none_round_trip() {
+    for addr in [AnnouncedAddr::None, AnnouncedAddr::V6("fd00::1".parse().unwrap())] {
+        let a = Announce { version: 1, id: 7, mac: mac("02:00:00:00:00:01"), port: 1, addr };
+        let mut out = Vec::new();
+        encode_announce(&mut out, &a);
+        assert_eq!(parse_stream(&out), Message::Announce(a));
+    }
+}
+
+#[test]
+fn mapped_v4_is_announced_as_v4() {
+    let ip: IpAddr = "::ffff:198.18.0.1".parse().unwrap();
+    assert_eq!(AnnouncedAddr::from_ip(ip), AnnouncedAddr::V4(Ipv4Addr::new(198, 18, 0, 1)));
+}
+
+#[test]
+fn health_round_trip() {
+    let trace = [mac("02:00:00:00:00:02"), mac("02:00:00:00:00:03")];
+    let tb: Vec<u8> = trace.iter().flat_map(|m| m.0).collect();
+    let mut out = Vec::new();
+    assert!(encode_health_request(&mut out, 1, 99, mac("02:00:00:00:00:01"), &tb));
+    let Message::HealthRequest(r) = parse_stream(&out) else { panic!() };
+    assert_eq!(r.id, 99);
+    assert_eq!(r.trace.iter().collect::<Vec<_>>(), trace);
+
+    let rep = HealthReport {
+        dst: mac("02:00:00:00:00:01"),
+        responder: mac("02:00:00:00:00:03"),
+        request_id: 99,
+        links: vec![mac("02:00:00:00:00:02")],
+        routes: vec![(mac("02:00:00:00:00:01"), mac("02:00:00:00:00:02"))],
+        trace: trace.to_vec(),
+        reverse: vec![mac("02:00:00:00:00:03"), mac("02:00:00:00:00:02")],
+    };
+    let mut out = Vec::new();
+    encode_health_response(&mut out, 1, &rep);
+    let Message::HealthResponse(p) = parse_stream(&out) else { panic!() };
+    assert_eq!(HealthReport::from_wire(&p), rep);
+}
+
+#[test]
+fn health_response_layout_is_exact() {
+    // Literal bytes for a response with one link, no routes, no trace hops.
+    let rep = HealthReport {
+        dst: Mac([2, 0, 0, 0, 0, 1]),
+        responder: Mac([2, 0, 0, 0, 0, 2]),
+        request_id: 0x0102030405060708,
+        links: vec![Mac([2, 0, 0, 0, 0, 1])],
+        routes: vec![],
+        trace: vec![],
+        reverse: vec![Mac([2, 0, 0, 0, 0, 2])],
+    };
+    let mut out = Vec::new();
+    encode_health_response(&mut out, 1, &rep);
+    let want = hex(concat!(
+        "0028", "03", "01", "020000000001", "020000000002", "0102030405060708",
+        "0001", "020000000001", "0000", "0000", "020000000002"
+    ));
+    assert_eq!(out, want);
+}
+
+#[test]
+fn oversized_health_response_is_cut_to_fit() {
+    let m = Mac([2, 0, 0, 0, 0, 1]);
+    let rep = HealthReport {
+        links: vec![m; 20_000],
+        routes: vec![(m, m); 20_000],
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    encode_health_response(&mut out, 1, &rep);
+    assert!(out.len() <= LEN_PREFIX + MAX_MSG_LEN);
+    assert!(matches!(parse_stream(&out), Message::HealthResponse(_)));
+}
+
+#[test]
+fn in_place_encoding_matches_encoders() {
+    let frame: Vec<u8> = (0..60u8).collect();
+    let mut buf = vec![0u8; FRAME_HEADROOM + frame.len()];
+    buf[FRAME_HEADROOM..].copy_from_slice(&frame);
+    let r = unicast_in_place(&mut buf, frame.len()).unwrap();
+    let mut want = Vec::new();
+    encode_unicast(&mut want, &frame);
+    assert_eq!(&buf[r], &want[..]);
+
+    buf[FRAME_HEADROOM..].copy_from_slice(&frame);
+    let r = broadcast_in_place(&mut buf, frame.len(), 42).unwrap();
+    let mut want = Vec::new();
+    encode_broadcast(&mut want, 42, &frame);
+    assert_eq!(&buf[r], &want[..]);
+    assert_eq!(unicast_in_place(&mut buf, 13), None);
+}
+
+#[test]
+fn malformed_classes() {
+    let cases: &[(&str, WireError)] = &[
+        ("", WireError::Empty),
+        ("00", WireError::Truncated { kind: 0, field: "version" }),
+        ("0001000001a21480a00d0250560000", WireError::Truncated { kind: 0, field: "mac" }),
+        ("0001000001a21480a00d025056000002a31000", WireError::Trailing { kind: 0, extra: 1 }),
+        ("0101000001a21480a00d025056000002a310", WireError::Truncated { kind: 1, field: "address type" }),
+        ("0101000001a21480a00d025056000002a31009", WireError::BadAddressType(9)),
+        ("0101000001a21480a00d025056000002a31001c612", WireError::Truncated { kind: 1, field: "address" }),
+        ("0101000001a21480a00d025056000002a31000ff", WireError::Trailing { kind: 1, extra: 1 }),
+        ("0201000000000000000102000000000102", WireError::Misaligned { kind: 2, field: "traceroute" }),
+        ("030102000000000102000000000200000000000000010005", WireError::Truncated { kind: 3, field: "links" }),
+        ("800250560000090250560000", WireError::Truncated { kind: 0x80, field: "source" }),
+        ("8002505600000902505600000108", WireError::RuntFrame { kind: 0x80 }),
+        ("81000001a21480b65c02505600000108", WireError::RuntFrame { kind: 0x81 }),
+        ("81000001a21480b6", WireError::Truncated { kind: 0x81, field: "id" }),
+    ];
+    for (h, want) in cases {
+        assert_eq!(parse(&hex(h)), Err(*want), "case {h}");
+        assert!(!want.to_string().is_empty());
+    }
+}
+
+#[test]
+fn unknown_types_are_not_errors() {
+    assert_eq!(parse(&[0x42, 1, 2, 3]), Ok(Message::Unknown(0x42)));
+    assert_eq!(parse(&[0xff]), Ok(Message::Unknown(0xff)));
+}
+
+#[test]
+fn split_message_needs_whole_message() {
+    let b = hex(V_DIRECT);
+    for cut in 0..b.len() {
+        assert!(split_message(&b[..cut]).is_none(), "cut at {cut}");
+    }
+    let mut two = b.clone();
+    two.extend_from_slice(&b);
+    let (first, rest) = split_message(&two).unwrap();
+    assert_eq!(first, &b[2..]);
+    assert_eq!(rest, &b[..]);
+    assert_eq!(split_message(&[0, 0]), Some((&[][..], &[][..])));
+}

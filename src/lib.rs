@@ -1,0 +1,9 @@
+//! invpn: the library behind `invpnd`, a decentralized layer-2 mesh VPN
+//! daemon wire-compatible with invpn 0.4.
+//!
+//! * [`core`]: the sans-IO protocol (codec, routes, de-duplication, health).
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod core;
