@@ -12,7 +12,9 @@ use super::ids::IdSource;
 use super::mac::Mac;
 use super::routes::{Offer, RouteTable};
 use super::stats::{Counter, DropReason, Stats};
-use super::wire::{self, Announce, AnnouncedAddr, DirectAnnounce, HealthReport, Message, WireError};
+use super::wire::{
+    self, Announce, AnnouncedAddr, DirectAnnounce, HealthReport, Message, WireError,
+};
 use super::{LinkId, Now};
 
 /// What the engine needs to know about the node.
@@ -84,7 +86,10 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TapAction {
     /// Send `buf[msg]` on `link`.
-    Unicast { link: LinkId, msg: std::ops::Range<usize> },
+    Unicast {
+        link: LinkId,
+        msg: std::ops::Range<usize>,
+    },
     /// Send `buf[msg]` on every link.
     Flood { msg: std::ops::Range<usize> },
     /// Drop it; counted.
@@ -138,7 +143,12 @@ impl Engine {
 
     /// The neighbours linked now, by link.
     pub fn neighbours(&self) -> Vec<(LinkId, Mac)> {
-        let mut v: Vec<_> = self.neighbours.read().iter().map(|(l, m)| (*l, *m)).collect();
+        let mut v: Vec<_> = self
+            .neighbours
+            .read()
+            .iter()
+            .map(|(l, m)| (*l, *m))
+            .collect();
         v.sort();
         v
     }
@@ -154,7 +164,12 @@ impl Engine {
         let id = self.next_id(now);
         let mut out = Vec::with_capacity(24);
         if self.cfg.listening {
-            let a = DirectAnnounce { version: wire::VERSION, id, mac: self.cfg.me, port: self.cfg.port };
+            let a = DirectAnnounce {
+                version: wire::VERSION,
+                id,
+                mac: self.cfg.me,
+                port: self.cfg.port,
+            };
             wire::encode_direct_announce(&mut out, &a);
         } else {
             let a = Announce {
@@ -338,8 +353,13 @@ impl Engine {
         if self.in_future(a.id, now) {
             return self.dropped(DropReason::FutureId);
         }
-        let addr = a.socket_addr().filter(|s| !s.ip().is_unspecified() && s.port() != 0);
-        match self.routes.offer(a.mac, a.id, link.id, link.peer, addr, now.mono) {
+        let addr = a
+            .socket_addr()
+            .filter(|s| !s.ip().is_unspecified() && s.port() != 0);
+        match self
+            .routes
+            .offer(a.mac, a.id, link.id, link.peer, addr, now.mono)
+        {
             // An announcement seen already: this is how a flood ends.
             Offer::Stale => Verdict::Done,
             Offer::Accepted { addr_changed } => {
@@ -403,7 +423,12 @@ impl Engine {
             responder: self.cfg.me,
             request_id: r.id,
             links: self.neighbours().into_iter().map(|(_, m)| m).collect(),
-            routes: self.routes.snapshot().into_iter().map(|(m, r)| (m, r.via)).collect(),
+            routes: self
+                .routes
+                .snapshot()
+                .into_iter()
+                .map(|(m, r)| (m, r.via))
+                .collect(),
             trace: r.trace.iter().collect(),
             reverse: vec![self.cfg.me],
         };
@@ -423,7 +448,10 @@ impl Engine {
             self.stats.drop(DropReason::BadFrame);
             return TapAction::Drop(DropReason::BadFrame);
         };
-        let (dst, src) = match (Mac::from_slice(frame), frame.get(6..).and_then(Mac::from_slice)) {
+        let (dst, src) = match (
+            Mac::from_slice(frame),
+            frame.get(6..).and_then(Mac::from_slice),
+        ) {
             (Some(d), Some(s)) => (d, s),
             _ => return TapAction::Drop(DropReason::BadFrame),
         };

@@ -54,7 +54,9 @@ impl Default for RouteTable {
 impl RouteTable {
     /// An empty table.
     pub fn new() -> RouteTable {
-        RouteTable { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect() }
+        RouteTable {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+        }
     }
 
     fn shard(&self, mac: &Mac) -> &RwLock<HashMap<Mac, Route>> {
@@ -89,7 +91,13 @@ impl RouteTable {
         now: u64,
     ) -> Offer {
         let mut shard = self.shard(&mac).write();
-        let route = Route { link, via, stamp, refreshed: now, addr };
+        let route = Route {
+            link,
+            via,
+            stamp,
+            refreshed: now,
+            addr,
+        };
         match shard.get_mut(&mac) {
             Some(old) if old.stamp >= stamp => Offer::Stale,
             Some(old) => {
@@ -170,13 +178,21 @@ mod tests {
     fn newer_announcement_wins_first_copy_kept() {
         let t = RouteTable::new();
         let (l1, l2) = (LinkId(1), LinkId(2));
-        assert_eq!(t.offer(m(9), 10, l1, m(1), None, 0), Offer::Accepted { addr_changed: true });
+        assert_eq!(
+            t.offer(m(9), 10, l1, m(1), None, 0),
+            Offer::Accepted { addr_changed: true }
+        );
         // the same announcement over another path later: dropped
         assert_eq!(t.offer(m(9), 10, l2, m(2), None, 1), Offer::Stale);
         assert_eq!(t.offer(m(9), 9, l2, m(2), None, 1), Offer::Stale);
         assert_eq!(t.next_hop(&m(9)), Some(l1));
         // the next announcement arrives first on l2
-        assert_eq!(t.offer(m(9), 11, l2, m(2), None, 2), Offer::Accepted { addr_changed: false });
+        assert_eq!(
+            t.offer(m(9), 11, l2, m(2), None, 2),
+            Offer::Accepted {
+                addr_changed: false
+            }
+        );
         assert_eq!(t.get(&m(9)).unwrap().via, m(2));
     }
 
@@ -186,10 +202,24 @@ mod tests {
         let a: SocketAddr = "198.18.0.1:41744".parse().unwrap();
         let b: SocketAddr = "198.18.0.2:41744".parse().unwrap();
         let l = LinkId(1);
-        assert_eq!(t.offer(m(9), 1, l, m(1), Some(a), 0), Offer::Accepted { addr_changed: true });
-        assert_eq!(t.offer(m(9), 2, l, m(1), Some(a), 0), Offer::Accepted { addr_changed: false });
-        assert_eq!(t.offer(m(9), 3, l, m(1), Some(b), 0), Offer::Accepted { addr_changed: true });
-        assert_eq!(t.offer(m(9), 4, l, m(1), None, 0), Offer::Accepted { addr_changed: true });
+        assert_eq!(
+            t.offer(m(9), 1, l, m(1), Some(a), 0),
+            Offer::Accepted { addr_changed: true }
+        );
+        assert_eq!(
+            t.offer(m(9), 2, l, m(1), Some(a), 0),
+            Offer::Accepted {
+                addr_changed: false
+            }
+        );
+        assert_eq!(
+            t.offer(m(9), 3, l, m(1), Some(b), 0),
+            Offer::Accepted { addr_changed: true }
+        );
+        assert_eq!(
+            t.offer(m(9), 4, l, m(1), None, 0),
+            Offer::Accepted { addr_changed: true }
+        );
     }
 
     #[test]
@@ -200,7 +230,10 @@ mod tests {
         // an existing route is not replaced
         t.add_neighbour(m(5), LinkId(4), 0);
         assert_eq!(t.next_hop(&m(5)), Some(LinkId(3)));
-        assert!(matches!(t.offer(m(5), 1, LinkId(4), m(6), None, 0), Offer::Accepted { .. }));
+        assert!(matches!(
+            t.offer(m(5), 1, LinkId(4), m(6), None, 0),
+            Offer::Accepted { .. }
+        ));
         assert_eq!(t.next_hop(&m(5)), Some(LinkId(4)));
     }
 
@@ -208,7 +241,14 @@ mod tests {
     fn link_loss_and_expiry_remove_routes() {
         let t = RouteTable::new();
         for i in 0..100u8 {
-            t.offer(m(i), 1, LinkId(u64::from(i % 2)), m(200), None, u64::from(i));
+            t.offer(
+                m(i),
+                1,
+                LinkId(u64::from(i % 2)),
+                m(200),
+                None,
+                u64::from(i),
+            );
         }
         assert_eq!(t.len(), 100);
         assert_eq!(t.remove_via(LinkId(0)), 50);

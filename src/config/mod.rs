@@ -1,0 +1,435 @@
+//! The configuration file (`invpn.conf`, INI): 0.4's keys kept, new ones
+//! added, every value checked before anything touches the network.
+//!
+//! Errors name `file:line`, the key and what was expected; unknown keys are
+//! warnings. Relative paths are taken relative to the file's directory.
+
+mod ini;
+mod values;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::core::Mac;
+pub use ini::Entry;
+pub use values::{parse_bool, parse_duration, parse_seed};
+
+/// Where invpnd looks for its configuration by default.
+pub const DEFAULT_PATH: &str = "/etc/invpn/invpn.conf";
+/// The port 0.4 listens on by default.
+pub const DEFAULT_PORT: u16 = 41744;
+
+/// A seed node: `MAC@ADDR:PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seed {
+    pub mac: Mac,
+    pub addr: SocketAddr,
+}
+
+impl fmt::Display for Seed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.mac, self.addr)
+    }
+}
+
+/// `[ssl]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ssl {
+    /// The node's private key (PEM: PKCS#1, PKCS#8 or SEC1).
+    pub key: PathBuf,
+    /// The node's certificate (PEM), optionally followed by intermediates.
+    pub cert: PathBuf,
+    /// The CA certificate(s) that define the network (PEM, one or more).
+    pub ca: PathBuf,
+}
+
+/// `[network]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub port: u16,
+    /// Address to listen on; `None` = every address (IPv6 and IPv4).
+    pub bind: Option<IpAddr>,
+    /// The node cache file.
+    pub cache: PathBuf,
+    pub init: Vec<Seed>,
+    pub no_incoming: bool,
+    pub no_relay: bool,
+    pub max_links: usize,
+    pub announce_interval: Duration,
+    pub route_ttl: Duration,
+    pub max_clock_skew: Duration,
+}
+
+impl Network {
+    /// Whether the node accepts connections (`no_relay` implies `no_incoming`).
+    pub fn listening(&self) -> bool {
+        !self.no_incoming && !self.no_relay
+    }
+}
+
+/// `[interface]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Interface name; `%d` is replaced by the kernel with the first free number.
+    pub name: String,
+    pub mtu: u16,
+    /// A program to run once the interface is up.
+    pub up: Option<PathBuf>,
+}
+
+/// `[control]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    pub socket: PathBuf,
+}
+
+/// `[performance]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Performance {
+    /// Worker threads for links; 0 = one per CPU.
+    pub workers: usize,
+}
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub ssl: Ssl,
+    pub network: Network,
+    pub interface: Interface,
+    pub control: Control,
+    pub performance: Performance,
+    /// Things worth telling the operator (unknown keys, odd values).
+    pub warnings: Vec<String>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read { path: PathBuf, err: std::io::Error },
+    /// A line is not INI.
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
+    /// A value is wrong.
+    Value {
+        path: PathBuf,
+        line: usize,
+        section: String,
+        key: String,
+        msg: String,
+    },
+    /// A key given twice.
+    Duplicate {
+        path: PathBuf,
+        line: usize,
+        section: String,
+        key: String,
+        first: usize,
+    },
+    /// A required key is absent.
+    Missing {
+        path: PathBuf,
+        section: &'static str,
+        key: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, err } => write!(f, "{}: cannot read: {err}", path.display()),
+            ConfigError::Syntax { path, line, msg } => {
+                write!(f, "{}:{line}: {msg}", path.display())
+            }
+            ConfigError::Value {
+                path,
+                line,
+                section,
+                key,
+                msg,
+            } => {
+                write!(f, "{}:{line}: [{section}] {key}: {msg}", path.display())
+            }
+            ConfigError::Duplicate {
+                path,
+                line,
+                section,
+                key,
+                first,
+            } => write!(
+                f,
+                "{}:{line}: [{section}] {key}: given twice (first on line {first})",
+                path.display()
+            ),
+            ConfigError::Missing { path, section, key } => {
+                write!(
+                    f,
+                    "{}: [{section}] {key}: missing (required)",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The keys each section knows.
+const KNOWN: &[(&str, &[&str])] = &[
+    ("ssl", &["key", "cert", "ca"]),
+    (
+        "network",
+        &[
+            "port",
+            "bind",
+            "cache",
+            "init",
+            "no_incoming",
+            "no_relay",
+            "max_links",
+            "announce_interval",
+            "route_ttl",
+            "max_clock_skew",
+        ],
+    ),
+    ("interface", &["name", "mtu", "up"]),
+    ("control", &["socket"]),
+    ("performance", &["workers"]),
+];
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    from_str(path, &text)
+}
+
+/// Validates configuration text as if read from `path`.
+pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let entries = ini::parse(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        line: e.line,
+        msg: e.msg,
+    })?;
+    let mut r = Resolver {
+        path,
+        entries: &entries,
+        warnings: Vec::new(),
+    };
+    r.check_keys()?;
+    let ssl = Ssl {
+        key: r.required_path("ssl", "key")?,
+        cert: r.required_path("ssl", "cert")?,
+        ca: r.required_path("ssl", "ca")?,
+    };
+    let port = r.get("network", "port", DEFAULT_PORT, |v| {
+        match v.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(format!("{v:?} is not a TCP port (1-65535)")),
+        }
+    })?;
+    let network = Network {
+        port,
+        bind: r.get("network", "bind", None, |v| {
+            let v = v.trim_start_matches('[').trim_end_matches(']');
+            v.parse::<IpAddr>()
+                .map(Some)
+                .map_err(|_| format!("{v:?} is not an IPv4 or IPv6 address"))
+        })?,
+        cache: r.path_or("network", "cache", "/var/lib/invpnd/invpn.cache")?,
+        init: r.get("network", "init", Vec::new(), |v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| parse_seed(s, DEFAULT_PORT))
+                .collect()
+        })?,
+        no_incoming: r.get("network", "no_incoming", false, parse_bool)?,
+        no_relay: r.get("network", "no_relay", false, parse_bool)?,
+        max_links: r.get("network", "max_links", 100, |v| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{v:?} is not a number of links"))
+        })?,
+        announce_interval: r.get(
+            "network",
+            "announce_interval",
+            Duration::from_secs(5),
+            |v| parse_duration(v, Duration::from_millis(100), Duration::from_secs(3600)),
+        )?,
+        route_ttl: r.get("network", "route_ttl", Duration::from_secs(60), |v| {
+            parse_duration(v, Duration::from_secs(1), Duration::from_secs(86_400))
+        })?,
+        max_clock_skew: r.get("network", "max_clock_skew", Duration::from_secs(60), |v| {
+            parse_duration(v, Duration::from_secs(0), Duration::from_secs(86_400 * 365))
+        })?,
+    };
+    if network.route_ttl < network.announce_interval * 2 {
+        r.warnings.push(format!(
+            "{}: [network] route_ttl ({:?}) is less than two announce intervals: routes will flap",
+            path.display(),
+            network.route_ttl
+        ));
+    }
+    let interface = Interface {
+        name: r.get("interface", "name", "invpn%d".to_string(), |v| {
+            if v.is_empty() || v.len() > 15 {
+                return Err(format!("{v:?}: an interface name has 1 to 15 characters"));
+            }
+            if v.contains(|c: char| c == '/' || c.is_whitespace() || c == ':') {
+                return Err(format!("{v:?}: no '/', ':' or spaces in an interface name"));
+            }
+            Ok(v.to_string())
+        })?,
+        mtu: r.get("interface", "mtu", 1500, |v| match v.parse::<u16>() {
+            Ok(m) if (576..=65000).contains(&m) => Ok(m),
+            _ => Err(format!("{v:?} is not an MTU between 576 and 65000")),
+        })?,
+        up: r.optional_path("interface", "up")?,
+    };
+    if interface.mtu < 1280 {
+        r.warnings.push(format!(
+            "{}: [interface] mtu {} is below 1280: IPv6 will not work over the mesh",
+            path.display(),
+            interface.mtu
+        ));
+    }
+    let control = Control {
+        socket: r.path_or("control", "socket", "/run/invpnd.sock")?,
+    };
+    let performance = Performance {
+        workers: r.get("performance", "workers", 0, |v| {
+            if v == "auto" {
+                return Ok(0);
+            }
+            match v.parse::<usize>() {
+                Ok(n) if n <= crate::core::LinkId::MAX_WORKERS => Ok(n),
+                _ => Err(format!(
+                    "{v:?}: expected `auto` or a number of threads (1-256)"
+                )),
+            }
+        })?,
+    };
+    Ok(Config {
+        path: path.to_path_buf(),
+        ssl,
+        network,
+        interface,
+        control,
+        performance,
+        warnings: r.warnings,
+    })
+}
+
+struct Resolver<'a> {
+    path: &'a Path,
+    entries: &'a [Entry],
+    warnings: Vec<String>,
+}
+
+impl Resolver<'_> {
+    fn check_keys(&mut self) -> Result<(), ConfigError> {
+        for (i, e) in self.entries.iter().enumerate() {
+            if let Some(first) = self.entries[..i]
+                .iter()
+                .find(|p| p.section == e.section && p.key == e.key)
+            {
+                return Err(ConfigError::Duplicate {
+                    path: self.path.to_path_buf(),
+                    line: e.line,
+                    section: e.section.clone(),
+                    key: e.key.clone(),
+                    first: first.line,
+                });
+            }
+            match KNOWN.iter().find(|(s, _)| *s == e.section) {
+                None => self.warnings.push(format!(
+                    "{}:{}: unknown section [{}] (key {} ignored)",
+                    self.path.display(),
+                    e.line,
+                    e.section,
+                    e.key
+                )),
+                Some((_, keys)) if !keys.contains(&e.key.as_str()) => self.warnings.push(format!(
+                    "{}:{}: [{}] {}: unknown key, ignored",
+                    self.path.display(),
+                    e.line,
+                    e.section,
+                    e.key
+                )),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&self, section: &str, key: &str) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| e.section == section && e.key == key)
+    }
+
+    fn get<T>(
+        &self,
+        section: &str,
+        key: &str,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.entry(section, key) {
+            None => Ok(default),
+            Some(e) => parse(&e.value).map_err(|msg| ConfigError::Value {
+                path: self.path.to_path_buf(),
+                line: e.line,
+                section: section.to_string(),
+                key: key.to_string(),
+                msg,
+            }),
+        }
+    }
+
+    fn resolve(&self, v: &str) -> Result<PathBuf, String> {
+        if v.is_empty() {
+            return Err("empty path".into());
+        }
+        let p = Path::new(v);
+        Ok(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        })
+    }
+
+    fn optional_path(&self, section: &str, key: &str) -> Result<Option<PathBuf>, ConfigError> {
+        self.get(section, key, None, |v| self.resolve(v).map(Some))
+    }
+
+    fn path_or(&self, section: &str, key: &str, default: &str) -> Result<PathBuf, ConfigError> {
+        self.get(section, key, PathBuf::from(default), |v| self.resolve(v))
+    }
+
+    fn required_path(
+        &self,
+        section: &'static str,
+        key: &'static str,
+    ) -> Result<PathBuf, ConfigError> {
+        self.optional_path(section, key)?
+            .ok_or(ConfigError::Missing {
+                path: self.path.to_path_buf(),
+                section,
+                key,
+            })
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,134 @@
+use super::*;
+
+const MINIMAL: &str = "[ssl]\nkey=node.key\ncert=node.crt\nca=/etc/invpn/ca.crt\n";
+
+fn load_text(text: &str) -> Result<Config, ConfigError> {
+    from_str(Path::new("/etc/invpn/invpn.conf"), text)
+}
+
+fn err(text: &str) -> String {
+    load_text(text).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults() {
+    let c = load_text(MINIMAL).unwrap();
+    assert_eq!(
+        c.ssl.key,
+        PathBuf::from("/etc/invpn/node.key"),
+        "relative to the file"
+    );
+    assert_eq!(c.ssl.ca, PathBuf::from("/etc/invpn/ca.crt"));
+    assert_eq!(c.network.port, 41744);
+    assert_eq!(c.network.bind, None);
+    assert_eq!(c.network.max_links, 100);
+    assert_eq!(c.network.announce_interval, Duration::from_secs(5));
+    assert!(c.network.listening());
+    assert_eq!(c.interface.name, "invpn%d");
+    assert_eq!(c.interface.mtu, 1500);
+    assert_eq!(c.control.socket, PathBuf::from("/run/invpnd.sock"));
+    assert_eq!(c.performance.workers, 0);
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn invpn04_install_example_is_accepted() {
+    let c = load_text(
+        "[ssl]\nkey=/etc/invpn/invpn.key\ncert=/etc/invpn/invpn.crt\nca=/etc/invpn/invpn_ca.crt\n\
+         [network]\nport=47741\ncache=/etc/invpn/invpn.cache\n\
+         init=02:50:56:00:00:01@192.168.0.1:47441\n",
+    )
+    .unwrap();
+    assert_eq!(c.network.port, 47741);
+    assert_eq!(c.network.cache, PathBuf::from("/etc/invpn/invpn.cache"));
+    assert_eq!(c.network.init.len(), 1);
+    assert_eq!(c.network.init[0].addr.port(), 47441);
+}
+
+#[test]
+fn everything_set() {
+    let c = load_text(&format!(
+        "{MINIMAL}[network]\nbind=[fd00::1]\ninit=02:50:56:00:00:01@198.18.0.1:1, 02:50:56:00:00:02@[fd00::2]:2\n\
+         no_relay=yes\nmax_links=8\nannounce_interval=1s\nroute_ttl=30s\nmax_clock_skew=10s\n\
+         [interface]\nname=mesh0\nmtu=9000\nup=up.sh\n[control]\nsocket=/tmp/x.sock\n[performance]\nworkers=2\n"
+    ))
+    .unwrap();
+    assert_eq!(c.network.bind, Some("fd00::1".parse().unwrap()));
+    assert_eq!(c.network.init.len(), 2);
+    assert!(c.network.no_relay && !c.network.listening());
+    assert_eq!(c.network.max_links, 8);
+    assert_eq!(c.interface.up, Some(PathBuf::from("/etc/invpn/up.sh")));
+    assert_eq!(c.interface.mtu, 9000);
+    assert_eq!(c.performance.workers, 2);
+}
+
+#[test]
+fn bad_values_name_file_line_and_key() {
+    let cases = [
+        ("[network]\nport=70000\n", ":6: [network] port:"),
+        ("[network]\nport=0\n", ":6: [network] port:"),
+        ("[network]\nbind=somewhere\n", ":6: [network] bind:"),
+        ("[network]\ninit=02:50:56:00:00:01\n", ":6: [network] init:"),
+        (
+            "[network]\nno_incoming=perhaps\n",
+            ":6: [network] no_incoming:",
+        ),
+        ("[network]\nmax_links=-1\n", ":6: [network] max_links:"),
+        (
+            "[network]\nannounce_interval=0\n",
+            ":6: [network] announce_interval:",
+        ),
+        ("[interface]\nmtu=100\n", ":6: [interface] mtu:"),
+        ("[interface]\nmtu=70000\n", ":6: [interface] mtu:"),
+        (
+            "[interface]\nname=a-very-long-interface-name\n",
+            ":6: [interface] name:",
+        ),
+        (
+            "[performance]\nworkers=many\n",
+            ":6: [performance] workers:",
+        ),
+        (
+            "[network]\nport=1\nport=2\n",
+            ":7: [network] port: given twice (first on line 6)",
+        ),
+        ("[network\n", ":5: unclosed section"),
+    ];
+    for (extra, want) in cases {
+        let e = err(&format!("{MINIMAL}{extra}"));
+        assert!(e.starts_with("/etc/invpn/invpn.conf"), "{e}");
+        assert!(e.contains(want), "{extra:?}: got {e:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn missing_required_keys() {
+    assert_eq!(
+        err("[ssl]\nkey=a\ncert=b\n"),
+        "/etc/invpn/invpn.conf: [ssl] ca: missing (required)"
+    );
+    assert!(err("").contains("[ssl] key: missing"));
+}
+
+#[test]
+fn unknown_keys_and_odd_values_warn() {
+    let c = load_text(&format!(
+        "{MINIMAL}[network]\nprot=1\n[interface]\nmtu=1000\n[colour]\nx=1\n"
+    ))
+    .unwrap();
+    assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("invpn.conf:6: [network] prot: unknown key"));
+    assert!(c.warnings[1].contains(":10: unknown section [colour]"));
+    assert!(c.warnings[2].contains("IPv6"));
+}
+
+#[test]
+fn unreadable_file() {
+    let e = load(Path::new("/nonexistent/invpn.conf"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/nonexistent/invpn.conf: cannot read:"),
+        "{e}"
+    );
+}

@@ -1,0 +1,105 @@
+//! What invpnd reads out of an X.509 certificate with x509-parser: the MAC
+//! in the Common Name, the version, the validity period, the key type.
+
+use x509_parser::prelude::*;
+
+use crate::core::Mac;
+
+/// The facts of one certificate that invpnd cares about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// The subject's first Common Name, if any.
+    pub common_name: Option<String>,
+    /// The issuer, as text.
+    pub issuer: String,
+    /// The subject, as text.
+    pub subject: String,
+    /// 1 or 3 (webpki refuses anything but 3).
+    pub version: u32,
+    /// Validity start, seconds since the Unix epoch.
+    pub not_before: i64,
+    /// Validity end, seconds since the Unix epoch.
+    pub not_after: i64,
+    /// Whether basicConstraints says CA:TRUE.
+    pub is_ca: bool,
+    /// The public key type and size, e.g. "RSA 4096", "ECDSA P-256", "Ed25519".
+    pub key_type: String,
+}
+
+impl CertInfo {
+    /// Parses a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<CertInfo, String> {
+        let (rest, cert) = X509Certificate::from_der(der)
+            .map_err(|e| format!("not a valid X.509 certificate ({e})"))?;
+        if !rest.is_empty() {
+            return Err("trailing bytes after the certificate".into());
+        }
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string);
+        let validity = cert.validity();
+        Ok(CertInfo {
+            common_name,
+            issuer: cert.issuer().to_string(),
+            subject: cert.subject().to_string(),
+            version: cert.version().0 + 1,
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+            is_ca: cert.is_ca(),
+            key_type: key_type(cert.public_key()),
+        })
+    }
+
+    /// The node MAC in the Common Name, or why there is none.
+    pub fn mac(&self) -> Result<Mac, String> {
+        let cn = self
+            .common_name
+            .as_deref()
+            .ok_or("the certificate has no Common Name")?;
+        let mac: Mac = cn
+            .parse()
+            .map_err(|_| format!("the certificate's Common Name {cn:?} is not a MAC address"))?;
+        if !mac.is_node_address() {
+            return Err(format!(
+                "the certificate's Common Name {cn} is not a unicast MAC"
+            ));
+        }
+        Ok(mac)
+    }
+
+    /// Whole days from `now` (Unix seconds) until the certificate expires;
+    /// negative once it has.
+    pub fn days_left(&self, now: i64) -> i64 {
+        (self.not_after - now).div_euclid(86_400)
+    }
+}
+
+fn key_type(spki: &SubjectPublicKeyInfo<'_>) -> String {
+    use x509_parser::public_key::PublicKey;
+    match spki.parsed() {
+        Ok(PublicKey::RSA(rsa)) => format!("RSA {}", rsa.key_size()),
+        Ok(PublicKey::EC(_)) => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| match oid.to_id_string().as_str() {
+                    "1.2.840.10045.3.1.7" => "P-256".to_string(),
+                    "1.3.132.0.34" => "P-384".to_string(),
+                    "1.3.132.0.35" => "P-521".to_string(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_else(|| "unknown curve".into());
+            format!("ECDSA {curve}")
+        }
+        _ => match spki.algorithm.algorithm.to_id_string().as_str() {
+            "1.3.101.112" => "Ed25519".into(),
+            "1.3.101.113" => "Ed448".into(),
+            other => format!("unknown ({other})"),
+        },
+    }
+}

@@ -1,0 +1,310 @@
+//! TLS for links, with rustls and its ring provider: the node's key and
+//! certificate, the CA that defines the network, and the client and server
+//! configurations built from them (mutual authentication, ALPN `invpn/2`,
+//! no SNI, no resumption).
+
+pub mod cert_info;
+pub mod verify;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::{ResolvesClientCert, Resumption};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
+
+pub use cert_info::CertInfo;
+use verify::{NodeClientVerifier, NodeServerVerifier};
+
+use crate::config::Ssl;
+use crate::core::Mac;
+
+/// The ALPN protocol invpnd offers; a link that agrees on it is an invpnd
+/// link, one without ALPN is a 0.4 link (PROTOCOL.md §8).
+pub const ALPN_INVPN2: &[u8] = b"invpn/2";
+
+/// Why the node's TLS material was refused.
+#[derive(Debug)]
+pub enum TlsError {
+    /// A file could not be read.
+    Read { path: PathBuf, err: std::io::Error },
+    /// A file holds no usable PEM block of the kind needed.
+    Pem { path: PathBuf, msg: String },
+    /// The key is not one rustls can sign with.
+    Key { path: PathBuf, msg: String },
+    /// A certificate is unusable (CN not a MAC, X.509 v1, not a CA...).
+    Cert { path: PathBuf, msg: String },
+    /// The key is not the one the certificate was issued for.
+    Mismatch { key: PathBuf, cert: PathBuf },
+    /// The node certificate does not verify against the CA.
+    Chain {
+        cert: PathBuf,
+        ca: PathBuf,
+        msg: String,
+    },
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::Read { path, err } => write!(f, "{}: cannot read: {err}", path.display()),
+            TlsError::Pem { path, msg }
+            | TlsError::Key { path, msg }
+            | TlsError::Cert { path, msg } => write!(f, "{}: {msg}", path.display()),
+            TlsError::Mismatch { key, cert } => write!(
+                f,
+                "{}: this key does not belong to the certificate {}",
+                key.display(),
+                cert.display()
+            ),
+            TlsError::Chain { cert, ca, msg } => write!(
+                f,
+                "{}: does not verify against the CA in {}: {msg}",
+                cert.display(),
+                ca.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// The crypto provider: ring, with its default suites and key exchanges.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A node's loaded and checked TLS material.
+pub struct Material {
+    /// The node's MAC (its certificate's CN).
+    pub mac: Mac,
+    /// Facts about the node certificate.
+    pub cert: CertInfo,
+    /// Facts about each CA certificate.
+    pub cas: Vec<CertInfo>,
+    provider: Arc<CryptoProvider>,
+    roots: Arc<RootCertStore>,
+    certified: Arc<CertifiedKey>,
+}
+
+impl fmt::Debug for Material {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Material")
+            .field("mac", &self.mac)
+            .field("cert", &self.cert)
+            .finish()
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|err| TlsError::Read {
+        path: path.to_path_buf(),
+        err,
+    })
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem {
+            path: path.to_path_buf(),
+            msg: format!("bad PEM: {e}"),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            path: path.to_path_buf(),
+            msg: "no certificate in this file (expected a PEM CERTIFICATE block)".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn info(path: &Path, der: &[u8]) -> Result<CertInfo, TlsError> {
+    let i = CertInfo::from_der(der).map_err(|msg| TlsError::Cert {
+        path: path.to_path_buf(),
+        msg,
+    })?;
+    if i.version != 3 {
+        return Err(TlsError::Cert {
+            path: path.to_path_buf(),
+            msg: format!(
+                "X.509 v{} certificate; TLS peers refuse anything but v3: re-issue it \
+                 (`invpnctl cert sign`, or `openssl x509 -req ... -extfile`)",
+                i.version
+            ),
+        });
+    }
+    Ok(i)
+}
+
+impl Material {
+    /// Loads and checks the key, certificate and CA named in `[ssl]`: the
+    /// certificate must be X.509 v3 with a MAC as CN, match the key, and
+    /// verify against the CA at `now`.
+    pub fn load(ssl: &Ssl, now: UnixTime) -> Result<Material, TlsError> {
+        let provider = provider();
+        let ca_certs = certs(&ssl.ca)?;
+        let mut roots = RootCertStore::empty();
+        let mut cas = Vec::new();
+        for c in &ca_certs {
+            cas.push(info(&ssl.ca, c)?);
+            roots.add(c.clone()).map_err(|e| TlsError::Cert {
+                path: ssl.ca.clone(),
+                msg: format!("not usable as a CA certificate: {e}"),
+            })?;
+        }
+        let chain = certs(&ssl.cert)?;
+        let cert = info(&ssl.cert, &chain[0])?;
+        let mac = cert.mac().map_err(|msg| TlsError::Cert {
+            path: ssl.cert.clone(),
+            msg,
+        })?;
+
+        let key_pem = read(&ssl.key)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
+            path: ssl.key.clone(),
+            msg: format!("no private key found (expected PEM PKCS#1, PKCS#8 or SEC1): {e}"),
+        })?;
+        let signer = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| TlsError::Key {
+                path: ssl.key.clone(),
+                msg: format!(
+                    "unsupported private key (RSA >= 2048, ECDSA P-256/P-384, Ed25519): {e}"
+                ),
+            })?;
+        let certified = CertifiedKey::new(chain.clone(), signer);
+        if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
+            certified.keys_match()
+        {
+            return Err(TlsError::Mismatch {
+                key: ssl.key.clone(),
+                cert: ssl.cert.clone(),
+            });
+        }
+        verify::verify_chain(&provider, &roots, &chain[0], &chain[1..], now).map_err(|e| {
+            TlsError::Chain {
+                cert: ssl.cert.clone(),
+                ca: ssl.ca.clone(),
+                msg: describe(&e),
+            }
+        })?;
+        Ok(Material {
+            mac,
+            cert,
+            cas,
+            provider,
+            roots: Arc::new(roots),
+            certified: Arc::new(certified),
+        })
+    }
+
+    /// The configuration for accepting links.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, rustls::Error> {
+        let verifier = NodeClientVerifier::new(self.provider.clone(), self.roots.clone())
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let mut c = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_cert_resolver(Arc::new(OwnCert(self.certified.clone())));
+        c.alpn_protocols = vec![ALPN_INVPN2.to_vec()];
+        c.send_tls13_tickets = 0;
+        c.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        Ok(Arc::new(c))
+    }
+
+    /// The configuration for dialling the node whose MAC is `expected`.
+    pub fn client_config(&self, expected: Mac) -> Result<Arc<ClientConfig>, rustls::Error> {
+        let verifier = NodeServerVerifier {
+            provider: self.provider.clone(),
+            roots: self.roots.clone(),
+            expected,
+        };
+        let mut c = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_cert_resolver(Arc::new(OwnCert(self.certified.clone())));
+        c.alpn_protocols = vec![ALPN_INVPN2.to_vec()];
+        c.enable_sni = false;
+        c.resumption = Resumption::disabled();
+        Ok(Arc::new(c))
+    }
+
+    /// Re-checks a linked peer's chain against this material's CA (after a
+    /// reload); returns the peer's MAC if it still verifies.
+    pub fn verify_peer(
+        &self,
+        chain: &[CertificateDer<'static>],
+        now: UnixTime,
+    ) -> Result<Mac, rustls::Error> {
+        let (ee, rest) = chain
+            .split_first()
+            .ok_or(rustls::Error::NoCertificatesPresented)?;
+        verify::verify_chain(&self.provider, &self.roots, ee, rest, now)
+    }
+}
+
+/// Presents the node's certificate on both sides of every handshake.
+#[derive(Debug)]
+struct OwnCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for OwnCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+impl ResolvesClientCert for OwnCert {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// An operator-readable reason for a failed handshake or verification.
+pub fn describe(e: &rustls::Error) -> String {
+    use rustls::Error as E;
+    match e {
+        E::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => "certificate not signed by the network's CA".into(),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "certificate expired".into()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "certificate not valid yet (check the clocks)".into()
+            }
+            CertificateError::BadEncoding => "certificate badly encoded (X.509 v1?)".into(),
+            CertificateError::BadSignature => {
+                "certificate signature does not verify (signed by another CA of the same name?)"
+                    .into()
+            }
+            CertificateError::Revoked => "certificate revoked".into(),
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                "certificate not valid for TLS client/server use (extendedKeyUsage)".into()
+            }
+            CertificateError::Other(o) => o.to_string(),
+            other => format!("bad certificate ({other:?})"),
+        },
+        E::AlertReceived(a) => format!("the peer refused the handshake (alert {a:?})"),
+        E::NoCertificatesPresented => "the peer presented no certificate".into(),
+        E::NoApplicationProtocol => "no common ALPN protocol".into(),
+        E::InvalidMessage(m) => format!("not TLS or corrupt ({m:?})"),
+        E::PeerIncompatible(p) => format!("incompatible TLS peer ({p:?})"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,261 @@
+//! TLS material and handshakes, in memory.
+
+use std::path::Path;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, ServerConnection};
+use time::Duration;
+
+use super::*;
+use crate::pki::{self, CertAndKey, KeyType, Validity};
+
+fn mac(n: u8) -> Mac {
+    Mac([2, 0x50, 0x56, 0, 0, n])
+}
+
+fn now() -> UnixTime {
+    UnixTime::now()
+}
+
+struct Net {
+    dir: tempfile::TempDir,
+    ca: CertAndKey,
+}
+
+impl Net {
+    fn new() -> Net {
+        let name = format!("test CA {}", fastrand::u64(..));
+        let ca = pki::new_ca(&name, Validity::days_from_now(30), KeyType::EcdsaP256).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
+        Net { dir, ca }
+    }
+
+    fn write(&self, name: &str, ck: &CertAndKey) -> Ssl {
+        let p = |ext: &str| self.dir.path().join(format!("{name}.{ext}"));
+        std::fs::write(p("crt"), &ck.cert_pem).unwrap();
+        std::fs::write(p("key"), &ck.key_pem).unwrap();
+        Ssl {
+            key: p("key"),
+            cert: p("crt"),
+            ca: self.dir.path().join("ca.crt"),
+        }
+    }
+
+    fn node(&self, name: &str, m: Mac, key: KeyType) -> Ssl {
+        let ck = pki::new_node(&self.ca, m, Validity::days_from_now(30), key).unwrap();
+        self.write(name, &ck)
+    }
+}
+
+fn load(ssl: &Ssl) -> Result<Material, TlsError> {
+    Material::load(ssl, now())
+}
+
+#[test]
+fn loads_every_generated_key_type() {
+    let net = Net::new();
+    for (i, kt) in [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Ed25519]
+        .into_iter()
+        .enumerate()
+    {
+        let m = load(&net.node(&format!("n{i}"), mac(i as u8 + 1), kt)).unwrap();
+        assert_eq!(m.mac, mac(i as u8 + 1));
+        assert_eq!(m.cert.version, 3);
+        assert_eq!(m.cas.len(), 1);
+        assert!(m.cas[0].is_ca && !m.cert.is_ca);
+    }
+}
+
+#[test]
+fn refuses_bad_material_with_reasons() {
+    let net = Net::new();
+    let other = pki::new_ca("other CA", Validity::days_from_now(30), KeyType::EcdsaP256).unwrap();
+
+    let foreign = pki::new_node(
+        &other,
+        mac(1),
+        Validity::days_from_now(30),
+        KeyType::EcdsaP256,
+    )
+    .unwrap();
+    let e = load(&net.write("foreign", &foreign))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("does not verify against the CA") && e.contains("not signed by"),
+        "{e}"
+    );
+
+    let named = pki::issue(
+        &net.ca,
+        "node1",
+        Validity::days_from_now(30),
+        KeyType::EcdsaP256,
+    )
+    .unwrap();
+    let e = load(&net.write("named", &named)).unwrap_err().to_string();
+    assert!(e.contains("\"node1\" is not a MAC address"), "{e}");
+
+    let t = time::OffsetDateTime::now_utc();
+    let old = Validity {
+        not_before: t - Duration::days(30),
+        not_after: t - Duration::days(1),
+    };
+    let expired = pki::issue(&net.ca, &mac(1).to_string(), old, KeyType::EcdsaP256).unwrap();
+    let e = load(&net.write("expired", &expired))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("expired"), "{e}");
+
+    let soon = Validity {
+        not_before: t + Duration::days(1),
+        not_after: t + Duration::days(30),
+    };
+    let future = pki::issue(&net.ca, &mac(1).to_string(), soon, KeyType::EcdsaP256).unwrap();
+    let e = load(&net.write("future", &future)).unwrap_err().to_string();
+    assert!(e.contains("not valid yet"), "{e}");
+
+    let a = pki::new_node(
+        &net.ca,
+        mac(1),
+        Validity::days_from_now(30),
+        KeyType::EcdsaP256,
+    )
+    .unwrap();
+    let b = pki::new_node(
+        &net.ca,
+        mac(2),
+        Validity::days_from_now(30),
+        KeyType::EcdsaP256,
+    )
+    .unwrap();
+    let mixed = CertAndKey {
+        cert_pem: a.cert_pem,
+        key_pem: b.key_pem,
+    };
+    let e = load(&net.write("mixed", &mixed)).unwrap_err();
+    assert!(matches!(e, TlsError::Mismatch { .. }), "{e}");
+
+    let ok = net.node("ok", mac(3), KeyType::EcdsaP256);
+    let e = load(&Ssl {
+        key: Path::new("/nonexistent.key").into(),
+        ..ok.clone()
+    })
+    .unwrap_err();
+    assert!(
+        e.to_string().starts_with("/nonexistent.key: cannot read"),
+        "{e}"
+    );
+    std::fs::write(net.dir.path().join("empty.crt"), "hello\n").unwrap();
+    let e = load(&Ssl {
+        cert: net.dir.path().join("empty.crt"),
+        ..ok.clone()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("no certificate in this file"), "{e}");
+    let e = load(&Ssl {
+        key: ok.cert.clone(),
+        ..ok.clone()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("no private key found"), "{e}");
+    let e = load(&Ssl {
+        ca: ok.cert.clone(),
+        ..ok
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("does not verify"), "{e}");
+}
+
+/// Pumps TLS records between the two ends until both finish or one fails.
+fn handshake(c: &mut ClientConnection, s: &mut ServerConnection) -> Result<(), rustls::Error> {
+    for _ in 0..20 {
+        let mut buf = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut buf).unwrap();
+        }
+        if !buf.is_empty() {
+            s.read_tls(&mut &buf[..]).unwrap();
+            s.process_new_packets()?;
+        }
+        let mut buf = Vec::new();
+        while s.wants_write() {
+            s.write_tls(&mut buf).unwrap();
+        }
+        if !buf.is_empty() {
+            c.read_tls(&mut &buf[..]).unwrap();
+            c.process_new_packets()?;
+        }
+        if !c.is_handshaking() && !s.is_handshaking() {
+            return Ok(());
+        }
+    }
+    Err(rustls::Error::General("handshake did not finish".into()))
+}
+
+fn connect(
+    client: &Material,
+    server: &Material,
+    expected: Mac,
+) -> (
+    ClientConnection,
+    ServerConnection,
+    Result<(), rustls::Error>,
+) {
+    let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let mut c = ClientConnection::new(client.client_config(expected).unwrap(), name).unwrap();
+    let mut s = ServerConnection::new(server.server_config().unwrap()).unwrap();
+    let r = handshake(&mut c, &mut s);
+    (c, s, r)
+}
+
+#[test]
+fn mutual_handshake_agrees_on_alpn_and_identities() {
+    let net = Net::new();
+    let a = load(&net.node("a", mac(1), KeyType::EcdsaP256)).unwrap();
+    let b = load(&net.node("b", mac(2), KeyType::Ed25519)).unwrap();
+    let (c, s, r) = connect(&a, &b, mac(2));
+    r.unwrap();
+    assert_eq!(c.alpn_protocol(), Some(ALPN_INVPN2));
+    assert_eq!(s.alpn_protocol(), Some(ALPN_INVPN2));
+    let client_chain = s.peer_certificates().unwrap();
+    assert_eq!(verify::peer_mac(&client_chain[0]).unwrap(), mac(1));
+    assert_eq!(b.verify_peer(client_chain, now()).unwrap(), mac(1));
+    assert_eq!(
+        verify::peer_mac(&c.peer_certificates().unwrap()[0]).unwrap(),
+        mac(2)
+    );
+}
+
+#[test]
+fn dialler_refuses_an_unexpected_mac() {
+    let net = Net::new();
+    let a = load(&net.node("a", mac(1), KeyType::EcdsaP256)).unwrap();
+    let b = load(&net.node("b", mac(2), KeyType::EcdsaP256)).unwrap();
+    let (_, _, r) = connect(&a, &b, mac(3));
+    let e = describe(&r.unwrap_err());
+    assert!(
+        e.contains("02:50:56:00:00:02, not 02:50:56:00:00:03"),
+        "{e}"
+    );
+}
+
+#[test]
+fn server_refuses_a_client_from_another_ca() {
+    let net = Net::new();
+    let other = Net::new();
+    // a trusts both CAs, but its own certificate comes from the other one
+    let a_ssl = other.node("a", mac(1), KeyType::EcdsaP256);
+    let both = format!("{}{}", other.ca.cert_pem, net.ca.cert_pem);
+    std::fs::write(&a_ssl.ca, both).unwrap();
+    let a = load(&a_ssl).unwrap();
+    let b = load(&net.node("b", mac(2), KeyType::EcdsaP256)).unwrap();
+    assert_eq!(a.cas.len(), 2);
+    let (_, _, r) = connect(&a, &b, mac(2));
+    let e = describe(&r.unwrap_err());
+    assert!(e.contains("not signed by the network's CA"), "{e}");
+    // the other way round, the dialler refuses first
+    let (_, _, r) = connect(&b, &a, mac(1));
+    assert!(describe(&r.unwrap_err()).contains("not signed by"));
+}
