@@ -8,5 +8,8 @@
 
 pub mod config;
 pub mod core;
+pub mod daemon;
+pub mod logging;
 pub mod pki;
+pub mod sys;
 pub mod tls;

@@ -1,1 +1,204 @@
-fn main() {}
+//! invpnd: the invpn mesh VPN daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use invpn::config::{self, Config};
+use invpn::daemon::{self, cache_file, Options};
+use invpn::tls::{cert_info::unix_to_text, Material};
+
+const USAGE: &str = "Usage: invpnd [-c FILE] [-t] [-v...] [--tunfd FD]
+
+invpnd joins this host to an invpn mesh: a layer-2 VPN whose nodes link to
+each other over mutually authenticated TLS and share one Ethernet segment.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let mut opts = getopts::Options::new();
+    opts.optopt(
+        "c",
+        "config",
+        &format!("configuration file (default {})", config::DEFAULT_PATH),
+        "FILE",
+    );
+    opts.optflag(
+        "t",
+        "check",
+        "check the configuration, certificates and keys, print them, and exit",
+    );
+    opts.optflagmulti(
+        "v",
+        "verbose",
+        "more logging (-vv: even more); RUST_LOG overrides",
+    );
+    opts.optopt(
+        "",
+        "tunfd",
+        "adopt an open TAP descriptor (used by restart in place)",
+        "FD",
+    );
+    opts.optflag("V", "version", "print the version and exit");
+    opts.optflag("h", "help", "print this help and exit");
+    let m = match opts.parse(&args[1..]) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("invpnd: {e}\n{}", opts.short_usage("invpnd"));
+            return ExitCode::from(1);
+        }
+    };
+    if m.opt_present("h") {
+        print!("{}", opts.usage(USAGE));
+        return ExitCode::SUCCESS;
+    }
+    if m.opt_present("V") {
+        println!("invpnd {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if !m.free.is_empty() {
+        eprintln!(
+            "invpnd: unexpected argument {:?}\n{}",
+            m.free[0],
+            opts.short_usage("invpnd")
+        );
+        return ExitCode::from(1);
+    }
+    let tunfd = match m.opt_str("tunfd").map(|s| s.parse::<i32>()) {
+        None => None,
+        Some(Ok(fd)) if fd >= 0 => Some(fd),
+        Some(_) => {
+            eprintln!("invpnd: --tunfd needs a file descriptor number");
+            return ExitCode::from(1);
+        }
+    };
+    let path = PathBuf::from(
+        m.opt_str("c")
+            .unwrap_or_else(|| config::DEFAULT_PATH.to_string()),
+    );
+    let check = m.opt_present("t");
+    if !check {
+        invpn::logging::init(m.opt_count("v"));
+    }
+
+    let cfg = match config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("invpnd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let material = match Material::load(&cfg.ssl, rustls::pki_types::UnixTime::now()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("invpnd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if check {
+        print_check(&cfg, &material);
+        return ExitCode::SUCCESS;
+    }
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(&args[0]));
+    match daemon::run(
+        cfg,
+        material,
+        Options {
+            tunfd,
+            exe,
+            args: args[1..].to_vec(),
+        },
+    ) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("invpnd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_check(cfg: &Config, m: &Material) {
+    let now = invpn::daemon::clock::unix_ms() as i64 / 1000;
+    let n = &cfg.network;
+    println!("configuration {}: OK", cfg.path.display());
+    for w in &cfg.warnings {
+        println!("warning: {w}");
+    }
+    println!("node MAC:        {}", m.mac);
+    println!(
+        "certificate:     {} ({}, key {}, issuer {}, valid until {}, {} days left)",
+        cfg.ssl.cert.display(),
+        m.cert.subject,
+        m.cert.key_type,
+        m.cert.issuer,
+        unix_to_text(m.cert.not_after),
+        m.cert.days_left(now)
+    );
+    println!("key:             {}", cfg.ssl.key.display());
+    for c in &m.cas {
+        println!(
+            "CA:              {} ({}, valid until {}, {} days left)",
+            cfg.ssl.ca.display(),
+            c.subject,
+            unix_to_text(c.not_after),
+            c.days_left(now)
+        );
+    }
+    if n.listening() {
+        let at = n
+            .bind
+            .map_or("every address".to_string(), |b| b.to_string());
+        println!("listen:          port {} on {at}", n.port);
+    } else {
+        println!(
+            "listen:          no ({}; announced without an address, port {})",
+            if n.no_relay {
+                "no_relay"
+            } else {
+                "no_incoming"
+            },
+            n.port
+        );
+    }
+    println!("relay:           {}", if n.no_relay { "no" } else { "yes" });
+    let seeds: Vec<String> = n.init.iter().map(|s| s.to_string()).collect();
+    println!(
+        "seeds:           {}",
+        if seeds.is_empty() {
+            "none".to_string()
+        } else {
+            seeds.join(", ")
+        }
+    );
+    let cached = std::fs::metadata(&n.cache).is_ok();
+    println!(
+        "node cache:      {}{}",
+        n.cache.display(),
+        if cached {
+            format!(" ({} nodes)", cache_file::load(&n.cache).len())
+        } else {
+            " (not created yet)".to_string()
+        }
+    );
+    println!("max links:       {}", n.max_links);
+    println!(
+        "timers:          announce every {:?}, routes expire after {:?}, max clock skew {:?}",
+        n.announce_interval, n.route_ttl, n.max_clock_skew
+    );
+    println!(
+        "interface:       {}, MTU {}{}",
+        cfg.interface.name,
+        cfg.interface.mtu,
+        cfg.interface
+            .up
+            .as_ref()
+            .map_or(String::new(), |u| format!(", up program {}", u.display()))
+    );
+    println!("control socket:  {}", cfg.control.socket.display());
+    println!(
+        "workers:         {}",
+        daemon::worker_count(cfg.performance.workers)
+    );
+}

@@ -35,7 +35,7 @@ pub struct EngineConfig {
 }
 
 /// A link as the engine sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkCtx {
     pub id: LinkId,
     /// The neighbour's MAC, from its certificate.

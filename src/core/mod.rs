@@ -2,10 +2,13 @@
 //! and health. Nothing here reads a clock, opens a socket or touches the
 //! TAP; time comes in as [`Now`] and work goes out through [`engine::Output`].
 
+pub mod cache;
 pub mod dedup;
 pub mod deframer;
+pub mod dialer;
 pub mod engine;
 pub mod ids;
+pub mod links;
 pub mod mac;
 pub mod routes;
 pub mod stats;

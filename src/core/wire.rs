@@ -266,9 +266,13 @@ pub struct Announce {
 }
 
 impl Announce {
-    /// The address to dial the announced node on, if it gave one.
+    /// The address to dial the announced node on, if it gave one. An
+    /// IPv4-mapped IPv6 address (0.4 on Qt 5 relays such addresses for
+    /// neighbours that dialled it) is returned as IPv4.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
-        self.addr.ip().map(|ip| SocketAddr::new(ip, self.port))
+        self.addr
+            .ip()
+            .map(|ip| SocketAddr::new(ip.to_canonical(), self.port))
     }
 }
 

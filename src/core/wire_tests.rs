@@ -120,6 +120,19 @@ fn announce_v6_and_none_round_trip() {
 }
 
 #[test]
+fn mapped_v6_from_04_dials_as_v4() {
+    // 0.4 (Qt 5) relays a neighbour that dialled it as type 2 ::ffff:a.b.c.d
+    let b = hex("00230101000001a21480b10d025056000001a3100200000000000000000000ffffc6120101");
+    let Message::Announce(a) = parse_stream(&b) else {
+        panic!()
+    };
+    assert_eq!(a.socket_addr(), Some("198.18.1.1:41744".parse().unwrap()));
+    let mut out = Vec::new();
+    encode_announce(&mut out, &a);
+    assert_eq!(out, b, "relayed unchanged");
+}
+
+#[test]
 fn mapped_v4_is_announced_as_v4() {
     let ip: IpAddr = "::ffff:198.18.0.1".parse().unwrap();
     assert_eq!(

@@ -1,0 +1,174 @@
+//! The links of a node: one per neighbour (PROTOCOL.md §2).
+//!
+//! When two nodes dial each other at the same time both connections come
+//! up; both ends must keep the same one: the one dialled by the node with
+//! the lower MAC. A second link in the same direction means the first is
+//! stale (the peer restarted and dialled again before we noticed): keep the
+//! newer one.
+
+use std::net::SocketAddr;
+
+use hashbrown::HashMap;
+
+use super::mac::Mac;
+use super::LinkId;
+
+/// What the node knows about one established link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub id: LinkId,
+    pub peer: Mac,
+    pub addr: SocketAddr,
+    /// Whether this node dialled it.
+    pub outbound: bool,
+    /// Whether the peer is an invpnd node (ALPN invpn/2).
+    pub ext: bool,
+    /// When it came up (monotonic ms).
+    pub since: u64,
+}
+
+/// The decision on a link that just came up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// The first link to this peer.
+    Accept,
+    /// Keep the new link and close this older one.
+    Replace(LinkId),
+    /// Close the new link: the existing one wins.
+    Reject(LinkId),
+}
+
+/// Whether a new link should replace an existing one to the same peer.
+pub fn keep_new(me: Mac, peer: Mac, existing_outbound: bool, new_outbound: bool) -> bool {
+    if existing_outbound == new_outbound {
+        return true;
+    }
+    // The link dialled by the lower MAC wins: ours if we are lower.
+    new_outbound == (me < peer)
+}
+
+/// The established links, by id and by peer.
+#[derive(Debug, Default)]
+pub struct LinkTable {
+    by_id: HashMap<LinkId, LinkInfo>,
+    by_peer: HashMap<Mac, LinkId>,
+}
+
+impl LinkTable {
+    /// No links.
+    pub fn new() -> LinkTable {
+        LinkTable::default()
+    }
+
+    /// Records a link that finished its handshake and decides which link
+    /// to the peer to keep. A rejected link is not recorded.
+    pub fn admit(&mut self, me: Mac, link: LinkInfo) -> Admit {
+        let verdict = match self
+            .by_peer
+            .get(&link.peer)
+            .and_then(|id| self.by_id.get(id))
+        {
+            None => Admit::Accept,
+            Some(old) if keep_new(me, link.peer, old.outbound, link.outbound) => {
+                Admit::Replace(old.id)
+            }
+            Some(old) => return Admit::Reject(old.id),
+        };
+        if let Admit::Replace(old) = verdict {
+            self.by_id.remove(&old);
+        }
+        self.by_peer.insert(link.peer, link.id);
+        self.by_id.insert(link.id, link);
+        verdict
+    }
+
+    /// Forgets a link; returns it if it was recorded.
+    pub fn remove(&mut self, id: LinkId) -> Option<LinkInfo> {
+        let info = self.by_id.remove(&id)?;
+        if self.by_peer.get(&info.peer) == Some(&id) {
+            self.by_peer.remove(&info.peer);
+        }
+        Some(info)
+    }
+
+    /// The link to `peer`, if any.
+    pub fn to_peer(&self, peer: &Mac) -> Option<&LinkInfo> {
+        self.by_peer.get(peer).and_then(|id| self.by_id.get(id))
+    }
+
+    /// A link by id.
+    pub fn get(&self, id: LinkId) -> Option<&LinkInfo> {
+        self.by_id.get(&id)
+    }
+
+    /// Number of links.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Every link, sorted by peer.
+    pub fn all(&self) -> Vec<LinkInfo> {
+        let mut v: Vec<LinkInfo> = self.by_id.values().cloned().collect();
+        v.sort_by_key(|l| l.peer);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(n: u8) -> Mac {
+        Mac([2, 0, 0, 0, 0, n])
+    }
+
+    fn info(id: u64, peer: u8, outbound: bool) -> LinkInfo {
+        LinkInfo {
+            id: LinkId(id),
+            peer: m(peer),
+            addr: "198.18.0.1:1".parse().unwrap(),
+            outbound,
+            ext: true,
+            since: 0,
+        }
+    }
+
+    #[test]
+    fn simultaneous_dial_both_ends_keep_the_lower_macs_dial() {
+        // Node 1 and node 2 dial each other. Connection X: 1 dialled 2.
+        // Connection Y: 2 dialled 1. Both must keep X.
+        let (mut at1, mut at2) = (LinkTable::new(), LinkTable::new());
+        // at node 1: X is outbound, Y inbound; Y finishes first
+        assert_eq!(at1.admit(m(1), info(20, 2, false)), Admit::Accept);
+        assert_eq!(
+            at1.admit(m(1), info(10, 2, true)),
+            Admit::Replace(LinkId(20))
+        );
+        // at node 2: X is inbound, Y outbound; X finishes first
+        assert_eq!(at2.admit(m(2), info(10, 1, false)), Admit::Accept);
+        assert_eq!(
+            at2.admit(m(2), info(20, 1, true)),
+            Admit::Reject(LinkId(10))
+        );
+        assert_eq!(at1.to_peer(&m(2)).unwrap().id, LinkId(10));
+        assert_eq!(at2.to_peer(&m(1)).unwrap().id, LinkId(10));
+        assert_eq!((at1.len(), at2.len()), (1, 1));
+    }
+
+    #[test]
+    fn same_direction_newer_wins() {
+        let mut t = LinkTable::new();
+        t.admit(m(1), info(1, 2, false));
+        assert_eq!(t.admit(m(1), info(2, 2, false)), Admit::Replace(LinkId(1)));
+        // removing the replaced link changes nothing
+        assert_eq!(t.remove(LinkId(1)), None);
+        assert_eq!(t.to_peer(&m(2)).unwrap().id, LinkId(2));
+        assert!(t.remove(LinkId(2)).is_some());
+        assert!(t.is_empty() && t.to_peer(&m(2)).is_none());
+    }
+}

@@ -1,0 +1,316 @@
+//! The daemon: the I/O shells around the core. The supervisor (main
+//! thread) owns the listener, signals, cache and dialer; N worker threads
+//! own the links; two threads do the TAP's blocking I/O. They talk over
+//! crossbeam channels, waking mio loops with `mio::Waker`.
+
+pub mod cache_file;
+pub mod channels;
+pub mod clock;
+pub mod link;
+pub mod net;
+pub mod notify;
+pub mod supervisor;
+pub mod tap;
+pub mod worker;
+
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
+use log::{error, info, warn};
+use mio::{Poll, Waker};
+
+use self::channels::{SupervisorHandle, Wake, WorkerCtl, WorkerHandle, WorkerInbox};
+use self::clock::Clock;
+use self::supervisor::{Exit, Supervisor};
+use self::tap::Tap;
+use crate::config::Config;
+use crate::core::stats::DropReason;
+use crate::core::{Engine, EngineConfig};
+use crate::tls::{cert_info::unix_to_text, Material};
+
+/// Frames a worker's data queue holds before it drops.
+const WORKER_QUEUE: usize = 8192;
+/// Frames the TAP writer's queue holds before it drops.
+const TAP_QUEUE: usize = 4096;
+
+/// Fixed settings every thread reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Bytes of frames a link may queue before frames to it are dropped.
+    pub queue_bytes: usize,
+    /// How long a handshake may take (ms).
+    pub handshake_timeout: u64,
+    /// How long a link may stay silent (ms): three announce intervals.
+    pub silence_timeout: u64,
+}
+
+/// What every thread shares.
+pub struct Shared {
+    pub engine: Engine,
+    pub workers: Vec<WorkerHandle>,
+    pub tap: Sender<Vec<u8>>,
+    pub supervisor: SupervisorHandle,
+    pub clock: Clock,
+    pub settings: Settings,
+}
+
+impl Shared {
+    /// Queues a frame for the TAP, dropping it if the writer is behind.
+    pub fn to_tap(&self, frame: &[u8]) {
+        match self.tap.try_send(frame.to_vec()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.engine.stats().drop(DropReason::QueueFull)
+            }
+        }
+    }
+}
+
+/// How the daemon was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A TAP descriptor to adopt instead of creating the interface.
+    pub tunfd: Option<RawFd>,
+    /// The executable and arguments, for a restart in place.
+    pub exe: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug)]
+pub struct DaemonError(pub String);
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+fn err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> DaemonError + '_ {
+    move |e| DaemonError(format!("{what}: {e}"))
+}
+
+/// Logs a warning for certificates that expire within 30 days.
+pub fn warn_expiry(m: &Material) {
+    let now = clock::unix_ms() as i64 / 1000;
+    let node = std::iter::once(("node certificate", &m.cert));
+    for (what, c) in node.chain(m.cas.iter().map(|c| ("CA certificate", c))) {
+        let days = c.days_left(now);
+        if days < 30 {
+            warn!(
+                "{what} {} expires in {days} day(s), on {}",
+                c.subject,
+                unix_to_text(c.not_after)
+            );
+        }
+    }
+}
+
+/// The number of worker threads for a `workers` setting (0 = one per CPU).
+pub fn worker_count(setting: usize) -> usize {
+    let n = if setting == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        setting
+    };
+    n.clamp(1, crate::core::LinkId::MAX_WORKERS)
+}
+
+/// Runs the daemon until it is stopped. Returns only on a clean stop (or
+/// an error); a restart in place does not return.
+pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonError> {
+    let clock = Clock::new();
+    let me = material.mac;
+    let tap = match opts.tunfd {
+        Some(fd) => Tap::adopt(fd, me),
+        None => Tap::create(&cfg.interface, me),
+    }
+    .map_err(|e| DaemonError(e.to_string()))?;
+    let listener = if cfg.network.listening() {
+        let (l, addr) = net::listen(cfg.network.bind, cfg.network.port).map_err(|e| {
+            let at = cfg
+                .network
+                .bind
+                .map_or("every address".to_string(), |b| b.to_string());
+            DaemonError(format!(
+                "cannot listen on port {} of {at}: {e}",
+                cfg.network.port
+            ))
+        })?;
+        Some((l, addr))
+    } else {
+        None
+    };
+
+    let engine = Engine::new(EngineConfig {
+        me,
+        port: cfg.network.port,
+        listening: cfg.network.listening(),
+        relay: !cfg.network.no_relay,
+        max_clock_skew: cfg.network.max_clock_skew.as_millis() as u64,
+        route_ttl: cfg.network.route_ttl.as_millis() as u64,
+    });
+    let n = worker_count(cfg.performance.workers);
+    let mut polls = Vec::new();
+    let mut handles = Vec::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..n {
+        let poll = Poll::new().map_err(err("creating an event loop"))?;
+        let wake =
+            Wake::new(Waker::new(poll.registry(), worker::WAKER).map_err(err("creating a waker"))?);
+        let (dtx, drx) = bounded(WORKER_QUEUE);
+        let (ctx, crx) = unbounded();
+        handles.push(WorkerHandle {
+            data: dtx,
+            ctl: ctx,
+            wake: wake.clone(),
+        });
+        inboxes.push(WorkerInbox {
+            data: drx,
+            ctl: crx,
+            wake,
+        });
+        polls.push(poll);
+    }
+    let sup_poll = Poll::new().map_err(err("creating an event loop"))?;
+    let sup_wake = Wake::new(
+        Waker::new(sup_poll.registry(), supervisor::WAKER).map_err(err("creating a waker"))?,
+    );
+    let (sup_tx, sup_rx) = unbounded();
+    let (tap_tx, tap_rx) = bounded(TAP_QUEUE);
+    let interval = cfg.network.announce_interval.as_millis() as u64;
+    let shared = Arc::new(Shared {
+        engine,
+        workers: handles,
+        tap: tap_tx,
+        supervisor: SupervisorHandle {
+            tx: sup_tx,
+            wake: sup_wake.clone(),
+        },
+        clock,
+        settings: Settings {
+            queue_bytes: 256 * 1024,
+            handshake_timeout: 10_000,
+            silence_timeout: 3 * interval,
+        },
+    });
+
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    for (i, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
+        let w = worker::Worker::new(i, poll, inbox, shared.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("worker{i}"))
+                .spawn(move || w.run())
+                .map_err(err("starting a worker thread"))?,
+        );
+    }
+    {
+        let (dev, s) = (tap.dev.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name("tap-rx".into())
+            .spawn(move || tap::reader(dev, s))
+            .map_err(err("starting the TAP reader"))?;
+        let (dev, s) = (tap.dev.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name("tap-tx".into())
+            .spawn(move || tap::writer(dev, tap_rx, s))
+            .map_err(err("starting the TAP writer"))?;
+    }
+
+    if opts.tunfd.is_none() {
+        if let Some(up) = &cfg.interface.up {
+            tap::run_up(up, &tap.name, me);
+        }
+    }
+    let cache = cache_file::load(&cfg.network.cache);
+    let listen_text = listener
+        .as_ref()
+        .map_or("none (no_incoming)".to_string(), |(_, a)| a.to_string());
+    let seeds: Vec<String> = cfg.network.init.iter().map(|s| s.to_string()).collect();
+    info!(
+        "invpnd {} {}: mac={me} interface={} ifindex={} mtu={} listen={listen_text} seeds=[{}] cached_nodes={} workers={n}",
+        env!("CARGO_PKG_VERSION"),
+        if opts.tunfd.is_some() { "restarted in place" } else { "started" },
+        tap.name,
+        tap.ifindex,
+        tap.mtu,
+        seeds.join(", "),
+        cache.len(),
+    );
+    warn_expiry(&material);
+
+    let mut sup = Supervisor::new(
+        sup_poll,
+        sup_rx,
+        sup_wake,
+        shared.clone(),
+        cfg,
+        Arc::new(material),
+        listener.map(|(l, _)| l),
+        cache,
+    )
+    .map_err(err("starting the main loop"))?;
+    notify::notify("READY=1");
+    let exit = sup.run();
+    sup.save_cache();
+    match exit {
+        Exit::Stop => {
+            notify::notify("STOPPING=1");
+            for w in &shared.workers {
+                w.send_ctl(WorkerCtl::Shutdown);
+            }
+            for t in threads {
+                let _ = t.join();
+            }
+            info!("stopped");
+            Ok(())
+        }
+        Exit::Restart => {
+            info!(
+                "restarting in place (TAP {} kept on fd {})",
+                tap.name,
+                tap.fd()
+            );
+            restart(&opts, tap.fd())
+        }
+        Exit::Fatal(msg) => {
+            error!("{msg}");
+            Err(DaemonError(msg))
+        }
+    }
+}
+
+/// Re-executes the daemon with the same arguments plus `--tunfd`.
+fn restart(opts: &Options, fd: RawFd) -> Result<(), DaemonError> {
+    use std::os::unix::process::CommandExt;
+    crate::sys::keep_across_exec(fd).map_err(err("keeping the TAP open across exec"))?;
+    let mut args = Vec::new();
+    let mut skip = false;
+    for a in &opts.args {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if a == "--tunfd" {
+            skip = true;
+            continue;
+        }
+        if a.starts_with("--tunfd=") {
+            continue;
+        }
+        args.push(a.clone());
+    }
+    args.push("--tunfd".into());
+    args.push(fd.to_string());
+    let e = std::process::Command::new(&opts.exe).args(&args).exec();
+    Err(DaemonError(format!(
+        "restart: cannot execute {}: {e}",
+        opts.exe.display()
+    )))
+}

@@ -1,0 +1,524 @@
+//! The supervisor: the main thread's event loop. It owns the listener,
+//! the signals, the node cache and the dialer, decides which link to keep
+//! when two reach the same peer, announces the node, and hands every new
+//! connection to a worker.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use log::{debug, error, info, warn};
+use mio::{Events, Interest, Poll, Token};
+use rustls::pki_types::{ServerName, UnixTime};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
+use signal_hook_mio::v1_0::Signals;
+use socket2::SockRef;
+
+use super::cache_file;
+use super::channels::{Origin, ToSupervisor, Wake, WorkerCtl};
+use super::link::LinkStats;
+use super::net::{self, TcpTuning};
+use super::notify::notify;
+use super::Shared;
+use crate::config::{self, Config};
+use crate::core::cache::NodeCache;
+use crate::core::dialer::{Dial, Dialer};
+use crate::core::links::{Admit, LinkInfo, LinkTable};
+use crate::core::{Event, LinkId, Mac};
+use crate::tls::{self, Material};
+
+pub const WAKER: Token = Token(0);
+const LISTENER: Token = Token(1);
+const SIGNALS: Token = Token(2);
+
+/// How the loop ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// TERM, INT or QUIT: stop cleanly.
+    Stop,
+    /// USR2: re-execute in place.
+    Restart,
+    /// Something the daemon cannot run without failed.
+    Fatal(String),
+}
+
+/// The main loop's state.
+pub struct Supervisor {
+    pub poll: Poll,
+    pub rx: Receiver<ToSupervisor>,
+    pub wake: Arc<Wake>,
+    pub shared: Arc<Shared>,
+    pub cfg: Config,
+    pub material: Arc<Material>,
+    server_cfg: Arc<rustls::ServerConfig>,
+    listener: Option<mio::net::TcpListener>,
+    signals: Signals,
+    links: LinkTable,
+    link_stats: HashMap<LinkId, Arc<LinkStats>>,
+    pending: HashMap<LinkId, (Origin, SocketAddr)>,
+    pub dialer: Dialer,
+    pub cache: NodeCache,
+    tuning: TcpTuning,
+    next_seq: u64,
+    next_worker: usize,
+    next_announce: u64,
+    next_tick: u64,
+    announce_now: bool,
+    last_cache_write: u64,
+    last_accept_error: u64,
+}
+
+impl Supervisor {
+    /// Sets up the loop around an already bound listener.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        poll: Poll,
+        rx: Receiver<ToSupervisor>,
+        wake: Arc<Wake>,
+        shared: Arc<Shared>,
+        cfg: Config,
+        material: Arc<Material>,
+        mut listener: Option<mio::net::TcpListener>,
+        cache: NodeCache,
+    ) -> std::io::Result<Supervisor> {
+        let server_cfg = material
+            .server_config()
+            .map_err(|e| std::io::Error::other(format!("TLS server setup: {e}")))?;
+        if let Some(l) = listener.as_mut() {
+            poll.registry().register(l, LISTENER, Interest::READABLE)?;
+        }
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR2])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let me = material.mac;
+        let mut dialer = Dialer::new(me, cfg.network.max_links, fastrand::u64(..));
+        for s in &cfg.network.init {
+            dialer.add_seed(s.mac, s.addr);
+        }
+        for (mac, e) in cache.entries() {
+            dialer.learn(mac, e.addr, 0);
+        }
+        let interval = cfg.network.announce_interval;
+        let tuning = TcpTuning {
+            user_timeout: interval * 3,
+            keepalive: interval.max(Duration::from_secs(1)),
+            notsent_lowat: 128 * 1024,
+        };
+        Ok(Supervisor {
+            poll,
+            rx,
+            wake,
+            shared,
+            cfg,
+            material,
+            server_cfg,
+            listener,
+            signals,
+            links: LinkTable::new(),
+            link_stats: HashMap::new(),
+            pending: HashMap::new(),
+            dialer,
+            cache,
+            tuning,
+            next_seq: 1,
+            next_worker: 0,
+            next_announce: 0,
+            next_tick: 0,
+            announce_now: true,
+            last_cache_write: 0,
+            last_accept_error: 0,
+        })
+    }
+
+    /// Runs until a signal or a fatal error ends it.
+    pub fn run(&mut self) -> Exit {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = self.shared.clock.mono();
+            if self.announce_now || now >= self.next_announce {
+                self.announce();
+            }
+            if now >= self.next_tick {
+                self.tick();
+            }
+            self.dial();
+            let due = [
+                self.next_announce,
+                self.next_tick,
+                self.dialer.next_due().unwrap_or(u64::MAX),
+            ]
+            .into_iter()
+            .min()
+            .unwrap_or(u64::MAX);
+            self.wake.going_to_sleep();
+            let timeout = if self.rx.is_empty() {
+                due.saturating_sub(self.shared.clock.mono())
+            } else {
+                0
+            };
+            if let Err(e) = self.poll.poll(
+                &mut events,
+                Some(Duration::from_millis(timeout.min(60_000))),
+            ) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Exit::Fatal(format!("poll: {e}"));
+                }
+            }
+            self.wake.woke();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept_all(),
+                    SIGNALS => {
+                        let sigs: Vec<i32> = self.signals.pending().collect();
+                        for sig in sigs {
+                            match sig {
+                                SIGHUP => self.reload(),
+                                SIGUSR2 => return Exit::Restart,
+                                _ => {
+                                    info!("signal {sig}: stopping");
+                                    return Exit::Stop;
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            while let Ok(m) = self.rx.try_recv() {
+                if let Some(exit) = self.handle(m) {
+                    return exit;
+                }
+            }
+        }
+    }
+
+    fn announce(&mut self) {
+        let now = self.shared.clock.now();
+        let msg: Arc<[u8]> = self.shared.engine.announcement(now).into();
+        for w in &self.shared.workers {
+            w.send_ctl(WorkerCtl::Flood {
+                msg: msg.clone(),
+                ext_only: false,
+            });
+        }
+        self.announce_now = false;
+        self.next_announce = now.mono + self.cfg.network.announce_interval.as_millis() as u64;
+    }
+
+    fn tick(&mut self) {
+        let now = self.shared.clock.now();
+        self.shared.engine.tick(now);
+        self.next_tick = now.mono + 1000;
+        // Write the cache when it changed (at most every 2 s), and refresh
+        // its timestamps every 10 minutes.
+        if now.mono.saturating_sub(self.last_cache_write) >= 600_000 {
+            self.cache.prune(now.unix_ms / 1000);
+            self.cache.touch();
+        }
+        if self.cache.is_dirty() && now.mono.saturating_sub(self.last_cache_write) >= 2000 {
+            self.save_cache();
+        }
+    }
+
+    /// Writes the node cache now (also at exit and before a restart).
+    pub fn save_cache(&mut self) {
+        self.last_cache_write = self.shared.clock.mono();
+        match cache_file::save(&self.cfg.network.cache, &self.cache) {
+            Ok(()) => self.cache.mark_written(),
+            Err(e) => {
+                self.cache.mark_written(); // retried on the next change, not every second
+                warn!(
+                    "node cache {}: cannot write: {e}",
+                    self.cfg.network.cache.display()
+                );
+            }
+        }
+    }
+
+    fn dial(&mut self) {
+        let now = self.shared.clock.mono();
+        for d in self.dialer.poll(now, self.links.len()) {
+            self.start_dial(d, now);
+        }
+    }
+
+    fn start_dial(&mut self, d: Dial, now: u64) {
+        let stream = match net::connect(d.addr, &self.tuning) {
+            Ok(s) => s,
+            Err(e) => {
+                debug!("dial {}@{}: {e}", d.mac, d.addr);
+                self.dialer.failed(d.mac, now);
+                return;
+            }
+        };
+        let conn = self.material.client_config(d.mac).and_then(|c| {
+            rustls::ClientConnection::new(c, ServerName::IpAddress(d.addr.ip().into()))
+        });
+        match conn {
+            Ok(c) => {
+                debug!("dialling {}@{}", d.mac, d.addr);
+                self.hand_over(
+                    stream,
+                    d.addr,
+                    Origin::Dialled(d.mac),
+                    rustls::Connection::Client(c),
+                );
+            }
+            Err(e) => {
+                error!("TLS client setup: {e}");
+                self.dialer.failed(d.mac, now);
+            }
+        }
+    }
+
+    fn hand_over(
+        &mut self,
+        stream: mio::net::TcpStream,
+        addr: SocketAddr,
+        origin: Origin,
+        tls: rustls::Connection,
+    ) {
+        let w = self.next_worker % self.shared.workers.len().max(1);
+        self.next_worker = self.next_worker.wrapping_add(1);
+        let id = LinkId::new(self.next_seq, w);
+        self.next_seq += 1;
+        self.pending.insert(id, (origin, addr));
+        if let Some(worker) = self.shared.workers.get(w) {
+            worker.send_ctl(WorkerCtl::Adopt {
+                id,
+                stream,
+                addr,
+                origin,
+                tls: Box::new(tls),
+            });
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, addr)) => {
+                    let addr = net::canonical(addr);
+                    if let Err(e) = net::tune(&SockRef::from(&stream), &self.tuning) {
+                        debug!("connection from {addr}: socket options: {e}");
+                    }
+                    match rustls::ServerConnection::new(self.server_cfg.clone()) {
+                        Ok(c) => self.hand_over(
+                            stream,
+                            addr,
+                            Origin::Accepted,
+                            rustls::Connection::Server(c),
+                        ),
+                        Err(e) => error!("TLS server setup: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let now = self.shared.clock.mono();
+                    if now.saturating_sub(self.last_accept_error) > 10_000 {
+                        warn!("accept: {e}");
+                        self.last_accept_error = now;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close(&self, id: LinkId, reason: &str) {
+        if let Some(w) = self.shared.workers.get(id.worker()) {
+            w.send_ctl(WorkerCtl::Close {
+                id,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    fn handle(&mut self, m: ToSupervisor) -> Option<Exit> {
+        let now = self.shared.clock.now();
+        match m {
+            ToSupervisor::LinkUp {
+                id,
+                peer,
+                addr,
+                outbound,
+                ext,
+                chain: _,
+                stats,
+            } => {
+                self.pending.remove(&id);
+                let info = LinkInfo {
+                    id,
+                    peer,
+                    addr,
+                    outbound,
+                    ext,
+                    since: now.mono,
+                };
+                match self.links.admit(self.shared.engine.me(), info) {
+                    Admit::Accept => {}
+                    Admit::Replace(old) => {
+                        self.link_stats.remove(&old);
+                        self.close(old, "replaced by a newer link to the same node");
+                    }
+                    Admit::Reject(_) => {
+                        self.close(
+                            id,
+                            "duplicate link: the one dialled by the lower MAC is kept",
+                        );
+                        return None;
+                    }
+                }
+                self.link_stats.insert(id, stats);
+                self.dialer.linked(peer);
+                self.announce_now = true;
+            }
+            ToSupervisor::LinkDown {
+                id,
+                peer: _,
+                origin,
+                reason: _,
+                was_self,
+            } => {
+                self.pending.remove(&id);
+                self.link_stats.remove(&id);
+                if let Some(info) = self.links.remove(id) {
+                    if self.links.to_peer(&info.peer).is_none() {
+                        self.dialer.unlinked(info.peer, now.mono);
+                        self.announce_now = true;
+                    }
+                } else if let Origin::Dialled(mac) = origin {
+                    if was_self {
+                        self.dialer.is_self(mac);
+                    } else if self.links.to_peer(&mac).is_none() {
+                        self.dialer.failed(mac, now.mono);
+                    } else {
+                        self.dialer.linked(mac);
+                    }
+                }
+            }
+            ToSupervisor::Engine(Event::Learned { mac, addr }) => {
+                self.dialer.learn(mac, addr, now.mono);
+                self.cache.learn(mac, addr, now.unix_ms / 1000);
+            }
+            ToSupervisor::Engine(Event::Forgot { mac }) => {
+                self.dialer.forget(mac);
+                self.cache.forget(&mac);
+            }
+            ToSupervisor::Engine(Event::Health(report)) => {
+                debug!(
+                    "health response from {} (no request pending)",
+                    report.responder
+                );
+            }
+            ToSupervisor::Fatal(msg) => return Some(Exit::Fatal(msg)),
+        }
+        None
+    }
+
+    /// SIGHUP: re-reads the configuration and the TLS material. New
+    /// handshakes use the new material; links whose peer no longer verifies
+    /// are closed; settings that cannot change live are named.
+    pub fn reload(&mut self) {
+        notify("RELOADING=1");
+        let path = self.cfg.path.clone();
+        info!("reloading {}", path.display());
+        let result = (|| -> Result<(), String> {
+            let new = config::load(&path).map_err(|e| e.to_string())?;
+            for w in &new.warnings {
+                warn!("{w}");
+            }
+            let material = Material::load(&new.ssl, UnixTime::now()).map_err(|e| e.to_string())?;
+            if material.mac != self.material.mac {
+                return Err(format!(
+                    "the new certificate is for {}, this node is {}: that needs a restart",
+                    material.mac, self.material.mac
+                ));
+            }
+            let server_cfg = material.server_config().map_err(|e| e.to_string())?;
+            let fixed = needs_restart(&self.cfg, &new);
+            if !fixed.is_empty() {
+                warn!(
+                    "reload: these settings change only on restart (SIGUSR2): {}",
+                    fixed.join(", ")
+                );
+            }
+            let material = Arc::new(material);
+            self.material = material.clone();
+            self.server_cfg = server_cfg;
+            let seeds: Vec<(Mac, SocketAddr)> =
+                new.network.init.iter().map(|s| (s.mac, s.addr)).collect();
+            self.dialer.set_seeds(&seeds);
+            self.dialer.set_max_links(new.network.max_links);
+            for w in &self.shared.workers {
+                w.send_ctl(WorkerCtl::Reverify(material.clone()));
+            }
+            self.cfg.ssl = new.ssl;
+            self.cfg.network.init = new.network.init;
+            self.cfg.network.max_links = new.network.max_links;
+            super::warn_expiry(&self.material);
+            Ok(())
+        })();
+        match result {
+            Ok(()) => info!(
+                "reload done: certificate valid until {}",
+                tls::cert_info::unix_to_text(self.material.cert.not_after)
+            ),
+            Err(e) => error!("reload failed, keeping the running configuration: {e}"),
+        }
+        notify("READY=1");
+    }
+
+    /// The established links and their counters (for the control socket).
+    pub fn links(&self) -> Vec<(LinkInfo, Option<Arc<LinkStats>>)> {
+        self.links
+            .all()
+            .into_iter()
+            .map(|l| {
+                let s = self.link_stats.get(&l.id).cloned();
+                (l, s)
+            })
+            .collect()
+    }
+}
+
+/// The names of settings that differ between two configurations and apply
+/// only at start.
+pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (o, n) = (&old.network, &new.network);
+    let checks = [
+        ("[network] port", o.port != n.port),
+        ("[network] bind", o.bind != n.bind),
+        ("[network] cache", o.cache != n.cache),
+        ("[network] no_incoming", o.no_incoming != n.no_incoming),
+        ("[network] no_relay", o.no_relay != n.no_relay),
+        (
+            "[network] announce_interval",
+            o.announce_interval != n.announce_interval,
+        ),
+        ("[network] route_ttl", o.route_ttl != n.route_ttl),
+        (
+            "[network] max_clock_skew",
+            o.max_clock_skew != n.max_clock_skew,
+        ),
+        ("[interface] name", old.interface.name != new.interface.name),
+        ("[interface] mtu", old.interface.mtu != new.interface.mtu),
+        ("[interface] up", old.interface.up != new.interface.up),
+        ("[control] socket", old.control.socket != new.control.socket),
+        (
+            "[performance] workers",
+            old.performance.workers != new.performance.workers,
+        ),
+    ];
+    checks
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(n, _)| *n)
+        .collect()
+}

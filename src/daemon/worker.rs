@@ -1,0 +1,627 @@
+//! A worker thread: one mio event loop owning a share of the links. It
+//! reads and writes their sockets, runs the engine on what arrives, and
+//! moves messages between its links, other workers and the TAP thread.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hashbrown::HashMap;
+use log::{debug, info, warn};
+use mio::{Events, Interest, Poll, Token};
+
+use super::channels::{Origin, ToSupervisor, ToWorker, WorkerCtl, WorkerInbox};
+use super::link::{Flush, Link, State};
+use super::Shared;
+use crate::core::stats::DropReason;
+use crate::core::{LinkCtx, LinkId, Output, Verdict};
+use crate::tls::{self, verify::peer_mac};
+
+/// Token of the worker's waker.
+pub const WAKER: Token = Token(0);
+/// Largest socket read: rustls reads only ~4 KiB per call, so the worker
+/// reads big chunks itself and feeds them in.
+const READ_CHUNK: usize = 256 * 1024;
+/// Channel items handled per loop turn before the sockets get a look again.
+const BATCH: usize = 1024;
+
+/// The links of one worker, by slot (slot + 1 is the mio token).
+#[derive(Default)]
+struct Slots {
+    slots: Vec<Option<Link>>,
+    free: Vec<usize>,
+    by_id: HashMap<LinkId, usize>,
+}
+
+impl Slots {
+    fn insert(&mut self, link: Link) -> usize {
+        let id = link.id;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s] = Some(link);
+                s
+            }
+            None => {
+                self.slots.push(Some(link));
+                self.slots.len() - 1
+            }
+        };
+        self.by_id.insert(id, slot);
+        slot
+    }
+
+    fn remove(&mut self, slot: usize) -> Option<Link> {
+        let link = self.slots.get_mut(slot)?.take()?;
+        self.by_id.remove(&link.id);
+        self.free.push(slot);
+        Some(link)
+    }
+
+    fn get(&mut self, slot: usize) -> Option<&mut Link> {
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    fn slot_of(&self, id: LinkId) -> Option<usize> {
+        self.by_id.get(&id).copied()
+    }
+
+    fn occupied(&self) -> Vec<usize> {
+        self.by_id.values().copied().collect()
+    }
+}
+
+/// One worker loop.
+pub struct Worker {
+    index: usize,
+    poll: Poll,
+    inbox: WorkerInbox,
+    shared: Arc<Shared>,
+    links: Slots,
+    scratch: Vec<u8>,
+    dirty: Vec<usize>,
+    next_tick: u64,
+}
+
+/// The engine's output, as seen from inside a worker.
+struct Out<'a> {
+    index: usize,
+    links: &'a mut Slots,
+    shared: &'a Shared,
+    dirty: &'a mut Vec<usize>,
+}
+
+impl Out<'_> {
+    fn queue_local(&mut self, slot: usize, msg: &[u8]) {
+        let limit = self.shared.settings.queue_bytes;
+        if let Some(l) = self.links.get(slot) {
+            if l.out.push(msg, limit) {
+                self.dirty.push(slot);
+            } else {
+                l.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                self.shared.engine.stats().drop(DropReason::QueueFull);
+            }
+        }
+    }
+}
+
+impl Output for Out<'_> {
+    fn send(&mut self, link: LinkId, msg: &[u8]) {
+        if link.worker() == self.index {
+            match self.links.slot_of(link) {
+                Some(slot) => self.queue_local(slot, msg),
+                None => self.shared.engine.stats().drop(DropReason::NoRoute),
+            }
+        } else if let Some(w) = self.shared.workers.get(link.worker()) {
+            if !w.send_data(ToWorker::Send {
+                link,
+                msg: msg.to_vec(),
+            }) {
+                self.shared.engine.stats().drop(DropReason::QueueFull);
+            }
+        }
+    }
+
+    fn flood(&mut self, except: Option<LinkId>, msg: &[u8], ext_only: bool) {
+        for slot in self.links.occupied() {
+            let Some(ctx) = self.links.get(slot).and_then(|l| l.ctx()) else {
+                continue;
+            };
+            if Some(ctx.id) != except && (ctx.ext || !ext_only) {
+                self.queue_local(slot, msg);
+            }
+        }
+        if self.shared.workers.len() > 1 {
+            let shared: Arc<[u8]> = msg.into();
+            let control = msg.get(2).is_some_and(|t| *t < 0x80);
+            for (i, w) in self.shared.workers.iter().enumerate() {
+                if i == self.index {
+                    continue;
+                }
+                if control {
+                    w.send_ctl(WorkerCtl::Flood {
+                        msg: shared.clone(),
+                        ext_only,
+                    });
+                } else if !w.send_data(ToWorker::Flood {
+                    except,
+                    msg: shared.clone(),
+                    ext_only,
+                }) {
+                    self.shared.engine.stats().drop(DropReason::QueueFull);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, frame: &[u8]) {
+        self.shared.to_tap(frame);
+    }
+
+    fn event(&mut self, ev: crate::core::Event) {
+        self.shared.supervisor.send(ToSupervisor::Engine(ev));
+    }
+}
+
+impl Worker {
+    /// A worker with its own poll; its waker is registered by the caller.
+    pub fn new(index: usize, poll: Poll, inbox: WorkerInbox, shared: Arc<Shared>) -> Worker {
+        Worker {
+            index,
+            poll,
+            inbox,
+            shared,
+            links: Slots::default(),
+            scratch: vec![0u8; READ_CHUNK],
+            dirty: Vec::new(),
+            next_tick: 0,
+        }
+    }
+
+    /// Runs the loop until told to shut down.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            self.inbox.wake.going_to_sleep();
+            let busy =
+                !self.inbox.data.is_empty() || !self.inbox.ctl.is_empty() || !self.dirty.is_empty();
+            let now = self.shared.clock.mono();
+            let timeout = if busy {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(self.next_tick.saturating_sub(now))
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    warn!("worker={} poll failed: {e}", self.index);
+                }
+            }
+            self.inbox.wake.woke();
+            for ev in events.iter() {
+                if ev.token() != WAKER {
+                    self.on_socket(ev.token().0 - 1, ev);
+                }
+            }
+            if !self.drain_ctl() {
+                self.shutdown();
+                return;
+            }
+            self.drain_data();
+            self.flush_dirty();
+            let now = self.shared.clock.mono();
+            if now >= self.next_tick {
+                self.tick(now);
+                self.next_tick = now + 500;
+            }
+        }
+    }
+
+    fn on_socket(&mut self, slot: usize, ev: &mio::event::Event) {
+        let Some(link) = self.links.get(slot) else {
+            return;
+        };
+        if link.state == State::Handshaking && (ev.is_error() || ev.is_write_closed()) {
+            if let Ok(Some(e)) = link.sock.take_error() {
+                return self.close(slot, &format!("connect failed: {e}"));
+            }
+        }
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            self.read_link(slot);
+        }
+        if ev.is_writable() && self.links.get(slot).is_some() {
+            self.dirty.push(slot);
+        }
+    }
+
+    fn read_link(&mut self, slot: usize) {
+        loop {
+            let Some(link) = self.links.get(slot) else {
+                return;
+            };
+            let n = match link.read_socket(&mut self.scratch) {
+                Ok(None) => return,
+                Ok(Some(0)) => {
+                    let reason = match link.sock.take_error() {
+                        Ok(Some(e)) => e.to_string(),
+                        _ => "connection closed by the peer".to_string(),
+                    };
+                    return self.close(slot, &reason);
+                }
+                Ok(Some(n)) => n,
+                Err(e) => return self.close(slot, &e.to_string()),
+            };
+            let link = match self.links.get(slot) {
+                Some(l) => l,
+                None => return,
+            };
+            link.last_rx = self.shared.clock.mono();
+            match link.ingest(&self.scratch[..n]) {
+                Err(e) => {
+                    // Send the alert rustls prepared, if the socket takes it.
+                    let _ = link.flush();
+                    return self.close(slot, &tls::describe(&e));
+                }
+                Ok(true) => {
+                    if !self.link_up(slot) {
+                        return;
+                    }
+                }
+                Ok(false) => {}
+            }
+            self.process_messages(slot);
+            // rustls may want to answer (key updates) or flush the handshake
+            self.dirty.push(slot);
+        }
+    }
+
+    /// The handshake finished: check the peer and start the link.
+    fn link_up(&mut self, slot: usize) -> bool {
+        let me = self.shared.engine.me();
+        let now = self.shared.clock.now();
+        let Some(link) = self.links.get(slot) else {
+            return false;
+        };
+        let chain: Vec<_> = link
+            .tls
+            .peer_certificates()
+            .map(|c| c.to_vec())
+            .unwrap_or_default();
+        let peer = match chain.first().map(peer_mac) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                let reason = tls::describe(&e);
+                self.close(slot, &reason);
+                return false;
+            }
+            None => {
+                self.close(slot, "the peer presented no certificate");
+                return false;
+            }
+        };
+        if peer == me {
+            self.close_self(slot);
+            return false;
+        }
+        let ext = link.tls.alpn_protocol() == Some(tls::ALPN_INVPN2);
+        let ctx = LinkCtx {
+            id: link.id,
+            peer,
+            addr: link.addr,
+            ext,
+        };
+        link.state = State::Up(ctx);
+        link.last_rx = now.mono;
+        let outbound = matches!(link.origin, Origin::Dialled(_));
+        let suite = link
+            .tls
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default();
+        info!(
+            "link up: peer={peer} addr={} dir={} proto={} tls={suite} link={}",
+            link.addr,
+            if outbound { "out" } else { "in" },
+            if ext { "invpnd" } else { "invpn-0.4" },
+            link.id
+        );
+        let stats = link.stats.clone();
+        self.shared.engine.link_up(&ctx, now);
+        self.shared.supervisor.send(ToSupervisor::LinkUp {
+            id: ctx.id,
+            peer,
+            addr: ctx.addr,
+            outbound,
+            ext,
+            chain,
+            stats,
+        });
+        true
+    }
+
+    fn process_messages(&mut self, slot: usize) {
+        let Some(link) = self.links.get(slot) else {
+            return;
+        };
+        let Some(ctx) = link.ctx() else { return };
+        let mut rx = std::mem::take(&mut link.rx);
+        let now = self.shared.clock.now();
+        let engine = &self.shared.engine;
+        let mut out = Out {
+            index: self.index,
+            links: &mut self.links,
+            shared: &self.shared,
+            dirty: &mut self.dirty,
+        };
+        let mut count = 0u64;
+        let mut bad = Vec::new();
+        while let Some(msg) = rx.next_message() {
+            count += 1;
+            if let Verdict::Malformed(e) = engine.handle_message(&ctx, msg, now, &mut out) {
+                bad.push(e);
+            }
+        }
+        let Some(link) = self.links.get(slot) else {
+            return;
+        };
+        link.rx = rx;
+        link.stats.messages_in.fetch_add(count, Ordering::Relaxed);
+        let mut exhausted = false;
+        for e in &bad {
+            if !link.charge_error() {
+                exhausted = true;
+            }
+            if now.mono.saturating_sub(link.last_error_log) >= 10_000 {
+                let more = std::mem::take(&mut link.errors_unlogged);
+                warn!(
+                    "protocol error from peer={} addr={}: {e} (+{more} not logged)",
+                    ctx.peer, ctx.addr
+                );
+                link.last_error_log = now.mono;
+            } else {
+                link.errors_unlogged += 1;
+            }
+        }
+        if exhausted {
+            self.close(slot, "too many malformed messages");
+        }
+    }
+
+    fn drain_ctl(&mut self) -> bool {
+        for _ in 0..BATCH {
+            let Ok(m) = self.inbox.ctl.try_recv() else {
+                break;
+            };
+            match m {
+                WorkerCtl::Adopt {
+                    id,
+                    stream,
+                    addr,
+                    origin,
+                    tls,
+                } => self.adopt(id, stream, addr, origin, *tls),
+                WorkerCtl::Flood { msg, ext_only } => {
+                    let mut out = self.out();
+                    out.flood_local(&msg, ext_only);
+                }
+                WorkerCtl::Close { id, reason } => {
+                    if let Some(slot) = self.links.slot_of(id) {
+                        self.close(slot, &reason);
+                    }
+                }
+                WorkerCtl::Reverify(material) => self.reverify(&material),
+                WorkerCtl::Shutdown => return false,
+            }
+        }
+        true
+    }
+
+    fn out(&mut self) -> Out<'_> {
+        Out {
+            index: self.index,
+            links: &mut self.links,
+            shared: &self.shared,
+            dirty: &mut self.dirty,
+        }
+    }
+
+    fn drain_data(&mut self) {
+        for _ in 0..BATCH {
+            let Ok(m) = self.inbox.data.try_recv() else {
+                break;
+            };
+            match m {
+                ToWorker::Send { link, msg } => match self.links.slot_of(link) {
+                    Some(slot) => self.out().queue_local(slot, &msg),
+                    None => self.shared.engine.stats().drop(DropReason::NoRoute),
+                },
+                ToWorker::Flood {
+                    except,
+                    msg,
+                    ext_only,
+                } => {
+                    for slot in self.links.occupied() {
+                        let Some(ctx) = self.links.get(slot).and_then(|l| l.ctx()) else {
+                            continue;
+                        };
+                        if Some(ctx.id) != except && (ctx.ext || !ext_only) {
+                            self.out().queue_local(slot, &msg);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn adopt(
+        &mut self,
+        id: LinkId,
+        stream: mio::net::TcpStream,
+        addr: std::net::SocketAddr,
+        origin: Origin,
+        tls: rustls::Connection,
+    ) {
+        let now = self.shared.clock.mono();
+        let link = Link::new(id, stream, tls, addr, origin, now);
+        let slot = self.links.insert(link);
+        let Some(link) = self.links.get(slot) else {
+            return;
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut link.sock,
+            Token(slot + 1),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            self.close(slot, &format!("cannot watch the socket: {e}"));
+            return;
+        }
+        self.dirty.push(slot);
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for slot in dirty.drain(..) {
+            let Some(link) = self.links.get(slot) else {
+                continue;
+            };
+            match link.flush() {
+                Ok(Flush::Done) => {
+                    if link.want_write && link.state != State::Handshaking {
+                        link.want_write = false;
+                        let _ = self.poll.registry().reregister(
+                            &mut link.sock,
+                            Token(slot + 1),
+                            Interest::READABLE,
+                        );
+                    }
+                }
+                Ok(Flush::Blocked) => {
+                    if !link.want_write {
+                        link.want_write = true;
+                        let _ = self.poll.registry().reregister(
+                            &mut link.sock,
+                            Token(slot + 1),
+                            Interest::READABLE | Interest::WRITABLE,
+                        );
+                    }
+                }
+                Err(e) => self.close(slot, &e.to_string()),
+            }
+        }
+        // keep the allocation
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    fn tick(&mut self, now: u64) {
+        let settings = &self.shared.settings;
+        let (hs_timeout, silence) = (settings.handshake_timeout, settings.silence_timeout);
+        for slot in self.links.occupied() {
+            let Some(link) = self.links.get(slot) else {
+                continue;
+            };
+            link.refill_budget();
+            match link.state {
+                State::Handshaking if now.saturating_sub(link.created) > hs_timeout => {
+                    self.close(
+                        slot,
+                        &format!("handshake timed out after {} s", hs_timeout / 1000),
+                    );
+                }
+                State::Up(_) if now.saturating_sub(link.last_rx) > silence => {
+                    self.close(slot, &format!("nothing received for {} s", silence / 1000));
+                }
+                _ => {
+                    link.rx.shrink(64 * 1024);
+                    link.out.shrink(64 * 1024);
+                }
+            }
+        }
+    }
+
+    fn reverify(&mut self, material: &crate::tls::Material) {
+        let now = rustls::pki_types::UnixTime::now();
+        for slot in self.links.occupied() {
+            let Some(link) = self.links.get(slot) else {
+                continue;
+            };
+            if link.state == State::Handshaking {
+                continue;
+            }
+            let chain: Vec<_> = link
+                .tls
+                .peer_certificates()
+                .map(|c| c.to_vec())
+                .unwrap_or_default();
+            if let Err(e) = material.verify_peer(&chain, now) {
+                let reason = format!("peer certificate no longer valid: {}", tls::describe(&e));
+                self.close(slot, &reason);
+            }
+        }
+    }
+
+    fn close_self(&mut self, slot: usize) {
+        self.close_inner(slot, "connected to ourselves", true);
+    }
+
+    fn close(&mut self, slot: usize, reason: &str) {
+        self.close_inner(slot, reason, false);
+    }
+
+    fn close_inner(&mut self, slot: usize, reason: &str, was_self: bool) {
+        let Some(mut link) = self.links.remove(slot) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut link.sock);
+        let peer = link.ctx().map(|c| c.peer);
+        match link.state {
+            State::Up(ctx) => {
+                let removed = self.shared.engine.link_down(ctx.id);
+                info!(
+                    "link down: peer={} addr={} reason=\"{reason}\" routes_removed={removed} link={}",
+                    ctx.peer, ctx.addr, ctx.id
+                );
+            }
+            State::Handshaking => match link.origin {
+                Origin::Dialled(mac) => {
+                    debug!("dial to {mac} at {} failed: {reason}", link.addr)
+                }
+                Origin::Accepted => warn!("handshake with {} failed: {reason}", link.addr),
+            },
+        }
+        self.shared.supervisor.send(ToSupervisor::LinkDown {
+            id: link.id,
+            peer,
+            origin: link.origin,
+            reason: reason.to_string(),
+            was_self,
+        });
+    }
+
+    fn shutdown(&mut self) {
+        for slot in self.links.occupied() {
+            if let Some(link) = self.links.get(slot) {
+                link.tls.send_close_notify();
+                let _ = link.flush();
+            }
+            if let Some(mut link) = self.links.remove(slot) {
+                let _ = self.poll.registry().deregister(&mut link.sock);
+            }
+        }
+    }
+}
+
+impl Out<'_> {
+    fn flood_local(&mut self, msg: &[u8], ext_only: bool) {
+        for slot in self.links.occupied() {
+            let Some(ctx) = self.links.get(slot).and_then(|l| l.ctx()) else {
+                continue;
+            };
+            if ctx.ext || !ext_only {
+                self.queue_local(slot, msg);
+            }
+        }
+    }
+}
