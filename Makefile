@@ -1,0 +1,70 @@
+# invpnd - build, test, demo, install.
+#
+#   make              release build (target/release/invpnd)
+#   make test         the whole test suite (namespace tests need root)
+#   make demo         a three-node mesh in network namespaces (root)
+#   make install      PREFIX=/usr/local DESTDIR= (binaries, man pages,
+#                     example configuration, systemd unit)
+#   make bench        criterion benchmarks of the hot paths
+#   make bench-net    iperf3 through invpnd and peer VPNs (root)
+#   make lint         rustfmt check and clippy with warnings as errors
+
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+SBINDIR     ?= $(PREFIX)/sbin
+MANDIR      ?= $(PREFIX)/share/man
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= /lib/systemd/system
+CARGO       ?= cargo
+BINARIES    := invpnd
+MAN5        := man/invpn.conf.5
+MAN8        := man/invpnd.8
+PEER_BENCH  ?= ../shared/bench/peer-bench.sh
+
+.PHONY: all build test demo install uninstall bench bench-net lint clean deps
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+deps:
+	scripts/ensure-deps.sh
+
+test: deps
+	$(CARGO) test --locked --all-targets
+
+demo: deps build
+	scripts/ensure-deps.sh --optional || true
+	scripts/demo.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+bench:
+	$(CARGO) bench --locked
+
+bench-net: build
+	@test -x "$(PEER_BENCH)" || { echo "peer-bench.sh not found at $(PEER_BENCH) (set PEER_BENCH=...)"; exit 1; }
+	$(PEER_BENCH) --install -o $(CURDIR)/bench-results/peers.md raw invpnd tinc_udp tinc_tcp ovpn_aes256gcm wggo
+
+install: build
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	for b in $(BINARIES); do install -m 0755 target/release/$$b $(DESTDIR)$(SBINDIR)/$$b; done
+	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/invpn
+	install -m 0644 etc/invpn.conf $(DESTDIR)$(SYSCONFDIR)/invpn/invpn.conf.example
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/sbin/|$(SBINDIR)/|g' etc/invpnd.service > $(DESTDIR)$(UNITDIR)/invpnd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/invpnd.service
+
+uninstall:
+	for b in $(BINARIES); do rm -f $(DESTDIR)$(SBINDIR)/$$b; done
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8)))
+	rm -f $(DESTDIR)$(SYSCONFDIR)/invpn/invpn.conf.example $(DESTDIR)$(UNITDIR)/invpnd.service
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,122 @@
+//! Test support for namespace tests: root checks, certificates, network
+//! namespaces with veth links, and invpnd processes that are always
+//! cleaned up (by PID), even when a test fails.
+#![allow(dead_code)]
+
+pub mod lab;
+pub mod node;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use invpn::core::Mac;
+use invpn::pki::{self, CertAndKey, KeyType, Validity};
+
+pub use lab::Lab;
+pub use node::{Node, NodeConf};
+
+/// Whether the test may run: it needs root for TAP interfaces and
+/// namespaces. Without root it is skipped with a visible message, unless
+/// `INVPN_REQUIRE_ROOT=1` (as in CI), where it fails.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY-free check: effective uid from /proc.
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false);
+    if root {
+        return true;
+    }
+    if std::env::var("INVPN_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("{test}: needs root (INVPN_REQUIRE_ROOT=1 forbids skipping)");
+    }
+    eprintln!("SKIPPED {test}: needs root (TAP interfaces and network namespaces)");
+    false
+}
+
+/// A short name unique to this process and call, for namespaces and links.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}x{n}", std::process::id() % 100_000)
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {}: {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `f` every 50 ms until it is true or `secs` pass.
+pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// A node MAC for tests: 02:50:56:00:00:nn.
+pub fn mac(n: u8) -> Mac {
+    Mac([2, 0x50, 0x56, 0, 0, n])
+}
+
+/// A CA and node certificates in a temporary directory.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: CertAndKey,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let ca = pki::new_ca(&unique("test CA "), Validity::days_from_now(30), KeyType::EcdsaP256).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
+        Pki { dir, ca }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.path("ca.crt")
+    }
+
+    /// Writes `name.crt` and `name.key`; returns their paths.
+    pub fn write(&self, name: &str, ck: &CertAndKey) -> (PathBuf, PathBuf) {
+        let (c, k) = (self.path(&format!("{name}.crt")), self.path(&format!("{name}.key")));
+        std::fs::write(&c, &ck.cert_pem).unwrap();
+        std::fs::write(&k, &ck.key_pem).unwrap();
+        (c, k)
+    }
+
+    /// A valid node certificate for `m`.
+    pub fn node(&self, name: &str, m: Mac) -> (PathBuf, PathBuf) {
+        let ck = pki::new_node(&self.ca, m, Validity::days_from_now(30), KeyType::EcdsaP256).unwrap();
+        self.write(name, &ck)
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Pki::new()
+    }
+}
+
+/// Whether a file contains `needle` (logs).
+pub fn file_contains(p: &Path, needle: &str) -> bool {
+    std::fs::read_to_string(p).map(|s| s.contains(needle)).unwrap_or(false)
+}
