@@ -55,9 +55,7 @@ pub struct CertAndKey {
 
 impl fmt::Debug for CertAndKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertAndKey")
-            .field("cert_pem", &self.cert_pem)
-            .finish_non_exhaustive()
+        f.debug_struct("CertAndKey").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
     }
 }
 
@@ -118,13 +116,8 @@ pub fn new_ca(name: &str, validity: Validity, key: KeyType) -> Result<CertAndKey
     p.not_before = validity.not_before;
     p.not_after = validity.not_after;
     p.serial_number = Some(random_serial());
-    let cert = p
-        .self_signed(&kp)
-        .map_err(err("signing the CA certificate"))?;
-    Ok(CertAndKey {
-        cert_pem: cert.pem(),
-        key_pem: kp.serialize_pem(),
-    })
+    let cert = p.self_signed(&kp).map_err(err("signing the CA certificate"))?;
+    Ok(CertAndKey { cert_pem: cert.pem(), key_pem: kp.serialize_pem() })
 }
 
 /// The parameters of a node certificate for the given Common Name (the
@@ -134,14 +127,9 @@ fn node_params(common_name: &str, validity: Validity) -> CertificateParams {
     p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name.push(DnType::CommonName, common_name);
     p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.extended_key_usages =
+        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     p.use_authority_key_identifier_extension = true;
     p.not_before = validity.not_before;
     p.not_after = validity.not_after;
@@ -166,10 +154,7 @@ pub fn issue(
     let cert = node_params(common_name, validity)
         .signed_by(&kp, &issuer(ca)?)
         .map_err(err("signing the node certificate"))?;
-    Ok(CertAndKey {
-        cert_pem: cert.pem(),
-        key_pem: kp.serialize_pem(),
-    })
+    Ok(CertAndKey { cert_pem: cert.pem(), key_pem: kp.serialize_pem() })
 }
 
 /// Issues the certificate of the node whose MAC is `mac`.
@@ -180,9 +165,7 @@ pub fn new_node(
     key: KeyType,
 ) -> Result<CertAndKey, PkiError> {
     if !mac.is_node_address() {
-        return Err(PkiError(format!(
-            "{mac} is not a unicast MAC: a node needs one"
-        )));
+        return Err(PkiError(format!("{mac} is not a unicast MAC: a node needs one")));
     }
     issue(ca, &mac.to_string(), validity, key)
 }
@@ -191,18 +174,13 @@ pub fn new_node(
 /// the node; the request goes to the CA). Returns (request PEM, key PEM).
 pub fn new_request(mac: Mac, key: KeyType) -> Result<(String, String), PkiError> {
     if !mac.is_node_address() {
-        return Err(PkiError(format!(
-            "{mac} is not a unicast MAC: a node needs one"
-        )));
+        return Err(PkiError(format!("{mac} is not a unicast MAC: a node needs one")));
     }
     let kp = KeyPair::generate_for(key.alg()).map_err(err("generating the node key"))?;
     let mut p = CertificateParams::default();
     p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name
-        .push(DnType::CommonName, mac.to_string());
-    let csr = p
-        .serialize_request(&kp)
-        .map_err(err("making the request"))?;
+    p.distinguished_name.push(DnType::CommonName, mac.to_string());
+    let csr = p.serialize_request(&kp).map_err(err("making the request"))?;
     let pem = csr.pem().map_err(err("encoding the request"))?;
     Ok((pem, kp.serialize_pem()))
 }
@@ -228,15 +206,11 @@ pub fn sign_request(
             _ => None,
         })
         .ok_or_else(|| PkiError("the request has no Common Name".into()))?;
-    let mac: Mac = cn.parse().map_err(|_| {
-        PkiError(format!(
-            "the request's Common Name {cn:?} is not a MAC address"
-        ))
-    })?;
+    let mac: Mac = cn
+        .parse()
+        .map_err(|_| PkiError(format!("the request's Common Name {cn:?} is not a MAC address")))?;
     if !mac.is_node_address() {
-        return Err(PkiError(format!(
-            "the request's Common Name {mac} is not a unicast MAC"
-        )));
+        return Err(PkiError(format!("the request's Common Name {mac} is not a unicast MAC")));
     }
     let cert = node_params(&mac.to_string(), validity)
         .signed_by(&csr.public_key, &issuer(ca)?)

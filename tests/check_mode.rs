@@ -21,7 +21,12 @@ fn invpnd(args: &[&str]) -> (i32, String, String) {
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
-    assert!(out.status.success(), "openssl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn write_conf(dir: &Path, key: &Path, cert: &Path, ca: &Path, extra: &str) -> PathBuf {
@@ -50,27 +55,109 @@ fn openssl_pki(dir: &Path, key_cmd: &[&str]) {
          subjectKeyIdentifier=hash\n[v3_notca]\nbasicConstraints=CA:FALSE\nnsCertType=client,server\n",
     )
     .unwrap();
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.req", "-subj", "/CN=invpn CA"]);
-    openssl(dir, &["x509", "-req", "-signkey", "ca.key", "-extfile", "v3.cnf", "-extensions", "v3_ca", "-set_serial", "0", "-days", "30", "-in", "ca.req", "-out", "ca.crt"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.req",
+            "-subj",
+            "/CN=invpn CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-signkey",
+            "ca.key",
+            "-extfile",
+            "v3.cnf",
+            "-extensions",
+            "v3_ca",
+            "-set_serial",
+            "0",
+            "-days",
+            "30",
+            "-in",
+            "ca.req",
+            "-out",
+            "ca.crt",
+        ],
+    );
     openssl(dir, key_cmd);
-    openssl(dir, &["req", "-new", "-key", "node.key", "-out", "node.req", "-subj", "/CN=02:50:56:00:00:01"]);
-    openssl(dir, &["x509", "-req", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-extfile", "v3.cnf", "-extensions", "v3_notca", "-days", "30", "-in", "node.req", "-out", "node.crt"]);
+    openssl(
+        dir,
+        &["req", "-new", "-key", "node.key", "-out", "node.req", "-subj", "/CN=02:50:56:00:00:01"],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "v3.cnf",
+            "-extensions",
+            "v3_notca",
+            "-days",
+            "30",
+            "-in",
+            "node.req",
+            "-out",
+            "node.crt",
+        ],
+    );
 }
 
 #[test]
 fn rsa_keys_as_invpn04_made_them_are_accepted() {
     for (what, cmd, want) in [
         ("PKCS#1", vec!["genrsa", "-traditional", "-out", "node.key", "4096"], "RSA 4096"),
-        ("PKCS#8", vec!["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "node.key"], "RSA 2048"),
-        ("SEC1 P-384", vec!["ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", "node.key"], "ECDSA P-384"),
+        (
+            "PKCS#8",
+            vec![
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "node.key",
+            ],
+            "RSA 2048",
+        ),
+        (
+            "SEC1 P-384",
+            vec!["ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", "node.key"],
+            "ECDSA P-384",
+        ),
         ("Ed25519", vec!["genpkey", "-algorithm", "ED25519", "-out", "node.key"], "Ed25519"),
     ] {
         let d = tempfile::tempdir().unwrap();
         openssl_pki(d.path(), &cmd);
         if what == "PKCS#1" {
-            assert!(std::fs::read_to_string(d.path().join("node.key")).unwrap().contains("BEGIN RSA PRIVATE KEY"));
+            assert!(std::fs::read_to_string(d.path().join("node.key"))
+                .unwrap()
+                .contains("BEGIN RSA PRIVATE KEY"));
         }
-        let conf = write_conf(d.path(), Path::new("node.key"), Path::new("node.crt"), Path::new("ca.crt"), "");
+        let conf = write_conf(
+            d.path(),
+            Path::new("node.key"),
+            Path::new("node.crt"),
+            Path::new("ca.crt"),
+            "",
+        );
         let (code, out, err) = invpnd(&["-t", "-c", conf.to_str().unwrap()]);
         assert_eq!(code, 0, "{what}: {err}");
         assert!(out.contains("node MAC:        02:50:56:00:00:01"), "{what}: {out}");
@@ -87,16 +174,52 @@ fn bad_configurations_and_credentials_fail_with_one_clear_line() {
     let other = Pki::new();
     let (ocert, okey) = other.node("other", mac(1));
     let t = time::OffsetDateTime::now_utc();
-    let mk = |name: &str, cn: &str, v: Validity| pki.write(name, &pki::issue(&pki.ca, cn, v, KeyType::EcdsaP256).unwrap());
-    let (xcert, xkey) = mk("expired", "02:50:56:00:00:01", Validity { not_before: t - time::Duration::days(9), not_after: t - time::Duration::days(1) });
-    let (fcert, fkey) = mk("future", "02:50:56:00:00:01", Validity { not_before: t + time::Duration::days(1), not_after: t + time::Duration::days(9) });
+    let mk = |name: &str, cn: &str, v: Validity| {
+        pki.write(name, &pki::issue(&pki.ca, cn, v, KeyType::EcdsaP256).unwrap())
+    };
+    let (xcert, xkey) = mk(
+        "expired",
+        "02:50:56:00:00:01",
+        Validity {
+            not_before: t - time::Duration::days(9),
+            not_after: t - time::Duration::days(1),
+        },
+    );
+    let (fcert, fkey) = mk(
+        "future",
+        "02:50:56:00:00:01",
+        Validity {
+            not_before: t + time::Duration::days(1),
+            not_after: t + time::Duration::days(9),
+        },
+    );
     let (ncert, nkey) = mk("named", "gateway", Validity::days_from_now(9));
     let (_, key2) = pki.node("second", mac(2));
     // an X.509 v1 certificate, as `openssl x509 -req` makes without -extfile
     openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "v1.key"]);
-    openssl(d, &["req", "-new", "-key", "v1.key", "-out", "v1.req", "-subj", "/CN=02:50:56:00:00:01"]);
+    openssl(
+        d,
+        &["req", "-new", "-key", "v1.key", "-out", "v1.req", "-subj", "/CN=02:50:56:00:00:01"],
+    );
     std::fs::write(d.join("ca.key"), &pki.ca.key_pem).unwrap();
-    openssl(d, &["x509", "-req", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "9", "-in", "v1.req", "-out", "v1.crt"]);
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "9",
+            "-in",
+            "v1.req",
+            "-out",
+            "v1.crt",
+        ],
+    );
     std::fs::write(d.join("garbage.pem"), "not a pem file\n").unwrap();
     let missing = d.join("missing.key");
 
@@ -105,10 +228,26 @@ fn bad_configurations_and_credentials_fail_with_one_clear_line() {
     let cases: Vec<(&str, PathBuf, Vec<&str>)> = vec![
         ("missing config", d.join("nope.conf"), vec!["nope.conf: cannot read"]),
         ("missing key", creds(&missing, &cert, &ca), vec!["missing.key: cannot read"]),
-        ("key is not a key", creds(&d.join("garbage.pem"), &cert, &ca), vec!["garbage.pem", "no private key"]),
-        ("cert is not a cert", creds(&key, &d.join("garbage.pem"), &ca), vec!["garbage.pem", "no certificate"]),
-        ("key of another node", creds(&key2, &cert, &ca), vec!["second.key", "does not belong to the certificate"]),
-        ("other CA", creds(&okey, &ocert, &ca), vec!["other.crt", "not signed by the network's CA"]),
+        (
+            "key is not a key",
+            creds(&d.join("garbage.pem"), &cert, &ca),
+            vec!["garbage.pem", "no private key"],
+        ),
+        (
+            "cert is not a cert",
+            creds(&key, &d.join("garbage.pem"), &ca),
+            vec!["garbage.pem", "no certificate"],
+        ),
+        (
+            "key of another node",
+            creds(&key2, &cert, &ca),
+            vec!["second.key", "does not belong to the certificate"],
+        ),
+        (
+            "other CA",
+            creds(&okey, &ocert, &ca),
+            vec!["other.crt", "not signed by the network's CA"],
+        ),
         ("CN not a MAC", creds(&nkey, &ncert, &ca), vec!["named.crt", "\"gateway\" is not a MAC"]),
         ("expired", creds(&xkey, &xcert, &ca), vec!["expired.crt", "expired"]),
         ("not yet valid", creds(&fkey, &fcert, &ca), vec!["future.crt", "not valid yet"]),
@@ -120,7 +259,11 @@ fn bad_configurations_and_credentials_fail_with_one_clear_line() {
         ("bad boolean", good("no_relay=sometimes\n"), vec![".conf:7: [network] no_relay"]),
         ("bad bind", good("bind=198.18.0.300\n"), vec![".conf:7: [network] bind"]),
         ("syntax", good("this is not ini\n"), vec![".conf:7: expected `key = value`"]),
-        ("CA is not a CA file", creds(&key, &cert, &d.join("garbage.pem")), vec!["garbage.pem", "no certificate"]),
+        (
+            "CA is not a CA file",
+            creds(&key, &cert, &d.join("garbage.pem")),
+            vec!["garbage.pem", "no certificate"],
+        ),
     ];
     assert!(cases.len() >= 15);
     for (what, conf, wants) in cases {
@@ -141,7 +284,10 @@ fn unknown_keys_warn_but_pass() {
     let conf = write_conf(pki.dir.path(), &key, &cert, &pki.ca_path(), "colour=blue\n");
     let (code, out, _) = invpnd(&["-t", "-c", conf.to_str().unwrap()]);
     assert_eq!(code, 0);
-    assert!(out.contains("warning: ") && out.contains(".conf:7: [network] colour: unknown key"), "{out}");
+    assert!(
+        out.contains("warning: ") && out.contains(".conf:7: [network] colour: unknown key"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -26,17 +26,8 @@ fn main() -> ExitCode {
         "check",
         "check the configuration, certificates and keys, print them, and exit",
     );
-    opts.optflagmulti(
-        "v",
-        "verbose",
-        "more logging (-vv: even more); RUST_LOG overrides",
-    );
-    opts.optopt(
-        "",
-        "tunfd",
-        "adopt an open TAP descriptor (used by restart in place)",
-        "FD",
-    );
+    opts.optflagmulti("v", "verbose", "more logging (-vv: even more); RUST_LOG overrides");
+    opts.optopt("", "tunfd", "adopt an open TAP descriptor (used by restart in place)", "FD");
     opts.optflag("V", "version", "print the version and exit");
     opts.optflag("h", "help", "print this help and exit");
     let m = match opts.parse(&args[1..]) {
@@ -55,11 +46,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if !m.free.is_empty() {
-        eprintln!(
-            "invpnd: unexpected argument {:?}\n{}",
-            m.free[0],
-            opts.short_usage("invpnd")
-        );
+        eprintln!("invpnd: unexpected argument {:?}\n{}", m.free[0], opts.short_usage("invpnd"));
         return ExitCode::from(1);
     }
     let tunfd = match m.opt_str("tunfd").map(|s| s.parse::<i32>()) {
@@ -70,10 +57,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let path = PathBuf::from(
-        m.opt_str("c")
-            .unwrap_or_else(|| config::DEFAULT_PATH.to_string()),
-    );
+    let path = PathBuf::from(m.opt_str("c").unwrap_or_else(|| config::DEFAULT_PATH.to_string()));
     let check = m.opt_present("t");
     if !check {
         invpn::logging::init(m.opt_count("v"));
@@ -101,15 +85,7 @@ fn main() -> ExitCode {
         log::warn!("{w}");
     }
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(&args[0]));
-    match daemon::run(
-        cfg,
-        material,
-        Options {
-            tunfd,
-            exe,
-            args: args[1..].to_vec(),
-        },
-    ) {
+    match daemon::run(cfg, material, Options { tunfd, exe, args: args[1..].to_vec() }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -147,18 +123,12 @@ fn print_check(cfg: &Config, m: &Material) {
         );
     }
     if n.listening() {
-        let at = n
-            .bind
-            .map_or("every address".to_string(), |b| b.to_string());
+        let at = n.bind.map_or("every address".to_string(), |b| b.to_string());
         println!("listen:          port {} on {at}", n.port);
     } else {
         println!(
             "listen:          no ({}; announced without an address, port {})",
-            if n.no_relay {
-                "no_relay"
-            } else {
-                "no_incoming"
-            },
+            if n.no_relay { "no_relay" } else { "no_incoming" },
             n.port
         );
     }
@@ -166,11 +136,7 @@ fn print_check(cfg: &Config, m: &Material) {
     let seeds: Vec<String> = n.init.iter().map(|s| s.to_string()).collect();
     println!(
         "seeds:           {}",
-        if seeds.is_empty() {
-            "none".to_string()
-        } else {
-            seeds.join(", ")
-        }
+        if seeds.is_empty() { "none".to_string() } else { seeds.join(", ") }
     );
     let cached = std::fs::metadata(&n.cache).is_ok();
     println!(
@@ -197,8 +163,5 @@ fn print_check(cfg: &Config, m: &Material) {
             .map_or(String::new(), |u| format!(", up program {}", u.display()))
     );
     println!("control socket:  {}", cfg.control.socket.display());
-    println!(
-        "workers:         {}",
-        daemon::worker_count(cfg.performance.workers)
-    );
+    println!("workers:         {}", daemon::worker_count(cfg.performance.workers));
 }

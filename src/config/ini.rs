@@ -43,17 +43,11 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, SyntaxError> {
         }
         if let Some(rest) = l.strip_prefix('[') {
             let Some(name) = rest.strip_suffix(']') else {
-                return Err(SyntaxError {
-                    line,
-                    msg: format!("unclosed section header {l:?}"),
-                });
+                return Err(SyntaxError { line, msg: format!("unclosed section header {l:?}") });
             };
             let name = name.trim();
             if name.is_empty() {
-                return Err(SyntaxError {
-                    line,
-                    msg: "empty section name".into(),
-                });
+                return Err(SyntaxError { line, msg: "empty section name".into() });
             }
             section = name.to_ascii_lowercase();
             continue;
@@ -66,10 +60,7 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, SyntaxError> {
         };
         let key = k.trim();
         if key.is_empty() {
-            return Err(SyntaxError {
-                line,
-                msg: "missing key before `=`".into(),
-            });
+            return Err(SyntaxError { line, msg: "missing key before `=`".into() });
         }
         out.push(Entry {
             section: section.clone(),

@@ -112,33 +112,13 @@ pub enum ConfigError {
     /// The file could not be read.
     Read { path: PathBuf, err: std::io::Error },
     /// A line is not INI.
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
+    Syntax { path: PathBuf, line: usize, msg: String },
     /// A value is wrong.
-    Value {
-        path: PathBuf,
-        line: usize,
-        section: String,
-        key: String,
-        msg: String,
-    },
+    Value { path: PathBuf, line: usize, section: String, key: String, msg: String },
     /// A key given twice.
-    Duplicate {
-        path: PathBuf,
-        line: usize,
-        section: String,
-        key: String,
-        first: usize,
-    },
+    Duplicate { path: PathBuf, line: usize, section: String, key: String, first: usize },
     /// A required key is absent.
-    Missing {
-        path: PathBuf,
-        section: &'static str,
-        key: &'static str,
-    },
+    Missing { path: PathBuf, section: &'static str, key: &'static str },
 }
 
 impl fmt::Display for ConfigError {
@@ -148,32 +128,16 @@ impl fmt::Display for ConfigError {
             ConfigError::Syntax { path, line, msg } => {
                 write!(f, "{}:{line}: {msg}", path.display())
             }
-            ConfigError::Value {
-                path,
-                line,
-                section,
-                key,
-                msg,
-            } => {
+            ConfigError::Value { path, line, section, key, msg } => {
                 write!(f, "{}:{line}: [{section}] {key}: {msg}", path.display())
             }
-            ConfigError::Duplicate {
-                path,
-                line,
-                section,
-                key,
-                first,
-            } => write!(
+            ConfigError::Duplicate { path, line, section, key, first } => write!(
                 f,
                 "{}:{line}: [{section}] {key}: given twice (first on line {first})",
                 path.display()
             ),
             ConfigError::Missing { path, section, key } => {
-                write!(
-                    f,
-                    "{}: [{section}] {key}: missing (required)",
-                    path.display()
-                )
+                write!(f, "{}: [{section}] {key}: missing (required)", path.display())
             }
         }
     }
@@ -206,10 +170,8 @@ const KNOWN: &[(&str, &[&str])] = &[
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
-        path: path.to_path_buf(),
-        err,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ConfigError::Read { path: path.to_path_buf(), err })?;
     from_str(path, &text)
 }
 
@@ -220,22 +182,16 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
         line: e.line,
         msg: e.msg,
     })?;
-    let mut r = Resolver {
-        path,
-        entries: &entries,
-        warnings: Vec::new(),
-    };
+    let mut r = Resolver { path, entries: &entries, warnings: Vec::new() };
     r.check_keys()?;
     let ssl = Ssl {
         key: r.required_path("ssl", "key")?,
         cert: r.required_path("ssl", "cert")?,
         ca: r.required_path("ssl", "ca")?,
     };
-    let port = r.get("network", "port", DEFAULT_PORT, |v| {
-        match v.parse::<u16>() {
-            Ok(p) if p > 0 => Ok(p),
-            _ => Err(format!("{v:?} is not a TCP port (1-65535)")),
-        }
+    let port = r.get("network", "port", DEFAULT_PORT, |v| match v.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("{v:?} is not a TCP port (1-65535)")),
     })?;
     let network = Network {
         port,
@@ -256,15 +212,11 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
         no_incoming: r.get("network", "no_incoming", false, parse_bool)?,
         no_relay: r.get("network", "no_relay", false, parse_bool)?,
         max_links: r.get("network", "max_links", 100, |v| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{v:?} is not a number of links"))
+            v.parse::<usize>().map_err(|_| format!("{v:?} is not a number of links"))
         })?,
-        announce_interval: r.get(
-            "network",
-            "announce_interval",
-            Duration::from_secs(5),
-            |v| parse_duration(v, Duration::from_millis(100), Duration::from_secs(3600)),
-        )?,
+        announce_interval: r.get("network", "announce_interval", Duration::from_secs(5), |v| {
+            parse_duration(v, Duration::from_millis(100), Duration::from_secs(3600))
+        })?,
         route_ttl: r.get("network", "route_ttl", Duration::from_secs(60), |v| {
             parse_duration(v, Duration::from_secs(1), Duration::from_secs(86_400))
         })?,
@@ -302,9 +254,7 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
             interface.mtu
         ));
     }
-    let control = Control {
-        socket: r.path_or("control", "socket", "/run/invpnd.sock")?,
-    };
+    let control = Control { socket: r.path_or("control", "socket", "/run/invpnd.sock")? };
     let performance = Performance {
         workers: r.get("performance", "workers", 0, |v| {
             if v == "auto" {
@@ -312,9 +262,7 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
             }
             match v.parse::<usize>() {
                 Ok(n) if n <= crate::core::LinkId::MAX_WORKERS => Ok(n),
-                _ => Err(format!(
-                    "{v:?}: expected `auto` or a number of threads (1-256)"
-                )),
+                _ => Err(format!("{v:?}: expected `auto` or a number of threads (1-256)")),
             }
         })?,
     };
@@ -338,9 +286,8 @@ struct Resolver<'a> {
 impl Resolver<'_> {
     fn check_keys(&mut self) -> Result<(), ConfigError> {
         for (i, e) in self.entries.iter().enumerate() {
-            if let Some(first) = self.entries[..i]
-                .iter()
-                .find(|p| p.section == e.section && p.key == e.key)
+            if let Some(first) =
+                self.entries[..i].iter().find(|p| p.section == e.section && p.key == e.key)
             {
                 return Err(ConfigError::Duplicate {
                     path: self.path.to_path_buf(),
@@ -372,9 +319,7 @@ impl Resolver<'_> {
     }
 
     fn entry(&self, section: &str, key: &str) -> Option<&Entry> {
-        self.entries
-            .iter()
-            .find(|e| e.section == section && e.key == key)
+        self.entries.iter().find(|e| e.section == section && e.key == key)
     }
 
     fn get<T>(
@@ -421,12 +366,11 @@ impl Resolver<'_> {
         section: &'static str,
         key: &'static str,
     ) -> Result<PathBuf, ConfigError> {
-        self.optional_path(section, key)?
-            .ok_or(ConfigError::Missing {
-                path: self.path.to_path_buf(),
-                section,
-                key,
-            })
+        self.optional_path(section, key)?.ok_or(ConfigError::Missing {
+            path: self.path.to_path_buf(),
+            section,
+            key,
+        })
     }
 }
 

@@ -13,11 +13,7 @@ fn err(text: &str) -> String {
 #[test]
 fn defaults() {
     let c = load_text(MINIMAL).unwrap();
-    assert_eq!(
-        c.ssl.key,
-        PathBuf::from("/etc/invpn/node.key"),
-        "relative to the file"
-    );
+    assert_eq!(c.ssl.key, PathBuf::from("/etc/invpn/node.key"), "relative to the file");
     assert_eq!(c.ssl.ca, PathBuf::from("/etc/invpn/ca.crt"));
     assert_eq!(c.network.port, 41744);
     assert_eq!(c.network.bind, None);
@@ -69,29 +65,14 @@ fn bad_values_name_file_line_and_key() {
         ("[network]\nport=0\n", ":6: [network] port:"),
         ("[network]\nbind=somewhere\n", ":6: [network] bind:"),
         ("[network]\ninit=02:50:56:00:00:01\n", ":6: [network] init:"),
-        (
-            "[network]\nno_incoming=perhaps\n",
-            ":6: [network] no_incoming:",
-        ),
+        ("[network]\nno_incoming=perhaps\n", ":6: [network] no_incoming:"),
         ("[network]\nmax_links=-1\n", ":6: [network] max_links:"),
-        (
-            "[network]\nannounce_interval=0\n",
-            ":6: [network] announce_interval:",
-        ),
+        ("[network]\nannounce_interval=0\n", ":6: [network] announce_interval:"),
         ("[interface]\nmtu=100\n", ":6: [interface] mtu:"),
         ("[interface]\nmtu=70000\n", ":6: [interface] mtu:"),
-        (
-            "[interface]\nname=a-very-long-interface-name\n",
-            ":6: [interface] name:",
-        ),
-        (
-            "[performance]\nworkers=many\n",
-            ":6: [performance] workers:",
-        ),
-        (
-            "[network]\nport=1\nport=2\n",
-            ":7: [network] port: given twice (first on line 6)",
-        ),
+        ("[interface]\nname=a-very-long-interface-name\n", ":6: [interface] name:"),
+        ("[performance]\nworkers=many\n", ":6: [performance] workers:"),
+        ("[network]\nport=1\nport=2\n", ":7: [network] port: given twice (first on line 6)"),
         ("[network\n", ":5: unclosed section"),
     ];
     for (extra, want) in cases {
@@ -112,10 +93,9 @@ fn missing_required_keys() {
 
 #[test]
 fn unknown_keys_and_odd_values_warn() {
-    let c = load_text(&format!(
-        "{MINIMAL}[network]\nprot=1\n[interface]\nmtu=1000\n[colour]\nx=1\n"
-    ))
-    .unwrap();
+    let c =
+        load_text(&format!("{MINIMAL}[network]\nprot=1\n[interface]\nmtu=1000\n[colour]\nx=1\n"))
+            .unwrap();
     assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
     assert!(c.warnings[0].contains("invpn.conf:6: [network] prot: unknown key"));
     assert!(c.warnings[1].contains(":10: unknown section [colour]"));
@@ -124,11 +104,6 @@ fn unknown_keys_and_odd_values_warn() {
 
 #[test]
 fn unreadable_file() {
-    let e = load(Path::new("/nonexistent/invpn.conf"))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.starts_with("/nonexistent/invpn.conf: cannot read:"),
-        "{e}"
-    );
+    let e = load(Path::new("/nonexistent/invpn.conf")).unwrap_err().to_string();
+    assert!(e.starts_with("/nonexistent/invpn.conf: cannot read:"), "{e}");
 }

@@ -11,9 +11,7 @@ pub fn parse_bool(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
         "false" | "no" | "off" | "0" => Ok(false),
-        _ => Err(format!(
-            "{v:?} is not a boolean (true/false, yes/no, on/off, 1/0)"
-        )),
+        _ => Err(format!("{v:?} is not a boolean (true/false, yes/no, on/off, 1/0)")),
     }
 }
 
@@ -21,13 +19,10 @@ pub fn parse_bool(v: &str) -> Result<bool, String> {
 /// within `[min, max]`.
 pub fn parse_duration(v: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let v = v.trim();
-    let split = v
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(v.len());
+    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{v:?} is not a duration (e.g. 5s, 500ms, 2m)"))?;
+    let n: f64 =
+        num.parse().map_err(|_| format!("{v:?} is not a duration (e.g. 5s, 500ms, 2m)"))?;
     let scale = match unit.trim() {
         "ms" => 0.001,
         "" | "s" => 1.0,
@@ -46,21 +41,15 @@ pub fn parse_duration(v: &str, min: Duration, max: Duration) -> Result<Duration,
 pub fn parse_seed(s: &str, default_port: u16) -> Result<Seed, String> {
     let bad = |why: &str| format!("{s:?}: {why} (expected MAC@ADDR:PORT, IPv6 as MAC@[ADDR]:PORT)");
     let (mac, addr) = s.split_once('@').ok_or_else(|| bad("no '@'"))?;
-    let mac: Mac = mac
-        .trim()
-        .parse()
-        .map_err(|e: crate::core::mac::MacParseError| bad(&e.to_string()))?;
+    let mac: Mac =
+        mac.trim().parse().map_err(|e: crate::core::mac::MacParseError| bad(&e.to_string()))?;
     if !mac.is_node_address() {
         return Err(bad("a node's MAC must be unicast and not all zero"));
     }
     let addr = addr.trim();
     let sock = if let Ok(sa) = addr.parse::<SocketAddr>() {
         sa
-    } else if let Ok(ip) = addr
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
+    } else if let Ok(ip) = addr.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
         SocketAddr::new(ip, default_port)
     } else {
         return Err(bad("not an IP address with an optional port"));
@@ -91,14 +80,8 @@ mod tests {
     fn durations() {
         let (lo, hi) = (Duration::from_millis(100), Duration::from_secs(3600));
         assert_eq!(parse_duration("5", lo, hi), Ok(Duration::from_secs(5)));
-        assert_eq!(
-            parse_duration("250ms", lo, hi),
-            Ok(Duration::from_millis(250))
-        );
-        assert_eq!(
-            parse_duration("1.5s", lo, hi),
-            Ok(Duration::from_millis(1500))
-        );
+        assert_eq!(parse_duration("250ms", lo, hi), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s", lo, hi), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m", lo, hi), Ok(Duration::from_secs(120)));
         assert!(parse_duration("10ms", lo, hi).is_err());
         assert!(parse_duration("2h", lo, hi).is_err());

@@ -74,8 +74,7 @@ impl NodeCache {
     /// [`MAX_ENTRIES`]; returns how many went.
     pub fn prune(&mut self, now: u64) -> usize {
         let before = self.entries.len();
-        self.entries
-            .retain(|_, e| e.seen == 0 || now.saturating_sub(e.seen) <= MAX_AGE);
+        self.entries.retain(|_, e| e.seen == 0 || now.saturating_sub(e.seen) <= MAX_AGE);
         if self.entries.len() > MAX_ENTRIES {
             let mut by_age: Vec<(u64, Mac)> =
                 self.entries.iter().map(|(m, e)| (e.seen, *m)).collect();
@@ -135,9 +134,7 @@ impl NodeCache {
     /// Reads a cache file in invpnd's format or 0.4's. Bad lines are
     /// skipped and reported; nothing here is fatal.
     pub fn parse(text: &str) -> CacheParse {
-        let qt = text
-            .lines()
-            .any(|l| l.trim().eq_ignore_ascii_case("[general]"))
+        let qt = text.lines().any(|l| l.trim().eq_ignore_ascii_case("[general]"))
             || text.contains("%3A")
             || text.contains("%3a");
         let mut cache = NodeCache::new();
@@ -164,46 +161,28 @@ fn parse_line(l: &str) -> Result<(Mac, CacheEntry), String> {
     let (Some(m), Some(a)) = (it.next(), it.next()) else {
         return Err(format!("expected `MAC ADDR:PORT [SEEN]`, found {l:?}"));
     };
-    let mac: Mac = m
-        .parse()
-        .map_err(|e: super::mac::MacParseError| e.to_string())?;
+    let mac: Mac = m.parse().map_err(|e: super::mac::MacParseError| e.to_string())?;
     let addr: SocketAddr = a.parse().map_err(|_| format!("{a:?} is not ADDR:PORT"))?;
     let seen = match it.next() {
         Some(s) => s.parse().map_err(|_| format!("{s:?} is not a time"))?,
         None => 0,
     };
     check(mac, addr)?;
-    Ok((
-        mac,
-        CacheEntry {
-            addr: SocketAddr::new(addr.ip().to_canonical(), addr.port()),
-            seen,
-        },
-    ))
+    Ok((mac, CacheEntry { addr: SocketAddr::new(addr.ip().to_canonical(), addr.port()), seen }))
 }
 
 /// `02%3A50%3A56%3A00%3A00%3A02=198.18.0.2, 47742` (Qt escapes ':' as %3A;
 /// its address may be `::ffff:a.b.c.d`).
 fn parse_qt_line(l: &str) -> Result<(Mac, CacheEntry), String> {
-    let (k, v) = l
-        .split_once('=')
-        .ok_or_else(|| format!("expected key=value, found {l:?}"))?;
+    let (k, v) = l.split_once('=').ok_or_else(|| format!("expected key=value, found {l:?}"))?;
     let key = k.trim().replace("%3A", ":").replace("%3a", ":");
-    let mac: Mac = key
-        .parse()
-        .map_err(|e: super::mac::MacParseError| e.to_string())?;
+    let mac: Mac = key.parse().map_err(|e: super::mac::MacParseError| e.to_string())?;
     let v = v.trim().trim_matches('"');
-    let (ip, port) = v
-        .split_once(',')
-        .ok_or_else(|| format!("expected `address, port`, found {v:?}"))?;
-    let ip: IpAddr = ip
-        .trim()
-        .parse()
-        .map_err(|_| format!("{:?} is not an IP address", ip.trim()))?;
-    let port: u16 = port
-        .trim()
-        .parse()
-        .map_err(|_| format!("{:?} is not a port", port.trim()))?;
+    let (ip, port) =
+        v.split_once(',').ok_or_else(|| format!("expected `address, port`, found {v:?}"))?;
+    let ip: IpAddr =
+        ip.trim().parse().map_err(|_| format!("{:?} is not an IP address", ip.trim()))?;
+    let port: u16 = port.trim().parse().map_err(|_| format!("{:?} is not a port", port.trim()))?;
     let addr = SocketAddr::new(ip.to_canonical(), port);
     check(mac, addr)?;
     Ok((mac, CacheEntry { addr, seen: 0 }))
@@ -235,10 +214,7 @@ mod tests {
         assert!(c.is_dirty());
         let p = NodeCache::parse(&c.to_text());
         assert!(p.skipped.is_empty(), "{:?}", p.skipped);
-        assert_eq!(
-            p.cache.entries().collect::<Vec<_>>(),
-            c.entries().collect::<Vec<_>>()
-        );
+        assert_eq!(p.cache.entries().collect::<Vec<_>>(), c.entries().collect::<Vec<_>>());
     }
 
     #[test]
@@ -262,23 +238,9 @@ mod tests {
         let p = NodeCache::parse(text);
         let e: Vec<_> = p.cache.entries().collect();
         assert_eq!(e.len(), 2);
-        assert_eq!(
-            e[0],
-            (
-                m(2),
-                CacheEntry {
-                    addr: "198.18.0.2:47742".parse().unwrap(),
-                    seen: 0
-                }
-            )
-        );
+        assert_eq!(e[0], (m(2), CacheEntry { addr: "198.18.0.2:47742".parse().unwrap(), seen: 0 }));
         assert_eq!(e[1].1.addr, "198.18.0.3:41744".parse().unwrap());
-        assert_eq!(
-            p.skipped.len(),
-            1,
-            "0.4 caches hold garbage keys: {:?}",
-            p.skipped
-        );
+        assert_eq!(p.skipped.len(), 1, "0.4 caches hold garbage keys: {:?}", p.skipped);
     }
 
     #[test]
@@ -287,10 +249,7 @@ mod tests {
             "junk\n02:50:56:00:00:02 198.18.0.2:1 5\n\0\0\0\nff:ff:ff:ff:ff:ff 1.2.3.4:5\n",
         );
         assert_eq!(p.cache.len(), 1);
-        assert_eq!(
-            p.skipped.iter().map(|s| s.0).collect::<Vec<_>>(),
-            vec![1, 3, 4]
-        );
+        assert_eq!(p.skipped.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 3, 4]);
     }
 
     #[test]
@@ -301,11 +260,7 @@ mod tests {
         assert_eq!(c.prune(MAX_AGE + 100), 1);
         for i in 0..(MAX_ENTRIES as u32 + 5) {
             let mac = Mac([2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
-            c.learn(
-                mac,
-                "198.18.0.1:1".parse().unwrap(),
-                MAX_AGE + 200 + u64::from(i),
-            );
+            c.learn(mac, "198.18.0.1:1".parse().unwrap(), MAX_AGE + 200 + u64::from(i));
         }
         assert_eq!(c.prune(MAX_AGE + 200), 6);
         assert_eq!(c.len(), MAX_ENTRIES);

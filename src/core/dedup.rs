@@ -39,11 +39,7 @@ struct Window {
 
 impl Window {
     fn new(id: u64, now: u64) -> Window {
-        let mut w = Window {
-            top: id,
-            bits: [0; WORDS],
-            last_used: now,
-        };
+        let mut w = Window { top: id, bits: [0; WORDS], last_used: now };
         w.set(id);
         w
     }
@@ -121,9 +117,7 @@ impl Default for Dedup {
 impl Dedup {
     /// Nothing seen yet.
     pub fn new() -> Dedup {
-        Dedup {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-        }
+        Dedup { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
     }
 
     /// Checks (`src`, `id`) and records it as seen.

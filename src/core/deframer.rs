@@ -107,9 +107,7 @@ mod tests {
     #[test]
     fn yields_messages_split_anywhere() {
         let mut stream = Vec::new();
-        let msgs: Vec<Vec<u8>> = (0..50u8)
-            .map(|i| msg(0x80, &vec![i; i as usize * 37]))
-            .collect();
+        let msgs: Vec<Vec<u8>> = (0..50u8).map(|i| msg(0x80, &vec![i; i as usize * 37])).collect();
         msgs.iter().for_each(|m| stream.extend_from_slice(m));
         for chunk in [1, 2, 3, 7, 100, 4096, stream.len()] {
             let mut d = Deframer::new();

@@ -34,13 +34,7 @@ struct Target {
 
 impl Target {
     fn new() -> Target {
-        Target {
-            learned: None,
-            seed: None,
-            state: State::Idle,
-            failures: 0,
-            next_try: 0,
-        }
+        Target { learned: None, seed: None, state: State::Idle, failures: 0, next_try: 0 }
     }
 
     /// The address to try next: alternates between the learned address and
@@ -72,12 +66,7 @@ pub struct Dialer {
 impl Dialer {
     /// A scheduler for node `me` that keeps at most `max_links` links.
     pub fn new(me: Mac, max_links: usize, seed: u64) -> Dialer {
-        Dialer {
-            me,
-            max_links,
-            targets: HashMap::new(),
-            rng: fastrand::Rng::with_seed(seed),
-        }
+        Dialer { me, max_links, targets: HashMap::new(), rng: fastrand::Rng::with_seed(seed) }
     }
 
     /// Changes the link limit (configuration reload).
@@ -161,9 +150,7 @@ impl Dialer {
             }
             t.state = State::Idle;
             t.failures = t.failures.saturating_add(1);
-            let base = BACKOFF_MIN
-                .saturating_mul(1 << (t.failures - 1).min(16))
-                .min(BACKOFF_MAX);
+            let base = BACKOFF_MIN.saturating_mul(1 << (t.failures - 1).min(16)).min(BACKOFF_MAX);
             // +-20% so that nodes restarted together do not dial in step
             t.next_try = now + (base as f64 * (0.8 + 0.4 * r)) as u64;
         }
@@ -177,11 +164,7 @@ impl Dialer {
     /// The dials to start now, given how many links are up. Marks them as
     /// being dialled.
     pub fn poll(&mut self, now: u64, links_up: usize) -> Vec<Dial> {
-        let dialing = self
-            .targets
-            .values()
-            .filter(|t| t.state == State::Dialing)
-            .count();
+        let dialing = self.targets.values().filter(|t| t.state == State::Dialing).count();
         let room = self.max_links.saturating_sub(links_up + dialing);
         if room == 0 {
             return Vec::new();
@@ -199,10 +182,7 @@ impl Dialer {
             .filter_map(|mac| {
                 let t = self.targets.get_mut(&mac)?;
                 t.state = State::Dialing;
-                Some(Dial {
-                    mac,
-                    addr: t.addr()?,
-                })
+                Some(Dial { mac, addr: t.addr()? })
             })
             .collect()
     }
@@ -238,29 +218,13 @@ mod tests {
     fn dials_seed_then_not_while_linked_or_dialing() {
         let mut d = Dialer::new(m(1), 10, 1);
         d.add_seed(m(2), a(2));
-        assert_eq!(
-            d.poll(0, 0),
-            vec![Dial {
-                mac: m(2),
-                addr: a(2)
-            }]
-        );
-        assert!(
-            d.poll(0, 0).is_empty(),
-            "no second dial while the first runs"
-        );
+        assert_eq!(d.poll(0, 0), vec![Dial { mac: m(2), addr: a(2) }]);
+        assert!(d.poll(0, 0).is_empty(), "no second dial while the first runs");
         d.linked(m(2));
-        assert!(
-            d.poll(100_000, 1).is_empty(),
-            "seeds are not redialled while linked"
-        );
+        assert!(d.poll(100_000, 1).is_empty(), "seeds are not redialled while linked");
         d.unlinked(m(2), 100_000);
         assert!(d.poll(100_000, 0).is_empty());
-        assert_eq!(
-            d.poll(101_000, 0).len(),
-            1,
-            "retried within a second of losing the link"
-        );
+        assert_eq!(d.poll(101_000, 0).len(), 1, "retried within a second of losing the link");
     }
 
     #[test]
@@ -279,10 +243,7 @@ mod tests {
         }
         for (i, g) in gaps.iter().enumerate() {
             let base = (BACKOFF_MIN << i.min(16)).min(BACKOFF_MAX) as f64;
-            assert!(
-                (*g as f64) >= base * 0.8 && (*g as f64) <= base * 1.2,
-                "gap {i}: {g}"
-            );
+            assert!((*g as f64) >= base * 0.8 && (*g as f64) <= base * 1.2, "gap {i}: {g}");
         }
         assert!(*gaps.last().unwrap() <= BACKOFF_MAX * 12 / 10);
     }
@@ -307,10 +268,7 @@ mod tests {
                 x.poll(0, 0).iter().map(|d| d.mac).collect::<Vec<_>>()
             })
             .collect();
-        assert!(
-            orders.windows(2).any(|w| w[0] != w[1]),
-            "order is randomized"
-        );
+        assert!(orders.windows(2).any(|w| w[0] != w[1]), "order is randomized");
     }
 
     #[test]
@@ -336,13 +294,7 @@ mod tests {
         d.failed(m(3), 0);
         // a new address is tried at once
         d.learn(m(3), a(4), 10);
-        assert_eq!(
-            d.poll(10, 0),
-            vec![Dial {
-                mac: m(3),
-                addr: a(4)
-            }]
-        );
+        assert_eq!(d.poll(10, 0), vec![Dial { mac: m(3), addr: a(4) }]);
         d.failed(m(3), 10);
         d.forget(m(3));
         assert!(d.poll(1_000_000, 0).is_empty());

@@ -86,10 +86,7 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TapAction {
     /// Send `buf[msg]` on `link`.
-    Unicast {
-        link: LinkId,
-        msg: std::ops::Range<usize>,
-    },
+    Unicast { link: LinkId, msg: std::ops::Range<usize> },
     /// Send `buf[msg]` on every link.
     Flood { msg: std::ops::Range<usize> },
     /// Drop it; counted.
@@ -143,12 +140,7 @@ impl Engine {
 
     /// The neighbours linked now, by link.
     pub fn neighbours(&self) -> Vec<(LinkId, Mac)> {
-        let mut v: Vec<_> = self
-            .neighbours
-            .read()
-            .iter()
-            .map(|(l, m)| (*l, *m))
-            .collect();
+        let mut v: Vec<_> = self.neighbours.read().iter().map(|(l, m)| (*l, *m)).collect();
         v.sort();
         v
     }
@@ -353,13 +345,8 @@ impl Engine {
         if self.in_future(a.id, now) {
             return self.dropped(DropReason::FutureId);
         }
-        let addr = a
-            .socket_addr()
-            .filter(|s| !s.ip().is_unspecified() && s.port() != 0);
-        match self
-            .routes
-            .offer(a.mac, a.id, link.id, link.peer, addr, now.mono)
-        {
+        let addr = a.socket_addr().filter(|s| !s.ip().is_unspecified() && s.port() != 0);
+        match self.routes.offer(a.mac, a.id, link.id, link.peer, addr, now.mono, link.ext) {
             // An announcement seen already: this is how a flood ends.
             Offer::Stale => Verdict::Done,
             Offer::Accepted { addr_changed } => {
@@ -423,12 +410,7 @@ impl Engine {
             responder: self.cfg.me,
             request_id: r.id,
             links: self.neighbours().into_iter().map(|(_, m)| m).collect(),
-            routes: self
-                .routes
-                .snapshot()
-                .into_iter()
-                .map(|(m, r)| (m, r.via))
-                .collect(),
+            routes: self.routes.snapshot().into_iter().map(|(m, r)| (m, r.via)).collect(),
             trace: r.trace.iter().collect(),
             reverse: vec![self.cfg.me],
         };
@@ -448,10 +430,7 @@ impl Engine {
             self.stats.drop(DropReason::BadFrame);
             return TapAction::Drop(DropReason::BadFrame);
         };
-        let (dst, src) = match (
-            Mac::from_slice(frame),
-            frame.get(6..).and_then(Mac::from_slice),
-        ) {
+        let (dst, src) = match (Mac::from_slice(frame), frame.get(6..).and_then(Mac::from_slice)) {
             (Some(d), Some(s)) => (d, s),
             _ => return TapAction::Drop(DropReason::BadFrame),
         };

@@ -34,10 +34,7 @@ fn m(n: u8) -> Mac {
     Mac([2, 0x50, 0x56, 0, 0, n])
 }
 
-const NOW: Now = Now {
-    mono: 1_000,
-    unix_ms: 1_700_000_000_000,
-};
+const NOW: Now = Now { mono: 1_000, unix_ms: 1_700_000_000_000 };
 
 fn engine(me: u8) -> Engine {
     Engine::new(EngineConfig {
@@ -61,30 +58,13 @@ fn link(id: u64, peer: u8, ext: bool) -> LinkCtx {
 
 fn direct(mac: Mac, id: u64) -> Vec<u8> {
     let mut v = Vec::new();
-    wire::encode_direct_announce(
-        &mut v,
-        &DirectAnnounce {
-            version: 1,
-            id,
-            mac,
-            port: 41744,
-        },
-    );
+    wire::encode_direct_announce(&mut v, &DirectAnnounce { version: 1, id, mac, port: 41744 });
     v
 }
 
 fn announce(mac: Mac, id: u64, addr: AnnouncedAddr) -> Vec<u8> {
     let mut v = Vec::new();
-    wire::encode_announce(
-        &mut v,
-        &Announce {
-            version: 1,
-            id,
-            mac,
-            port: 41744,
-            addr,
-        },
-    );
+    wire::encode_announce(&mut v, &Announce { version: 1, id, mac, port: 41744, addr });
     v
 }
 
@@ -119,27 +99,15 @@ fn linked(e: &Engine, peers: &[(u64, u8, bool)]) -> Vec<LinkCtx> {
 fn own_announcement_is_direct_or_addressless() {
     let e = engine(1);
     let a = e.announcement(NOW);
-    let Ok(Message::DirectAnnounce(d)) = wire::parse(&a[2..]) else {
-        panic!()
-    };
-    assert_eq!(
-        (d.mac, d.port, d.version, d.id),
-        (m(1), 41744, 1, NOW.unix_ms)
-    );
+    let Ok(Message::DirectAnnounce(d)) = wire::parse(&a[2..]) else { panic!() };
+    assert_eq!((d.mac, d.port, d.version, d.id), (m(1), 41744, 1, NOW.unix_ms));
     let b = e.announcement(NOW);
-    let Ok(Message::DirectAnnounce(d2)) = wire::parse(&b[2..]) else {
-        panic!()
-    };
+    let Ok(Message::DirectAnnounce(d2)) = wire::parse(&b[2..]) else { panic!() };
     assert_eq!(d2.id, d.id + 1, "ids strictly increase");
 
-    let quiet = Engine::new(EngineConfig {
-        listening: false,
-        ..e.config().clone()
-    });
+    let quiet = Engine::new(EngineConfig { listening: false, ..e.config().clone() });
     let a = quiet.announcement(NOW);
-    let Ok(Message::Announce(x)) = wire::parse(&a[2..]) else {
-        panic!()
-    };
+    let Ok(Message::Announce(x)) = wire::parse(&a[2..]) else { panic!() };
     assert_eq!(x.addr, AnnouncedAddr::None);
 }
 
@@ -153,10 +121,7 @@ fn direct_announce_becomes_announce_with_seen_address() {
     assert_eq!(
         acts,
         vec![
-            Act::Event(Event::Learned {
-                mac: m(2),
-                addr: "198.18.0.2:41744".parse().unwrap()
-            }),
+            Act::Event(Event::Learned { mac: m(2), addr: "198.18.0.2:41744".parse().unwrap() }),
             Act::Flood(Some(LinkId(10)), want, false),
         ]
     );
@@ -200,20 +165,14 @@ fn own_and_future_announcements_dropped() {
     let own = announce(m(1), 5, AnnouncedAddr::None);
     assert_eq!(run(&e, &ls[0], &own).0, Verdict::Dropped(DropReason::Own));
     let future = announce(m(9), NOW.unix_ms + 61_000, AnnouncedAddr::None);
-    assert_eq!(
-        run(&e, &ls[0], &future).0,
-        Verdict::Dropped(DropReason::FutureId)
-    );
+    assert_eq!(run(&e, &ls[0], &future).0, Verdict::Dropped(DropReason::FutureId));
     let near = announce(m(9), NOW.unix_ms + 59_000, AnnouncedAddr::None);
     assert_eq!(run(&e, &ls[0], &near).0, Verdict::Done);
 }
 
 #[test]
 fn addressless_announce_forgets_and_no_relay_stays_quiet() {
-    let e = Engine::new(EngineConfig {
-        relay: false,
-        ..engine(1).config().clone()
-    });
+    let e = Engine::new(EngineConfig { relay: false, ..engine(1).config().clone() });
     let ls = linked(&e, &[(10, 2, false), (11, 3, false)]);
     let (_, acts) = run(&e, &ls[0], &announce(m(9), 1, AnnouncedAddr::None));
     assert_eq!(acts, vec![Act::Event(Event::Forgot { mac: m(9) })]);
@@ -227,34 +186,22 @@ fn unicast_delivered_forwarded_or_dropped() {
     let to_me = frame(m(1), m(3), 60);
     let mut msg = Vec::new();
     encode_unicast(&mut msg, &to_me);
-    assert_eq!(
-        run(&e, &ls[1], &msg),
-        (Verdict::Done, vec![Act::Deliver(to_me)])
-    );
+    assert_eq!(run(&e, &ls[1], &msg), (Verdict::Done, vec![Act::Deliver(to_me)]));
 
     // to a neighbour: forwarded unchanged on its link
     let mut fwd = Vec::new();
     encode_unicast(&mut fwd, &frame(m(2), m(3), 100));
-    assert_eq!(
-        run(&e, &ls[1], &fwd),
-        (Verdict::Done, vec![Act::Send(LinkId(10), fwd.clone())])
-    );
+    assert_eq!(run(&e, &ls[1], &fwd), (Verdict::Done, vec![Act::Send(LinkId(10), fwd.clone())]));
     // back where it came from: a loop
     assert_eq!(run(&e, &ls[0], &fwd).0, Verdict::Dropped(DropReason::Loop));
     // unknown destination
     let mut lost = Vec::new();
     encode_unicast(&mut lost, &frame(m(99), m(3), 100));
-    assert_eq!(
-        run(&e, &ls[1], &lost).0,
-        Verdict::Dropped(DropReason::NoRoute)
-    );
+    assert_eq!(run(&e, &ls[1], &lost).0, Verdict::Dropped(DropReason::NoRoute));
     // claiming our own source
     let mut spoof = Vec::new();
     encode_unicast(&mut spoof, &frame(m(2), m(1), 100));
-    assert_eq!(
-        run(&e, &ls[1], &spoof).0,
-        Verdict::Dropped(DropReason::OwnSource)
-    );
+    assert_eq!(run(&e, &ls[1], &spoof).0, Verdict::Dropped(DropReason::OwnSource));
     assert_eq!(e.stats().drops(DropReason::NoRoute), 1);
 }
 
@@ -276,17 +223,11 @@ fn broadcast_flooded_delivered_once_even_out_of_order() {
         assert_eq!(v, Verdict::Done);
         assert_eq!(
             acts,
-            vec![
-                Act::Flood(Some(LinkId(10)), mk(id), false),
-                Act::Deliver(delivered.clone())
-            ]
+            vec![Act::Flood(Some(LinkId(10)), mk(id), false), Act::Deliver(delivered.clone())]
         );
     }
     for id in [NOW.unix_ms + 2, NOW.unix_ms + 1] {
-        assert_eq!(
-            run(&e, &ls[1], &mk(id)).0,
-            Verdict::Dropped(DropReason::Duplicate)
-        );
+        assert_eq!(run(&e, &ls[1], &mk(id)).0, Verdict::Dropped(DropReason::Duplicate));
     }
 }
 
@@ -296,26 +237,13 @@ fn broadcast_from_unknown_or_own_source_dropped() {
     let ls = linked(&e, &[(10, 2, false)]);
     let mut unknown = Vec::new();
     encode_broadcast(&mut unknown, 5, &frame(Mac::BROADCAST, m(42), 60));
-    assert_eq!(
-        run(&e, &ls[0], &unknown).0,
-        Verdict::Dropped(DropReason::UnknownSource)
-    );
+    assert_eq!(run(&e, &ls[0], &unknown).0, Verdict::Dropped(DropReason::UnknownSource));
     let mut own = Vec::new();
     encode_broadcast(&mut own, 5, &frame(Mac::BROADCAST, m(1), 60));
-    assert_eq!(
-        run(&e, &ls[0], &own).0,
-        Verdict::Dropped(DropReason::OwnSource)
-    );
+    assert_eq!(run(&e, &ls[0], &own).0, Verdict::Dropped(DropReason::OwnSource));
     let mut future = Vec::new();
-    encode_broadcast(
-        &mut future,
-        NOW.unix_ms + 120_000,
-        &frame(Mac::BROADCAST, m(2), 60),
-    );
-    assert_eq!(
-        run(&e, &ls[0], &future).0,
-        Verdict::Dropped(DropReason::FutureId)
-    );
+    encode_broadcast(&mut future, NOW.unix_ms + 120_000, &frame(Mac::BROADCAST, m(2), 60));
+    assert_eq!(run(&e, &ls[0], &future).0, Verdict::Dropped(DropReason::FutureId));
 }
 
 #[test]
@@ -349,10 +277,7 @@ fn routes_expire_on_tick() {
     let e = engine(1);
     let ls = linked(&e, &[(10, 2, false)]);
     run(&e, &ls[0], &announce(m(9), 1, AnnouncedAddr::None));
-    e.tick(Now {
-        mono: NOW.mono + 300_001,
-        ..NOW
-    });
+    e.tick(Now { mono: NOW.mono + 300_001, ..NOW });
     assert!(e.routes().is_empty());
 }
 
@@ -367,9 +292,7 @@ fn tap_frames_classified_and_built_in_place() {
 
     let uni = frame(m(2), m(1), 100);
     put(&mut buf, &uni);
-    let TapAction::Unicast { link, msg } = e.tap_frame(&mut buf, uni.len(), NOW) else {
-        panic!()
-    };
+    let TapAction::Unicast { link, msg } = e.tap_frame(&mut buf, uni.len(), NOW) else { panic!() };
     assert_eq!(link, LinkId(10));
     let mut want = Vec::new();
     encode_unicast(&mut want, &uni);
@@ -378,30 +301,17 @@ fn tap_frames_classified_and_built_in_place() {
     // IPv6 multicast (neighbour discovery) is flooded like broadcast
     let mc = frame(Mac([0x33, 0x33, 0xff, 0, 0, 2]), m(1), 86);
     put(&mut buf, &mc);
-    let TapAction::Flood { msg } = e.tap_frame(&mut buf, mc.len(), NOW) else {
-        panic!()
-    };
-    let Ok(Message::Broadcast(b)) = wire::parse(&buf[msg.start + 2..msg.end]) else {
-        panic!()
-    };
+    let TapAction::Flood { msg } = e.tap_frame(&mut buf, mc.len(), NOW) else { panic!() };
+    let Ok(Message::Broadcast(b)) = wire::parse(&buf[msg.start + 2..msg.end]) else { panic!() };
     assert_eq!((b.src, b.payload), (m(1), &mc[12..]));
 
     let foreign = frame(m(2), m(7), 60);
     put(&mut buf, &foreign);
-    assert_eq!(
-        e.tap_frame(&mut buf, 60, NOW),
-        TapAction::Drop(DropReason::ForeignSource)
-    );
+    assert_eq!(e.tap_frame(&mut buf, 60, NOW), TapAction::Drop(DropReason::ForeignSource));
     let nowhere = frame(m(50), m(1), 60);
     put(&mut buf, &nowhere);
-    assert_eq!(
-        e.tap_frame(&mut buf, 60, NOW),
-        TapAction::Drop(DropReason::NoRoute)
-    );
-    assert_eq!(
-        e.tap_frame(&mut buf, 13, NOW),
-        TapAction::Drop(DropReason::BadFrame)
-    );
+    assert_eq!(e.tap_frame(&mut buf, 60, NOW), TapAction::Drop(DropReason::NoRoute));
+    assert_eq!(e.tap_frame(&mut buf, 13, NOW), TapAction::Drop(DropReason::BadFrame));
 }
 
 #[test]
@@ -416,25 +326,15 @@ fn health_request_forwarded_to_invpnd_links_and_answered() {
     let mut fwd = Vec::new();
     wire::encode_health_request(&mut fwd, 1, NOW.unix_ms, m(1), &m(2).0);
     assert_eq!(acts[0], Act::Flood(Some(LinkId(10)), fwd, true));
-    let Act::Send(to, resp) = &acts[1] else {
-        panic!("{acts:?}")
-    };
+    let Act::Send(to, resp) = &acts[1] else { panic!("{acts:?}") };
     assert_eq!(*to, LinkId(10));
-    let Ok(Message::HealthResponse(r)) = wire::parse(&resp[2..]) else {
-        panic!()
-    };
-    assert_eq!(
-        (r.dst, r.responder, r.request_id),
-        (m(1), m(2), NOW.unix_ms)
-    );
+    let Ok(Message::HealthResponse(r)) = wire::parse(&resp[2..]) else { panic!() };
+    assert_eq!((r.dst, r.responder, r.request_id), (m(1), m(2), NOW.unix_ms));
     assert_eq!(r.links.iter().collect::<Vec<_>>(), vec![m(1), m(3), m(4)]);
     assert_eq!(r.reverse.iter().collect::<Vec<_>>(), vec![m(2)]);
     assert_eq!(r.routes.len(), 3);
     // the same request again (another path): dropped
-    assert_eq!(
-        run(&e, &ls[1], &req).0,
-        Verdict::Dropped(DropReason::Duplicate)
-    );
+    assert_eq!(run(&e, &ls[1], &req).0, Verdict::Dropped(DropReason::Duplicate));
 }
 
 #[test]
@@ -455,18 +355,29 @@ fn health_response_forwarded_with_reverse_hop_or_reported() {
     wire::encode_health_response(
         &mut want,
         1,
-        &HealthReport {
-            reverse: vec![m(3), m(2)],
-            ..rep.clone()
-        },
+        &HealthReport { reverse: vec![m(3), m(2)], ..rep.clone() },
     );
     assert_eq!(acts, vec![Act::Send(LinkId(10), want)]);
 
     let mine = HealthReport { dst: m(2), ..rep };
     let mut resp = Vec::new();
     wire::encode_health_response(&mut resp, 1, &mine);
-    assert_eq!(
-        run(&e, &ls[1], &resp).1,
-        vec![Act::Event(Event::Health(mine))]
-    );
+    assert_eq!(run(&e, &ls[1], &resp).1, vec![Act::Event(Event::Health(mine))]);
+}
+
+#[test]
+fn losing_a_link_moves_routes_to_the_second_path_at_once() {
+    let e = engine(1);
+    // two invpnd neighbours both relay node 9's announcement
+    let ls = linked(&e, &[(10, 2, true), (11, 3, true)]);
+    let msg = announce(m(9), 5, AnnouncedAddr::None);
+    run(&e, &ls[0], &msg);
+    run(&e, &ls[1], &msg);
+    assert_eq!(e.link_down(LinkId(10)), 1, "only the neighbour's own route goes");
+    assert_eq!(e.routes().next_hop(&m(9)), Some(LinkId(11)));
+    // frames for node 9 now leave on the second link
+    let mut buf = vec![0u8; 200];
+    let f = frame(m(9), m(1), 60);
+    buf[FRAME_HEADROOM..FRAME_HEADROOM + 60].copy_from_slice(&f);
+    assert!(matches!(e.tap_frame(&mut buf, 60, NOW), TapAction::Unicast { link: LinkId(11), .. }));
 }

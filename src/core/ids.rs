@@ -21,10 +21,7 @@ impl IdSource {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let id = unix_ms.max(last.saturating_add(1));
-            match self
-                .last
-                .compare_exchange_weak(last, id, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.last.compare_exchange_weak(last, id, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return id,
                 Err(seen) => last = seen,
             }

@@ -63,11 +63,7 @@ impl LinkTable {
     /// Records a link that finished its handshake and decides which link
     /// to the peer to keep. A rejected link is not recorded.
     pub fn admit(&mut self, me: Mac, link: LinkInfo) -> Admit {
-        let verdict = match self
-            .by_peer
-            .get(&link.peer)
-            .and_then(|id| self.by_id.get(id))
-        {
+        let verdict = match self.by_peer.get(&link.peer).and_then(|id| self.by_id.get(id)) {
             None => Admit::Accept,
             Some(old) if keep_new(me, link.peer, old.outbound, link.outbound) => {
                 Admit::Replace(old.id)
@@ -145,16 +141,10 @@ mod tests {
         let (mut at1, mut at2) = (LinkTable::new(), LinkTable::new());
         // at node 1: X is outbound, Y inbound; Y finishes first
         assert_eq!(at1.admit(m(1), info(20, 2, false)), Admit::Accept);
-        assert_eq!(
-            at1.admit(m(1), info(10, 2, true)),
-            Admit::Replace(LinkId(20))
-        );
+        assert_eq!(at1.admit(m(1), info(10, 2, true)), Admit::Replace(LinkId(20)));
         // at node 2: X is inbound, Y outbound; X finishes first
         assert_eq!(at2.admit(m(2), info(10, 1, false)), Admit::Accept);
-        assert_eq!(
-            at2.admit(m(2), info(20, 1, true)),
-            Admit::Reject(LinkId(10))
-        );
+        assert_eq!(at2.admit(m(2), info(20, 1, true)), Admit::Reject(LinkId(10)));
         assert_eq!(at1.to_peer(&m(2)).unwrap().id, LinkId(10));
         assert_eq!(at2.to_peer(&m(1)).unwrap().id, LinkId(10));
         assert_eq!((at1.len(), at2.len()), (1, 1));

@@ -162,9 +162,6 @@ mod tests {
     #[test]
     fn from_slice_needs_six_bytes() {
         assert_eq!(Mac::from_slice(&[1, 2, 3, 4, 5]), None);
-        assert_eq!(
-            Mac::from_slice(&[1, 2, 3, 4, 5, 6, 7]),
-            Some(Mac([1, 2, 3, 4, 5, 6]))
-        );
+        assert_eq!(Mac::from_slice(&[1, 2, 3, 4, 5, 6, 7]), Some(Mac([1, 2, 3, 4, 5, 6])));
     }
 }

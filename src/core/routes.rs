@@ -27,6 +27,11 @@ pub struct Route {
     pub refreshed: u64,
     /// The address the node announced, if any.
     pub addr: Option<SocketAddr>,
+    /// A second way to the node: the link (and neighbour) on which the same
+    /// announcement arrived next, from an invpnd neighbour. When the route's
+    /// link goes down, traffic moves there at once instead of waiting for
+    /// the node's next announcement.
+    pub alt: Option<(LinkId, Mac)>,
 }
 
 /// The result of offering an announcement to the table.
@@ -54,9 +59,7 @@ impl Default for RouteTable {
 impl RouteTable {
     /// An empty table.
     pub fn new() -> RouteTable {
-        RouteTable {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-        }
+        RouteTable { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect() }
     }
 
     fn shard(&self, mac: &Mac) -> &RwLock<HashMap<Mac, Route>> {
@@ -80,7 +83,13 @@ impl RouteTable {
     }
 
     /// Offers an announcement of `mac` with id `stamp` that arrived on `link`
-    /// from neighbour `via`. The first copy of a newer announcement wins.
+    /// from neighbour `via`. The first copy of a newer announcement wins; a
+    /// later copy of the same one, if `alt_ok`, becomes the alternative.
+    ///
+    /// `alt_ok` must be false for copies from 0.4 neighbours: 0.4 echoes
+    /// every announcement back on the link it came from, so its copy may
+    /// lead straight back here.
+    #[allow(clippy::too_many_arguments)]
     pub fn offer(
         &self,
         mac: Mac,
@@ -89,17 +98,17 @@ impl RouteTable {
         via: Mac,
         addr: Option<SocketAddr>,
         now: u64,
+        alt_ok: bool,
     ) -> Offer {
         let mut shard = self.shard(&mac).write();
-        let route = Route {
-            link,
-            via,
-            stamp,
-            refreshed: now,
-            addr,
-        };
+        let route = Route { link, via, stamp, refreshed: now, addr, alt: None };
         match shard.get_mut(&mac) {
-            Some(old) if old.stamp >= stamp => Offer::Stale,
+            Some(old) if old.stamp >= stamp => {
+                if old.stamp == stamp && old.link != link && old.alt.is_none() && alt_ok {
+                    old.alt = Some((link, via));
+                }
+                Offer::Stale
+            }
             Some(old) => {
                 let addr_changed = old.addr != addr;
                 *old = route;
@@ -121,12 +130,36 @@ impl RouteTable {
             stamp: 0,
             refreshed: now,
             addr: None,
+            alt: None,
         });
     }
 
-    /// Removes every route through `link`; returns how many.
+    /// Withdraws `link` from every route: a route through it moves to its
+    /// alternative if it has one, else goes. Returns how many routes went.
     pub fn remove_via(&self, link: LinkId) -> usize {
-        self.retain(|_, r| r.link != link)
+        let mut removed = 0;
+        for s in self.shards.iter() {
+            let mut s = s.write();
+            let before = s.len();
+            s.retain(|_, r| {
+                if r.alt.is_some_and(|(l, _)| l == link) {
+                    r.alt = None;
+                }
+                if r.link != link {
+                    return true;
+                }
+                match r.alt.take() {
+                    Some((l, via)) => {
+                        r.link = l;
+                        r.via = via;
+                        true
+                    }
+                    None => false,
+                }
+            });
+            removed += before - s.len();
+        }
+        removed
     }
 
     /// Removes routes not refreshed within `ttl` ms; returns how many.
@@ -179,21 +212,51 @@ mod tests {
         let t = RouteTable::new();
         let (l1, l2) = (LinkId(1), LinkId(2));
         assert_eq!(
-            t.offer(m(9), 10, l1, m(1), None, 0),
+            t.offer(m(9), 10, l1, m(1), None, 0, true),
             Offer::Accepted { addr_changed: true }
         );
         // the same announcement over another path later: dropped
-        assert_eq!(t.offer(m(9), 10, l2, m(2), None, 1), Offer::Stale);
-        assert_eq!(t.offer(m(9), 9, l2, m(2), None, 1), Offer::Stale);
+        assert_eq!(t.offer(m(9), 10, l2, m(2), None, 1, true), Offer::Stale);
+        assert_eq!(t.offer(m(9), 9, l2, m(2), None, 1, true), Offer::Stale);
         assert_eq!(t.next_hop(&m(9)), Some(l1));
         // the next announcement arrives first on l2
         assert_eq!(
-            t.offer(m(9), 11, l2, m(2), None, 2),
-            Offer::Accepted {
-                addr_changed: false
-            }
+            t.offer(m(9), 11, l2, m(2), None, 2, true),
+            Offer::Accepted { addr_changed: false }
         );
         assert_eq!(t.get(&m(9)).unwrap().via, m(2));
+    }
+
+    #[test]
+    fn second_copy_is_the_alternative_on_link_loss() {
+        let t = RouteTable::new();
+        let (l1, l2, l3) = (LinkId(1), LinkId(2), LinkId(3));
+        t.offer(m(9), 10, l1, m(1), None, 0, true);
+        t.offer(m(9), 10, l2, m(2), None, 0, true);
+        t.offer(m(9), 10, l3, m(3), None, 0, true);
+        assert_eq!(t.get(&m(9)).unwrap().alt, Some((l2, m(2))), "the first duplicate only");
+        assert_eq!(t.remove_via(l1), 0, "moved, not removed");
+        let r = t.get(&m(9)).unwrap();
+        assert_eq!((r.link, r.via, r.alt), (l2, m(2), None));
+        assert_eq!(t.remove_via(l2), 1);
+        assert!(!t.contains(&m(9)));
+    }
+
+    #[test]
+    fn alternative_dies_with_its_link_and_0_4_copies_are_not_used() {
+        let t = RouteTable::new();
+        let (l1, l2) = (LinkId(1), LinkId(2));
+        t.offer(m(9), 10, l1, m(1), None, 0, true);
+        t.offer(m(9), 10, l2, m(2), None, 0, false);
+        assert_eq!(t.get(&m(9)).unwrap().alt, None, "0.4 echoes announcements back");
+        t.offer(m(9), 10, l2, m(2), None, 0, true);
+        assert_eq!(t.remove_via(l2), 0);
+        assert_eq!(t.get(&m(9)).unwrap().alt, None);
+        // a newer announcement starts over without an alternative
+        t.offer(m(9), 10, l2, m(2), None, 0, true);
+        t.offer(m(9), 11, l1, m(1), None, 0, true);
+        assert_eq!(t.get(&m(9)).unwrap().alt, None);
+        assert_eq!(t.remove_via(l1), 1);
     }
 
     #[test]
@@ -203,21 +266,19 @@ mod tests {
         let b: SocketAddr = "198.18.0.2:41744".parse().unwrap();
         let l = LinkId(1);
         assert_eq!(
-            t.offer(m(9), 1, l, m(1), Some(a), 0),
+            t.offer(m(9), 1, l, m(1), Some(a), 0, true),
             Offer::Accepted { addr_changed: true }
         );
         assert_eq!(
-            t.offer(m(9), 2, l, m(1), Some(a), 0),
-            Offer::Accepted {
-                addr_changed: false
-            }
+            t.offer(m(9), 2, l, m(1), Some(a), 0, true),
+            Offer::Accepted { addr_changed: false }
         );
         assert_eq!(
-            t.offer(m(9), 3, l, m(1), Some(b), 0),
+            t.offer(m(9), 3, l, m(1), Some(b), 0, true),
             Offer::Accepted { addr_changed: true }
         );
         assert_eq!(
-            t.offer(m(9), 4, l, m(1), None, 0),
+            t.offer(m(9), 4, l, m(1), None, 0, true),
             Offer::Accepted { addr_changed: true }
         );
     }
@@ -230,10 +291,7 @@ mod tests {
         // an existing route is not replaced
         t.add_neighbour(m(5), LinkId(4), 0);
         assert_eq!(t.next_hop(&m(5)), Some(LinkId(3)));
-        assert!(matches!(
-            t.offer(m(5), 1, LinkId(4), m(6), None, 0),
-            Offer::Accepted { .. }
-        ));
+        assert!(matches!(t.offer(m(5), 1, LinkId(4), m(6), None, 0, true), Offer::Accepted { .. }));
         assert_eq!(t.next_hop(&m(5)), Some(LinkId(4)));
     }
 
@@ -241,14 +299,7 @@ mod tests {
     fn link_loss_and_expiry_remove_routes() {
         let t = RouteTable::new();
         for i in 0..100u8 {
-            t.offer(
-                m(i),
-                1,
-                LinkId(u64::from(i % 2)),
-                m(200),
-                None,
-                u64::from(i),
-            );
+            t.offer(m(i), 1, LinkId(u64::from(i % 2)), m(200), None, u64::from(i), false);
         }
         assert_eq!(t.len(), 100);
         assert_eq!(t.remove_via(LinkId(0)), 50);

@@ -119,16 +119,12 @@ impl Stats {
 
     /// A counter's value.
     pub fn get(&self, c: Counter) -> u64 {
-        self.counters
-            .get(c as usize)
-            .map_or(0, |a| a.load(Ordering::Relaxed))
+        self.counters.get(c as usize).map_or(0, |a| a.load(Ordering::Relaxed))
     }
 
     /// A drop counter's value.
     pub fn drops(&self, r: DropReason) -> u64 {
-        self.drops
-            .get(r as usize)
-            .map_or(0, |a| a.load(Ordering::Relaxed))
+        self.drops.get(r as usize).map_or(0, |a| a.load(Ordering::Relaxed))
     }
 }
 

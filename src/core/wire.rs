@@ -100,18 +100,10 @@ impl fmt::Display for WireError {
             }
             WireError::BadAddressType(t) => write!(f, "announce with unknown address type {t}"),
             WireError::Misaligned { kind: k, field } => {
-                write!(
-                    f,
-                    "{} message: {field} is not a whole number of MACs",
-                    kind::name(*k)
-                )
+                write!(f, "{} message: {field} is not a whole number of MACs", kind::name(*k))
             }
             WireError::RuntFrame { kind: k } => {
-                write!(
-                    f,
-                    "{} message carries a frame without an EtherType",
-                    kind::name(*k)
-                )
+                write!(f, "{} message carries a frame without an EtherType", kind::name(*k))
             }
         }
     }
@@ -129,10 +121,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], WireError> {
         if self.rest.len() < n {
-            return Err(WireError::Truncated {
-                kind: self.kind,
-                field,
-            });
+            return Err(WireError::Truncated { kind: self.kind, field });
         }
         let (head, tail) = self.rest.split_at(n);
         self.rest = tail;
@@ -164,10 +153,7 @@ impl<'a> Reader<'a> {
     fn rest_macs(&mut self, field: &'static str) -> Result<MacList<'a>, WireError> {
         let r = self.rest();
         if r.len() % 6 != 0 {
-            return Err(WireError::Misaligned {
-                kind: self.kind,
-                field,
-            });
+            return Err(WireError::Misaligned { kind: self.kind, field });
         }
         Ok(MacList(r))
     }
@@ -175,10 +161,7 @@ impl<'a> Reader<'a> {
         if self.rest.is_empty() {
             Ok(())
         } else {
-            Err(WireError::Trailing {
-                kind: self.kind,
-                extra: self.rest.len(),
-            })
+            Err(WireError::Trailing { kind: self.kind, extra: self.rest.len() })
         }
     }
 }
@@ -270,9 +253,7 @@ impl Announce {
     /// IPv4-mapped IPv6 address (0.4 on Qt 5 relays such addresses for
     /// neighbours that dialled it) is returned as IPv4.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
-        self.addr
-            .ip()
-            .map(|ip| SocketAddr::new(ip.to_canonical(), self.port))
+        self.addr.ip().map(|ip| SocketAddr::new(ip.to_canonical(), self.port))
     }
 }
 
@@ -368,10 +349,7 @@ pub enum Message<'a> {
 /// Parses one message: `msg` is what follows the length prefix (type + body).
 pub fn parse(msg: &[u8]) -> Result<Message<'_>, WireError> {
     let (&k, body) = msg.split_first().ok_or(WireError::Empty)?;
-    let mut r = Reader {
-        kind: k,
-        rest: body,
-    };
+    let mut r = Reader { kind: k, rest: body };
     let m = match k {
         kind::DIRECT_ANNOUNCE => {
             let m = DirectAnnounce {
@@ -402,13 +380,7 @@ pub fn parse(msg: &[u8]) -> Result<Message<'_>, WireError> {
                 other => return Err(WireError::BadAddressType(other)),
             };
             r.end()?;
-            Message::Announce(Announce {
-                version,
-                id,
-                mac,
-                port,
-                addr,
-            })
+            Message::Announce(Announce { version, id, mac, port, addr })
         }
         kind::HEALTH_REQUEST => Message::HealthRequest(HealthRequest {
             version: r.u8("version")?,
@@ -445,11 +417,7 @@ pub fn parse(msg: &[u8]) -> Result<Message<'_>, WireError> {
             if r.rest.len() < 2 {
                 return Err(WireError::RuntFrame { kind: k });
             }
-            Message::Unicast(Unicast {
-                dst,
-                src,
-                frame: body,
-            })
+            Message::Unicast(Unicast { dst, src, frame: body })
         }
         kind::BROADCAST => {
             let id = r.u64("id")?;

@@ -4,10 +4,7 @@
 use super::*;
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn mac(s: &str) -> Mac {
@@ -50,17 +47,12 @@ fn v04_announces() {
         (V_ANNOUNCE_09, "02:50:56:00:00:09", [198, 18, 2, 9]),
     ] {
         let b = hex(v);
-        let Message::Announce(a) = parse_stream(&b) else {
-            panic!("not an announce")
-        };
+        let Message::Announce(a) = parse_stream(&b) else { panic!("not an announce") };
         assert_eq!(a.version, 1);
         assert_eq!(a.mac, mac(m));
         assert_eq!(a.port, 41744);
         assert_eq!(a.addr, AnnouncedAddr::V4(ip.into()));
-        assert_eq!(
-            a.socket_addr().unwrap().to_string(),
-            format!("{}:41744", Ipv4Addr::from(ip))
-        );
+        assert_eq!(a.socket_addr().unwrap().to_string(), format!("{}:41744", Ipv4Addr::from(ip)));
         let mut out = Vec::new();
         encode_announce(&mut out, &a);
         assert_eq!(out, b);
@@ -70,9 +62,7 @@ fn v04_announces() {
 #[test]
 fn v04_unicast_is_a_whole_frame() {
     let b = hex(V_UNICAST);
-    let Message::Unicast(u) = parse_stream(&b) else {
-        panic!("not unicast")
-    };
+    let Message::Unicast(u) = parse_stream(&b) else { panic!("not unicast") };
     assert_eq!(u.dst, mac("02:50:56:00:00:09"));
     assert_eq!(u.src, mac("02:50:56:00:00:01"));
     assert_eq!(u.frame, &b[3..]);
@@ -86,9 +76,7 @@ fn v04_unicast_is_a_whole_frame() {
 fn v04_broadcasts() {
     for (v, ethertype) in [(V_BCAST_ARP, [8, 6]), (V_BCAST_ICMP, [8, 0])] {
         let b = hex(v);
-        let Message::Broadcast(m) = parse_stream(&b) else {
-            panic!("not broadcast")
-        };
+        let Message::Broadcast(m) = parse_stream(&b) else { panic!("not broadcast") };
         assert_eq!(m.src, mac("02:50:56:00:00:01"));
         assert_eq!(m.payload[..2], ethertype);
         let mut frame = vec![0xff; 6];
@@ -102,17 +90,8 @@ fn v04_broadcasts() {
 
 #[test]
 fn announce_v6_and_none_round_trip() {
-    for addr in [
-        AnnouncedAddr::None,
-        AnnouncedAddr::V6("fd00::1".parse().unwrap()),
-    ] {
-        let a = Announce {
-            version: 1,
-            id: 7,
-            mac: mac("02:00:00:00:00:01"),
-            port: 1,
-            addr,
-        };
+    for addr in [AnnouncedAddr::None, AnnouncedAddr::V6("fd00::1".parse().unwrap())] {
+        let a = Announce { version: 1, id: 7, mac: mac("02:00:00:00:00:01"), port: 1, addr };
         let mut out = Vec::new();
         encode_announce(&mut out, &a);
         assert_eq!(parse_stream(&out), Message::Announce(a));
@@ -123,9 +102,7 @@ fn announce_v6_and_none_round_trip() {
 fn mapped_v6_from_04_dials_as_v4() {
     // 0.4 (Qt 5) relays a neighbour that dialled it as type 2 ::ffff:a.b.c.d
     let b = hex("00230101000001a21480b10d025056000001a3100200000000000000000000ffffc6120101");
-    let Message::Announce(a) = parse_stream(&b) else {
-        panic!()
-    };
+    let Message::Announce(a) = parse_stream(&b) else { panic!() };
     assert_eq!(a.socket_addr(), Some("198.18.1.1:41744".parse().unwrap()));
     let mut out = Vec::new();
     encode_announce(&mut out, &a);
@@ -135,10 +112,7 @@ fn mapped_v6_from_04_dials_as_v4() {
 #[test]
 fn mapped_v4_is_announced_as_v4() {
     let ip: IpAddr = "::ffff:198.18.0.1".parse().unwrap();
-    assert_eq!(
-        AnnouncedAddr::from_ip(ip),
-        AnnouncedAddr::V4(Ipv4Addr::new(198, 18, 0, 1))
-    );
+    assert_eq!(AnnouncedAddr::from_ip(ip), AnnouncedAddr::V4(Ipv4Addr::new(198, 18, 0, 1)));
 }
 
 #[test]
@@ -146,16 +120,8 @@ fn health_round_trip() {
     let trace = [mac("02:00:00:00:00:02"), mac("02:00:00:00:00:03")];
     let tb: Vec<u8> = trace.iter().flat_map(|m| m.0).collect();
     let mut out = Vec::new();
-    assert!(encode_health_request(
-        &mut out,
-        1,
-        99,
-        mac("02:00:00:00:00:01"),
-        &tb
-    ));
-    let Message::HealthRequest(r) = parse_stream(&out) else {
-        panic!()
-    };
+    assert!(encode_health_request(&mut out, 1, 99, mac("02:00:00:00:00:01"), &tb));
+    let Message::HealthRequest(r) = parse_stream(&out) else { panic!() };
     assert_eq!(r.id, 99);
     assert_eq!(r.trace.iter().collect::<Vec<_>>(), trace);
 
@@ -170,9 +136,7 @@ fn health_round_trip() {
     };
     let mut out = Vec::new();
     encode_health_response(&mut out, 1, &rep);
-    let Message::HealthResponse(p) = parse_stream(&out) else {
-        panic!()
-    };
+    let Message::HealthResponse(p) = parse_stream(&out) else { panic!() };
     assert_eq!(HealthReport::from_wire(&p), rep);
 }
 
@@ -209,11 +173,8 @@ fn health_response_layout_is_exact() {
 #[test]
 fn oversized_health_response_is_cut_to_fit() {
     let m = Mac([2, 0, 0, 0, 0, 1]);
-    let rep = HealthReport {
-        links: vec![m; 20_000],
-        routes: vec![(m, m); 20_000],
-        ..Default::default()
-    };
+    let rep =
+        HealthReport { links: vec![m; 20_000], routes: vec![(m, m); 20_000], ..Default::default() };
     let mut out = Vec::new();
     encode_health_response(&mut out, 1, &rep);
     assert!(out.len() <= LEN_PREFIX + MAX_MSG_LEN);
@@ -242,82 +203,31 @@ fn in_place_encoding_matches_encoders() {
 fn malformed_classes() {
     let cases: &[(&str, WireError)] = &[
         ("", WireError::Empty),
-        (
-            "00",
-            WireError::Truncated {
-                kind: 0,
-                field: "version",
-            },
-        ),
-        (
-            "0001000001a21480a00d0250560000",
-            WireError::Truncated {
-                kind: 0,
-                field: "mac",
-            },
-        ),
-        (
-            "0001000001a21480a00d025056000002a31000",
-            WireError::Trailing { kind: 0, extra: 1 },
-        ),
+        ("00", WireError::Truncated { kind: 0, field: "version" }),
+        ("0001000001a21480a00d0250560000", WireError::Truncated { kind: 0, field: "mac" }),
+        ("0001000001a21480a00d025056000002a31000", WireError::Trailing { kind: 0, extra: 1 }),
         (
             "0101000001a21480a00d025056000002a310",
-            WireError::Truncated {
-                kind: 1,
-                field: "address type",
-            },
+            WireError::Truncated { kind: 1, field: "address type" },
         ),
-        (
-            "0101000001a21480a00d025056000002a31009",
-            WireError::BadAddressType(9),
-        ),
+        ("0101000001a21480a00d025056000002a31009", WireError::BadAddressType(9)),
         (
             "0101000001a21480a00d025056000002a31001c612",
-            WireError::Truncated {
-                kind: 1,
-                field: "address",
-            },
+            WireError::Truncated { kind: 1, field: "address" },
         ),
-        (
-            "0101000001a21480a00d025056000002a31000ff",
-            WireError::Trailing { kind: 1, extra: 1 },
-        ),
+        ("0101000001a21480a00d025056000002a31000ff", WireError::Trailing { kind: 1, extra: 1 }),
         (
             "0201000000000000000102000000000102",
-            WireError::Misaligned {
-                kind: 2,
-                field: "traceroute",
-            },
+            WireError::Misaligned { kind: 2, field: "traceroute" },
         ),
         (
             "030102000000000102000000000200000000000000010005",
-            WireError::Truncated {
-                kind: 3,
-                field: "links",
-            },
+            WireError::Truncated { kind: 3, field: "links" },
         ),
-        (
-            "800250560000090250560000",
-            WireError::Truncated {
-                kind: 0x80,
-                field: "source",
-            },
-        ),
-        (
-            "8002505600000902505600000108",
-            WireError::RuntFrame { kind: 0x80 },
-        ),
-        (
-            "81000001a21480b65c02505600000108",
-            WireError::RuntFrame { kind: 0x81 },
-        ),
-        (
-            "81000001a21480b6",
-            WireError::Truncated {
-                kind: 0x81,
-                field: "id",
-            },
-        ),
+        ("800250560000090250560000", WireError::Truncated { kind: 0x80, field: "source" }),
+        ("8002505600000902505600000108", WireError::RuntFrame { kind: 0x80 }),
+        ("81000001a21480b65c02505600000108", WireError::RuntFrame { kind: 0x81 }),
+        ("81000001a21480b6", WireError::Truncated { kind: 0x81, field: "id" }),
     ];
     for (h, want) in cases {
         assert_eq!(parse(&hex(h)), Err(*want), "case {h}");

@@ -19,10 +19,7 @@ pub fn load(path: &Path) -> NodeCache {
             return NodeCache::new();
         }
         Err(e) => {
-            warn!(
-                "node cache {}: cannot read ({e}); starting without it",
-                path.display()
-            );
+            warn!("node cache {}: cannot read ({e}); starting without it", path.display());
             return NodeCache::new();
         }
     };
@@ -35,11 +32,7 @@ pub fn load(path: &Path) -> NodeCache {
             parsed.skipped.len()
         );
     }
-    info!(
-        "node cache {}: {} node(s)",
-        path.display(),
-        parsed.cache.len()
-    );
+    info!("node cache {}: {} node(s)", path.display(), parsed.cache.len());
     parsed.cache
 }
 
@@ -49,10 +42,7 @@ pub fn save(path: &Path, cache: &NodeCache) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;

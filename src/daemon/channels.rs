@@ -17,11 +17,7 @@ pub enum ToWorker {
     /// A message for one of the worker's links.
     Send { link: LinkId, msg: Vec<u8> },
     /// A message for every link of the worker but `except`.
-    Flood {
-        except: Option<LinkId>,
-        msg: Arc<[u8]>,
-        ext_only: bool,
-    },
+    Flood { except: Option<LinkId>, msg: Arc<[u8]>, ext_only: bool },
 }
 
 /// How a connection handed to a worker came about.
@@ -91,10 +87,7 @@ pub struct Wake {
 impl Wake {
     /// Wraps the waker of a loop.
     pub fn new(waker: mio::Waker) -> Arc<Wake> {
-        Arc::new(Wake {
-            waker,
-            sleeping: AtomicBool::new(false),
-        })
+        Arc::new(Wake { waker, sleeping: AtomicBool::new(false) })
     }
 
     /// Called by the loop before it blocks in `poll`: from now on, senders

@@ -13,17 +13,12 @@ pub struct Clock {
 impl Clock {
     /// A clock starting now.
     pub fn new() -> Clock {
-        Clock {
-            start: Instant::now(),
-        }
+        Clock { start: Instant::now() }
     }
 
     /// The current time.
     pub fn now(&self) -> Now {
-        Now {
-            mono: self.mono(),
-            unix_ms: unix_ms(),
-        }
+        Now { mono: self.mono(), unix_ms: unix_ms() }
     }
 
     /// Monotonic milliseconds since start.
@@ -40,7 +35,5 @@ impl Default for Clock {
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -222,9 +222,7 @@ impl Link {
                 self.out.consume(n);
             }
             if !self.tls.wants_write() {
-                self.stats
-                    .queued
-                    .store(self.out.len() as u64, Ordering::Relaxed);
+                self.stats.queued.store(self.out.len() as u64, Ordering::Relaxed);
                 return Ok(Flush::Done);
             }
             match self.tls.write_tls(&mut self.sock) {
@@ -232,9 +230,7 @@ impl Link {
                     self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stats
-                        .queued
-                        .store(self.out.len() as u64, Ordering::Relaxed);
+                    self.stats.queued.store(self.out.len() as u64, Ordering::Relaxed);
                     return Ok(Flush::Blocked);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -274,10 +270,7 @@ mod tests {
         assert!(q.push(&frame, 10));
         assert!(q.push(&frame, 10));
         assert!(!q.push(&frame, 10), "third frame passes the 10-byte limit");
-        assert!(
-            q.push(&announce, 10),
-            "control messages have room beyond it"
-        );
+        assert!(q.push(&announce, 10), "control messages have room beyond it");
         assert_eq!(q.len(), 15);
         q.consume(15);
         assert!(q.is_empty());

@@ -133,14 +133,8 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     .map_err(|e| DaemonError(e.to_string()))?;
     let listener = if cfg.network.listening() {
         let (l, addr) = net::listen(cfg.network.bind, cfg.network.port).map_err(|e| {
-            let at = cfg
-                .network
-                .bind
-                .map_or("every address".to_string(), |b| b.to_string());
-            DaemonError(format!(
-                "cannot listen on port {} of {at}: {e}",
-                cfg.network.port
-            ))
+            let at = cfg.network.bind.map_or("every address".to_string(), |b| b.to_string());
+            DaemonError(format!("cannot listen on port {} of {at}: {e}", cfg.network.port))
         })?;
         Some((l, addr))
     } else {
@@ -165,16 +159,8 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             Wake::new(Waker::new(poll.registry(), worker::WAKER).map_err(err("creating a waker"))?);
         let (dtx, drx) = bounded(WORKER_QUEUE);
         let (ctx, crx) = unbounded();
-        handles.push(WorkerHandle {
-            data: dtx,
-            ctl: ctx,
-            wake: wake.clone(),
-        });
-        inboxes.push(WorkerInbox {
-            data: drx,
-            ctl: crx,
-            wake,
-        });
+        handles.push(WorkerHandle { data: dtx, ctl: ctx, wake: wake.clone() });
+        inboxes.push(WorkerInbox { data: drx, ctl: crx, wake });
         polls.push(poll);
     }
     let sup_poll = Poll::new().map_err(err("creating an event loop"))?;
@@ -188,10 +174,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         engine,
         workers: handles,
         tap: tap_tx,
-        supervisor: SupervisorHandle {
-            tx: sup_tx,
-            wake: sup_wake.clone(),
-        },
+        supervisor: SupervisorHandle { tx: sup_tx, wake: sup_wake.clone() },
         clock,
         settings: Settings {
             queue_bytes: 256 * 1024,
@@ -229,9 +212,8 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         }
     }
     let cache = cache_file::load(&cfg.network.cache);
-    let listen_text = listener
-        .as_ref()
-        .map_or("none (no_incoming)".to_string(), |(_, a)| a.to_string());
+    let listen_text =
+        listener.as_ref().map_or("none (no_incoming)".to_string(), |(_, a)| a.to_string());
     let seeds: Vec<String> = cfg.network.init.iter().map(|s| s.to_string()).collect();
     info!(
         "invpnd {} {}: mac={me} interface={} ifindex={} mtu={} listen={listen_text} seeds=[{}] cached_nodes={} workers={n}",
@@ -272,11 +254,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             Ok(())
         }
         Exit::Restart => {
-            info!(
-                "restarting in place (TAP {} kept on fd {})",
-                tap.name,
-                tap.fd()
-            );
+            info!("restarting in place (TAP {} kept on fd {})", tap.name, tap.fd());
             restart(&opts, tap.fd())
         }
         Exit::Fatal(msg) => {
@@ -309,8 +287,5 @@ fn restart(opts: &Options, fd: RawFd) -> Result<(), DaemonError> {
     args.push("--tunfd".into());
     args.push(fd.to_string());
     let e = std::process::Command::new(&opts.exe).args(&args).exec();
-    Err(DaemonError(format!(
-        "restart: cannot execute {}: {e}",
-        opts.exe.display()
-    )))
+    Err(DaemonError(format!("restart: cannot execute {}: {e}", opts.exe.display())))
 }

@@ -58,11 +58,7 @@ pub fn listen(bind: Option<IpAddr>, port: u16) -> io::Result<(mio::net::TcpListe
 }
 
 fn listen_on(addr: SocketAddr, dual_stack: bool) -> io::Result<mio::net::TcpListener> {
-    let s = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.cloexec(),
-        Some(Protocol::TCP),
-    )?;
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
     if addr.is_ipv6() && dual_stack {
         s.set_only_v6(false)?;
     }
@@ -75,11 +71,7 @@ fn listen_on(addr: SocketAddr, dual_stack: bool) -> io::Result<mio::net::TcpList
 
 /// Starts a non-blocking connection to `addr`.
 pub fn connect(addr: SocketAddr, t: &TcpTuning) -> io::Result<mio::net::TcpStream> {
-    let s = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.cloexec(),
-        Some(Protocol::TCP),
-    )?;
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
     s.set_nonblocking(true)?;
     tune(&SockRef::from(&s), t)?;
     match s.connect(&SockAddr::from(addr)) {

@@ -90,8 +90,7 @@ impl Supervisor {
             poll.registry().register(l, LISTENER, Interest::READABLE)?;
         }
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR2])?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let me = material.mac;
         let mut dialer = Dialer::new(me, cfg.network.max_links, fastrand::u64(..));
         for s in &cfg.network.init {
@@ -144,24 +143,17 @@ impl Supervisor {
                 self.tick();
             }
             self.dial();
-            let due = [
-                self.next_announce,
-                self.next_tick,
-                self.dialer.next_due().unwrap_or(u64::MAX),
-            ]
-            .into_iter()
-            .min()
-            .unwrap_or(u64::MAX);
+            let due =
+                [self.next_announce, self.next_tick, self.dialer.next_due().unwrap_or(u64::MAX)]
+                    .into_iter()
+                    .min()
+                    .unwrap_or(u64::MAX);
             self.wake.going_to_sleep();
-            let timeout = if self.rx.is_empty() {
-                due.saturating_sub(self.shared.clock.mono())
-            } else {
-                0
-            };
-            if let Err(e) = self.poll.poll(
-                &mut events,
-                Some(Duration::from_millis(timeout.min(60_000))),
-            ) {
+            let timeout =
+                if self.rx.is_empty() { due.saturating_sub(self.shared.clock.mono()) } else { 0 };
+            if let Err(e) =
+                self.poll.poll(&mut events, Some(Duration::from_millis(timeout.min(60_000))))
+            {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     return Exit::Fatal(format!("poll: {e}"));
                 }
@@ -198,10 +190,7 @@ impl Supervisor {
         let now = self.shared.clock.now();
         let msg: Arc<[u8]> = self.shared.engine.announcement(now).into();
         for w in &self.shared.workers {
-            w.send_ctl(WorkerCtl::Flood {
-                msg: msg.clone(),
-                ext_only: false,
-            });
+            w.send_ctl(WorkerCtl::Flood { msg: msg.clone(), ext_only: false });
         }
         self.announce_now = false;
         self.next_announce = now.mono + self.cfg.network.announce_interval.as_millis() as u64;
@@ -229,10 +218,7 @@ impl Supervisor {
             Ok(()) => self.cache.mark_written(),
             Err(e) => {
                 self.cache.mark_written(); // retried on the next change, not every second
-                warn!(
-                    "node cache {}: cannot write: {e}",
-                    self.cfg.network.cache.display()
-                );
+                warn!("node cache {}: cannot write: {e}", self.cfg.network.cache.display());
             }
         }
     }
@@ -286,13 +272,7 @@ impl Supervisor {
         self.next_seq += 1;
         self.pending.insert(id, (origin, addr));
         if let Some(worker) = self.shared.workers.get(w) {
-            worker.send_ctl(WorkerCtl::Adopt {
-                id,
-                stream,
-                addr,
-                origin,
-                tls: Box::new(tls),
-            });
+            worker.send_ctl(WorkerCtl::Adopt { id, stream, addr, origin, tls: Box::new(tls) });
         }
     }
 
@@ -333,34 +313,16 @@ impl Supervisor {
 
     fn close(&self, id: LinkId, reason: &str) {
         if let Some(w) = self.shared.workers.get(id.worker()) {
-            w.send_ctl(WorkerCtl::Close {
-                id,
-                reason: reason.to_string(),
-            });
+            w.send_ctl(WorkerCtl::Close { id, reason: reason.to_string() });
         }
     }
 
     fn handle(&mut self, m: ToSupervisor) -> Option<Exit> {
         let now = self.shared.clock.now();
         match m {
-            ToSupervisor::LinkUp {
-                id,
-                peer,
-                addr,
-                outbound,
-                ext,
-                chain: _,
-                stats,
-            } => {
+            ToSupervisor::LinkUp { id, peer, addr, outbound, ext, chain: _, stats } => {
                 self.pending.remove(&id);
-                let info = LinkInfo {
-                    id,
-                    peer,
-                    addr,
-                    outbound,
-                    ext,
-                    since: now.mono,
-                };
+                let info = LinkInfo { id, peer, addr, outbound, ext, since: now.mono };
                 match self.links.admit(self.shared.engine.me(), info) {
                     Admit::Accept => {}
                     Admit::Replace(old) => {
@@ -368,10 +330,7 @@ impl Supervisor {
                         self.close(old, "replaced by a newer link to the same node");
                     }
                     Admit::Reject(_) => {
-                        self.close(
-                            id,
-                            "duplicate link: the one dialled by the lower MAC is kept",
-                        );
+                        self.close(id, "duplicate link: the one dialled by the lower MAC is kept");
                         return None;
                     }
                 }
@@ -379,13 +338,7 @@ impl Supervisor {
                 self.dialer.linked(peer);
                 self.announce_now = true;
             }
-            ToSupervisor::LinkDown {
-                id,
-                peer: _,
-                origin,
-                reason: _,
-                was_self,
-            } => {
+            ToSupervisor::LinkDown { id, peer: _, origin, reason: _, was_self } => {
                 self.pending.remove(&id);
                 self.link_stats.remove(&id);
                 if let Some(info) = self.links.remove(id) {
@@ -412,10 +365,7 @@ impl Supervisor {
                 self.cache.forget(&mac);
             }
             ToSupervisor::Engine(Event::Health(report)) => {
-                debug!(
-                    "health response from {} (no request pending)",
-                    report.responder
-                );
+                debug!("health response from {} (no request pending)", report.responder);
             }
             ToSupervisor::Fatal(msg) => return Some(Exit::Fatal(msg)),
         }
@@ -498,27 +448,14 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("[network] cache", o.cache != n.cache),
         ("[network] no_incoming", o.no_incoming != n.no_incoming),
         ("[network] no_relay", o.no_relay != n.no_relay),
-        (
-            "[network] announce_interval",
-            o.announce_interval != n.announce_interval,
-        ),
+        ("[network] announce_interval", o.announce_interval != n.announce_interval),
         ("[network] route_ttl", o.route_ttl != n.route_ttl),
-        (
-            "[network] max_clock_skew",
-            o.max_clock_skew != n.max_clock_skew,
-        ),
+        ("[network] max_clock_skew", o.max_clock_skew != n.max_clock_skew),
         ("[interface] name", old.interface.name != new.interface.name),
         ("[interface] mtu", old.interface.mtu != new.interface.mtu),
         ("[interface] up", old.interface.up != new.interface.up),
         ("[control] socket", old.control.socket != new.control.socket),
-        (
-            "[performance] workers",
-            old.performance.workers != new.performance.workers,
-        ),
+        ("[performance] workers", old.performance.workers != new.performance.workers),
     ];
-    checks
-        .iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(n, _)| *n)
-        .collect()
+    checks.iter().filter(|(_, changed)| *changed).map(|(n, _)| *n).collect()
 }

@@ -56,11 +56,8 @@ impl Tap {
         let dev = crate::sys::adopt_tap(fd)
             .map_err(|e| TapError(format!("--tunfd {fd}: not an open TAP interface: {e}")))?;
         let tap = Tap::describe(dev)?;
-        let have = tap
-            .dev
-            .mac_address()
-            .map(Mac)
-            .map_err(|e| TapError(format!("{}: {e}", tap.name)))?;
+        let have =
+            tap.dev.mac_address().map(Mac).map_err(|e| TapError(format!("{}: {e}", tap.name)))?;
         if have != mac {
             tap.dev
                 .set_mac_address(mac.0)
@@ -70,21 +67,10 @@ impl Tap {
     }
 
     fn describe(dev: tun_rs::SyncDevice) -> Result<Tap, TapError> {
-        let name = dev
-            .name()
-            .map_err(|e| TapError(format!("TAP interface name: {e}")))?;
-        let mtu = dev
-            .mtu()
-            .map_err(|e| TapError(format!("{name}: MTU: {e}")))?;
-        let ifindex = dev
-            .if_index()
-            .map_err(|e| TapError(format!("{name}: ifindex: {e}")))?;
-        Ok(Tap {
-            dev: Arc::new(dev),
-            name,
-            mtu,
-            ifindex,
-        })
+        let name = dev.name().map_err(|e| TapError(format!("TAP interface name: {e}")))?;
+        let mtu = dev.mtu().map_err(|e| TapError(format!("{name}: MTU: {e}")))?;
+        let ifindex = dev.if_index().map_err(|e| TapError(format!("{name}: ifindex: {e}")))?;
+        Ok(Tap { dev: Arc::new(dev), name, mtu, ifindex })
     }
 
     /// The descriptor (for `--tunfd` on restart).
@@ -142,21 +128,19 @@ pub fn reader(dev: Arc<tun_rs::SyncDevice>, shared: Arc<Shared>) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                shared.supervisor.send(ToSupervisor::Fatal(format!(
-                    "reading the TAP interface: {e}"
-                )));
+                shared
+                    .supervisor
+                    .send(ToSupervisor::Fatal(format!("reading the TAP interface: {e}")));
                 return;
             }
         };
         let now = shared.clock.now();
         match shared.engine.tap_frame(&mut buf, n, now) {
             TapAction::Unicast { link, msg } => {
-                let ok = shared.workers.get(link.worker()).is_some_and(|w| {
-                    w.send_data(ToWorker::Send {
-                        link,
-                        msg: buf[msg].to_vec(),
-                    })
-                });
+                let ok = shared
+                    .workers
+                    .get(link.worker())
+                    .is_some_and(|w| w.send_data(ToWorker::Send { link, msg: buf[msg].to_vec() }));
                 if !ok {
                     shared.engine.stats().drop(DropReason::QueueFull);
                 }
@@ -188,9 +172,9 @@ pub fn writer(dev: Arc<tun_rs::SyncDevice>, rx: Receiver<Vec<u8>>, shared: Arc<S
                 stats.add(Counter::TapBytesOut, frame.len() as u64);
             }
             Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
-                shared.supervisor.send(ToSupervisor::Fatal(format!(
-                    "writing the TAP interface: {e}"
-                )));
+                shared
+                    .supervisor
+                    .send(ToSupervisor::Fatal(format!("writing the TAP interface: {e}")));
                 return;
             }
             // The interface is down, or the frame was refused: drop it.

@@ -113,10 +113,7 @@ impl Output for Out<'_> {
                 None => self.shared.engine.stats().drop(DropReason::NoRoute),
             }
         } else if let Some(w) = self.shared.workers.get(link.worker()) {
-            if !w.send_data(ToWorker::Send {
-                link,
-                msg: msg.to_vec(),
-            }) {
+            if !w.send_data(ToWorker::Send { link, msg: msg.to_vec() }) {
                 self.shared.engine.stats().drop(DropReason::QueueFull);
             }
         }
@@ -139,15 +136,8 @@ impl Output for Out<'_> {
                     continue;
                 }
                 if control {
-                    w.send_ctl(WorkerCtl::Flood {
-                        msg: shared.clone(),
-                        ext_only,
-                    });
-                } else if !w.send_data(ToWorker::Flood {
-                    except,
-                    msg: shared.clone(),
-                    ext_only,
-                }) {
+                    w.send_ctl(WorkerCtl::Flood { msg: shared.clone(), ext_only });
+                } else if !w.send_data(ToWorker::Flood { except, msg: shared.clone(), ext_only }) {
                     self.shared.engine.stats().drop(DropReason::QueueFull);
                 }
             }
@@ -281,11 +271,7 @@ impl Worker {
         let Some(link) = self.links.get(slot) else {
             return false;
         };
-        let chain: Vec<_> = link
-            .tls
-            .peer_certificates()
-            .map(|c| c.to_vec())
-            .unwrap_or_default();
+        let chain: Vec<_> = link.tls.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
         let peer = match chain.first().map(peer_mac) {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
@@ -303,12 +289,7 @@ impl Worker {
             return false;
         }
         let ext = link.tls.alpn_protocol() == Some(tls::ALPN_INVPN2);
-        let ctx = LinkCtx {
-            id: link.id,
-            peer,
-            addr: link.addr,
-            ext,
-        };
+        let ctx = LinkCtx { id: link.id, peer, addr: link.addr, ext };
         link.state = State::Up(ctx);
         link.last_rx = now.mono;
         let outbound = matches!(link.origin, Origin::Dialled(_));
@@ -392,13 +373,9 @@ impl Worker {
                 break;
             };
             match m {
-                WorkerCtl::Adopt {
-                    id,
-                    stream,
-                    addr,
-                    origin,
-                    tls,
-                } => self.adopt(id, stream, addr, origin, *tls),
+                WorkerCtl::Adopt { id, stream, addr, origin, tls } => {
+                    self.adopt(id, stream, addr, origin, *tls)
+                }
                 WorkerCtl::Flood { msg, ext_only } => {
                     let mut out = self.out();
                     out.flood_local(&msg, ext_only);
@@ -434,11 +411,7 @@ impl Worker {
                     Some(slot) => self.out().queue_local(slot, &msg),
                     None => self.shared.engine.stats().drop(DropReason::NoRoute),
                 },
-                ToWorker::Flood {
-                    except,
-                    msg,
-                    ext_only,
-                } => {
+                ToWorker::Flood { except, msg, ext_only } => {
                     for slot in self.links.occupied() {
                         let Some(ctx) = self.links.get(slot).and_then(|l| l.ctx()) else {
                             continue;
@@ -525,10 +498,7 @@ impl Worker {
             link.refill_budget();
             match link.state {
                 State::Handshaking if now.saturating_sub(link.created) > hs_timeout => {
-                    self.close(
-                        slot,
-                        &format!("handshake timed out after {} s", hs_timeout / 1000),
-                    );
+                    self.close(slot, &format!("handshake timed out after {} s", hs_timeout / 1000));
                 }
                 State::Up(_) if now.saturating_sub(link.last_rx) > silence => {
                     self.close(slot, &format!("nothing received for {} s", silence / 1000));
@@ -550,11 +520,8 @@ impl Worker {
             if link.state == State::Handshaking {
                 continue;
             }
-            let chain: Vec<_> = link
-                .tls
-                .peer_certificates()
-                .map(|c| c.to_vec())
-                .unwrap_or_default();
+            let chain: Vec<_> =
+                link.tls.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
             if let Err(e) = material.verify_peer(&chain, now) {
                 let reason = format!("peer certificate no longer valid: {}", tls::describe(&e));
                 self.close(slot, &reason);

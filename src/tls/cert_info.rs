@@ -55,17 +55,12 @@ impl CertInfo {
 
     /// The node MAC in the Common Name, or why there is none.
     pub fn mac(&self) -> Result<Mac, String> {
-        let cn = self
-            .common_name
-            .as_deref()
-            .ok_or("the certificate has no Common Name")?;
+        let cn = self.common_name.as_deref().ok_or("the certificate has no Common Name")?;
         let mac: Mac = cn
             .parse()
             .map_err(|_| format!("the certificate's Common Name {cn:?} is not a MAC address"))?;
         if !mac.is_node_address() {
-            return Err(format!(
-                "the certificate's Common Name {cn} is not a unicast MAC"
-            ));
+            return Err(format!("the certificate's Common Name {cn} is not a unicast MAC"));
         }
         Ok(mac)
     }

@@ -42,11 +42,7 @@ pub enum TlsError {
     /// The key is not the one the certificate was issued for.
     Mismatch { key: PathBuf, cert: PathBuf },
     /// The node certificate does not verify against the CA.
-    Chain {
-        cert: PathBuf,
-        ca: PathBuf,
-        msg: String,
-    },
+    Chain { cert: PathBuf, ca: PathBuf, msg: String },
 }
 
 impl fmt::Display for TlsError {
@@ -94,28 +90,19 @@ pub struct Material {
 
 impl fmt::Debug for Material {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Material")
-            .field("mac", &self.mac)
-            .field("cert", &self.cert)
-            .finish()
+        f.debug_struct("Material").field("mac", &self.mac).field("cert", &self.cert).finish()
     }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|err| TlsError::Read {
-        path: path.to_path_buf(),
-        err,
-    })
+    std::fs::read(path).map_err(|err| TlsError::Read { path: path.to_path_buf(), err })
 }
 
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Pem {
-            path: path.to_path_buf(),
-            msg: format!("bad PEM: {e}"),
-        })?;
+        .map_err(|e| TlsError::Pem { path: path.to_path_buf(), msg: format!("bad PEM: {e}") })?;
     if certs.is_empty() {
         return Err(TlsError::Pem {
             path: path.to_path_buf(),
@@ -126,10 +113,8 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 fn info(path: &Path, der: &[u8]) -> Result<CertInfo, TlsError> {
-    let i = CertInfo::from_der(der).map_err(|msg| TlsError::Cert {
-        path: path.to_path_buf(),
-        msg,
-    })?;
+    let i =
+        CertInfo::from_der(der).map_err(|msg| TlsError::Cert { path: path.to_path_buf(), msg })?;
     if i.version != 3 {
         return Err(TlsError::Cert {
             path: path.to_path_buf(),
@@ -161,40 +146,25 @@ impl Material {
         }
         let chain = certs(&ssl.cert)?;
         let cert = info(&ssl.cert, &chain[0])?;
-        let mac = cert.mac().map_err(|msg| TlsError::Cert {
-            path: ssl.cert.clone(),
-            msg,
-        })?;
+        let mac = cert.mac().map_err(|msg| TlsError::Cert { path: ssl.cert.clone(), msg })?;
 
         let key_pem = read(&ssl.key)?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
             path: ssl.key.clone(),
             msg: format!("no private key found (expected PEM PKCS#1, PKCS#8 or SEC1): {e}"),
         })?;
-        let signer = provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| TlsError::Key {
-                path: ssl.key.clone(),
-                msg: format!(
-                    "unsupported private key (RSA >= 2048, ECDSA P-256/P-384, Ed25519): {e}"
-                ),
-            })?;
+        let signer = provider.key_provider.load_private_key(key).map_err(|e| TlsError::Key {
+            path: ssl.key.clone(),
+            msg: format!("unsupported private key (RSA >= 2048, ECDSA P-256/P-384, Ed25519): {e}"),
+        })?;
         let certified = CertifiedKey::new(chain.clone(), signer);
         if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
             certified.keys_match()
         {
-            return Err(TlsError::Mismatch {
-                key: ssl.key.clone(),
-                cert: ssl.cert.clone(),
-            });
+            return Err(TlsError::Mismatch { key: ssl.key.clone(), cert: ssl.cert.clone() });
         }
         verify::verify_chain(&provider, &roots, &chain[0], &chain[1..], now).map_err(|e| {
-            TlsError::Chain {
-                cert: ssl.cert.clone(),
-                ca: ssl.ca.clone(),
-                msg: describe(&e),
-            }
+            TlsError::Chain { cert: ssl.cert.clone(), ca: ssl.ca.clone(), msg: describe(&e) }
         })?;
         Ok(Material {
             mac,
@@ -245,9 +215,7 @@ impl Material {
         chain: &[CertificateDer<'static>],
         now: UnixTime,
     ) -> Result<Mac, rustls::Error> {
-        let (ee, rest) = chain
-            .split_first()
-            .ok_or(rustls::Error::NoCertificatesPresented)?;
+        let (ee, rest) = chain.split_first().ok_or(rustls::Error::NoCertificatesPresented)?;
         verify::verify_chain(&self.provider, &self.roots, ee, rest, now)
     }
 }

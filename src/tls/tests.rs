@@ -35,11 +35,7 @@ impl Net {
         let p = |ext: &str| self.dir.path().join(format!("{name}.{ext}"));
         std::fs::write(p("crt"), &ck.cert_pem).unwrap();
         std::fs::write(p("key"), &ck.key_pem).unwrap();
-        Ssl {
-            key: p("key"),
-            cert: p("crt"),
-            ca: self.dir.path().join("ca.crt"),
-        }
+        Ssl { key: p("key"), cert: p("crt"), ca: self.dir.path().join("ca.crt") }
     }
 
     fn node(&self, name: &str, m: Mac, key: KeyType) -> Ssl {
@@ -55,9 +51,8 @@ fn load(ssl: &Ssl) -> Result<Material, TlsError> {
 #[test]
 fn loads_every_generated_key_type() {
     let net = Net::new();
-    for (i, kt) in [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Ed25519]
-        .into_iter()
-        .enumerate()
+    for (i, kt) in
+        [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Ed25519].into_iter().enumerate()
     {
         let m = load(&net.node(&format!("n{i}"), mac(i as u8 + 1), kt)).unwrap();
         assert_eq!(m.mac, mac(i as u8 + 1));
@@ -72,99 +67,44 @@ fn refuses_bad_material_with_reasons() {
     let net = Net::new();
     let other = pki::new_ca("other CA", Validity::days_from_now(30), KeyType::EcdsaP256).unwrap();
 
-    let foreign = pki::new_node(
-        &other,
-        mac(1),
-        Validity::days_from_now(30),
-        KeyType::EcdsaP256,
-    )
-    .unwrap();
-    let e = load(&net.write("foreign", &foreign))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("does not verify against the CA") && e.contains("not signed by"),
-        "{e}"
-    );
+    let foreign =
+        pki::new_node(&other, mac(1), Validity::days_from_now(30), KeyType::EcdsaP256).unwrap();
+    let e = load(&net.write("foreign", &foreign)).unwrap_err().to_string();
+    assert!(e.contains("does not verify against the CA") && e.contains("not signed by"), "{e}");
 
-    let named = pki::issue(
-        &net.ca,
-        "node1",
-        Validity::days_from_now(30),
-        KeyType::EcdsaP256,
-    )
-    .unwrap();
+    let named =
+        pki::issue(&net.ca, "node1", Validity::days_from_now(30), KeyType::EcdsaP256).unwrap();
     let e = load(&net.write("named", &named)).unwrap_err().to_string();
     assert!(e.contains("\"node1\" is not a MAC address"), "{e}");
 
     let t = time::OffsetDateTime::now_utc();
-    let old = Validity {
-        not_before: t - Duration::days(30),
-        not_after: t - Duration::days(1),
-    };
+    let old = Validity { not_before: t - Duration::days(30), not_after: t - Duration::days(1) };
     let expired = pki::issue(&net.ca, &mac(1).to_string(), old, KeyType::EcdsaP256).unwrap();
-    let e = load(&net.write("expired", &expired))
-        .unwrap_err()
-        .to_string();
+    let e = load(&net.write("expired", &expired)).unwrap_err().to_string();
     assert!(e.contains("expired"), "{e}");
 
-    let soon = Validity {
-        not_before: t + Duration::days(1),
-        not_after: t + Duration::days(30),
-    };
+    let soon = Validity { not_before: t + Duration::days(1), not_after: t + Duration::days(30) };
     let future = pki::issue(&net.ca, &mac(1).to_string(), soon, KeyType::EcdsaP256).unwrap();
     let e = load(&net.write("future", &future)).unwrap_err().to_string();
     assert!(e.contains("not valid yet"), "{e}");
 
-    let a = pki::new_node(
-        &net.ca,
-        mac(1),
-        Validity::days_from_now(30),
-        KeyType::EcdsaP256,
-    )
-    .unwrap();
-    let b = pki::new_node(
-        &net.ca,
-        mac(2),
-        Validity::days_from_now(30),
-        KeyType::EcdsaP256,
-    )
-    .unwrap();
-    let mixed = CertAndKey {
-        cert_pem: a.cert_pem,
-        key_pem: b.key_pem,
-    };
+    let a =
+        pki::new_node(&net.ca, mac(1), Validity::days_from_now(30), KeyType::EcdsaP256).unwrap();
+    let b =
+        pki::new_node(&net.ca, mac(2), Validity::days_from_now(30), KeyType::EcdsaP256).unwrap();
+    let mixed = CertAndKey { cert_pem: a.cert_pem, key_pem: b.key_pem };
     let e = load(&net.write("mixed", &mixed)).unwrap_err();
     assert!(matches!(e, TlsError::Mismatch { .. }), "{e}");
 
     let ok = net.node("ok", mac(3), KeyType::EcdsaP256);
-    let e = load(&Ssl {
-        key: Path::new("/nonexistent.key").into(),
-        ..ok.clone()
-    })
-    .unwrap_err();
-    assert!(
-        e.to_string().starts_with("/nonexistent.key: cannot read"),
-        "{e}"
-    );
+    let e = load(&Ssl { key: Path::new("/nonexistent.key").into(), ..ok.clone() }).unwrap_err();
+    assert!(e.to_string().starts_with("/nonexistent.key: cannot read"), "{e}");
     std::fs::write(net.dir.path().join("empty.crt"), "hello\n").unwrap();
-    let e = load(&Ssl {
-        cert: net.dir.path().join("empty.crt"),
-        ..ok.clone()
-    })
-    .unwrap_err();
+    let e = load(&Ssl { cert: net.dir.path().join("empty.crt"), ..ok.clone() }).unwrap_err();
     assert!(e.to_string().contains("no certificate in this file"), "{e}");
-    let e = load(&Ssl {
-        key: ok.cert.clone(),
-        ..ok.clone()
-    })
-    .unwrap_err();
+    let e = load(&Ssl { key: ok.cert.clone(), ..ok.clone() }).unwrap_err();
     assert!(e.to_string().contains("no private key found"), "{e}");
-    let e = load(&Ssl {
-        ca: ok.cert.clone(),
-        ..ok
-    })
-    .unwrap_err();
+    let e = load(&Ssl { ca: ok.cert.clone(), ..ok }).unwrap_err();
     assert!(e.to_string().contains("does not verify"), "{e}");
 }
 
@@ -198,11 +138,7 @@ fn connect(
     client: &Material,
     server: &Material,
     expected: Mac,
-) -> (
-    ClientConnection,
-    ServerConnection,
-    Result<(), rustls::Error>,
-) {
+) -> (ClientConnection, ServerConnection, Result<(), rustls::Error>) {
     let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
     let mut c = ClientConnection::new(client.client_config(expected).unwrap(), name).unwrap();
     let mut s = ServerConnection::new(server.server_config().unwrap()).unwrap();
@@ -222,10 +158,7 @@ fn mutual_handshake_agrees_on_alpn_and_identities() {
     let client_chain = s.peer_certificates().unwrap();
     assert_eq!(verify::peer_mac(&client_chain[0]).unwrap(), mac(1));
     assert_eq!(b.verify_peer(client_chain, now()).unwrap(), mac(1));
-    assert_eq!(
-        verify::peer_mac(&c.peer_certificates().unwrap()[0]).unwrap(),
-        mac(2)
-    );
+    assert_eq!(verify::peer_mac(&c.peer_certificates().unwrap()[0]).unwrap(), mac(2));
 }
 
 #[test]
@@ -235,10 +168,7 @@ fn dialler_refuses_an_unexpected_mac() {
     let b = load(&net.node("b", mac(2), KeyType::EcdsaP256)).unwrap();
     let (_, _, r) = connect(&a, &b, mac(3));
     let e = describe(&r.unwrap_err());
-    assert!(
-        e.contains("02:50:56:00:00:02, not 02:50:56:00:00:03"),
-        "{e}"
-    );
+    assert!(e.contains("02:50:56:00:00:02, not 02:50:56:00:00:03"), "{e}");
 }
 
 #[test]

@@ -36,16 +36,14 @@ impl fmt::Display for PeerCertError {
 impl std::error::Error for PeerCertError {}
 
 fn other(msg: String) -> rustls::Error {
-    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
-        PeerCertError(msg),
-    ))))
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(PeerCertError(
+        msg,
+    )))))
 }
 
 /// The MAC in a peer certificate's CN, as a rustls error if there is none.
 pub fn peer_mac(end_entity: &CertificateDer<'_>) -> Result<Mac, rustls::Error> {
-    CertInfo::from_der(end_entity)
-        .and_then(|i| i.mac())
-        .map_err(other)
+    CertInfo::from_der(end_entity).and_then(|i| i.mac()).map_err(other)
 }
 
 /// Checks a chain against the roots, as the dialler does, with no name check.
@@ -100,12 +98,7 @@ impl ServerCertVerifier for NodeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -114,18 +107,11 @@ impl ServerCertVerifier for NodeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -158,9 +144,7 @@ impl ClientCertVerifier for NodeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let ok = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+        let ok = self.inner.verify_client_cert(end_entity, intermediates, now)?;
         peer_mac(end_entity)?;
         Ok(ok)
     }

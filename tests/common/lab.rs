@@ -35,7 +35,23 @@ impl Lab {
         self.links += 1;
         let base = unique("iv");
         let (ia, ib) = (format!("{base}a"), format!("{base}b"));
-        run("ip", &["link", "add", &ia, "netns", self.ns(a), "type", "veth", "peer", "name", &ib, "netns", self.ns(b)]);
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &ia,
+                "netns",
+                self.ns(a),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &ib,
+                "netns",
+                self.ns(b),
+            ],
+        );
         for (i, ifc) in [(a, &ia), (b, &ib)] {
             let addr = format!("198.18.{net}.{}/24", i + 1);
             run("ip", &["-n", self.ns(i), "addr", "add", &addr, "dev", ifc]);

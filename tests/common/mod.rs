@@ -24,7 +24,11 @@ pub fn root_or_skip(test: &str) -> bool {
     // SAFETY-free check: effective uid from /proc.
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false);
     if root {
         return true;
@@ -81,7 +85,8 @@ pub struct Pki {
 
 impl Pki {
     pub fn new() -> Pki {
-        let ca = pki::new_ca(&unique("test CA "), Validity::days_from_now(30), KeyType::EcdsaP256).unwrap();
+        let ca = pki::new_ca(&unique("test CA "), Validity::days_from_now(30), KeyType::EcdsaP256)
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
         Pki { dir, ca }
@@ -105,7 +110,8 @@ impl Pki {
 
     /// A valid node certificate for `m`.
     pub fn node(&self, name: &str, m: Mac) -> (PathBuf, PathBuf) {
-        let ck = pki::new_node(&self.ca, m, Validity::days_from_now(30), KeyType::EcdsaP256).unwrap();
+        let ck =
+            pki::new_node(&self.ca, m, Validity::days_from_now(30), KeyType::EcdsaP256).unwrap();
         self.write(name, &ck)
     }
 }

@@ -58,7 +58,8 @@ impl Node {
     /// overlay addresses) and starts invpnd in namespace `ns` of the lab.
     pub fn start(lab: &Lab, ns: usize, pki: &Pki, c: NodeConf) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = c.cert.clone().unwrap_or_else(|| pki.node(&format!("node{}", c.n), c.mac));
+        let (cert, key) =
+            c.cert.clone().unwrap_or_else(|| pki.node(&format!("node{}", c.n), c.mac));
         let up = dir.path().join("up.sh");
         std::fs::write(
             &up,
@@ -92,7 +93,8 @@ impl Node {
         let conf = dir.path().join("invpn.conf");
         std::fs::write(&conf, text).unwrap();
         let log = dir.path().join("invpnd.log");
-        let mut node = Node { child: None, dir, conf, log, ns: lab.ns(ns).to_string(), n: c.n, mac: c.mac };
+        let mut node =
+            Node { child: None, dir, conf, log, ns: lab.ns(ns).to_string(), n: c.n, mac: c.mac };
         node.spawn(&[]);
         node
     }
