@@ -60,6 +60,57 @@ impl Lab {
         (ia, ib)
     }
 
+    /// Puts namespaces `members` on one switch (a bridge in an extra
+    /// namespace), subnet 198.18.`net`.0/24, member `i` at .`i+1`.
+    pub fn switch(&mut self, members: &[usize], net: u8) {
+        let sw = unique("invsw");
+        run("ip", &["netns", "add", &sw]);
+        self.namespaces.push(sw.clone());
+        run("ip", &["-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        run("ip", &["-n", &sw, "link", "set", "br0", "up"]);
+        for &i in members {
+            let base = unique("iv");
+            let (ia, ib) = (format!("{base}a"), format!("{base}b"));
+            run(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    &ia,
+                    "netns",
+                    self.ns(i),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &ib,
+                    "netns",
+                    &sw,
+                ],
+            );
+            run("ip", &["-n", &sw, "link", "set", &ib, "master", "br0", "up"]);
+            let addr = format!("198.18.{net}.{}/24", i + 1);
+            run("ip", &["-n", self.ns(i), "addr", "add", &addr, "dev", &ia]);
+            run("ip", &["-n", self.ns(i), "link", "set", &ia, "up"]);
+        }
+    }
+
+    /// A counter of an interface in namespace `i` (e.g. `rx_packets`).
+    pub fn counter(&self, i: usize, ifc: &str, name: &str) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                self.ns(i),
+                "cat",
+                &format!("/sys/class/net/{ifc}/statistics/{name}"),
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        out.parse().unwrap_or(0)
+    }
+
     /// Runs a command inside namespace `i`; returns whether it succeeded.
     pub fn exec_ok(&self, i: usize, args: &[&str]) -> bool {
         Command::new("ip")

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use invpn::core::Mac;
 use invpn::pki::{self, CertAndKey, KeyType, Validity};
 
+#[allow(unused_imports)]
 pub use lab::Lab;
+#[allow(unused_imports)]
 pub use node::{Node, NodeConf};
 
 /// Whether the test may run: it needs root for TAP interfaces and
