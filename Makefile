@@ -7,6 +7,7 @@
 #                     example configuration, systemd unit)
 #   make bench        criterion benchmarks of the hot paths
 #   make bench-net    iperf3 through invpnd and peer VPNs (root)
+#   make bench-failover  outage when a relay crashes or is cut off (root)
 #   make lint         rustfmt check and clippy with warnings as errors
 
 PREFIX      ?= /usr/local
@@ -21,7 +22,7 @@ MAN5        := man/invpn.conf.5
 MAN8        := man/invpnd.8
 PEER_BENCH  ?= ../shared/bench/peer-bench.sh
 
-.PHONY: all build test demo install uninstall bench bench-net lint clean deps
+.PHONY: all build test demo install uninstall bench bench-net bench-failover lint clean deps
 
 all: build
 
@@ -48,6 +49,9 @@ bench:
 bench-net: build
 	@test -x "$(PEER_BENCH)" || { echo "peer-bench.sh not found at $(PEER_BENCH) (set PEER_BENCH=...)"; exit 1; }
 	$(PEER_BENCH) --install -o $(CURDIR)/bench-results/peers.md raw invpnd tinc_udp tinc_tcp ovpn_aes256gcm wggo
+
+bench-failover: deps build
+	scripts/bench-failover.sh -r 5
 
 install: build
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
