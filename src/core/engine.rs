@@ -32,6 +32,9 @@ pub struct EngineConfig {
     pub max_clock_skew: u64,
     /// Routes not refreshed within this many ms are removed.
     pub route_ttl: u64,
+    /// This node's announce interval (ms). A neighbour heard on its own
+    /// link within two of these is reached only through that link.
+    pub announce_interval: u64,
 }
 
 /// A link as the engine sees it.
@@ -101,6 +104,8 @@ pub struct Engine {
     broadcasts: Dedup,
     health_requests: Dedup,
     neighbours: RwLock<HashMap<LinkId, Mac>>,
+    /// When each neighbour's own announcement last arrived on its link.
+    heard: RwLock<HashMap<Mac, u64>>,
     stats: Stats,
 }
 
@@ -114,6 +119,7 @@ impl Engine {
             broadcasts: Dedup::new(),
             health_requests: Dedup::new(),
             neighbours: RwLock::new(HashMap::new()),
+            heard: RwLock::new(HashMap::new()),
             stats: Stats::new(),
         }
     }
@@ -179,13 +185,16 @@ impl Engine {
     /// A link came up (after the one-link-per-pair check).
     pub fn link_up(&self, link: &LinkCtx, now: Now) {
         self.neighbours.write().insert(link.id, link.peer);
+        self.heard.write().insert(link.peer, now.mono);
         self.routes.add_neighbour(link.peer, link.id, now.mono);
     }
 
     /// A link went down: every route through it goes at once. Returns how
     /// many routes were removed.
     pub fn link_down(&self, link: LinkId) -> usize {
-        self.neighbours.write().remove(&link);
+        if let Some(peer) = self.neighbours.write().remove(&link) {
+            self.heard.write().remove(&peer);
+        }
         self.routes.remove_via(link)
     }
 
@@ -195,6 +204,13 @@ impl Engine {
         let idle = self.cfg.route_ttl.max(60_000);
         self.broadcasts.expire(now.mono, idle);
         self.health_requests.expire(now.mono, idle);
+    }
+
+    fn heard_lately(&self, mac: Mac, now: Now) -> bool {
+        self.heard
+            .read()
+            .get(&mac)
+            .is_some_and(|t| now.mono.saturating_sub(*t) <= 2 * self.cfg.announce_interval)
     }
 
     fn in_future(&self, id: u64, now: Now) -> bool {
@@ -344,6 +360,18 @@ impl Engine {
         }
         if self.in_future(a.id, now) {
             return self.dropped(DropReason::FutureId);
+        }
+        if a.mac == link.peer {
+            self.heard.write().insert(a.mac, now.mono);
+        } else if self.heard_lately(a.mac, now)
+            && self.routes.get(&a.mac).is_none_or(|r| a.id > r.stamp)
+        {
+            // A newer announcement of a neighbour through another link,
+            // while its own link still brings its announcements: wait for
+            // the direct copy. This keeps a forged relay from capturing the
+            // route to a neighbour; a silent direct link stops counting
+            // after two intervals, and the relayed copies win again.
+            return self.dropped(DropReason::IndirectNeighbour);
         }
         let addr = a.socket_addr().filter(|s| !s.ip().is_unspecified() && s.port() != 0);
         match self.routes.offer(a.mac, a.id, link.id, link.peer, addr, now.mono, link.ext) {

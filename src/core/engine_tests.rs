@@ -44,6 +44,7 @@ fn engine(me: u8) -> Engine {
         relay: true,
         max_clock_skew: 60_000,
         route_ttl: 300_000,
+        announce_interval: 5_000,
     })
 }
 
@@ -380,4 +381,29 @@ fn losing_a_link_moves_routes_to_the_second_path_at_once() {
     let f = frame(m(9), m(1), 60);
     buf[FRAME_HEADROOM..FRAME_HEADROOM + 60].copy_from_slice(&f);
     assert!(matches!(e.tap_frame(&mut buf, 60, NOW), TapAction::Unicast { link: LinkId(11), .. }));
+}
+
+#[test]
+fn a_neighbour_is_reached_through_its_own_link_while_it_is_alive() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, true), (11, 3, true)]);
+    run(&e, &ls[0], &direct(m(2), 100));
+    // node 3 relays a newer announcement of node 2 (forged, or just faster)
+    let relayed = announce(m(2), 200, AnnouncedAddr::V4("198.18.0.66".parse().unwrap()));
+    let (v, acts) = run(&e, &ls[1], &relayed);
+    assert_eq!(v, Verdict::Dropped(DropReason::IndirectNeighbour));
+    assert!(acts.is_empty(), "not relayed either");
+    assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(10)));
+    // the direct copy arrives and is relayed; the relayed copy of the same
+    // announcement is then only the alternative
+    let (_, acts) = run(&e, &ls[0], &direct(m(2), 200));
+    assert_eq!(acts.len(), 1, "{acts:?}");
+    assert_eq!(run(&e, &ls[1], &relayed).0, Verdict::Done);
+    assert_eq!(e.routes().get(&m(2)).unwrap().alt, Some((LinkId(11), m(3))));
+    // once the direct link has been silent for two intervals, relays win
+    let later = Now { mono: NOW.mono + 10_001, unix_ms: NOW.unix_ms + 10_001 };
+    let mut rec = Rec::default();
+    let mut raw = announce(m(2), 300, AnnouncedAddr::None);
+    assert_eq!(e.handle_message(&ls[1], &mut raw, later, &mut rec), Verdict::Done);
+    assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(11)));
 }

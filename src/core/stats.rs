@@ -61,6 +61,9 @@ named_enum! {
         FutureId = "future_id",
         /// A neighbour announcing a MAC other than its own.
         Impersonation = "impersonation",
+        /// A neighbour's announcement through another link while its own
+        /// link is alive (the direct copy is awaited).
+        IndirectNeighbour = "indirect_neighbour",
         /// Our own announcement or request came back.
         Own = "own",
         /// A unicast whose route leads back where it came from.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
-use log::{error, info, warn};
+use log::{info, warn};
 use mio::{Poll, Waker};
 
 use self::channels::{SupervisorHandle, Wake, WorkerCtl, WorkerHandle, WorkerInbox};
@@ -43,8 +43,9 @@ pub struct Settings {
     pub queue_bytes: usize,
     /// How long a handshake may take (ms).
     pub handshake_timeout: u64,
-    /// How long a link may stay silent (ms): three announce intervals.
-    pub silence_timeout: u64,
+    /// This node's announce interval (ms). A link is closed after three
+    /// announce intervals of silence: ours, or the peer's if it is longer.
+    pub announce_interval: u64,
 }
 
 /// What every thread shares.
@@ -127,7 +128,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     let clock = Clock::new();
     let me = material.mac;
     let tap = match opts.tunfd {
-        Some(fd) => Tap::adopt(fd, me),
+        Some(fd) => Tap::adopt(fd, me, cfg.interface.mtu),
         None => Tap::create(&cfg.interface, me),
     }
     .map_err(|e| DaemonError(e.to_string()))?;
@@ -148,6 +149,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         relay: !cfg.network.no_relay,
         max_clock_skew: cfg.network.max_clock_skew.as_millis() as u64,
         route_ttl: cfg.network.route_ttl.as_millis() as u64,
+        announce_interval: cfg.network.announce_interval.as_millis() as u64,
     });
     let n = worker_count(cfg.performance.workers);
     let mut polls = Vec::new();
@@ -179,7 +181,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         settings: Settings {
             queue_bytes: 256 * 1024,
             handshake_timeout: 10_000,
-            silence_timeout: 3 * interval,
+            announce_interval: interval,
         },
     });
 
@@ -257,10 +259,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             info!("restarting in place (TAP {} kept on fd {})", tap.name, tap.fd());
             restart(&opts, tap.fd())
         }
-        Exit::Fatal(msg) => {
-            error!("{msg}");
-            Err(DaemonError(msg))
-        }
+        Exit::Fatal(msg) => Err(DaemonError(msg)),
     }
 }
 

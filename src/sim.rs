@@ -1,0 +1,509 @@
+//! A deterministic simulation of a whole mesh: many engines joined by
+//! in-memory links with latencies, on a virtual clock. It exercises the
+//! same sans-IO core the daemon runs, so it measures convergence and
+//! control-plane traffic for meshes far larger than a machine can host,
+//! and lets tests check mesh-wide properties (every broadcast delivered
+//! exactly once, unicast frames reach their destination) without root.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::rc::Rc;
+
+use crate::core::wire::{self, FRAME_HEADROOM};
+use crate::core::{Engine, EngineConfig, Event, LinkCtx, LinkId, Mac, Now, Output, TapAction};
+
+/// Shape and timing of a simulated mesh.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub nodes: usize,
+    /// Each node gets a degree drawn from this range (inclusive).
+    pub degree: (usize, usize),
+    /// One-way latency of each link, drawn from this range (ms).
+    pub latency: (u64, u64),
+    pub announce_interval: u64,
+    pub route_ttl: u64,
+    pub seed: u64,
+}
+
+impl SimConfig {
+    /// `nodes` nodes, degree 3-8, latency 1-20 ms, 5 s announcements.
+    pub fn new(nodes: usize, seed: u64) -> SimConfig {
+        SimConfig {
+            nodes,
+            degree: (3, 8),
+            latency: (1, 20),
+            announce_interval: 5000,
+            route_ttl: 60_000,
+            seed,
+        }
+    }
+}
+
+/// One end of a simulated link.
+#[derive(Debug, Clone, Copy)]
+struct End {
+    ctx: LinkCtx,
+    peer_node: usize,
+    peer_link: LinkId,
+    latency: u64,
+    up: bool,
+}
+
+struct SimNode {
+    engine: Engine,
+    links: Vec<End>,
+    alive: bool,
+}
+
+/// Something due at a virtual time.
+enum Kind {
+    /// A message arrives on a node's link.
+    Deliver { to: usize, link: LinkId, bytes: Rc<[u8]> },
+    /// A node's announce timer.
+    Announce(usize),
+    /// Housekeeping of every node (once a second).
+    Tick,
+}
+
+struct Due {
+    at: u64,
+    seq: u64,
+    kind: Kind,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// Frames delivered to nodes' TAPs: (node, frame).
+pub type Deliveries = Rc<RefCell<Vec<(usize, Vec<u8>)>>>;
+
+/// The whole simulated mesh.
+pub struct Sim {
+    pub cfg: SimConfig,
+    now: u64,
+    seq: u64,
+    nodes: Vec<SimNode>,
+    queue: BinaryHeap<Reverse<Due>>,
+    /// Bytes and messages of types below 0x80 (control) sent on links.
+    pub control_bytes: u64,
+    pub control_msgs: u64,
+    /// Frames written to TAPs.
+    pub delivered: Deliveries,
+    rng: fastrand::Rng,
+}
+
+/// Collects what one node's engine does while handling one input.
+struct Collect<'a> {
+    node: usize,
+    links: &'a [End],
+    sends: Vec<(LinkId, Rc<[u8]>)>,
+    delivered: &'a Deliveries,
+}
+
+impl Output for Collect<'_> {
+    fn send(&mut self, link: LinkId, msg: &[u8]) {
+        self.sends.push((link, msg.into()));
+    }
+    fn flood(&mut self, except: Option<LinkId>, msg: &[u8], ext_only: bool) {
+        let bytes: Rc<[u8]> = msg.into();
+        for e in self.links.iter().filter(|e| e.up && Some(e.ctx.id) != except) {
+            if e.ctx.ext || !ext_only {
+                self.sends.push((e.ctx.id, bytes.clone()));
+            }
+        }
+    }
+    fn deliver(&mut self, frame: &[u8]) {
+        self.delivered.borrow_mut().push((self.node, frame.to_vec()));
+    }
+    fn event(&mut self, _ev: Event) {}
+}
+
+/// The MAC of simulated node `i`.
+pub fn node_mac(i: usize) -> Mac {
+    let [_, _, _, _, _, _, a, b] = (i as u64 + 1).to_be_bytes();
+    Mac([0x02, 0x51, 0, 0, a, b])
+}
+
+impl Sim {
+    /// Builds a random connected mesh (a random spanning tree, then random
+    /// extra edges until each node reaches its drawn degree) with every link
+    /// up at time 0, and each node announcing once within the first 50 ms.
+    pub fn new(cfg: SimConfig) -> Sim {
+        let mut rng = fastrand::Rng::with_seed(cfg.seed);
+        let n = cfg.nodes;
+        let engines: Vec<Engine> = (0..n)
+            .map(|i| {
+                Engine::new(EngineConfig {
+                    me: node_mac(i),
+                    port: 41744,
+                    listening: true,
+                    relay: true,
+                    max_clock_skew: 60_000,
+                    route_ttl: cfg.route_ttl,
+                    announce_interval: cfg.announce_interval,
+                })
+            })
+            .collect();
+        let mut nodes: Vec<SimNode> = engines
+            .into_iter()
+            .map(|engine| SimNode { engine, links: Vec::new(), alive: true })
+            .collect();
+        let want: Vec<usize> = (0..n).map(|_| rng.usize(cfg.degree.0..=cfg.degree.1)).collect();
+        let mut edges: Vec<(usize, usize)> = Vec::new();
+        let mut adj = vec![Vec::<usize>::new(); n];
+        let mut connect = |a: usize, b: usize, adj: &mut Vec<Vec<usize>>| {
+            if a != b && !adj[a].contains(&b) {
+                adj[a].push(b);
+                adj[b].push(a);
+                edges.push((a, b));
+            }
+        };
+        for i in 1..n {
+            let j = rng.usize(0..i);
+            connect(i, j, &mut adj);
+        }
+        for _ in 0..n * 20 {
+            let a = rng.usize(0..n);
+            let b = rng.usize(0..n);
+            if adj[a].len() < want[a] && adj[b].len() < want[b] {
+                connect(a, b, &mut adj);
+            }
+        }
+        let mut sim = Sim {
+            cfg,
+            now: 0,
+            seq: 0,
+            nodes: Vec::new(),
+            queue: BinaryHeap::new(),
+            control_bytes: 0,
+            control_msgs: 0,
+            delivered: Rc::new(RefCell::new(Vec::new())),
+            rng,
+        };
+        let now = sim.clock();
+        for (a, b) in edges {
+            let latency = sim.rng.u64(sim.cfg.latency.0..=sim.cfg.latency.1);
+            let (la, lb) =
+                (LinkId(nodes[a].links.len() as u64), LinkId(nodes[b].links.len() as u64));
+            let addr =
+                |i: usize| std::net::SocketAddr::from(([198, 18, (i >> 8) as u8, i as u8], 41744));
+            let ca = LinkCtx { id: la, peer: node_mac(b), addr: addr(b), ext: true };
+            let cb = LinkCtx { id: lb, peer: node_mac(a), addr: addr(a), ext: true };
+            nodes[a].links.push(End { ctx: ca, peer_node: b, peer_link: lb, latency, up: true });
+            nodes[b].links.push(End { ctx: cb, peer_node: a, peer_link: la, latency, up: true });
+            nodes[a].engine.link_up(&ca, now);
+            nodes[b].engine.link_up(&cb, now);
+        }
+        sim.nodes = nodes;
+        for i in 0..n {
+            let at = sim.rng.u64(0..50);
+            sim.schedule(at, Kind::Announce(i));
+        }
+        sim.schedule(1000, Kind::Tick);
+        sim
+    }
+
+    fn schedule(&mut self, at: u64, kind: Kind) {
+        self.seq += 1;
+        self.queue.push(Reverse(Due { at, seq: self.seq, kind }));
+    }
+
+    fn clock(&self) -> Now {
+        Now { mono: self.now, unix_ms: 1_700_000_000_000 + self.now }
+    }
+
+    /// Virtual milliseconds since the start.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the mesh is empty.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Average links up per live node.
+    pub fn mean_degree(&self) -> f64 {
+        let alive = self.nodes.iter().filter(|n| n.alive).count();
+        2.0 * self.edges() as f64 / alive.max(1) as f64
+    }
+
+    /// A node's engine.
+    pub fn engine(&self, i: usize) -> &Engine {
+        &self.nodes[i].engine
+    }
+
+    fn dispatch(&mut self, from: usize, sends: Vec<(LinkId, Rc<[u8]>)>) {
+        for (link, bytes) in sends {
+            let Some(end) = self.nodes[from].links.get(link.0 as usize).copied() else { continue };
+            if !end.up {
+                continue;
+            }
+            if bytes.get(2).is_some_and(|t| *t < 0x80) {
+                self.control_bytes += bytes.len() as u64;
+                self.control_msgs += 1;
+            }
+            let at = self.now + end.latency;
+            self.schedule(at, Kind::Deliver { to: end.peer_node, link: end.peer_link, bytes });
+        }
+    }
+
+    fn announce(&mut self, i: usize) {
+        let now = self.clock();
+        let msg: Rc<[u8]> = self.nodes[i].engine.announcement(now).into();
+        let sends: Vec<_> =
+            self.nodes[i].links.iter().filter(|e| e.up).map(|e| (e.ctx.id, msg.clone())).collect();
+        self.dispatch(i, sends);
+    }
+
+    /// Runs the clock to `until` (ms), announcing on schedule and
+    /// delivering every message due. Calls `after` after each delivery with
+    /// the receiving node; stops early when it returns true.
+    pub fn run_until(&mut self, until: u64, mut after: impl FnMut(&Sim, usize) -> bool) -> bool {
+        loop {
+            match self.queue.peek() {
+                Some(Reverse(d)) if d.at <= until => {}
+                _ => {
+                    self.now = until;
+                    return false;
+                }
+            }
+            let Some(Reverse(due)) = self.queue.pop() else { return false };
+            self.now = due.at;
+            match due.kind {
+                Kind::Deliver { to, link, bytes } => {
+                    if self.nodes[to].alive {
+                        self.handle(to, link, &bytes);
+                        if after(self, to) {
+                            return true;
+                        }
+                    }
+                }
+                Kind::Announce(i) => {
+                    if self.nodes[i].alive {
+                        self.announce(i);
+                        let next = self.now
+                            + self.cfg.announce_interval
+                            + self.rng.u64(0..=self.cfg.announce_interval / 50);
+                        self.schedule(next, Kind::Announce(i));
+                    }
+                }
+                Kind::Tick => {
+                    let now = self.clock();
+                    self.nodes.iter().filter(|n| n.alive).for_each(|n| n.engine.tick(now));
+                    self.schedule(self.now + 1000, Kind::Tick);
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, to: usize, link: LinkId, bytes: &[u8]) {
+        let now = self.clock();
+        let node = &self.nodes[to];
+        let Some(end) = node.links.get(link.0 as usize).copied() else { return };
+        if !end.up {
+            return;
+        }
+        let mut out =
+            Collect { node: to, links: &node.links, sends: Vec::new(), delivered: &self.delivered };
+        let mut raw = bytes.to_vec();
+        node.engine.handle_message(&end.ctx, &mut raw, now, &mut out);
+        let sends = out.sends;
+        self.dispatch(to, sends);
+    }
+
+    /// Whether every live node has a route to every other live node.
+    pub fn converged(&self) -> bool {
+        let alive: Vec<Mac> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.alive)
+            .map(|(i, _)| node_mac(i))
+            .collect();
+        self.nodes.iter().filter(|n| n.alive).all(|n| {
+            let me = n.engine.me();
+            alive.iter().all(|m| *m == me || n.engine.routes().contains(m))
+        })
+    }
+
+    /// Runs until every node routes to every other; returns the time it
+    /// took (ms), or `None` if not converged by `limit`.
+    pub fn converge(&mut self, limit: u64) -> Option<u64> {
+        let start = self.now;
+        let n = self.nodes.iter().filter(|n| n.alive).count();
+        let mut full = vec![false; self.nodes.len()];
+        let mut count = 0usize;
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.alive && node.engine.routes().len() + 1 >= n {
+                full[i] = true;
+                count += 1;
+            }
+        }
+        if count == n && self.converged() {
+            return Some(0);
+        }
+        let done = self.run_until(start + limit, |sim, to| {
+            if !full[to] && sim.nodes[to].engine.routes().len() + 1 >= n {
+                full[to] = true;
+                count += 1;
+            }
+            count == n
+        });
+        (done && self.converged()).then(|| self.now - start)
+    }
+
+    /// Crashes node `i`: its links go down at both ends, as the kernel
+    /// closing its sockets would make them (neighbours withdraw routes and
+    /// announce themselves at once).
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].alive = false;
+        let ends: Vec<End> = self.nodes[i].links.clone();
+        for e in ends {
+            self.nodes[i].links[e.ctx.id.0 as usize].up = false;
+            let peer = e.peer_node;
+            self.nodes[peer].links[e.peer_link.0 as usize].up = false;
+            self.nodes[peer].engine.link_down(e.peer_link);
+            self.announce(peer);
+        }
+    }
+
+    /// Node `i` sends an Ethernet frame from its TAP to `dst`; returns
+    /// whether the engine sent it anywhere.
+    pub fn send_frame(&mut self, i: usize, dst: Mac, payload: &[u8]) -> bool {
+        let mut frame = dst.0.to_vec();
+        frame.extend_from_slice(&node_mac(i).0);
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(payload);
+        let mut buf = vec![0u8; FRAME_HEADROOM + frame.len()];
+        buf[FRAME_HEADROOM..].copy_from_slice(&frame);
+        let now = self.clock();
+        let action = self.nodes[i].engine.tap_frame(&mut buf, frame.len(), now);
+        let sends: Vec<(LinkId, Rc<[u8]>)> = match action {
+            TapAction::Unicast { link, msg } => vec![(link, buf[msg].into())],
+            TapAction::Flood { msg } => {
+                let bytes: Rc<[u8]> = buf[msg].into();
+                self.nodes[i]
+                    .links
+                    .iter()
+                    .filter(|e| e.up)
+                    .map(|e| (e.ctx.id, bytes.clone()))
+                    .collect()
+            }
+            TapAction::Drop(_) => return false,
+        };
+        self.dispatch(i, sends);
+        true
+    }
+
+    /// Runs `ms` more milliseconds (enough to deliver whatever is in flight
+    /// when it exceeds the largest latency).
+    pub fn settle(&mut self, ms: u64) {
+        self.run_until(self.now + ms, |_, _| false);
+    }
+
+    /// Links of node `i` that are up, as (neighbour node, link id).
+    pub fn neighbours(&self, i: usize) -> Vec<(usize, LinkId)> {
+        self.nodes[i].links.iter().filter(|e| e.up).map(|e| (e.peer_node, e.ctx.id)).collect()
+    }
+
+    /// Whether node `i` is running.
+    pub fn alive(&self, i: usize) -> bool {
+        self.nodes[i].alive
+    }
+
+    /// Follows next hops from `from` towards `to`; true if the walk arrives
+    /// (no missing route, no dead link, no loop).
+    pub fn reaches(&self, from: usize, to: usize) -> bool {
+        let dst = node_mac(to);
+        let mut at = from;
+        for _ in 0..self.nodes.len() {
+            if at == to {
+                return true;
+            }
+            let Some(link) = self.nodes[at].engine.routes().next_hop(&dst) else { return false };
+            let Some(end) = self.nodes[at].links.get(link.0 as usize) else { return false };
+            if !end.up || !self.nodes[end.peer_node].alive {
+                return false;
+            }
+            at = end.peer_node;
+        }
+        false
+    }
+
+    /// Of up to `samples` random pairs of live nodes, how many reach each
+    /// other along the routes (every pair when the mesh is small).
+    pub fn reachability(&mut self, samples: usize) -> (usize, usize) {
+        let live: Vec<usize> = (0..self.nodes.len()).filter(|i| self.nodes[*i].alive).collect();
+        let mut pairs = Vec::new();
+        if live.len() * live.len() <= samples {
+            for &a in &live {
+                for &b in &live {
+                    if a != b {
+                        pairs.push((a, b));
+                    }
+                }
+            }
+        } else {
+            while pairs.len() < samples {
+                let (a, b) =
+                    (live[self.rng.usize(..live.len())], live[self.rng.usize(..live.len())]);
+                if a != b {
+                    pairs.push((a, b));
+                }
+            }
+        }
+        let ok = pairs.iter().filter(|(a, b)| self.reaches(*a, *b)).count();
+        (ok, pairs.len())
+    }
+
+    /// Whether the live nodes are still one connected graph.
+    pub fn connected(&self) -> bool {
+        let live: Vec<usize> = (0..self.nodes.len()).filter(|i| self.nodes[*i].alive).collect();
+        let Some(&first) = live.first() else { return true };
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack = vec![first];
+        seen[first] = true;
+        while let Some(i) = stack.pop() {
+            for (p, _) in self.neighbours(i) {
+                if self.nodes[p].alive && !seen[p] {
+                    seen[p] = true;
+                    stack.push(p);
+                }
+            }
+        }
+        live.iter().all(|i| seen[*i])
+    }
+
+    /// Total links (undirected) that are up.
+    pub fn edges(&self) -> usize {
+        self.nodes.iter().map(|n| n.links.iter().filter(|e| e.up).count()).sum::<usize>() / 2
+    }
+}
+
+/// Per-message size of an announcement as relayed (`0x01` with IPv4).
+pub const ANNOUNCE_BYTES: usize = wire::LEN_PREFIX + 23;
+
+#[cfg(test)]
+#[path = "sim_tests.rs"]
+mod tests;
