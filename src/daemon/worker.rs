@@ -335,8 +335,10 @@ impl Worker {
         };
         let mut count = 0u64;
         let mut bad = Vec::new();
+        let mut announced = false;
         while let Some(msg) = rx.next_message() {
             count += 1;
+            announced |= msg.get(2) == Some(&crate::core::wire::kind::DIRECT_ANNOUNCE);
             if let Verdict::Malformed(e) = engine.handle_message(&ctx, msg, now, &mut out) {
                 bad.push(e);
             }
@@ -346,6 +348,9 @@ impl Worker {
         };
         link.rx = rx;
         link.stats.messages_in.fetch_add(count, Ordering::Relaxed);
+        if announced {
+            link.note_announce(now.mono);
+        }
         let mut exhausted = false;
         for e in &bad {
             if !link.charge_error() {
@@ -490,7 +495,7 @@ impl Worker {
 
     fn tick(&mut self, now: u64) {
         let settings = &self.shared.settings;
-        let (hs_timeout, silence) = (settings.handshake_timeout, settings.silence_timeout);
+        let (hs_timeout, interval) = (settings.handshake_timeout, settings.announce_interval);
         for slot in self.links.occupied() {
             let Some(link) = self.links.get(slot) else {
                 continue;
@@ -500,8 +505,12 @@ impl Worker {
                 State::Handshaking if now.saturating_sub(link.created) > hs_timeout => {
                     self.close(slot, &format!("handshake timed out after {} s", hs_timeout / 1000));
                 }
-                State::Up(_) if now.saturating_sub(link.last_rx) > silence => {
-                    self.close(slot, &format!("nothing received for {} s", silence / 1000));
+                State::Up(_) if now.saturating_sub(link.last_rx) > link.silence_limit(interval) => {
+                    let limit = link.silence_limit(interval);
+                    self.close(
+                        slot,
+                        &format!("nothing received for {:.1} s", limit as f64 / 1000.0),
+                    );
                 }
                 _ => {
                     link.rx.shrink(64 * 1024);
