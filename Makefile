@@ -4,7 +4,7 @@
 #   make test         the whole test suite (namespace tests need root)
 #   make demo         a three-node mesh in network namespaces (root)
 #   make install      PREFIX=/usr/local DESTDIR= (binaries, man pages,
-#                     example configuration, systemd unit)
+#                     example configuration, systemd unit; run make first)
 #   make bench        criterion benchmarks of the hot paths
 #   make bench-net    iperf3 through invpnd and peer VPNs (root)
 #   make bench-failover  outage when a relay crashes or is cut off (root)
@@ -53,7 +53,10 @@ bench-net: build
 bench-failover: deps build
 	scripts/bench-failover.sh -r 5
 
-install: build
+# install does not build (root often has no Rust toolchain): make, then
+# make install.
+install:
+	@for b in $(BINARIES); do test -x target/release/$$b || { echo "target/release/$$b missing: run make first"; exit 1; }; done
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	for b in $(BINARIES); do install -m 0755 target/release/$$b $(DESTDIR)$(SBINDIR)/$$b; done
 	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/

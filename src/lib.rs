@@ -11,5 +11,6 @@ pub mod core;
 pub mod daemon;
 pub mod logging;
 pub mod pki;
+pub mod sim;
 pub mod sys;
 pub mod tls;

@@ -254,6 +254,17 @@ fn usr2_restarts_in_place_keeping_the_interface() {
     assert!(wait_until(5, || b.log_count("link up:") >= 2), "did not relink");
     // the up program is not run again
     assert_eq!(b.log_count("up program"), 1);
+    // a restart with a broken configuration is refused; the node stays
+    let good = std::fs::read_to_string(&b.conf).unwrap();
+    std::fs::write(&b.conf, format!("{good}\n[network]\nport=0\n")).unwrap();
+    b.signal("USR2");
+    assert!(b.wait_log(10, "restart refused"), "{}", b.log_text());
+    assert_eq!(b.log_count("restarted in place"), 1);
+    assert!(lab.ping(1, "198.19.0.1"));
+    // SIGUSR1 writes the state to the log
+    b.signal("USR1");
+    assert!(b.wait_log(10, "status: link peer=02:50:56:00:00:01"), "{}", b.log_text());
+    std::fs::write(&b.conf, good).unwrap();
     assert_eq!(b.stop(), Some(0));
 }
 

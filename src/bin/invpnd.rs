@@ -63,20 +63,31 @@ fn main() -> ExitCode {
         invpn::logging::init(m.opt_count("v"));
     }
 
-    let cfg = match config::load(&path) {
-        Ok(c) => c,
-        Err(e) => {
+    // In check mode everything goes to the terminal; running, to the log
+    // (standard error, or the journal with its priorities), once.
+    let fail = |e: &dyn std::fmt::Display| {
+        if check {
             eprintln!("invpnd: {e}");
-            return ExitCode::from(1);
+        } else {
+            log::error!("{e}");
         }
+        ExitCode::from(1)
+    };
+    let mut cfg = match config::load(&path) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
     };
     let material = match Material::load(&cfg.ssl, rustls::pki_types::UnixTime::now()) {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!("invpnd: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return fail(&e),
     };
+    if cfg.network.init.iter().any(|s| s.mac == material.mac) {
+        cfg.warnings.push(format!(
+            "{}: [network] init names this node's own MAC {}; that seed is ignored",
+            cfg.path.display(),
+            material.mac
+        ));
+    }
     if check {
         print_check(&cfg, &material);
         return ExitCode::SUCCESS;
@@ -87,11 +98,7 @@ fn main() -> ExitCode {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(&args[0]));
     match daemon::run(cfg, material, Options { tunfd, exe, args: args[1..].to_vec() }) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            eprintln!("invpnd: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => fail(&e),
     }
 }
 

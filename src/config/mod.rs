@@ -245,8 +245,22 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
             Ok(m) if (576..=65000).contains(&m) => Ok(m),
             _ => Err(format!("{v:?} is not an MTU between 576 and 65000")),
         })?,
-        up: r.optional_path("interface", "up")?,
+        up: r.get("interface", "up", None, |v| {
+            let p = r.resolve(v)?;
+            use std::os::unix::fs::PermissionsExt;
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(Some(p)),
+                Ok(_) => Err(format!("{} is not an executable file", p.display())),
+                Err(e) => Err(format!("{}: {e}", p.display())),
+            }
+        })?,
     };
+    if network.max_links == 0 {
+        r.warnings.push(format!(
+            "{}: [network] max_links is 0: this node dials nobody and waits for others",
+            path.display()
+        ));
+    }
     if interface.mtu < 1280 {
         r.warnings.push(format!(
             "{}: [interface] mtu {} is below 1280: IPv6 will not work over the mesh",
@@ -262,7 +276,9 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
             }
             match v.parse::<usize>() {
                 Ok(n) if n <= crate::core::LinkId::MAX_WORKERS => Ok(n),
-                _ => Err(format!("{v:?}: expected `auto` or a number of threads (1-256)")),
+                _ => Err(format!(
+                    "{v:?}: expected `auto`, 0 (one per CPU) or a number of threads up to 256"
+                )),
             }
         })?,
     };

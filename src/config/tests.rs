@@ -46,14 +46,14 @@ fn everything_set() {
     let c = load_text(&format!(
         "{MINIMAL}[network]\nbind=[fd00::1]\ninit=02:50:56:00:00:01@198.18.0.1:1, 02:50:56:00:00:02@[fd00::2]:2\n\
          no_relay=yes\nmax_links=8\nannounce_interval=1s\nroute_ttl=30s\nmax_clock_skew=10s\n\
-         [interface]\nname=mesh0\nmtu=9000\nup=up.sh\n[control]\nsocket=/tmp/x.sock\n[performance]\nworkers=2\n"
+         [interface]\nname=mesh0\nmtu=9000\nup=/bin/true\n[control]\nsocket=/tmp/x.sock\n[performance]\nworkers=2\n"
     ))
     .unwrap();
     assert_eq!(c.network.bind, Some("fd00::1".parse().unwrap()));
     assert_eq!(c.network.init.len(), 2);
     assert!(c.network.no_relay && !c.network.listening());
     assert_eq!(c.network.max_links, 8);
-    assert_eq!(c.interface.up, Some(PathBuf::from("/etc/invpn/up.sh")));
+    assert_eq!(c.interface.up, Some(PathBuf::from("/bin/true")));
     assert_eq!(c.interface.mtu, 9000);
     assert_eq!(c.performance.workers, 2);
 }
@@ -72,6 +72,8 @@ fn bad_values_name_file_line_and_key() {
         ("[interface]\nmtu=70000\n", ":6: [interface] mtu:"),
         ("[interface]\nname=a-very-long-interface-name\n", ":6: [interface] name:"),
         ("[performance]\nworkers=many\n", ":6: [performance] workers:"),
+        ("[interface]\nup=missing.sh\n", ":6: [interface] up: /etc/invpn/missing.sh: No such file"),
+        ("[interface]\nup=/etc/passwd\n", ":6: [interface] up: /etc/passwd is not an executable"),
         ("[network]\nport=1\nport=2\n", ":7: [network] port: given twice (first on line 6)"),
         ("[network\n", ":5: unclosed section"),
     ];

@@ -47,7 +47,15 @@ pub fn parse_seed(s: &str, default_port: u16) -> Result<Seed, String> {
         return Err(bad("a node's MAC must be unicast and not all zero"));
     }
     let addr = addr.trim();
+    // 0.4 split `ADDR:PORT` at the last colon, brackets or not: an
+    // unbracketed IPv6 address followed by a port means what it meant there.
+    let unbracketed_v6 = addr.rsplit_once(':').and_then(|(ip, port)| {
+        let ip = ip.parse::<std::net::Ipv6Addr>().ok()?;
+        Some(SocketAddr::new(IpAddr::V6(ip), port.parse::<u16>().ok()?))
+    });
     let sock = if let Ok(sa) = addr.parse::<SocketAddr>() {
+        sa
+    } else if let Some(sa) = unbracketed_v6.filter(|_| !addr.starts_with('[')) {
         sa
     } else if let Ok(ip) = addr.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
         SocketAddr::new(ip, default_port)
@@ -98,8 +106,11 @@ mod tests {
         assert_eq!(s.addr, "[fd00::1]:5".parse().unwrap());
         let s = parse_seed("02:50:56:00:00:01@198.18.0.1", 41744).unwrap();
         assert_eq!(s.addr.port(), 41744);
-        let s = parse_seed("02:50:56:00:00:01@fd00::1", 41744).unwrap();
-        assert_eq!(s.addr, "[fd00::1]:41744".parse().unwrap());
+        // as 0.4 read it: the part after the last colon is the port
+        let s = parse_seed("02:50:56:00:00:01@fd00::1:47741", 41744).unwrap();
+        assert_eq!(s.addr, "[fd00::1]:47741".parse().unwrap());
+        let s = parse_seed("02:50:56:00:00:01@fd00::", 41744).unwrap();
+        assert_eq!(s.addr, "[fd00::]:41744".parse().unwrap());
         for bad in [
             "198.18.0.1:1",
             "zz@198.18.0.1:1",

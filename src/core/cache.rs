@@ -70,11 +70,17 @@ impl NodeCache {
         gone
     }
 
+    /// Gives entries read without a date (0.4's cache has none) the date
+    /// `now`, so that they age like the others.
+    pub fn date_undated(&mut self, now: u64) {
+        self.entries.values_mut().filter(|e| e.seen == 0).for_each(|e| e.seen = now);
+    }
+
     /// Drops entries older than [`MAX_AGE`] and the oldest beyond
     /// [`MAX_ENTRIES`]; returns how many went.
     pub fn prune(&mut self, now: u64) -> usize {
         let before = self.entries.len();
-        self.entries.retain(|_, e| e.seen == 0 || now.saturating_sub(e.seen) <= MAX_AGE);
+        self.entries.retain(|_, e| now.saturating_sub(e.seen) <= MAX_AGE);
         if self.entries.len() > MAX_ENTRIES {
             let mut by_age: Vec<(u64, Mac)> =
                 self.entries.iter().map(|(m, e)| (e.seen, *m)).collect();
@@ -241,6 +247,10 @@ mod tests {
         assert_eq!(e[0], (m(2), CacheEntry { addr: "198.18.0.2:47742".parse().unwrap(), seen: 0 }));
         assert_eq!(e[1].1.addr, "198.18.0.3:41744".parse().unwrap());
         assert_eq!(p.skipped.len(), 1, "0.4 caches hold garbage keys: {:?}", p.skipped);
+        let mut c = p.cache;
+        c.date_undated(500);
+        assert!(c.entries().all(|(_, e)| e.seen == 500));
+        assert_eq!(c.prune(500 + MAX_AGE + 1), 2, "undated entries age too");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crossbeam_channel::Receiver;
 use log::{debug, error, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use rustls::pki_types::{ServerName, UnixTime};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 use socket2::SockRef;
 
@@ -68,6 +68,10 @@ pub struct Supervisor {
     announce_now: bool,
     last_cache_write: u64,
     last_accept_error: u64,
+    /// The last dial error logged for each node, so that a node failing the
+    /// same way again and again is logged once (at warning level).
+    dial_errors: HashMap<Mac, String>,
+    next_prune: u64,
 }
 
 impl Supervisor {
@@ -81,7 +85,7 @@ impl Supervisor {
         cfg: Config,
         material: Arc<Material>,
         mut listener: Option<mio::net::TcpListener>,
-        cache: NodeCache,
+        mut cache: NodeCache,
     ) -> std::io::Result<Supervisor> {
         let server_cfg = material
             .server_config()
@@ -89,13 +93,15 @@ impl Supervisor {
         if let Some(l) = listener.as_mut() {
             poll.registry().register(l, LISTENER, Interest::READABLE)?;
         }
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR2])?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let me = material.mac;
         let mut dialer = Dialer::new(me, cfg.network.max_links, fastrand::u64(..));
         for s in &cfg.network.init {
             dialer.add_seed(s.mac, s.addr);
         }
+        // Entries without a date (from a 0.4 cache) age from now on.
+        cache.date_undated(crate::daemon::clock::unix_ms() / 1000);
         for (mac, e) in cache.entries() {
             dialer.learn(mac, e.addr, 0);
         }
@@ -128,6 +134,8 @@ impl Supervisor {
             announce_now: true,
             last_cache_write: 0,
             last_accept_error: 0,
+            dial_errors: HashMap::new(),
+            next_prune: 600_000,
         })
     }
 
@@ -167,7 +175,12 @@ impl Supervisor {
                         for sig in sigs {
                             match sig {
                                 SIGHUP => self.reload(),
-                                SIGUSR2 => return Exit::Restart,
+                                SIGUSR2 => {
+                                    if self.restart_ok() {
+                                        return Exit::Restart;
+                                    }
+                                }
+                                SIGUSR1 => self.log_status(),
                                 _ => {
                                     info!("signal {sig}: stopping");
                                     return Exit::Stop;
@@ -200,9 +213,10 @@ impl Supervisor {
         let now = self.shared.clock.now();
         self.shared.engine.tick(now);
         self.next_tick = now.mono + 1000;
-        // Write the cache when it changed (at most every 2 s), and refresh
-        // its timestamps every 10 minutes.
-        if now.mono.saturating_sub(self.last_cache_write) >= 600_000 {
+        // Write the cache when it changed (at most every 2 s); every 10
+        // minutes drop stale entries and write the refreshed timestamps.
+        if now.mono >= self.next_prune {
+            self.next_prune = now.mono + 600_000;
             self.cache.prune(now.unix_ms / 1000);
             self.cache.touch();
         }
@@ -234,7 +248,7 @@ impl Supervisor {
         let stream = match net::connect(d.addr, &self.tuning) {
             Ok(s) => s,
             Err(e) => {
-                debug!("dial {}@{}: {e}", d.mac, d.addr);
+                self.dial_failed(d.mac, d.addr, &e.to_string());
                 self.dialer.failed(d.mac, now);
                 return;
             }
@@ -336,10 +350,11 @@ impl Supervisor {
                 }
                 self.link_stats.insert(id, stats);
                 self.dialer.linked(peer);
+                self.dial_errors.remove(&peer);
                 self.announce_now = true;
             }
-            ToSupervisor::LinkDown { id, peer: _, origin, reason: _, was_self } => {
-                self.pending.remove(&id);
+            ToSupervisor::LinkDown { id, peer: _, origin, reason, was_self } => {
+                let pending = self.pending.remove(&id);
                 self.link_stats.remove(&id);
                 if let Some(info) = self.links.remove(id) {
                     if self.links.to_peer(&info.peer).is_none() {
@@ -350,6 +365,9 @@ impl Supervisor {
                     if was_self {
                         self.dialer.is_self(mac);
                     } else if self.links.to_peer(&mac).is_none() {
+                        if let Some((_, addr)) = pending {
+                            self.dial_failed(mac, addr, &reason);
+                        }
                         self.dialer.failed(mac, now.mono);
                     } else {
                         self.dialer.linked(mac);
@@ -392,12 +410,15 @@ impl Supervisor {
                 ));
             }
             let server_cfg = material.server_config().map_err(|e| e.to_string())?;
-            let fixed = needs_restart(&self.cfg, &new);
-            if !fixed.is_empty() {
+            let (in_place, full) = needs_restart(&self.cfg, &new);
+            if !in_place.is_empty() {
                 warn!(
-                    "reload: these settings change only on restart (SIGUSR2): {}",
-                    fixed.join(", ")
+                    "reload: {} take effect on a restart in place (SIGUSR2)",
+                    in_place.join(", ")
                 );
+            }
+            if !full.is_empty() {
+                warn!("reload: {} take effect only after a full stop and start", full.join(", "));
             }
             let material = Arc::new(material);
             self.material = material.clone();
@@ -425,6 +446,75 @@ impl Supervisor {
         notify("READY=1");
     }
 
+    fn dial_failed(&mut self, mac: Mac, addr: SocketAddr, reason: &str) {
+        if self.dial_errors.get(&mac).map(String::as_str) == Some(reason) {
+            debug!("cannot link to {mac} at {addr}: {reason}");
+        } else {
+            warn!("cannot link to {mac} at {addr}: {reason} (retrying with back-off)");
+            self.dial_errors.insert(mac, reason.to_string());
+        }
+    }
+
+    /// SIGUSR2: the new process must be able to start, or the node would
+    /// lose its interface. Checks the configuration and TLS material first.
+    fn restart_ok(&self) -> bool {
+        let check = config::load(&self.cfg.path)
+            .map_err(|e| e.to_string())
+            .and_then(|c| Material::load(&c.ssl, UnixTime::now()).map_err(|e| e.to_string()));
+        match check {
+            Ok(m) if m.mac == self.material.mac => true,
+            Ok(m) => {
+                error!(
+                    "restart refused: the certificate is now for {}, this node is {}",
+                    m.mac, self.material.mac
+                );
+                false
+            }
+            Err(e) => {
+                error!("restart refused, the running daemon stays: {e}");
+                false
+            }
+        }
+    }
+
+    /// SIGUSR1: writes the node's state to the log.
+    fn log_status(&self) {
+        let e = &self.shared.engine;
+        info!(
+            "status: mac={} links={} routes={} cached_nodes={} known_nodes={}",
+            e.me(),
+            self.links.len(),
+            e.routes().len(),
+            self.cache.len(),
+            self.dialer.known()
+        );
+        for (l, s) in self.links() {
+            let (rx, tx) = s.map_or((0, 0), |s| {
+                (
+                    s.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+                    s.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            });
+            info!(
+                "status: link peer={} addr={} dir={} proto={} bytes_in={rx} bytes_out={tx}",
+                l.peer,
+                l.addr,
+                if l.outbound { "out" } else { "in" },
+                if l.ext { "invpnd" } else { "invpn-0.4" }
+            );
+        }
+        let stats = e.stats();
+        let drops: Vec<String> = crate::core::stats::DropReason::ALL
+            .iter()
+            .filter(|r| stats.drops(**r) > 0)
+            .map(|r| format!("{}={}", r.label(), stats.drops(*r)))
+            .collect();
+        info!(
+            "status: drops {}",
+            if drops.is_empty() { "none".to_string() } else { drops.join(" ") }
+        );
+    }
+
     /// The established links and their counters (for the control socket).
     pub fn links(&self) -> Vec<(LinkInfo, Option<Arc<LinkStats>>)> {
         self.links
@@ -438,11 +528,12 @@ impl Supervisor {
     }
 }
 
-/// The names of settings that differ between two configurations and apply
-/// only at start.
-pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+/// Settings that differ between two configurations and cannot change
+/// while the daemon runs: those a restart in place (SIGUSR2) applies, and
+/// those that need a full stop and start (the interface is kept by USR2).
+pub fn needs_restart(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'static str>) {
     let (o, n) = (&old.network, &new.network);
-    let checks = [
+    let in_place = [
         ("[network] port", o.port != n.port),
         ("[network] bind", o.bind != n.bind),
         ("[network] cache", o.cache != n.cache),
@@ -451,11 +542,14 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("[network] announce_interval", o.announce_interval != n.announce_interval),
         ("[network] route_ttl", o.route_ttl != n.route_ttl),
         ("[network] max_clock_skew", o.max_clock_skew != n.max_clock_skew),
-        ("[interface] name", old.interface.name != new.interface.name),
         ("[interface] mtu", old.interface.mtu != new.interface.mtu),
-        ("[interface] up", old.interface.up != new.interface.up),
         ("[control] socket", old.control.socket != new.control.socket),
         ("[performance] workers", old.performance.workers != new.performance.workers),
     ];
-    checks.iter().filter(|(_, changed)| *changed).map(|(n, _)| *n).collect()
+    let full = [
+        ("[interface] name", old.interface.name != new.interface.name),
+        ("[interface] up", old.interface.up != new.interface.up),
+    ];
+    let pick = |v: &[(&'static str, bool)]| v.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
+    (pick(&in_place), pick(&full))
 }

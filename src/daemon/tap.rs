@@ -51,11 +51,19 @@ impl Tap {
     }
 
     /// Adopts a TAP already open on `fd` (from `--tunfd`, after a restart in
-    /// place): same interface, still up, addresses kept.
-    pub fn adopt(fd: RawFd, mac: Mac) -> Result<Tap, TapError> {
+    /// place): same interface, still up, addresses kept; the MTU is set if
+    /// the configuration changed it.
+    pub fn adopt(fd: RawFd, mac: Mac, mtu: u16) -> Result<Tap, TapError> {
         let dev = crate::sys::adopt_tap(fd)
             .map_err(|e| TapError(format!("--tunfd {fd}: not an open TAP interface: {e}")))?;
-        let tap = Tap::describe(dev)?;
+        let mut tap = Tap::describe(dev)?;
+        if tap.mtu != mtu {
+            tap.dev
+                .set_mtu(mtu)
+                .map_err(|e| TapError(format!("{}: cannot set MTU {mtu}: {e}", tap.name)))?;
+            info!("{}: MTU changed from {} to {mtu}", tap.name, tap.mtu);
+            tap.mtu = mtu;
+        }
         let have =
             tap.dev.mac_address().map(Mac).map_err(|e| TapError(format!("{}: {e}", tap.name)))?;
         if have != mac {
