@@ -17,9 +17,9 @@ MANDIR      ?= $(PREFIX)/share/man
 SYSCONFDIR  ?= /etc
 UNITDIR     ?= /lib/systemd/system
 CARGO       ?= cargo
-BINARIES    := invpnd
+BINARIES    := invpnd invpnctl
 MAN5        := man/invpn.conf.5
-MAN8        := man/invpnd.8
+MAN8        := man/invpnd.8 man/invpnctl.8
 PEER_BENCH  ?= ../shared/bench/peer-bench.sh
 
 .PHONY: all build test demo install uninstall bench bench-net bench-failover lint clean deps

@@ -12,8 +12,9 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 BIN=${INVPND:-$PWD/target/release/invpnd}
+CTL=${INVPNCTL:-$PWD/target/release/invpnctl}
 [ "$(id -u)" = 0 ] || { echo "demo: needs root (network namespaces and TAP interfaces)" >&2; exit 1; }
-[ -x "$BIN" ] || { echo "demo: no $BIN (run make)" >&2; exit 1; }
+[ -x "$BIN" ] && [ -x "$CTL" ] || { echo "demo: no $BIN or $CTL (run make)" >&2; exit 1; }
 
 TAG=ivd$$
 NAMES=(A B C)
@@ -55,22 +56,13 @@ for i in 0 1 2; do
     echo "node ${NAMES[$i]}: namespace $ns, underlay 198.18.10.$((i + 1)), MAC ${MACS[$i]}"
 done
 
-say "certificates: a CA and one certificate per node (CN = the node's MAC)"
-(
-    cd "$WORK"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-        -subj "/CN=invpnd demo CA" -keyout ca.key -out ca.crt \
-        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-    printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n' > node.ext
-    for i in 0 1 2; do
-        n=${NAMES[$i]}
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-            -subj "/CN=${MACS[$i]}" -keyout "$n.key" -out "$n.csr"
-        openssl x509 -req -in "$n.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
-            -extfile node.ext -out "$n.crt"
-    done
-) >"$WORK/openssl.log" 2>&1 || { cat "$WORK/openssl.log"; exit 1; }
-ls "$WORK"/*.crt
+say "certificates with invpnctl: a CA and one certificate per node (CN = the node's MAC)"
+"$CTL" ca new --dir "$WORK/ca" --name "invpnd demo CA" --days 1
+for i in 0 1 2; do
+    "$CTL" cert new --ca-dir "$WORK/ca" --mac "${MACS[$i]}" --out "$WORK/${NAMES[$i]}" --days 1
+done
+cp "$WORK/ca/ca.crt" "$WORK/ca.crt"
+"$CTL" cert show "$WORK/A.crt"
 
 say "starting invpnd on each node (B and C know only A)"
 for i in 0 1 2; do
@@ -144,6 +136,20 @@ if command -v iperf3 >/dev/null 2>&1; then
     wait "$srv" 2>/dev/null || true
 else
     echo "(iperf3 not installed: throughput skipped)"
+fi
+
+say "the mesh seen from A (invpnctl over A's control socket)"
+"$CTL" --socket "$WORK/A.sock" status
+echo
+"$CTL" --socket "$WORK/A.sock" links
+echo
+"$CTL" --socket "$WORK/A.sock" routes
+say "invpnctl trace: every node answers with its links and routes"
+"$CTL" --socket "$WORK/A.sock" trace --wait 1
+say "invpnctl graph (Graphviz)"
+"$CTL" --socket "$WORK/A.sock" graph --wait 1 | tee "$WORK/mesh.dot"
+if command -v dot >/dev/null 2>&1; then
+    dot -Tsvg "$WORK/mesh.dot" -o "$WORK/mesh.svg" && echo "rendered: $WORK/mesh.svg"
 fi
 
 say "logs"

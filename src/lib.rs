@@ -7,7 +7,9 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
+pub mod control;
 pub mod core;
+pub mod ctl;
 pub mod daemon;
 pub mod logging;
 pub mod pki;

@@ -5,9 +5,8 @@
 use std::fmt;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
-    SignatureAlgorithm,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SerialNumber, SignatureAlgorithm,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -186,25 +185,31 @@ pub fn new_request(mac: Mac, key: KeyType) -> Result<(String, String), PkiError>
 }
 
 /// Signs a certificate signing request (from `invpnctl cert request` or
-/// openssl) as a node certificate: its CN must be a MAC. Whatever else the
-/// request asks for is replaced by invpnd's node profile (v3, CA:FALSE,
-/// TLS client and server use). Returns the certificate PEM and the MAC.
+/// openssl) as a node certificate: its signature must verify and its CN
+/// must be a MAC. Whatever else the request asks for (extensions included)
+/// is replaced by invpnd's node profile: X.509 v3, CA:FALSE, TLS client and
+/// server use. Returns the certificate PEM and the MAC.
 pub fn sign_request(
     ca: &CertAndKey,
     csr_pem: &str,
     validity: Validity,
 ) -> Result<(String, Mac), PkiError> {
-    let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-        .map_err(|e| PkiError(format!("not a valid certificate signing request: {e}")))?;
-    let cn = csr
-        .params
-        .distinguished_name
-        .get(&DnType::CommonName)
-        .and_then(|v| match v {
-            rcgen::DnValue::PrintableString(s) => Some(s.to_string()),
-            rcgen::DnValue::Utf8String(s) => Some(s.clone()),
-            _ => None,
-        })
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::prelude::FromDer;
+    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .map_err(|e| PkiError(format!("not a PEM certificate signing request: {e}")))?;
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
+            .map_err(|e| PkiError(format!("not a valid certificate signing request: {e}")))?;
+    csr.verify_signature().map_err(|_| {
+        PkiError("the request's signature does not verify (corrupt or forged)".into())
+    })?;
+    let info = &csr.certification_request_info;
+    let cn = info
+        .subject
+        .iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok())
         .ok_or_else(|| PkiError("the request has no Common Name".into()))?;
     let mac: Mac = cn
         .parse()
@@ -212,10 +217,149 @@ pub fn sign_request(
     if !mac.is_node_address() {
         return Err(PkiError(format!("the request's Common Name {mac} is not a unicast MAC")));
     }
+    let key = rcgen::SubjectPublicKeyInfo::from_der(info.subject_pki.raw)
+        .map_err(|e| PkiError(format!("the request's public key is not supported: {e}")))?;
     let cert = node_params(&mac.to_string(), validity)
-        .signed_by(&csr.public_key, &issuer(ca)?)
+        .signed_by(&key, &issuer(ca)?)
         .map_err(err("signing the request"))?;
     Ok((cert.pem(), mac))
+}
+
+/// Reads a CA from `dir/ca.crt` and `dir/ca.key`. The key may be PKCS#8
+/// (invpnctl, modern openssl), PKCS#1 RSA or SEC1 EC (older openssl, as
+/// 0.4's instructions made them).
+pub fn load_ca(dir: &std::path::Path) -> Result<CertAndKey, PkiError> {
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read_to_string(&p)
+            .map_err(|e| PkiError(format!("{}: cannot read: {e}", p.display())))
+    };
+    let cert_pem = read("ca.crt")?;
+    let key_pem = read("ca.key")?;
+    let key_pem = to_pkcs8_pem(&key_pem)
+        .map_err(|e| PkiError(format!("{}: {e}", dir.join("ca.key").display())))?;
+    let info = crate::tls::CertInfo::from_der(
+        &<rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::from_pem_slice(
+            cert_pem.as_bytes(),
+        )
+        .map_err(|e| PkiError(format!("{}: no certificate: {e}", dir.join("ca.crt").display())))?,
+    )
+    .map_err(|e| PkiError(format!("{}: {e}", dir.join("ca.crt").display())))?;
+    if !info.is_ca {
+        return Err(PkiError(format!(
+            "{}: not a CA certificate (basicConstraints CA:TRUE missing)",
+            dir.join("ca.crt").display()
+        )));
+    }
+    let ck = CertAndKey { cert_pem, key_pem };
+    issuer(&ck).map_err(|e| PkiError(format!("{}: {e}", dir.display())))?;
+    Ok(ck)
+}
+
+/// Converts a PEM private key to PKCS#8 PEM (what ring, and so rcgen, reads).
+pub fn to_pkcs8_pem(pem: &str) -> Result<String, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::PrivateKeyDer;
+    let key = PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| format!("no private key found (PKCS#8, PKCS#1 or SEC1 PEM): {e}"))?;
+    let der = match &key {
+        PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+        PrivateKeyDer::Pkcs1(k) => {
+            pkcs8_wrap(&der_seq(&[&der_oid(OID_RSA), &[0x05, 0x00]]), k.secret_pkcs1_der())
+        }
+        PrivateKeyDer::Sec1(k) => {
+            let curve = sec1_curve(k.secret_sec1_der()).ok_or("SEC1 key without a named curve")?;
+            pkcs8_wrap(&der_seq(&[&der_oid(OID_EC), &curve]), k.secret_sec1_der())
+        }
+        _ => return Err("unsupported private key format".into()),
+    };
+    let b64 = base64_encode(&der);
+    let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END PRIVATE KEY-----\n");
+    Ok(out)
+}
+
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+
+fn der_len(n: usize) -> Vec<u8> {
+    match n {
+        0..=0x7f => vec![n as u8],
+        0x80..=0xff => vec![0x81, n as u8],
+        0x100..=0xffff => vec![0x82, (n >> 8) as u8, n as u8],
+        _ => vec![0x83, (n >> 16) as u8, (n >> 8) as u8, n as u8],
+    }
+}
+
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    v.extend(der_len(content.len()));
+    v.extend_from_slice(content);
+    v
+}
+
+fn der_seq(parts: &[&[u8]]) -> Vec<u8> {
+    der_tlv(0x30, &parts.concat())
+}
+
+fn der_oid(oid: &[u8]) -> Vec<u8> {
+    der_tlv(0x06, oid)
+}
+
+/// PrivateKeyInfo { version 0, algorithm, privateKey OCTET STRING }.
+fn pkcs8_wrap(alg: &[u8], key: &[u8]) -> Vec<u8> {
+    der_seq(&[&[0x02, 0x01, 0x00], alg, &der_tlv(0x04, key)])
+}
+
+/// Splits one DER TLV off `b`: (tag, value, rest).
+fn der_take(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = b.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 3 || rest.len() < n {
+            return None;
+        }
+        (rest[..n].iter().fold(0usize, |a, b| a << 8 | *b as usize), &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The named-curve OID (as a whole TLV) in the `[0]` field of a SEC1
+/// ECPrivateKey.
+fn sec1_curve(der: &[u8]) -> Option<Vec<u8>> {
+    let (0x30, mut body, _) = der_take(der)? else { return None };
+    while !body.is_empty() {
+        let (tag, value, rest) = der_take(body)?;
+        if tag == 0xa0 {
+            return Some(value.to_vec());
+        }
+        body = rest;
+    }
+    None
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A random locally-administered unicast MAC (`x2:...`, `x6:...`, ...).

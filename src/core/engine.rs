@@ -259,7 +259,8 @@ impl Engine {
             }
             Message::Broadcast(b) => {
                 if b.src == self.cfg.me {
-                    return self.dropped(DropReason::OwnSource);
+                    // our own broadcast, back through a loop of the mesh
+                    return self.dropped(DropReason::Own);
                 }
                 if !self.routes.contains(&b.src) {
                     return self.dropped(DropReason::UnknownSource);

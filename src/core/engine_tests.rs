@@ -241,7 +241,7 @@ fn broadcast_from_unknown_or_own_source_dropped() {
     assert_eq!(run(&e, &ls[0], &unknown).0, Verdict::Dropped(DropReason::UnknownSource));
     let mut own = Vec::new();
     encode_broadcast(&mut own, 5, &frame(Mac::BROADCAST, m(1), 60));
-    assert_eq!(run(&e, &ls[0], &own).0, Verdict::Dropped(DropReason::OwnSource));
+    assert_eq!(run(&e, &ls[0], &own).0, Verdict::Dropped(DropReason::Own));
     let mut future = Vec::new();
     encode_broadcast(&mut future, NOW.unix_ms + 120_000, &frame(Mac::BROADCAST, m(2), 60));
     assert_eq!(run(&e, &ls[0], &future).0, Verdict::Dropped(DropReason::FutureId));

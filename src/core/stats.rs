@@ -64,7 +64,7 @@ named_enum! {
         /// A neighbour's announcement through another link while its own
         /// link is alive (the direct copy is awaited).
         IndirectNeighbour = "indirect_neighbour",
-        /// Our own announcement or request came back.
+        /// Our own announcement, broadcast or request came back.
         Own = "own",
         /// A unicast whose route leads back where it came from.
         Loop = "loop",

@@ -6,6 +6,7 @@
 pub mod cache_file;
 pub mod channels;
 pub mod clock;
+pub mod control;
 pub mod link;
 pub mod net;
 pub mod notify;
@@ -24,7 +25,8 @@ use mio::{Poll, Waker};
 
 use self::channels::{SupervisorHandle, Wake, WorkerCtl, WorkerHandle, WorkerInbox};
 use self::clock::Clock;
-use self::supervisor::{Exit, Supervisor};
+use self::control::ControlServer;
+use self::supervisor::{Exit, NodeInfo, Parts, Supervisor};
 use self::tap::Tap;
 use crate::config::Config;
 use crate::core::stats::DropReason;
@@ -132,6 +134,12 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         None => Tap::create(&cfg.interface, me),
     }
     .map_err(|e| DaemonError(e.to_string()))?;
+    let control = ControlServer::bind(&cfg.control.socket).map_err(|e| {
+        DaemonError(format!(
+            "cannot create the control socket {}: {e}",
+            cfg.control.socket.display()
+        ))
+    })?;
     let listener = if cfg.network.listening() {
         let (l, addr) = net::listen(cfg.network.bind, cfg.network.port).map_err(|e| {
             let at = cfg.network.bind.map_or("every address".to_string(), |b| b.to_string());
@@ -229,16 +237,26 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     );
     warn_expiry(&material);
 
-    let mut sup = Supervisor::new(
-        sup_poll,
-        sup_rx,
-        sup_wake,
-        shared.clone(),
+    let info = NodeInfo {
+        interface: tap.name.clone(),
+        ifindex: tap.ifindex,
+        mtu: tap.mtu,
+        listen: listener.as_ref().map(|(_, a)| *a),
+        started: std::time::Instant::now(),
+        workers: n,
+    };
+    let mut sup = Supervisor::new(Parts {
+        poll: sup_poll,
+        rx: sup_rx,
+        wake: sup_wake,
+        shared: shared.clone(),
         cfg,
-        Arc::new(material),
-        listener.map(|(l, _)| l),
+        material: Arc::new(material),
+        listener: listener.map(|(l, _)| l),
+        control: Some(control),
         cache,
-    )
+        info,
+    })
     .map_err(err("starting the main loop"))?;
     notify::notify("READY=1");
     let exit = sup.run();

@@ -18,6 +18,7 @@ use socket2::SockRef;
 
 use super::cache_file;
 use super::channels::{Origin, ToSupervisor, Wake, WorkerCtl};
+use super::control::{ControlServer, PendingTrace};
 use super::link::LinkStats;
 use super::net::{self, TcpTuning};
 use super::notify::notify;
@@ -52,46 +53,80 @@ pub struct Supervisor {
     pub shared: Arc<Shared>,
     pub cfg: Config,
     pub material: Arc<Material>,
-    server_cfg: Arc<rustls::ServerConfig>,
-    listener: Option<mio::net::TcpListener>,
-    signals: Signals,
-    links: LinkTable,
-    link_stats: HashMap<LinkId, Arc<LinkStats>>,
-    pending: HashMap<LinkId, (Origin, SocketAddr)>,
+    pub(super) server_cfg: Arc<rustls::ServerConfig>,
+    pub(super) listener: Option<mio::net::TcpListener>,
+    pub(super) signals: Signals,
+    pub(super) links: LinkTable,
+    pub(super) link_stats: HashMap<LinkId, Arc<LinkStats>>,
+    pub(super) pending: HashMap<LinkId, (Origin, SocketAddr)>,
     pub dialer: Dialer,
     pub cache: NodeCache,
-    tuning: TcpTuning,
-    next_seq: u64,
-    next_worker: usize,
-    next_announce: u64,
-    next_tick: u64,
-    announce_now: bool,
-    last_cache_write: u64,
-    last_accept_error: u64,
+    pub(super) tuning: TcpTuning,
+    pub(super) next_seq: u64,
+    pub(super) next_worker: usize,
+    pub(super) next_announce: u64,
+    pub(super) next_tick: u64,
+    pub(super) announce_now: bool,
+    pub(super) last_cache_write: u64,
+    pub(super) last_accept_error: u64,
     /// The last dial error logged for each node, so that a node failing the
     /// same way again and again is logged once (at warning level).
-    dial_errors: HashMap<Mac, String>,
-    next_prune: u64,
+    pub(super) dial_errors: HashMap<Mac, String>,
+    pub(super) next_prune: u64,
+    pub(super) control: Option<ControlServer>,
+    pub(super) info: NodeInfo,
+    /// Traces under way: request id -> deadline and answers so far.
+    pub(super) traces: HashMap<u64, PendingTrace>,
+}
+
+/// What the supervisor is built from.
+pub struct Parts {
+    pub poll: Poll,
+    pub rx: Receiver<ToSupervisor>,
+    pub wake: Arc<Wake>,
+    pub shared: Arc<Shared>,
+    pub cfg: Config,
+    pub material: Arc<Material>,
+    pub listener: Option<mio::net::TcpListener>,
+    pub control: Option<ControlServer>,
+    pub cache: NodeCache,
+    pub info: NodeInfo,
+}
+
+/// Facts about the running node, for `status`.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub interface: String,
+    pub ifindex: u32,
+    pub mtu: u16,
+    pub listen: Option<SocketAddr>,
+    pub started: std::time::Instant,
+    pub workers: usize,
 }
 
 impl Supervisor {
-    /// Sets up the loop around an already bound listener.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        poll: Poll,
-        rx: Receiver<ToSupervisor>,
-        wake: Arc<Wake>,
-        shared: Arc<Shared>,
-        cfg: Config,
-        material: Arc<Material>,
-        mut listener: Option<mio::net::TcpListener>,
-        mut cache: NodeCache,
-    ) -> std::io::Result<Supervisor> {
+    /// Sets up the loop around an already bound listener and control socket.
+    pub fn new(p: Parts) -> std::io::Result<Supervisor> {
+        let Parts {
+            poll,
+            rx,
+            wake,
+            shared,
+            cfg,
+            material,
+            mut listener,
+            mut control,
+            mut cache,
+            info,
+        } = p;
         let server_cfg = material
             .server_config()
             .map_err(|e| std::io::Error::other(format!("TLS server setup: {e}")))?;
         if let Some(l) = listener.as_mut() {
             poll.registry().register(l, LISTENER, Interest::READABLE)?;
+        }
+        if let Some(c) = control.as_mut() {
+            c.register(poll.registry())?;
         }
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -107,7 +142,8 @@ impl Supervisor {
         }
         let interval = cfg.network.announce_interval;
         let tuning = TcpTuning {
-            user_timeout: interval * 3,
+            // never below a few retransmission timeouts
+            user_timeout: (interval * 3).max(Duration::from_secs(10)),
             keepalive: interval.max(Duration::from_secs(1)),
             notsent_lowat: 128 * 1024,
         };
@@ -136,6 +172,9 @@ impl Supervisor {
             last_accept_error: 0,
             dial_errors: HashMap::new(),
             next_prune: 600_000,
+            control,
+            info,
+            traces: HashMap::new(),
         })
     }
 
@@ -151,11 +190,16 @@ impl Supervisor {
                 self.tick();
             }
             self.dial();
-            let due =
-                [self.next_announce, self.next_tick, self.dialer.next_due().unwrap_or(u64::MAX)]
-                    .into_iter()
-                    .min()
-                    .unwrap_or(u64::MAX);
+            let trace_due = self.finish_traces().unwrap_or(u64::MAX);
+            let due = [
+                self.next_announce,
+                self.next_tick,
+                self.dialer.next_due().unwrap_or(u64::MAX),
+                trace_due,
+            ]
+            .into_iter()
+            .min()
+            .unwrap_or(u64::MAX);
             self.wake.going_to_sleep();
             let timeout =
                 if self.rx.is_empty() { due.saturating_sub(self.shared.clock.mono()) } else { 0 };
@@ -188,6 +232,7 @@ impl Supervisor {
                             }
                         }
                     }
+                    t if ControlServer::owns(t) => self.on_control(t, ev),
                     _ => {}
                 }
             }
@@ -382,9 +427,7 @@ impl Supervisor {
                 self.dialer.forget(mac);
                 self.cache.forget(&mac);
             }
-            ToSupervisor::Engine(Event::Health(report)) => {
-                debug!("health response from {} (no request pending)", report.responder);
-            }
+            ToSupervisor::Engine(Event::Health(report)) => self.trace_answer(report),
             ToSupervisor::Fatal(msg) => return Some(Exit::Fatal(msg)),
         }
         None

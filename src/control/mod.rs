@@ -1,0 +1,184 @@
+//! The control interface: JSON lines over a Unix socket (`[control]
+//! socket`, mode 0600). A client connects, sends one request line, reads one
+//! response line, and the daemon closes the connection.
+//!
+//!     -> {"cmd":"status"}
+//!     <- {"ok":true,"result":{...}}
+//!     -> {"cmd":"trace","wait_ms":2000}
+//!     <- {"ok":false,"error":"..."}
+
+pub mod client;
+pub mod dot;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request line accepted.
+pub const MAX_REQUEST: usize = 4096;
+/// Longest a trace may wait for answers (ms).
+pub const MAX_TRACE_WAIT: u64 = 60_000;
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    /// The node: identity, interface, counters.
+    Status,
+    /// Every link.
+    Links,
+    /// Every route.
+    Routes,
+    /// Floods a health request and collects the answers for `wait_ms`.
+    Trace { wait_ms: u64 },
+}
+
+/// The answer to a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub result: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+impl Response {
+    /// A successful answer.
+    pub fn ok(v: impl Serialize) -> Response {
+        match serde_json::to_value(v) {
+            Ok(v) => Response { ok: true, result: Some(v), error: None },
+            Err(e) => Response::err(format!("cannot encode the answer: {e}")),
+        }
+    }
+
+    /// A refusal.
+    pub fn err(msg: impl Into<String>) -> Response {
+        Response { ok: false, result: None, error: Some(msg.into()) }
+    }
+
+    /// One line of JSON, newline included.
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"ok":false,"error":"encoding failed"}"#.to_string());
+        s.push('\n');
+        s
+    }
+}
+
+/// Parses a request line, with an operator-readable error.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    let r: Request = serde_json::from_str(line.trim()).map_err(|e| {
+        if e.to_string().contains("unknown variant") {
+            format!("unknown request: {e}")
+        } else {
+            format!("bad request: {e}")
+        }
+    })?;
+    if let Request::Trace { wait_ms } = r {
+        if wait_ms == 0 || wait_ms > MAX_TRACE_WAIT {
+            return Err(format!("trace wait must be 1 to {MAX_TRACE_WAIT} ms, not {wait_ms}"));
+        }
+    }
+    Ok(r)
+}
+
+/// `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub mac: String,
+    pub interface: String,
+    pub ifindex: u32,
+    pub mtu: u16,
+    /// `None` when the node takes no connections.
+    pub listen: Option<String>,
+    pub uptime_secs: u64,
+    pub links: usize,
+    pub routes: usize,
+    pub cached_nodes: usize,
+    pub workers: usize,
+    pub counters: BTreeMap<String, u64>,
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// One entry of `links`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkEntry {
+    pub peer: String,
+    pub addr: String,
+    /// "in" or "out".
+    pub direction: String,
+    /// "invpnd" (ALPN invpn/2) or "invpn-0.4".
+    pub protocol: String,
+    pub uptime_secs: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub messages_in: u64,
+    pub queued_bytes: u64,
+    pub dropped: u64,
+    pub malformed: u64,
+}
+
+/// One entry of `routes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteEntry {
+    pub target: String,
+    pub next_hop: String,
+    /// The second path, if one is known.
+    pub alternative: Option<String>,
+    pub age_secs: u64,
+    /// The address the node announced, if any.
+    pub addr: Option<String>,
+}
+
+/// One node's answer to a trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceNode {
+    pub mac: String,
+    /// The node that asked (its own state, not an answer from the wire).
+    pub origin: bool,
+    pub links: Vec<String>,
+    /// (target, next hop) pairs.
+    pub routes: Vec<(String, String)>,
+    /// The nodes the request went through to reach this one.
+    pub request_path: Vec<String>,
+    /// This node, then each node that forwarded its answer.
+    pub answer_path: Vec<String>,
+}
+
+/// `trace`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trace {
+    pub request_id: u64,
+    pub waited_ms: u64,
+    pub nodes: Vec<TraceNode>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_or_explain() {
+        assert_eq!(parse_request(r#"{"cmd":"status"}"#), Ok(Request::Status));
+        assert_eq!(
+            parse_request("{\"cmd\":\"trace\",\"wait_ms\":500}\n"),
+            Ok(Request::Trace { wait_ms: 500 })
+        );
+        assert!(parse_request(r#"{"cmd":"reboot"}"#).unwrap_err().starts_with("unknown request"));
+        assert!(parse_request("status").unwrap_err().starts_with("bad request"));
+        assert!(parse_request(r#"{"cmd":"trace"}"#).unwrap_err().contains("wait_ms"));
+        assert!(parse_request(r#"{"cmd":"trace","wait_ms":0}"#).unwrap_err().contains("1 to"));
+    }
+
+    #[test]
+    fn responses_are_one_line() {
+        let l = Response::ok(vec![1, 2]).to_line();
+        assert_eq!(l, "{\"ok\":true,\"result\":[1,2]}\n");
+        let e = Response::err("no\nway").to_line();
+        assert_eq!(e.matches('\n').count(), 1);
+        let back: Response = serde_json::from_str(&e).unwrap();
+        assert_eq!(back.error.as_deref(), Some("no\nway"));
+    }
+}

@@ -1,0 +1,224 @@
+//! `invpnctl status | links | routes | trace | graph`: questions to the
+//! daemon over its control socket, printed for people (or as JSON).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use super::CtlError;
+use crate::control::{client, dot, LinkEntry, Request, RouteEntry, Status, Trace};
+
+/// Runs one query command.
+pub fn run(
+    cmd: &str,
+    args: &[String],
+    sock: &Path,
+    json: bool,
+    timeout: Duration,
+) -> Result<(), CtlError> {
+    let wait = wait_arg(cmd, args)?;
+    let req = match cmd {
+        "status" => Request::Status,
+        "links" => Request::Links,
+        "routes" => Request::Routes,
+        _ => Request::Trace { wait_ms: wait.as_millis() as u64 },
+    };
+    let patience = if matches!(req, Request::Trace { .. }) { wait + timeout } else { timeout };
+    let value = client::request(sock, &req, patience)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let text = match cmd {
+        "status" => format_status(&serde_json::from_value(value)?),
+        "links" => format_links(&serde_json::from_value::<Vec<LinkEntry>>(value)?),
+        "routes" => format_routes(&serde_json::from_value::<Vec<RouteEntry>>(value)?),
+        "trace" => format_trace(&serde_json::from_value(value)?),
+        _ => dot::render(&serde_json::from_value(value)?),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+fn wait_arg(cmd: &str, args: &[String]) -> Result<Duration, CtlError> {
+    let mut o = getopts::Options::new();
+    if cmd == "trace" || cmd == "graph" {
+        o.optopt("", "wait", "seconds to wait for answers", "S");
+    }
+    let m = o.parse(args).map_err(|e| CtlError(format!("{cmd}: {e}")))?;
+    if let Some(extra) = m.free.first() {
+        return Err(CtlError(format!("{cmd}: unexpected argument {extra:?}")));
+    }
+    let wait = if o.usage("").contains("--wait") { m.opt_str("wait") } else { None };
+    match wait {
+        None => Ok(Duration::from_secs(2)),
+        Some(s) => match s.parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 60.0 => Ok(Duration::from_secs_f64(v)),
+            _ => {
+                Err(CtlError(format!("--wait {s:?}: expected seconds, more than 0 and at most 60")))
+            }
+        },
+    }
+}
+
+fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h:02}h"),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < U.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+/// The `status` text.
+pub fn format_status(s: &Status) -> String {
+    let c = |k: &str| s.counters.get(k).copied().unwrap_or(0);
+    let drops: Vec<String> =
+        s.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+    let mut t = String::new();
+    t.push_str(&format!(
+        "node:         {} (invpnd {}, up {})\n",
+        s.mac,
+        s.version,
+        duration(s.uptime_secs)
+    ));
+    t.push_str(&format!("interface:    {} (ifindex {}, MTU {})\n", s.interface, s.ifindex, s.mtu));
+    t.push_str(&format!("listening:    {}\n", s.listen.as_deref().unwrap_or("no (no_incoming)")));
+    t.push_str(&format!(
+        "links:        {}   routes: {}   cached nodes: {}   workers: {}\n",
+        s.links, s.routes, s.cached_nodes, s.workers
+    ));
+    t.push_str(&format!(
+        "from TAP:     {} frames, {}\nto TAP:       {} frames, {}\n",
+        c("tap_frames_in"),
+        bytes(c("tap_bytes_in")),
+        c("tap_frames_out"),
+        bytes(c("tap_bytes_out"))
+    ));
+    t.push_str(&format!(
+        "forwarded:    {} frames   messages in: {}   announcements accepted: {}   unknown types: {}\n",
+        c("frames_forwarded"),
+        c("messages_in"),
+        c("announcements_accepted"),
+        c("unknown_types")
+    ));
+    t.push_str(&format!(
+        "drops:        {}\n",
+        if drops.is_empty() { "none".to_string() } else { drops.join(" ") }
+    ));
+    t
+}
+
+/// The `links` text.
+pub fn format_links(links: &[LinkEntry]) -> String {
+    let mut t = format!(
+        "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>7}\n",
+        "PEER", "ADDRESS", "DIR", "PROTOCOL", "UPTIME", "IN", "OUT", "QUEUED", "DROPPED"
+    );
+    for l in links {
+        t.push_str(&format!(
+            "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>7}\n",
+            l.peer,
+            l.addr,
+            l.direction,
+            l.protocol,
+            duration(l.uptime_secs),
+            bytes(l.bytes_in),
+            bytes(l.bytes_out),
+            bytes(l.queued_bytes),
+            l.dropped
+        ));
+    }
+    t.push_str(&format!("{} link(s)\n", links.len()));
+    t
+}
+
+/// The `routes` text.
+pub fn format_routes(routes: &[RouteEntry]) -> String {
+    let mut t = format!(
+        "{:<17}  {:<17}  {:<17}  {:>5}  {}\n",
+        "TARGET", "NEXT HOP", "SECOND PATH", "AGE", "ADDRESS"
+    );
+    for r in routes {
+        t.push_str(&format!(
+            "{:<17}  {:<17}  {:<17}  {:>5}  {}\n",
+            r.target,
+            r.next_hop,
+            r.alternative.as_deref().unwrap_or("-"),
+            duration(r.age_secs),
+            r.addr.as_deref().unwrap_or("-")
+        ));
+    }
+    t.push_str(&format!("{} route(s)\n", routes.len()));
+    t
+}
+
+/// The `trace` text: every node that answered, its links and routes, the
+/// path the request took to it and the path its answer took back.
+pub fn format_trace(tr: &Trace) -> String {
+    let origin = tr.nodes.iter().find(|n| n.origin).map(|n| n.mac.clone()).unwrap_or_default();
+    let mut t = String::new();
+    let answered: BTreeSet<&str> = tr.nodes.iter().map(|n| n.mac.as_str()).collect();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut links: BTreeSet<(String, String)> = BTreeSet::new();
+    for n in &tr.nodes {
+        for l in &n.links {
+            seen.insert(l);
+            let (a, b) =
+                if n.mac < *l { (n.mac.clone(), l.clone()) } else { (l.clone(), n.mac.clone()) };
+            links.insert((a, b));
+        }
+        t.push_str(&format!(
+            "{}{}\n  links ({}): {}\n  routes: {}\n",
+            n.mac,
+            if n.origin { " (this node)" } else { "" },
+            n.links.len(),
+            if n.links.is_empty() { "none".to_string() } else { n.links.join(", ") },
+            n.routes.len()
+        ));
+        if !n.origin {
+            let mut req = vec![origin.clone()];
+            req.extend(n.request_path.iter().cloned());
+            req.push(n.mac.clone());
+            let mut ans = n.answer_path.clone();
+            ans.push(origin.clone());
+            t.push_str(&format!(
+                "  request path: {}\n  answer path:  {}\n",
+                req.join(" -> "),
+                ans.join(" -> ")
+            ));
+        }
+    }
+    let silent: Vec<&str> = seen.difference(&answered).copied().collect();
+    t.push_str(&format!(
+        "{} node(s) answered within {} ms; {} link(s) seen",
+        tr.nodes.len(),
+        tr.waited_ms,
+        links.len()
+    ));
+    if silent.is_empty() {
+        t.push('\n');
+    } else {
+        t.push_str(&format!(
+            "; linked but silent (invpn 0.4, or unreachable): {}\n",
+            silent.join(", ")
+        ));
+    }
+    t
+}

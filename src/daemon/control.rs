@@ -1,0 +1,400 @@
+//! The control socket, daemon side: a Unix listener in the supervisor's
+//! event loop, one request per connection, answers built from the
+//! supervisor's state. A trace answers later, when its wait is over.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use log::{debug, info, warn};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Interest, Registry, Token};
+
+use super::channels::WorkerCtl;
+use super::supervisor::Supervisor;
+use crate::control::{
+    parse_request, LinkEntry, Request, Response, RouteEntry, Status, Trace, TraceNode, MAX_REQUEST,
+};
+use crate::core::stats::{Counter, DropReason};
+use crate::core::wire::HealthReport;
+
+/// Token of the control listener; clients get tokens from `CLIENTS` up.
+pub const LISTENER: Token = Token(3);
+const CLIENTS: usize = 1 << 20;
+/// Most clients served at once.
+const MAX_CLIENTS: usize = 32;
+/// How long a client may take to send its request (ms).
+const REQUEST_TIMEOUT: u64 = 5_000;
+
+struct Client {
+    stream: UnixStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    since: u64,
+    /// Waiting for the trace with this id.
+    trace: Option<u64>,
+}
+
+/// A trace under way.
+pub struct PendingTrace {
+    pub deadline: u64,
+    pub started: u64,
+    pub nodes: Vec<TraceNode>,
+}
+
+/// What the supervisor does with a request.
+pub enum Reply {
+    Now(Response),
+    /// Answer when the trace with this id is complete.
+    Later(u64),
+}
+
+/// The listening socket and its clients.
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+    clients: HashMap<Token, Client>,
+    next: usize,
+}
+
+impl ControlServer {
+    /// Binds the socket at `path` (mode 0600). A stale socket file is
+    /// replaced; a live one (another daemon answering) is an error.
+    pub fn bind(path: &Path) -> io::Result<ControlServer> {
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another process answers on this control socket (is invpnd already running?)",
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(ControlServer {
+            listener,
+            path: path.to_path_buf(),
+            clients: HashMap::new(),
+            next: CLIENTS,
+        })
+    }
+
+    /// Registers the listener with the supervisor's poll.
+    pub fn register(&mut self, r: &Registry) -> io::Result<()> {
+        r.register(&mut self.listener, LISTENER, Interest::READABLE)
+    }
+
+    /// Whether `t` is one of the control socket's tokens.
+    pub fn owns(t: Token) -> bool {
+        t == LISTENER || t.0 >= CLIENTS
+    }
+
+    fn accept(&mut self, r: &Registry, now: u64) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    if self.clients.len() >= MAX_CLIENTS {
+                        let _ = stream.write_all(
+                            Response::err("too many control clients").to_line().as_bytes(),
+                        );
+                        continue;
+                    }
+                    let t = Token(self.next);
+                    self.next = self.next.wrapping_add(1).max(CLIENTS);
+                    if r.register(&mut stream, t, Interest::READABLE).is_ok() {
+                        self.clients.insert(
+                            t,
+                            Client {
+                                stream,
+                                rbuf: Vec::new(),
+                                wbuf: Vec::new(),
+                                since: now,
+                                trace: None,
+                            },
+                        );
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!("control socket {}: accept: {e}", self.path.display());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads a client's request line, if complete.
+    fn read_request(&mut self, t: Token) -> Option<Result<String, String>> {
+        let c = self.clients.get_mut(&t)?;
+        let mut buf = [0u8; 1024];
+        loop {
+            match c.stream.read(&mut buf) {
+                Ok(0) => return Some(Err(String::new())),
+                Ok(n) => {
+                    c.rbuf.extend_from_slice(&buf[..n]);
+                    if let Some(end) = c.rbuf.iter().position(|b| *b == b'\n') {
+                        let line = String::from_utf8_lossy(&c.rbuf[..end]).into_owned();
+                        return Some(Ok(line));
+                    }
+                    if c.rbuf.len() > MAX_REQUEST {
+                        return Some(Err(format!("request longer than {MAX_REQUEST} bytes")));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Some(Err(String::new())),
+            }
+        }
+    }
+
+    /// Queues `resp` for client `t` and writes what the socket takes.
+    fn respond(&mut self, r: &Registry, t: Token, resp: &Response) {
+        if let Some(c) = self.clients.get_mut(&t) {
+            c.wbuf.extend_from_slice(resp.to_line().as_bytes());
+            c.trace = None;
+            let _ = r.reregister(&mut c.stream, t, Interest::WRITABLE);
+        }
+        self.flush(r, t);
+    }
+
+    fn flush(&mut self, r: &Registry, t: Token) {
+        let Some(c) = self.clients.get_mut(&t) else { return };
+        while !c.wbuf.is_empty() {
+            match c.stream.write(&c.wbuf) {
+                Ok(n) => {
+                    c.wbuf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.drop_client(r, t);
+    }
+
+    fn drop_client(&mut self, r: &Registry, t: Token) {
+        if let Some(mut c) = self.clients.remove(&t) {
+            let _ = r.deregister(&mut c.stream);
+        }
+    }
+
+    /// Ends clients that never sent a request.
+    pub fn expire(&mut self, r: &Registry, now: u64) {
+        let stale: Vec<Token> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                c.trace.is_none()
+                    && c.wbuf.is_empty()
+                    && now.saturating_sub(c.since) > REQUEST_TIMEOUT
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stale {
+            self.respond(r, t, &Response::err("no request received within 5 s"));
+        }
+    }
+
+    /// Answers every client waiting for trace `id`.
+    pub fn complete(&mut self, r: &Registry, id: u64, resp: &Response) {
+        let waiting: Vec<Token> =
+            self.clients.iter().filter(|(_, c)| c.trace == Some(id)).map(|(t, _)| *t).collect();
+        for t in waiting {
+            self.respond(r, t, resp);
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Supervisor {
+    /// Handles readiness on a control socket token.
+    pub(super) fn on_control(&mut self, t: Token, ev: &mio::event::Event) {
+        let now = self.shared.clock.mono();
+        let Some(mut ctl) = self.control.take() else { return };
+        let reg = self.poll.registry();
+        if t == LISTENER {
+            ctl.accept(reg, now);
+        } else if ev.is_writable() {
+            ctl.flush(reg, t);
+        } else {
+            match ctl.read_request(t) {
+                None => {}
+                Some(Err(e)) if e.is_empty() => ctl.drop_client(reg, t),
+                Some(Err(e)) => ctl.respond(reg, t, &Response::err(e)),
+                Some(Ok(line)) => match parse_request(&line) {
+                    Err(e) => ctl.respond(reg, t, &Response::err(e)),
+                    Ok(req) => match self.answer(req) {
+                        Reply::Now(resp) => ctl.respond(self.poll.registry(), t, &resp),
+                        Reply::Later(id) => {
+                            if let Some(c) = ctl.clients.get_mut(&t) {
+                                c.trace = Some(id);
+                            }
+                        }
+                    },
+                },
+            }
+        }
+        self.control = Some(ctl);
+    }
+
+    fn answer(&mut self, req: Request) -> Reply {
+        debug!("control request: {req:?}");
+        match req {
+            Request::Status => Reply::Now(Response::ok(self.status())),
+            Request::Links => Reply::Now(Response::ok(self.link_entries())),
+            Request::Routes => Reply::Now(Response::ok(self.route_entries())),
+            Request::Trace { wait_ms } => Reply::Later(self.start_trace(wait_ms)),
+        }
+    }
+
+    fn status(&self) -> Status {
+        let e = &self.shared.engine;
+        let stats = e.stats();
+        let counters: BTreeMap<String, u64> =
+            Counter::ALL.iter().map(|c| (c.label().to_string(), stats.get(*c))).collect();
+        let drops: BTreeMap<String, u64> =
+            DropReason::ALL.iter().map(|r| (r.label().to_string(), stats.drops(*r))).collect();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            mac: e.me().to_string(),
+            interface: self.info.interface.clone(),
+            ifindex: self.info.ifindex,
+            mtu: self.info.mtu,
+            listen: self.info.listen.map(|a| a.to_string()),
+            uptime_secs: self.info.started.elapsed().as_secs(),
+            links: self.links.len(),
+            routes: e.routes().len(),
+            cached_nodes: self.cache.len(),
+            workers: self.info.workers,
+            counters,
+            drops,
+        }
+    }
+
+    fn link_entries(&self) -> Vec<LinkEntry> {
+        let now = self.shared.clock.mono();
+        self.links()
+            .into_iter()
+            .map(|(l, s)| {
+                let get = |f: &dyn Fn(&super::link::LinkStats) -> &std::sync::atomic::AtomicU64| {
+                    s.as_ref().map_or(0, |s| f(s).load(Ordering::Relaxed))
+                };
+                LinkEntry {
+                    peer: l.peer.to_string(),
+                    addr: l.addr.to_string(),
+                    direction: if l.outbound { "out" } else { "in" }.to_string(),
+                    protocol: if l.ext { "invpnd" } else { "invpn-0.4" }.to_string(),
+                    uptime_secs: now.saturating_sub(l.since) / 1000,
+                    bytes_in: get(&|s| &s.bytes_in),
+                    bytes_out: get(&|s| &s.bytes_out),
+                    messages_in: get(&|s| &s.messages_in),
+                    queued_bytes: get(&|s| &s.queued),
+                    dropped: get(&|s| &s.dropped),
+                    malformed: get(&|s| &s.malformed),
+                }
+            })
+            .collect()
+    }
+
+    fn route_entries(&self) -> Vec<RouteEntry> {
+        let now = self.shared.clock.mono();
+        self.shared
+            .engine
+            .routes()
+            .snapshot()
+            .into_iter()
+            .map(|(m, r)| RouteEntry {
+                target: m.to_string(),
+                next_hop: r.via.to_string(),
+                alternative: r.alt.map(|(_, v)| v.to_string()),
+                age_secs: now.saturating_sub(r.refreshed) / 1000,
+                addr: r.addr.map(|a| a.to_string()),
+            })
+            .collect()
+    }
+
+    /// This node's own entry in a trace.
+    fn own_trace_node(&self) -> TraceNode {
+        let e = &self.shared.engine;
+        TraceNode {
+            mac: e.me().to_string(),
+            origin: true,
+            links: self.links.all().iter().map(|l| l.peer.to_string()).collect(),
+            routes: e
+                .routes()
+                .snapshot()
+                .iter()
+                .map(|(m, r)| (m.to_string(), r.via.to_string()))
+                .collect(),
+            request_path: Vec::new(),
+            answer_path: Vec::new(),
+        }
+    }
+
+    fn start_trace(&mut self, wait_ms: u64) -> u64 {
+        let now = self.shared.clock.now();
+        let (id, msg) = self.shared.engine.health_request(now);
+        let msg: Arc<[u8]> = msg.into();
+        for w in &self.shared.workers {
+            w.send_ctl(WorkerCtl::Flood { msg: msg.clone(), ext_only: true });
+        }
+        info!(
+            "trace {id}: health request sent to invpnd links, answers collected for {wait_ms} ms"
+        );
+        let own = self.own_trace_node();
+        self.traces.insert(
+            id,
+            PendingTrace { deadline: now.mono + wait_ms, started: now.mono, nodes: vec![own] },
+        );
+        id
+    }
+
+    /// Records a health response for a trace under way.
+    pub(super) fn trace_answer(&mut self, r: HealthReport) {
+        let Some(t) = self.traces.get_mut(&r.request_id) else {
+            debug!("health response from {} for no trace under way", r.responder);
+            return;
+        };
+        t.nodes.push(TraceNode {
+            mac: r.responder.to_string(),
+            origin: false,
+            links: r.links.iter().map(|m| m.to_string()).collect(),
+            routes: r.routes.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            request_path: r.trace.iter().map(|m| m.to_string()).collect(),
+            answer_path: r.reverse.iter().map(|m| m.to_string()).collect(),
+        });
+    }
+
+    /// Answers traces whose wait is over; returns the next deadline.
+    pub(super) fn finish_traces(&mut self) -> Option<u64> {
+        let now = self.shared.clock.mono();
+        let done: Vec<u64> =
+            self.traces.iter().filter(|(_, t)| t.deadline <= now).map(|(id, _)| *id).collect();
+        for id in done {
+            if let Some(t) = self.traces.remove(&id) {
+                let mut nodes = t.nodes;
+                nodes.sort_by(|a, b| b.origin.cmp(&a.origin).then(a.mac.cmp(&b.mac)));
+                nodes.dedup_by(|a, b| a.mac == b.mac);
+                let resp =
+                    Response::ok(Trace { request_id: id, waited_ms: now - t.started, nodes });
+                if let Some(ctl) = self.control.as_mut() {
+                    ctl.complete(self.poll.registry(), id, &resp);
+                }
+            }
+        }
+        if let Some(ctl) = self.control.as_mut() {
+            ctl.expire(self.poll.registry(), now);
+        }
+        self.traces.values().map(|t| t.deadline).min()
+    }
+}
