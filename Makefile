@@ -8,6 +8,7 @@
 #   make bench        criterion benchmarks of the hot paths
 #   make bench-net    iperf3 through invpnd and peer VPNs (root)
 #   make bench-failover  outage when a relay crashes or is cut off (root)
+#   make sim          protocol scale figures from the mesh simulator
 #   make lint         rustfmt check and clippy with warnings as errors
 
 PREFIX      ?= /usr/local
@@ -22,7 +23,7 @@ MAN5        := man/invpn.conf.5
 MAN8        := man/invpnd.8 man/invpnctl.8
 PEER_BENCH  ?= ../shared/bench/peer-bench.sh
 
-.PHONY: all build test demo install uninstall bench bench-net bench-failover lint clean deps
+.PHONY: all build test demo install uninstall bench bench-net bench-failover sim lint clean deps
 
 all: build
 
@@ -49,6 +50,9 @@ bench:
 bench-net: build
 	@test -x "$(PEER_BENCH)" || { echo "peer-bench.sh not found at $(PEER_BENCH) (set PEER_BENCH=...)"; exit 1; }
 	$(PEER_BENCH) --install -o $(CURDIR)/bench-results/peers.md raw invpnd tinc_udp tinc_tcp ovpn_aes256gcm wggo
+
+sim:
+	$(CARGO) run --release --locked --example mesh_sim -- 10 50 200 1000
 
 bench-failover: deps build
 	scripts/bench-failover.sh -r 5
