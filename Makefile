@@ -21,7 +21,7 @@ CARGO       ?= cargo
 BINARIES    := invpnd invpnctl
 MAN5        := man/invpn.conf.5
 MAN8        := man/invpnd.8 man/invpnctl.8
-PEER_BENCH  ?= ../shared/bench/peer-bench.sh
+PEER_BENCH  ?= scripts/peer-bench.sh
 
 .PHONY: all build test demo install uninstall bench bench-net bench-failover sim lint clean deps
 
@@ -49,7 +49,7 @@ bench:
 
 bench-net: build
 	@test -x "$(PEER_BENCH)" || { echo "peer-bench.sh not found at $(PEER_BENCH) (set PEER_BENCH=...)"; exit 1; }
-	$(PEER_BENCH) --install -o $(CURDIR)/bench-results/peers.md raw invpnd tinc_udp tinc_tcp ovpn_aes256gcm wggo
+	$(PEER_BENCH) --install -o $(CURDIR)/bench-results/peers.md raw invpnd invpnd_jumbo tinc_udp tinc_tcp ovpn_aes256gcm wggo
 
 sim:
 	$(CARGO) run --release --locked --example mesh_sim -- 10 50 200 1000
