@@ -5,7 +5,7 @@
 # (--optional: also iperf3 and graphviz, used by the demo when present).
 set -euo pipefail
 
-need=(ip:iproute2 ping:iputils-ping openssl:openssl ss:iproute2 kill:procps timeout:coreutils)
+need=(ip:iproute2 ping:iputils-ping openssl:openssl ss:iproute2 kill:procps timeout:coreutils socat:socat)
 [ "${1:-}" = --optional ] && need+=(iperf3:iperf3 dot:graphviz)
 
 missing=()

@@ -401,6 +401,9 @@ impl Sim {
         let action = self.nodes[i].engine.tap_frame(&mut buf, frame.len(), now);
         let sends: Vec<(LinkId, Rc<[u8]>)> = match action {
             TapAction::Unicast { link, msg } => vec![(link, buf[msg].into())],
+            TapAction::Segments { link, msgs } => {
+                msgs.into_iter().map(|m| (link, m.into())).collect()
+            }
             TapAction::Flood { msg } => {
                 let bytes: Rc<[u8]> = buf[msg].into();
                 self.nodes[i]

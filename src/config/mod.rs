@@ -90,6 +90,9 @@ pub struct Control {
 pub struct Performance {
     /// Worker threads for links; 0 = one per CPU.
     pub workers: usize,
+    /// TCP segmentation and checksum offload on the TAP, with super-frames
+    /// sent whole to invpnd neighbours.
+    pub offload: bool,
 }
 
 /// A whole, validated configuration.
@@ -165,7 +168,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("interface", &["name", "mtu", "up"]),
     ("control", &["socket"]),
-    ("performance", &["workers"]),
+    ("performance", &["workers", "offload"]),
 ];
 
 /// Reads and validates a configuration file.
@@ -270,6 +273,7 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     let control = Control { socket: r.path_or("control", "socket", "/run/invpnd.sock")? };
     let performance = Performance {
+        offload: r.get("performance", "offload", true, parse_bool)?,
         workers: r.get("performance", "workers", 0, |v| {
             if v == "auto" {
                 return Ok(0);

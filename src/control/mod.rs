@@ -2,10 +2,12 @@
 //! socket`, mode 0600). A client connects, sends one request line, reads one
 //! response line, and the daemon closes the connection.
 //!
-//!     -> {"cmd":"status"}
-//!     <- {"ok":true,"result":{...}}
-//!     -> {"cmd":"trace","wait_ms":2000}
-//!     <- {"ok":false,"error":"..."}
+//! ```text
+//! -> {"cmd":"status"}
+//! <- {"ok":true,"result":{...}}
+//! -> {"cmd":"trace","wait_ms":2000}
+//! <- {"ok":false,"error":"..."}
+//! ```
 
 pub mod client;
 pub mod dot;

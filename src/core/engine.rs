@@ -10,6 +10,7 @@ use parking_lot::RwLock;
 use super::dedup::{Dedup, Seen};
 use super::ids::IdSource;
 use super::mac::Mac;
+use super::offload::{self, VnetHdr};
 use super::routes::{Offer, RouteTable};
 use super::stats::{Counter, DropReason, Stats};
 use super::wire::{
@@ -70,8 +71,23 @@ pub trait Output {
     fn flood(&mut self, except: Option<LinkId>, msg: &[u8], ext_only: bool);
     /// Writes an Ethernet frame to the TAP.
     fn deliver(&mut self, frame: &[u8]);
+    /// Writes an offloaded frame (with its header) to the TAP. Without
+    /// offload on the TAP, the frame is segmented (or its checksum
+    /// completed) in software and delivered as ordinary frames.
+    fn deliver_offloaded(&mut self, hdr: &VnetHdr, frame: &[u8]) {
+        if hdr.is_gso() {
+            let _ = offload::segment(hdr, frame, |seg| self.deliver(seg));
+        } else {
+            let mut f = frame.to_vec();
+            if offload::complete_checksum(hdr, &mut f).is_ok() {
+                self.deliver(&f);
+            }
+        }
+    }
     /// Reports an event.
     fn event(&mut self, ev: Event);
+    /// A neighbour said what it accepts (its hello).
+    fn capabilities(&mut self, _link: LinkId, _flags: u32) {}
 }
 
 /// What became of a message.
@@ -90,6 +106,9 @@ pub enum Verdict {
 pub enum TapAction {
     /// Send `buf[msg]` on `link`.
     Unicast { link: LinkId, msg: std::ops::Range<usize> },
+    /// Send these messages on `link` (a super-frame too long for one
+    /// message, segmented in software).
+    Segments { link: LinkId, msgs: Vec<Vec<u8>> },
     /// Send `buf[msg]` on every link.
     Flood { msg: std::ops::Range<usize> },
     /// Drop it; counted.
@@ -281,6 +300,23 @@ impl Engine {
                 Verdict::Done
             }
             Message::HealthRequest(r) => self.on_health_request(link, &r, now, out),
+            Message::Hello(h) => {
+                if link.ext {
+                    out.capabilities(link.id, h.flags);
+                }
+                Verdict::Done
+            }
+            Message::Offloaded(o) => {
+                self.stats.add(Counter::OffloadedIn, 1);
+                if o.src == self.cfg.me {
+                    return self.dropped(DropReason::OwnSource);
+                }
+                if o.dst == self.cfg.me {
+                    out.deliver_offloaded(&o.hdr, o.frame);
+                    return Verdict::Done;
+                }
+                self.forward(link, o.dst, raw, out)
+            }
             Message::HealthResponse(r) => {
                 if r.dst == self.cfg.me {
                     out.event(Event::Health(HealthReport::from_wire(&r)));
@@ -454,14 +490,73 @@ impl Engine {
     /// `buf[FRAME_HEADROOM..FRAME_HEADROOM + n]`, building the message in
     /// place around it.
     pub fn tap_frame(&self, buf: &mut [u8], n: usize, now: Now) -> TapAction {
-        let start = wire::FRAME_HEADROOM;
+        self.tap_frame_at(buf, wire::FRAME_HEADROOM, n, now)
+    }
+
+    /// Like [`Engine::tap_frame`] for a TAP with offloads: `n` bytes (offload
+    /// header, then frame) were read at `buf[VNET_READ_AT..]`. A TCP
+    /// super-frame becomes a `0x82` message; anything else has its checksum
+    /// completed and goes on as an ordinary frame.
+    pub fn tap_frame_vnet(&self, buf: &mut [u8], n: usize, now: Now) -> TapAction {
+        let Some(hdr_bytes) = buf.get(wire::VNET_READ_AT..wire::VNET_FRAME_AT) else {
+            return self.bad_frame();
+        };
+        let mut h = [0u8; offload::VNET_HDR_LEN];
+        h.copy_from_slice(hdr_bytes);
+        let mut hdr = VnetHdr::from_tap(&h);
+        hdr.flags &= offload::F_NEEDS_CSUM; // "valid" is ours to know, not the peer's
+        let Some(n) = n.checked_sub(offload::VNET_HDR_LEN) else { return self.bad_frame() };
+        let end = wire::VNET_FRAME_AT + n;
+        let Some(frame) = buf.get_mut(wire::VNET_FRAME_AT..end) else { return self.bad_frame() };
+        if offload::check(&hdr, frame).is_err() {
+            return self.bad_frame();
+        }
+        if !hdr.is_gso() {
+            if offload::complete_checksum(&hdr, frame).is_err() {
+                return self.bad_frame();
+            }
+            return self.tap_frame_at(buf, wire::VNET_FRAME_AT, n, now);
+        }
+        let (dst, src) = (Mac::from_slice(frame), frame.get(6..).and_then(Mac::from_slice));
+        let (Some(dst), Some(src)) = (dst, src) else { return self.bad_frame() };
+        if src != self.cfg.me {
+            self.stats.drop(DropReason::ForeignSource);
+            return TapAction::Drop(DropReason::ForeignSource);
+        }
+        self.stats.add(Counter::TapFramesIn, 1);
+        self.stats.add(Counter::TapBytesIn, n as u64);
+        let Some(link) = self.routes.next_hop(&dst) else {
+            self.stats.drop(DropReason::NoRoute);
+            return TapAction::Drop(DropReason::NoRoute);
+        };
+        if let Some(msg) = wire::offloaded_in_place(buf, &hdr, n) {
+            return TapAction::Unicast { link, msg };
+        }
+        // Too long for one message: segment it here.
+        let mut msgs = Vec::new();
+        let frame = &buf[wire::VNET_FRAME_AT..end];
+        let _ = offload::segment(&hdr, frame, |seg| {
+            let mut m = Vec::with_capacity(seg.len() + 3);
+            if wire::encode_unicast(&mut m, seg) {
+                msgs.push(m);
+            }
+        });
+        self.stats.add(Counter::SoftwareSegments, msgs.len() as u64);
+        TapAction::Segments { link, msgs }
+    }
+
+    fn bad_frame(&self) -> TapAction {
+        self.stats.drop(DropReason::BadFrame);
+        TapAction::Drop(DropReason::BadFrame)
+    }
+
+    fn tap_frame_at(&self, buf: &mut [u8], start: usize, n: usize, now: Now) -> TapAction {
         let Some(frame) = buf.get(start..start + n).filter(|f| f.len() >= 14) else {
-            self.stats.drop(DropReason::BadFrame);
-            return TapAction::Drop(DropReason::BadFrame);
+            return self.bad_frame();
         };
         let (dst, src) = match (Mac::from_slice(frame), frame.get(6..).and_then(Mac::from_slice)) {
             (Some(d), Some(s)) => (d, s),
-            _ => return TapAction::Drop(DropReason::BadFrame),
+            _ => return self.bad_frame(),
         };
         if src != self.cfg.me {
             self.stats.drop(DropReason::ForeignSource);
@@ -471,24 +566,18 @@ impl Engine {
         self.stats.add(Counter::TapBytesIn, n as u64);
         if dst.is_group() {
             let id = self.next_id(now);
-            return match wire::broadcast_in_place(buf, n, id) {
+            return match wire::broadcast_in_place(buf, start, n, id) {
                 Some(msg) => TapAction::Flood { msg },
-                None => {
-                    self.stats.drop(DropReason::BadFrame);
-                    TapAction::Drop(DropReason::BadFrame)
-                }
+                None => self.bad_frame(),
             };
         }
         let Some(link) = self.routes.next_hop(&dst) else {
             self.stats.drop(DropReason::NoRoute);
             return TapAction::Drop(DropReason::NoRoute);
         };
-        match wire::unicast_in_place(buf, n) {
+        match wire::unicast_in_place(buf, start, n) {
             Some(msg) => TapAction::Unicast { link, msg },
-            None => {
-                self.stats.drop(DropReason::BadFrame);
-                TapAction::Drop(DropReason::BadFrame)
-            }
+            None => self.bad_frame(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! recording output and no I/O.
 
 use super::*;
+use crate::core::offload::{self, VnetHdr};
 use crate::core::wire::{encode_broadcast, encode_unicast, FRAME_HEADROOM};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,6 +10,8 @@ pub(crate) enum Act {
     Send(LinkId, Vec<u8>),
     Flood(Option<LinkId>, Vec<u8>, bool),
     Deliver(Vec<u8>),
+    DeliverOffloaded(VnetHdr, Vec<u8>),
+    Caps(LinkId, u32),
     Event(Event),
 }
 
@@ -27,6 +30,12 @@ impl Output for Rec {
     }
     fn event(&mut self, ev: Event) {
         self.0.push(Act::Event(ev));
+    }
+    fn deliver_offloaded(&mut self, hdr: &VnetHdr, frame: &[u8]) {
+        self.0.push(Act::DeliverOffloaded(*hdr, frame.to_vec()));
+    }
+    fn capabilities(&mut self, link: LinkId, flags: u32) {
+        self.0.push(Act::Caps(link, flags));
     }
 }
 
@@ -406,4 +415,104 @@ fn a_neighbour_is_reached_through_its_own_link_while_it_is_alive() {
     let mut raw = announce(m(2), 300, AnnouncedAddr::None);
     assert_eq!(e.handle_message(&ls[1], &mut raw, later, &mut rec), Verdict::Done);
     assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(11)));
+}
+
+/// A TCP/IPv4 super-frame from node 1 to node 2 and its offload header.
+fn tcp_super_frame(payload: usize) -> (Vec<u8>, VnetHdr) {
+    let mut f = m(2).0.to_vec();
+    f.extend_from_slice(&m(1).0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (40 + payload) as u16;
+    f.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&[198, 19, 0, 1, 198, 19, 0, 2]);
+    let mut tcp = vec![0u8; 20];
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x18;
+    f.extend_from_slice(&tcp);
+    f.extend(std::iter::repeat_n(0x5a, payload));
+    let h = VnetHdr {
+        flags: offload::F_NEEDS_CSUM,
+        gso_type: offload::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    (f, h)
+}
+
+#[test]
+fn tap_super_frames_become_offloaded_messages() {
+    let e = engine(1);
+    linked(&e, &[(10, 2, true)]);
+    let (f, h) = tcp_super_frame(20_000);
+    let mut buf = vec![0u8; wire::VNET_FRAME_AT + f.len()];
+    buf[wire::VNET_READ_AT..wire::VNET_FRAME_AT].copy_from_slice(&h.to_tap());
+    buf[wire::VNET_FRAME_AT..].copy_from_slice(&f);
+    let n = offload::VNET_HDR_LEN + f.len();
+    let TapAction::Unicast { link, msg } = e.tap_frame_vnet(&mut buf, n, NOW) else { panic!() };
+    assert_eq!(link, LinkId(10));
+    let Ok(Message::Offloaded(o)) = wire::parse(&buf[msg.start + 2..msg.end]) else { panic!() };
+    assert_eq!((o.hdr, o.frame, o.dst), (h, &f[..], m(2)));
+
+    // a small frame with a partial checksum: completed, sent as 0x80
+    let (mut small, _) = tcp_super_frame(100);
+    let ph = VnetHdr {
+        flags: offload::F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 16,
+        ..Default::default()
+    };
+    let mut buf = vec![0u8; wire::VNET_FRAME_AT + small.len()];
+    buf[wire::VNET_READ_AT..wire::VNET_FRAME_AT].copy_from_slice(&ph.to_tap());
+    buf[wire::VNET_FRAME_AT..].copy_from_slice(&small);
+    let n = offload::VNET_HDR_LEN + small.len();
+    let TapAction::Unicast { msg, .. } = e.tap_frame_vnet(&mut buf, n, NOW) else { panic!() };
+    offload::complete_checksum(&ph, &mut small).unwrap();
+    let mut want = Vec::new();
+    encode_unicast(&mut want, &small);
+    assert_eq!(&buf[msg], &want[..]);
+    // a header that lies about the frame is dropped
+    let bad = VnetHdr { csum_start: 9000, ..ph };
+    buf[wire::VNET_READ_AT..wire::VNET_FRAME_AT].copy_from_slice(&bad.to_tap());
+    assert_eq!(e.tap_frame_vnet(&mut buf, n, NOW), TapAction::Drop(DropReason::BadFrame));
+}
+
+#[test]
+fn offloaded_messages_are_delivered_or_forwarded_and_hellos_heard() {
+    let e = engine(2);
+    let ls = linked(&e, &[(10, 1, true), (11, 3, true), (12, 4, false)]);
+    let (f, h) = tcp_super_frame(5_000);
+    let mut msg = Vec::new();
+    wire::encode_offloaded(&mut msg, &h, &f);
+    assert_eq!(run(&e, &ls[0], &msg), (Verdict::Done, vec![Act::DeliverOffloaded(h, f.clone())]));
+    // to node 3: forwarded as it is (the worker segments for links that
+    // do not take it)
+    let mut to3 = f.clone();
+    to3[..6].copy_from_slice(&m(3).0);
+    let mut msg3 = Vec::new();
+    wire::encode_offloaded(&mut msg3, &h, &to3);
+    assert_eq!(run(&e, &ls[0], &msg3), (Verdict::Done, vec![Act::Send(LinkId(11), msg3.clone())]));
+    let mut hello = Vec::new();
+    wire::encode_hello(&mut hello, wire::hello_flags::OFFLOADED);
+    assert_eq!(run(&e, &ls[1], &hello).1, vec![Act::Caps(LinkId(11), 1)]);
+    assert_eq!(run(&e, &ls[2], &hello).1, vec![], "0.4 links send no hello; ignored");
+}
+
+#[test]
+fn default_offloaded_delivery_segments_in_software() {
+    struct Plain(Vec<Vec<u8>>);
+    impl Output for Plain {
+        fn send(&mut self, _: LinkId, _: &[u8]) {}
+        fn flood(&mut self, _: Option<LinkId>, _: &[u8], _: bool) {}
+        fn deliver(&mut self, frame: &[u8]) {
+            self.0.push(frame.to_vec());
+        }
+        fn event(&mut self, _: Event) {}
+    }
+    let (f, h) = tcp_super_frame(4_000);
+    let mut out = Plain(Vec::new());
+    out.deliver_offloaded(&h, &f);
+    assert_eq!(out.0.len(), 3);
+    assert!(out.0.iter().all(|s| s.len() <= 14 + 40 + 1448));
 }

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod ids;
 pub mod links;
 pub mod mac;
+pub mod offload;
 pub mod routes;
 pub mod stats;
 pub mod wire;

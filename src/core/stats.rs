@@ -37,6 +37,11 @@ named_enum! {
         AnnouncementsAccepted = "announcements_accepted",
         /// Unknown message types received (ignored, as 0.4 does).
         UnknownTypes = "unknown_types",
+        /// Offloaded super-frames (0x82) received from neighbours.
+        OffloadedIn = "offloaded_in",
+        /// Frames cut out of super-frames in software (for a neighbour or a
+        /// TAP that takes no super-frames).
+        SoftwareSegments = "software_segments",
     }
 }
 

@@ -32,6 +32,13 @@ pub mod kind {
     pub const UNICAST: u8 = 0x80;
     /// Broadcast (group-addressed) Ethernet frame.
     pub const BROADCAST: u8 = 0x81;
+    /// invpnd extension: hello, the first message on an invpnd link, saying
+    /// what the sender accepts. Never sent to 0.4 (which ignores it anyway).
+    pub const HELLO: u8 = 0x04;
+    /// invpnd extension: a unicast frame with its virtio-net offload header
+    /// (a TCP super-frame to be segmented by the receiving kernel), sent
+    /// only to neighbours whose hello says they accept it.
+    pub const OFFLOADED: u8 = 0x82;
 
     /// A short name for logs and counters.
     pub fn name(k: u8) -> &'static str {
@@ -42,6 +49,8 @@ pub mod kind {
             HEALTH_RESPONSE => "health-response",
             UNICAST => "unicast",
             BROADCAST => "broadcast",
+            HELLO => "hello",
+            OFFLOADED => "offloaded",
             _ => "unknown",
         }
     }
@@ -72,6 +81,8 @@ pub enum WireError {
     Misaligned { kind: u8, field: &'static str },
     /// An Ethernet payload shorter than its EtherType.
     RuntFrame { kind: u8 },
+    /// An offloaded frame whose header does not fit the frame.
+    BadOffload(&'static str),
 }
 
 impl WireError {
@@ -84,6 +95,7 @@ impl WireError {
             WireError::BadAddressType(_) => "bad-address-type",
             WireError::Misaligned { .. } => "misaligned-mac-list",
             WireError::RuntFrame { .. } => "runt-frame",
+            WireError::BadOffload(_) => "bad-offload",
         }
     }
 }
@@ -105,6 +117,7 @@ impl fmt::Display for WireError {
             WireError::RuntFrame { kind: k } => {
                 write!(f, "{} message carries a frame without an EtherType", kind::name(*k))
             }
+            WireError::BadOffload(why) => write!(f, "offloaded frame: {why}"),
         }
     }
 }
@@ -133,6 +146,10 @@ impl<'a> Reader<'a> {
     fn u16(&mut self, field: &'static str) -> Result<u16, WireError> {
         let b = self.take(2, field)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self, field: &'static str) -> Result<u32, WireError> {
+        let b = self.take(4, field)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn u64(&mut self, field: &'static str) -> Result<u64, WireError> {
         let b = self.take(8, field)?;
@@ -333,6 +350,31 @@ pub struct Broadcast<'a> {
     pub payload: &'a [u8],
 }
 
+/// `0x04`: what an invpnd neighbour accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u8,
+    /// [`hello_flags`] bits.
+    pub flags: u32,
+}
+
+/// Bits of a hello's flags.
+pub mod hello_flags {
+    /// The sender accepts `0x82` offloaded frames.
+    pub const OFFLOADED: u32 = 1;
+}
+
+/// `0x82`: a unicast frame with its offload header, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offloaded<'a> {
+    pub hdr: super::offload::VnetHdr,
+    pub dst: Mac,
+    pub src: Mac,
+    /// The whole Ethernet frame (a TCP super-frame, or a frame whose
+    /// checksum is still partial).
+    pub frame: &'a [u8],
+}
+
 /// A parsed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -342,6 +384,8 @@ pub enum Message<'a> {
     HealthResponse(HealthResponse<'a>),
     Unicast(Unicast<'a>),
     Broadcast(Broadcast<'a>),
+    Hello(Hello),
+    Offloaded(Offloaded<'a>),
     /// A type this implementation does not know; ignored (PROTOCOL.md §3).
     Unknown(u8),
 }
@@ -427,6 +471,24 @@ pub fn parse(msg: &[u8]) -> Result<Message<'_>, WireError> {
                 return Err(WireError::RuntFrame { kind: k });
             }
             Message::Broadcast(Broadcast { id, src, payload })
+        }
+        kind::HELLO => {
+            // Later versions may append fields: the rest is ignored.
+            let h = Hello { version: r.u8("version")?, flags: r.u32("flags")? };
+            Message::Hello(h)
+        }
+        kind::OFFLOADED => {
+            let mut h = [0u8; super::offload::VNET_HDR_LEN];
+            h.copy_from_slice(r.take(super::offload::VNET_HDR_LEN, "offload header")?);
+            let hdr = super::offload::VnetHdr::from_wire(&h);
+            let frame = r.rest();
+            let (Some(dst), Some(src)) =
+                (Mac::from_slice(frame), frame.get(6..).and_then(Mac::from_slice))
+            else {
+                return Err(WireError::RuntFrame { kind: k });
+            };
+            super::offload::check(&hdr, frame).map_err(|e| WireError::BadOffload(e.0))?;
+            Message::Offloaded(Offloaded { hdr, dst, src, frame })
         }
         other => Message::Unknown(other),
     };
@@ -593,29 +655,81 @@ pub fn encode_broadcast(out: &mut Vec<u8>, id: u64, frame: &[u8]) -> bool {
 /// (see [`unicast_in_place`] and [`broadcast_in_place`]).
 pub const FRAME_HEADROOM: usize = 5;
 
-/// How a frame read at `buf[FRAME_HEADROOM..FRAME_HEADROOM + n]` was turned
-/// into a message in place: the message bytes are `buf[range]`.
-pub fn unicast_in_place(buf: &mut [u8], n: usize) -> Option<std::ops::Range<usize>> {
-    if !(14..=MAX_UNICAST_FRAME).contains(&n) || buf.len() < FRAME_HEADROOM + n {
+/// With an offload header in front of the frame: read the header and frame
+/// at `VNET_READ_AT`; the frame then starts at [`VNET_FRAME_AT`], with room
+/// before it for any message, `0x82` included (whose header goes where the
+/// TAP's was).
+pub const VNET_READ_AT: usize = 3;
+/// Where the frame starts after an offload header read at [`VNET_READ_AT`].
+pub const VNET_FRAME_AT: usize = VNET_READ_AT + super::offload::VNET_HDR_LEN;
+
+/// Builds a `0x80` message around the frame at `buf[start..start + n]`
+/// (`start` >= 3); returns the message's range in `buf`.
+pub fn unicast_in_place(buf: &mut [u8], start: usize, n: usize) -> Option<std::ops::Range<usize>> {
+    if !(14..=MAX_UNICAST_FRAME).contains(&n) || start < 3 || buf.len() < start + n {
         return None;
     }
     let len = (n + 1) as u16;
-    buf[2..4].copy_from_slice(&len.to_be_bytes());
-    buf[4] = kind::UNICAST;
-    Some(2..FRAME_HEADROOM + n)
+    buf[start - 3..start - 1].copy_from_slice(&len.to_be_bytes());
+    buf[start - 1] = kind::UNICAST;
+    Some(start - 3..start + n)
 }
 
-/// Like [`unicast_in_place`], for a `0x81`: the frame's destination MAC is
-/// overwritten by the id.
-pub fn broadcast_in_place(buf: &mut [u8], n: usize, id: u64) -> Option<std::ops::Range<usize>> {
-    if !(14..=MAX_BROADCAST_FRAME).contains(&n) || buf.len() < FRAME_HEADROOM + n {
+/// Builds a `0x81` message around the frame at `buf[start..start + n]`
+/// (`start` >= 5): the frame's destination MAC is overwritten by the id.
+pub fn broadcast_in_place(
+    buf: &mut [u8],
+    start: usize,
+    n: usize,
+    id: u64,
+) -> Option<std::ops::Range<usize>> {
+    if !(14..=MAX_BROADCAST_FRAME).contains(&n) || start < 5 || buf.len() < start + n {
         return None;
     }
     let len = (1 + 8 + n - 6) as u16;
+    buf[start - 5..start - 3].copy_from_slice(&len.to_be_bytes());
+    buf[start - 3] = kind::BROADCAST;
+    buf[start - 2..start + 6].copy_from_slice(&id.to_be_bytes());
+    Some(start - 5..start + n)
+}
+
+/// Largest frame a `0x82` message can carry.
+pub const MAX_OFFLOADED_FRAME: usize = MAX_MSG_LEN - 1 - super::offload::VNET_HDR_LEN;
+
+/// Builds a `0x82` message around an offload header and frame read at
+/// `buf[VNET_READ_AT..]` (`n` bytes of frame after the header), writing the
+/// header in wire order; `None` if the frame is too long for one message.
+pub fn offloaded_in_place(
+    buf: &mut [u8],
+    hdr: &super::offload::VnetHdr,
+    n: usize,
+) -> Option<std::ops::Range<usize>> {
+    if !(14..=MAX_OFFLOADED_FRAME).contains(&n) || buf.len() < VNET_FRAME_AT + n {
+        return None;
+    }
+    let len = (1 + super::offload::VNET_HDR_LEN + n) as u16;
     buf[0..2].copy_from_slice(&len.to_be_bytes());
-    buf[2] = kind::BROADCAST;
-    buf[3..11].copy_from_slice(&id.to_be_bytes());
-    Some(0..FRAME_HEADROOM + n)
+    buf[2] = kind::OFFLOADED;
+    buf[VNET_READ_AT..VNET_FRAME_AT].copy_from_slice(&hdr.to_wire());
+    Some(0..VNET_FRAME_AT + n)
+}
+
+/// Encodes a `0x82` message.
+pub fn encode_offloaded(out: &mut Vec<u8>, hdr: &super::offload::VnetHdr, frame: &[u8]) -> bool {
+    if frame.len() < 14 || !header(out, kind::OFFLOADED, super::offload::VNET_HDR_LEN + frame.len())
+    {
+        return false;
+    }
+    out.extend_from_slice(&hdr.to_wire());
+    out.extend_from_slice(frame);
+    true
+}
+
+/// Encodes a `0x04` hello.
+pub fn encode_hello(out: &mut Vec<u8>, flags: u32) {
+    header(out, kind::HELLO, 5);
+    out.push(VERSION);
+    out.extend_from_slice(&flags.to_be_bytes());
 }
 
 #[cfg(test)]

@@ -186,17 +186,17 @@ fn in_place_encoding_matches_encoders() {
     let frame: Vec<u8> = (0..60u8).collect();
     let mut buf = vec![0u8; FRAME_HEADROOM + frame.len()];
     buf[FRAME_HEADROOM..].copy_from_slice(&frame);
-    let r = unicast_in_place(&mut buf, frame.len()).unwrap();
+    let r = unicast_in_place(&mut buf, FRAME_HEADROOM, frame.len()).unwrap();
     let mut want = Vec::new();
     encode_unicast(&mut want, &frame);
     assert_eq!(&buf[r], &want[..]);
 
     buf[FRAME_HEADROOM..].copy_from_slice(&frame);
-    let r = broadcast_in_place(&mut buf, frame.len(), 42).unwrap();
+    let r = broadcast_in_place(&mut buf, FRAME_HEADROOM, frame.len(), 42).unwrap();
     let mut want = Vec::new();
     encode_broadcast(&mut want, 42, &frame);
     assert_eq!(&buf[r], &want[..]);
-    assert_eq!(unicast_in_place(&mut buf, 13), None);
+    assert_eq!(unicast_in_place(&mut buf, FRAME_HEADROOM, 13), None);
 }
 
 #[test]
@@ -253,4 +253,33 @@ fn split_message_needs_whole_message() {
     assert_eq!(first, &b[2..]);
     assert_eq!(rest, &b[..]);
     assert_eq!(split_message(&[0, 0]), Some((&[][..], &[][..])));
+}
+
+#[test]
+fn hello_and_offloaded_round_trip() {
+    let mut out = Vec::new();
+    encode_hello(&mut out, hello_flags::OFFLOADED);
+    assert_eq!(out, hex("0006040100000001").as_slice().to_vec());
+    assert_eq!(parse_stream(&out), Message::Hello(Hello { version: 1, flags: 1 }));
+    // a later hello with more fields still parses
+    assert_eq!(parse(&hex("040100000001ffff")), Ok(Message::Hello(Hello { version: 1, flags: 1 })));
+    assert!(matches!(parse(&hex("040100")), Err(WireError::Truncated { .. })));
+
+    use crate::core::offload::VnetHdr;
+    let frame: Vec<u8> = (0..60u8).collect();
+    let plain = VnetHdr::default();
+    let mut out = Vec::new();
+    assert!(encode_offloaded(&mut out, &plain, &frame));
+    let Message::Offloaded(o) = parse_stream(&out) else { panic!() };
+    assert_eq!((o.hdr, o.frame, o.dst.0.to_vec()), (plain, &frame[..], frame[..6].to_vec()));
+    // in place, from a TAP read with its header
+    let mut buf = vec![0u8; VNET_FRAME_AT + frame.len()];
+    buf[VNET_FRAME_AT..].copy_from_slice(&frame);
+    let r = offloaded_in_place(&mut buf, &plain, frame.len()).unwrap();
+    assert_eq!(&buf[r], &out[..]);
+    // a header pointing outside the frame is malformed
+    let bad = VnetHdr { flags: 1, csum_start: 50, csum_offset: 16, ..Default::default() };
+    let mut out = Vec::new();
+    encode_offloaded(&mut out, &bad, &frame);
+    assert!(matches!(parse(&out[2..]), Err(WireError::BadOffload(_))));
 }

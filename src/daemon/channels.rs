@@ -4,7 +4,7 @@
 //! frame.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -12,12 +12,57 @@ use rustls::pki_types::CertificateDer;
 
 use crate::core::{Event, LinkId, Mac};
 
+/// A limit on the bytes waiting in a queue, shared by its senders and its
+/// receiver: frames beyond it are dropped (like a switch), so memory stays
+/// bounded whatever the frame size, and so does the delay a queue adds.
+#[derive(Debug)]
+pub struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Budget {
+        Budget { used: AtomicUsize::new(0), limit }
+    }
+
+    /// Reserves `n` bytes; `false` if that would pass the limit.
+    pub fn take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                (u + n <= self.limit).then_some(u + n)
+            })
+            .is_ok()
+    }
+
+    /// Returns `n` bytes.
+    pub fn give(&self, n: usize) {
+        self.used.fetch_sub(n.min(self.used.load(Ordering::Relaxed)), Ordering::Relaxed);
+    }
+
+    /// Bytes reserved now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
 /// Frames and messages for a worker's links (bounded: dropped when full).
 pub enum ToWorker {
     /// A message for one of the worker's links.
     Send { link: LinkId, msg: Vec<u8> },
     /// A message for every link of the worker but `except`.
     Flood { except: Option<LinkId>, msg: Arc<[u8]>, ext_only: bool },
+}
+
+impl ToWorker {
+    /// The bytes it carries (what it costs in the worker's budget).
+    pub fn size(&self) -> usize {
+        match self {
+            ToWorker::Send { msg, .. } => msg.len(),
+            ToWorker::Flood { msg, .. } => msg.len(),
+        }
+    }
 }
 
 /// How a connection handed to a worker came about.
@@ -116,18 +161,26 @@ pub struct WorkerHandle {
     pub data: Sender<ToWorker>,
     pub ctl: Sender<WorkerCtl>,
     pub wake: Arc<Wake>,
+    pub budget: Arc<Budget>,
 }
 
 impl WorkerHandle {
     /// Queues a frame or message; `false` if the worker's queue is full
     /// (the caller counts the drop).
     pub fn send_data(&self, m: ToWorker) -> bool {
+        let n = m.size();
+        if !self.budget.take(n) {
+            return false;
+        }
         match self.data.try_send(m) {
             Ok(()) => {
                 self.wake.nudge();
                 true
             }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.budget.give(n);
+                false
+            }
         }
     }
 
@@ -144,9 +197,27 @@ pub struct WorkerInbox {
     pub data: Receiver<ToWorker>,
     pub ctl: Receiver<WorkerCtl>,
     pub wake: Arc<Wake>,
+    pub budget: Arc<Budget>,
 }
 
 /// The way into the supervisor.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_bounds_bytes() {
+        let b = Budget::new(3000);
+        assert!(b.take(1500) && b.take(1500));
+        assert!(!b.take(1), "full");
+        b.give(1500);
+        assert!(b.take(1000));
+        assert_eq!(b.used(), 2500);
+        b.give(10_000);
+        assert_eq!(b.used(), 0, "never below zero");
+    }
+}
+
 #[derive(Clone)]
 pub struct SupervisorHandle {
     pub tx: Sender<ToSupervisor>,

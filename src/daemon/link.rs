@@ -129,6 +129,8 @@ pub struct Link {
     last_announce: u64,
     gaps: [u64; 8],
     gap_at: usize,
+    /// Whether the peer's hello said it takes `0x82` offloaded frames.
+    pub peer_offload: bool,
 }
 
 impl Link {
@@ -160,6 +162,7 @@ impl Link {
             last_announce: 0,
             gaps: [0; 8],
             gap_at: 0,
+            peer_offload: false,
         }
     }
 

@@ -23,20 +23,25 @@ use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
 use log::{info, warn};
 use mio::{Poll, Waker};
 
-use self::channels::{SupervisorHandle, Wake, WorkerCtl, WorkerHandle, WorkerInbox};
+use self::channels::{Budget, SupervisorHandle, Wake, WorkerCtl, WorkerHandle, WorkerInbox};
 use self::clock::Clock;
 use self::control::ControlServer;
 use self::supervisor::{Exit, NodeInfo, Parts, Supervisor};
 use self::tap::Tap;
 use crate::config::Config;
+use crate::core::offload::{VnetHdr, VNET_HDR_LEN};
 use crate::core::stats::DropReason;
 use crate::core::{Engine, EngineConfig};
 use crate::tls::{cert_info::unix_to_text, Material};
 
-/// Frames a worker's data queue holds before it drops.
-const WORKER_QUEUE: usize = 8192;
-/// Frames the TAP writer's queue holds before it drops.
+/// Messages a worker's data queue holds before it drops...
+const WORKER_QUEUE: usize = 4096;
+/// ...and bytes: a few milliseconds of traffic, so that a busy worker
+/// drops frames (and TCP inside the tunnel slows down) instead of queueing.
+const WORKER_QUEUE_BYTES: usize = 512 * 1024;
+/// Frames the TAP writer's queue holds before it drops, and bytes.
 const TAP_QUEUE: usize = 4096;
+const TAP_QUEUE_BYTES: usize = 512 * 1024;
 
 /// Fixed settings every thread reads.
 #[derive(Debug, Clone)]
@@ -55,6 +60,9 @@ pub struct Shared {
     pub engine: Engine,
     pub workers: Vec<WorkerHandle>,
     pub tap: Sender<Vec<u8>>,
+    pub tap_budget: Budget,
+    /// Whether TAP frames carry a virtio-net header.
+    pub vnet: bool,
     pub supervisor: SupervisorHandle,
     pub clock: Clock,
     pub settings: Settings,
@@ -63,9 +71,25 @@ pub struct Shared {
 impl Shared {
     /// Queues a frame for the TAP, dropping it if the writer is behind.
     pub fn to_tap(&self, frame: &[u8]) {
-        match self.tap.try_send(frame.to_vec()) {
+        self.to_tap_with(&VnetHdr::default(), frame);
+    }
+
+    /// Queues a frame with its offload header (the TAP must have them).
+    pub fn to_tap_with(&self, hdr: &VnetHdr, frame: &[u8]) {
+        let size = frame.len() + if self.vnet { VNET_HDR_LEN } else { 0 };
+        if !self.tap_budget.take(size) {
+            self.engine.stats().drop(DropReason::QueueFull);
+            return;
+        }
+        let mut v = Vec::with_capacity(size);
+        if self.vnet {
+            v.extend_from_slice(&hdr.to_tap());
+        }
+        v.extend_from_slice(frame);
+        match self.tap.try_send(v) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.tap_budget.give(size);
                 self.engine.stats().drop(DropReason::QueueFull)
             }
         }
@@ -131,7 +155,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     let me = material.mac;
     let tap = match opts.tunfd {
         Some(fd) => Tap::adopt(fd, me, cfg.interface.mtu),
-        None => Tap::create(&cfg.interface, me),
+        None => Tap::create(&cfg.interface, me, cfg.performance.offload),
     }
     .map_err(|e| DaemonError(e.to_string()))?;
     let control = ControlServer::bind(&cfg.control.socket).map_err(|e| {
@@ -169,8 +193,14 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             Wake::new(Waker::new(poll.registry(), worker::WAKER).map_err(err("creating a waker"))?);
         let (dtx, drx) = bounded(WORKER_QUEUE);
         let (ctx, crx) = unbounded();
-        handles.push(WorkerHandle { data: dtx, ctl: ctx, wake: wake.clone() });
-        inboxes.push(WorkerInbox { data: drx, ctl: crx, wake });
+        let budget = Arc::new(Budget::new(WORKER_QUEUE_BYTES));
+        handles.push(WorkerHandle {
+            data: dtx,
+            ctl: ctx,
+            wake: wake.clone(),
+            budget: budget.clone(),
+        });
+        inboxes.push(WorkerInbox { data: drx, ctl: crx, wake, budget });
         polls.push(poll);
     }
     let sup_poll = Poll::new().map_err(err("creating an event loop"))?;
@@ -184,6 +214,8 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         engine,
         workers: handles,
         tap: tap_tx,
+        tap_budget: Budget::new(TAP_QUEUE_BYTES),
+        vnet: tap.vnet,
         supervisor: SupervisorHandle { tx: sup_tx, wake: sup_wake.clone() },
         clock,
         settings: Settings {
@@ -204,15 +236,15 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         );
     }
     {
-        let (dev, s) = (tap.dev.clone(), shared.clone());
+        let (file, vnet, s) = (tap.file.clone(), tap.vnet, shared.clone());
         std::thread::Builder::new()
             .name("tap-rx".into())
-            .spawn(move || tap::reader(dev, s))
+            .spawn(move || tap::reader(file, vnet, s))
             .map_err(err("starting the TAP reader"))?;
-        let (dev, s) = (tap.dev.clone(), shared.clone());
+        let (file, s) = (tap.file.clone(), shared.clone());
         std::thread::Builder::new()
             .name("tap-tx".into())
-            .spawn(move || tap::writer(dev, tap_rx, s))
+            .spawn(move || tap::writer(file, tap_rx, s))
             .map_err(err("starting the TAP writer"))?;
     }
 
@@ -226,12 +258,13 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         listener.as_ref().map_or("none (no_incoming)".to_string(), |(_, a)| a.to_string());
     let seeds: Vec<String> = cfg.network.init.iter().map(|s| s.to_string()).collect();
     info!(
-        "invpnd {} {}: mac={me} interface={} ifindex={} mtu={} listen={listen_text} seeds=[{}] cached_nodes={} workers={n}",
+        "invpnd {} {}: mac={me} interface={} ifindex={} mtu={} offload={} listen={listen_text} seeds=[{}] cached_nodes={} workers={n}",
         env!("CARGO_PKG_VERSION"),
         if opts.tunfd.is_some() { "restarted in place" } else { "started" },
         tap.name,
         tap.ifindex,
         tap.mtu,
+        if tap.vnet { "tcp-segmentation" } else { "off" },
         seeds.join(", "),
         cache.len(),
     );

@@ -2,8 +2,9 @@
 //! frames and hands them to the engine and the workers, one writes the
 //! frames the workers deliver.
 
-use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,16 +14,21 @@ use log::{error, info, warn};
 use super::channels::{ToSupervisor, ToWorker};
 use super::Shared;
 use crate::config::Interface;
+use crate::core::offload::VNET_HDR_LEN;
 use crate::core::stats::{Counter, DropReason};
-use crate::core::wire::FRAME_HEADROOM;
-use crate::core::{Mac, TapAction};
+use crate::core::wire::{FRAME_HEADROOM, VNET_READ_AT};
+use crate::core::{LinkId, Mac, TapAction};
 
 /// An open TAP interface.
 pub struct Tap {
-    pub dev: Arc<tun_rs::SyncDevice>,
+    /// The descriptor, for plain reads and writes of frames.
+    pub file: Arc<File>,
     pub name: String,
     pub mtu: u16,
     pub ifindex: u32,
+    /// Whether frames carry a virtio-net header (TCP segmentation and
+    /// checksum offload between the kernel and invpnd).
+    pub vnet: bool,
 }
 
 /// Why the TAP could not be set up.
@@ -36,54 +42,81 @@ impl std::fmt::Display for TapError {
 }
 
 impl Tap {
-    /// Creates the interface (no packet-info header), sets its MAC and MTU
-    /// and brings it up.
-    pub fn create(cfg: &Interface, mac: Mac) -> Result<Tap, TapError> {
-        let dev = tun_rs::DeviceBuilder::new()
-            .name(cfg.name.clone())
-            .layer(tun_rs::Layer::L2)
-            .mac_addr(mac.0)
-            .mtu(cfg.mtu)
-            .enable(true)
-            .build_sync()
-            .map_err(|e| TapError(format!("cannot create TAP interface {}: {e}", cfg.name)))?;
-        Tap::describe(dev)
+    /// Creates the interface (no packet-info header), sets its MAC and MTU,
+    /// enables offloads if asked (falling back without them if the kernel
+    /// refuses) and brings it up.
+    pub fn create(cfg: &Interface, mac: Mac, offload: bool) -> Result<Tap, TapError> {
+        let build = |off: bool| {
+            tun_rs::DeviceBuilder::new()
+                .name(cfg.name.clone())
+                .layer(tun_rs::Layer::L2)
+                .mac_addr(mac.0)
+                .mtu(cfg.mtu)
+                .with(|b| {
+                    b.offload(off);
+                })
+                .enable(true)
+                .build_sync()
+        };
+        let err = |e: io::Error| TapError(format!("cannot create TAP interface {}: {e}", cfg.name));
+        let (dev, vnet) = match build(offload) {
+            Ok(d) => (d, offload),
+            Err(e) if offload => {
+                warn!("TAP offloads unavailable ({e}); running without them");
+                (build(false).map_err(err)?, false)
+            }
+            Err(e) => return Err(err(e)),
+        };
+        if vnet {
+            // TCP segmentation and checksums only: tun-rs may also have
+            // enabled UDP segmentation, which invpnd does not segment.
+            crate::sys::tun_set_offload(dev.as_raw_fd(), true)
+                .map_err(|e| TapError(format!("{}: setting offloads: {e}", cfg.name)))?;
+        }
+        let name = dev.name().map_err(|e| TapError(format!("TAP interface name: {e}")))?;
+        let mtu = dev.mtu().map_err(|e| TapError(format!("{name}: MTU: {e}")))?;
+        let ifindex = dev.if_index().map_err(|e| TapError(format!("{name}: ifindex: {e}")))?;
+        let file = crate::sys::file_from_fd(dev.into_raw_fd())
+            .map_err(|e| TapError(format!("{name}: {e}")))?;
+        Ok(Tap { file: Arc::new(file), name, mtu, ifindex, vnet })
     }
 
     /// Adopts a TAP already open on `fd` (from `--tunfd`, after a restart in
     /// place): same interface, still up, addresses kept; the MTU is set if
-    /// the configuration changed it.
+    /// the configuration changed it. Offloads stay as they were.
     pub fn adopt(fd: RawFd, mac: Mac, mtu: u16) -> Result<Tap, TapError> {
-        let dev = crate::sys::adopt_tap(fd)
-            .map_err(|e| TapError(format!("--tunfd {fd}: not an open TAP interface: {e}")))?;
-        let mut tap = Tap::describe(dev)?;
-        if tap.mtu != mtu {
-            tap.dev
-                .set_mtu(mtu)
-                .map_err(|e| TapError(format!("{}: cannot set MTU {mtu}: {e}", tap.name)))?;
-            info!("{}: MTU changed from {} to {mtu}", tap.name, tap.mtu);
-            tap.mtu = mtu;
+        let bad = |e: io::Error| TapError(format!("--tunfd {fd}: not an open TAP interface: {e}"));
+        let info = crate::sys::tun_info(fd).map_err(bad)?;
+        if !info.tap {
+            return Err(TapError(format!("--tunfd {fd}: {} is a TUN, not a TAP", info.name)));
         }
-        let have =
-            tap.dev.mac_address().map(Mac).map_err(|e| TapError(format!("{}: {e}", tap.name)))?;
+        let name = info.name.clone();
+        let e = |what: &str| {
+            let name = name.clone();
+            let what = what.to_string();
+            move |err: io::Error| TapError(format!("{name}: {what}: {err}"))
+        };
+        let file = crate::sys::file_from_fd(fd).map_err(bad)?;
+        let have = Mac(crate::sys::if_hwaddr(&name).map_err(e("MAC"))?);
         if have != mac {
-            tap.dev
-                .set_mac_address(mac.0)
-                .map_err(|e| TapError(format!("{}: cannot set MAC {mac}: {e}", tap.name)))?;
+            return Err(TapError(format!(
+                "{name} has MAC {have}, but this node's certificate is for {mac}"
+            )));
         }
-        Ok(tap)
-    }
-
-    fn describe(dev: tun_rs::SyncDevice) -> Result<Tap, TapError> {
-        let name = dev.name().map_err(|e| TapError(format!("TAP interface name: {e}")))?;
-        let mtu = dev.mtu().map_err(|e| TapError(format!("{name}: MTU: {e}")))?;
-        let ifindex = dev.if_index().map_err(|e| TapError(format!("{name}: ifindex: {e}")))?;
-        Ok(Tap { dev: Arc::new(dev), name, mtu, ifindex })
+        let have_mtu = crate::sys::if_mtu(&name).map_err(e("MTU"))?;
+        let mut tap_mtu = u16::try_from(have_mtu).unwrap_or(u16::MAX);
+        if tap_mtu != mtu {
+            crate::sys::if_set_mtu(&name, mtu).map_err(e("setting the MTU"))?;
+            info!("{name}: MTU changed from {tap_mtu} to {mtu}");
+            tap_mtu = mtu;
+        }
+        let ifindex = crate::sys::if_index(&name).map_err(e("ifindex"))?;
+        Ok(Tap { file: Arc::new(file), name, mtu: tap_mtu, ifindex, vnet: info.vnet_hdr })
     }
 
     /// The descriptor (for `--tunfd` on restart).
     pub fn fd(&self) -> RawFd {
-        self.dev.as_raw_fd()
+        self.file.as_raw_fd()
     }
 }
 
@@ -129,10 +162,11 @@ pub fn run_up(program: &std::path::Path, iface: &str, mac: Mac) {
 }
 
 /// The reading thread: frames from the TAP become messages for links.
-pub fn reader(dev: Arc<tun_rs::SyncDevice>, shared: Arc<Shared>) {
-    let mut buf = vec![0u8; FRAME_HEADROOM + 65536];
+pub fn reader(file: Arc<File>, vnet: bool, shared: Arc<Shared>) {
+    let at = if vnet { VNET_READ_AT } else { FRAME_HEADROOM };
+    let mut buf = vec![0u8; at + VNET_HDR_LEN + 65536 + 64];
     loop {
-        let n = match dev.recv(&mut buf[FRAME_HEADROOM..]) {
+        let n = match (&*file).read(&mut buf[at..]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -143,16 +177,23 @@ pub fn reader(dev: Arc<tun_rs::SyncDevice>, shared: Arc<Shared>) {
             }
         };
         let now = shared.clock.now();
-        match shared.engine.tap_frame(&mut buf, n, now) {
-            TapAction::Unicast { link, msg } => {
-                let ok = shared
-                    .workers
-                    .get(link.worker())
-                    .is_some_and(|w| w.send_data(ToWorker::Send { link, msg: buf[msg].to_vec() }));
-                if !ok {
-                    shared.engine.stats().drop(DropReason::QueueFull);
-                }
+        let action = if vnet {
+            shared.engine.tap_frame_vnet(&mut buf, n, now)
+        } else {
+            shared.engine.tap_frame(&mut buf, n, now)
+        };
+        let send = |link: LinkId, msg: Vec<u8>| {
+            let ok = shared
+                .workers
+                .get(link.worker())
+                .is_some_and(|w| w.send_data(ToWorker::Send { link, msg }));
+            if !ok {
+                shared.engine.stats().drop(DropReason::QueueFull);
             }
+        };
+        match action {
+            TapAction::Unicast { link, msg } => send(link, buf[msg].to_vec()),
+            TapAction::Segments { link, msgs } => msgs.into_iter().for_each(|m| send(link, m)),
             TapAction::Flood { msg } => {
                 let msg: Arc<[u8]> = buf[msg].into();
                 for w in &shared.workers {
@@ -170,11 +211,13 @@ pub fn reader(dev: Arc<tun_rs::SyncDevice>, shared: Arc<Shared>) {
     }
 }
 
-/// The writing thread: frames delivered by workers go to the TAP.
-pub fn writer(dev: Arc<tun_rs::SyncDevice>, rx: Receiver<Vec<u8>>, shared: Arc<Shared>) {
+/// The writing thread: frames delivered by workers go to the TAP (with
+/// their offload header, when the TAP has them).
+pub fn writer(file: Arc<File>, rx: Receiver<Vec<u8>>, shared: Arc<Shared>) {
     let stats = shared.engine.stats();
     while let Ok(frame) = rx.recv() {
-        match dev.send(&frame) {
+        shared.tap_budget.give(frame.len());
+        match (&*file).write(&frame) {
             Ok(_) => {
                 stats.add(Counter::TapFramesOut, 1);
                 stats.add(Counter::TapBytesOut, frame.len() as u64);

@@ -14,8 +14,8 @@ use mio::{Events, Interest, Poll, Token};
 use super::channels::{Origin, ToSupervisor, ToWorker, WorkerCtl, WorkerInbox};
 use super::link::{Flush, Link, State};
 use super::Shared;
-use crate::core::stats::DropReason;
-use crate::core::{LinkCtx, LinkId, Output, Verdict};
+use crate::core::stats::{Counter, DropReason};
+use crate::core::{offload, wire, LinkCtx, LinkId, Output, Verdict};
 use crate::tls::{self, verify::peer_mac};
 
 /// Token of the worker's waker.
@@ -94,13 +94,44 @@ struct Out<'a> {
 impl Out<'_> {
     fn queue_local(&mut self, slot: usize, msg: &[u8]) {
         let limit = self.shared.settings.queue_bytes;
-        if let Some(l) = self.links.get(slot) {
-            if l.out.push(msg, limit) {
-                self.dirty.push(slot);
-            } else {
-                l.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                self.shared.engine.stats().drop(DropReason::QueueFull);
+        let Some(l) = self.links.get(slot) else { return };
+        if msg.get(2) == Some(&wire::kind::OFFLOADED) && !l.peer_offload {
+            // A 0.4 neighbour, or one that takes no super-frames: segment.
+            return self.queue_segmented(slot, msg);
+        }
+        if l.out.push(msg, limit) {
+            self.dirty.push(slot);
+        } else {
+            l.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            self.shared.engine.stats().drop(DropReason::QueueFull);
+        }
+    }
+
+    /// Queues a `0x82` message as ordinary `0x80` frames.
+    fn queue_segmented(&mut self, slot: usize, msg: &[u8]) {
+        let Some(Ok(wire::Message::Offloaded(o))) = msg.get(wire::LEN_PREFIX..).map(wire::parse)
+        else {
+            return;
+        };
+        let mut segs: Vec<Vec<u8>> = Vec::new();
+        let mut push = |frame: &[u8]| {
+            let mut m = Vec::with_capacity(frame.len() + 3);
+            if wire::encode_unicast(&mut m, frame) {
+                segs.push(m);
             }
+        };
+        if o.hdr.is_gso() {
+            if let Ok(n) = offload::segment(&o.hdr, o.frame, push) {
+                self.shared.engine.stats().add(Counter::SoftwareSegments, n as u64);
+            }
+        } else {
+            let mut f = o.frame.to_vec();
+            if offload::complete_checksum(&o.hdr, &mut f).is_ok() {
+                push(&f);
+            }
+        }
+        for m in segs {
+            self.queue_local(slot, &m);
         }
     }
 }
@@ -146,6 +177,27 @@ impl Output for Out<'_> {
 
     fn deliver(&mut self, frame: &[u8]) {
         self.shared.to_tap(frame);
+    }
+
+    fn deliver_offloaded(&mut self, hdr: &offload::VnetHdr, frame: &[u8]) {
+        if self.shared.vnet {
+            self.shared.to_tap_with(hdr, frame);
+        } else if hdr.is_gso() {
+            if let Ok(n) = offload::segment(hdr, frame, |seg| self.shared.to_tap(seg)) {
+                self.shared.engine.stats().add(Counter::SoftwareSegments, n as u64);
+            }
+        } else {
+            let mut f = frame.to_vec();
+            if offload::complete_checksum(hdr, &mut f).is_ok() {
+                self.shared.to_tap(&f);
+            }
+        }
+    }
+
+    fn capabilities(&mut self, link: LinkId, flags: u32) {
+        if let Some(l) = self.links.slot_of(link).and_then(|s| self.links.get(s)) {
+            l.peer_offload = flags & wire::hello_flags::OFFLOADED != 0;
+        }
     }
 
     fn event(&mut self, ev: crate::core::Event) {
@@ -306,6 +358,12 @@ impl Worker {
             link.id
         );
         let stats = link.stats.clone();
+        if ext {
+            // invpnd extensions: say what we accept (0.4 never sees this).
+            let mut hello = Vec::with_capacity(8);
+            wire::encode_hello(&mut hello, wire::hello_flags::OFFLOADED);
+            self.out().queue_local(slot, &hello);
+        }
         self.shared.engine.link_up(&ctx, now);
         self.shared.supervisor.send(ToSupervisor::LinkUp {
             id: ctx.id,
@@ -411,6 +469,7 @@ impl Worker {
             let Ok(m) = self.inbox.data.try_recv() else {
                 break;
             };
+            self.inbox.budget.give(m.size());
             match m {
                 ToWorker::Send { link, msg } => match self.links.slot_of(link) {
                     Some(slot) => self.out().queue_local(slot, &msg),
