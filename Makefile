@@ -1,6 +1,6 @@
 # invpnd - build, test, demo, install.
 #
-#   make              release build (target/release/invpnd)
+#   make              release build (target/release/invpnd and invpnctl)
 #   make test         the whole test suite (namespace tests need root)
 #   make demo         a three-node mesh in network namespaces (root)
 #   make install      PREFIX=/usr/local DESTDIR= (binaries, man pages,

@@ -253,6 +253,27 @@ pub fn load_ca(dir: &std::path::Path) -> Result<CertAndKey, PkiError> {
     }
     let ck = CertAndKey { cert_pem, key_pem };
     issuer(&ck).map_err(|e| PkiError(format!("{}: {e}", dir.display())))?;
+    // The key must be the one the CA certificate was made for, or every
+    // certificate signed with it fails to verify.
+    let kp = KeyPair::from_pem(&ck.key_pem).map_err(err("reading the CA key"))?;
+    let cert_der =
+        <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::from_pem_slice(
+            ck.cert_pem.as_bytes(),
+        )
+        .map_err(|e| PkiError(format!("{}: {e}", dir.join("ca.crt").display())))?;
+    let spki = {
+        use x509_parser::prelude::FromDer;
+        x509_parser::certificate::X509Certificate::from_der(cert_der.as_ref())
+            .map(|(_, c)| c.public_key().raw.to_vec())
+            .map_err(|e| PkiError(format!("{}: {e}", dir.join("ca.crt").display())))?
+    };
+    if rcgen::PublicKeyData::subject_public_key_info(&kp) != spki {
+        return Err(PkiError(format!(
+            "{}: this key does not belong to the CA certificate {}",
+            dir.join("ca.key").display(),
+            dir.join("ca.crt").display()
+        )));
+    }
     Ok(ck)
 }
 

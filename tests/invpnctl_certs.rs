@@ -319,6 +319,16 @@ fn bad_inputs_are_clear_errors() {
         &["cert", "new", "--ca-dir", s(&ca), "--mac", "random", "--out", &out, "--key-type", "rsa"],
         "--key-type",
     );
+    // a key that is not the CA certificate's
+    let other = p.join("other");
+    ok(&["ca", "new", "--dir", s(&other)]);
+    let own_key = std::fs::read(ca.join("ca.key")).unwrap();
+    std::fs::copy(other.join("ca.key"), ca.join("ca.key")).unwrap();
+    fails(
+        &["cert", "new", "--ca-dir", s(&ca), "--mac", "random", "--out", &out],
+        "does not belong to the CA certificate",
+    );
+    std::fs::write(ca.join("ca.key"), own_key).unwrap();
     std::fs::write(ca.join("ca.key"), "garbage\n").unwrap();
     fails(
         &["cert", "new", "--ca-dir", s(&ca), "--mac", "random", "--out", &out],

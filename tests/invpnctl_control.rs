@@ -122,6 +122,15 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
         assert_eq!(v["ok"], false);
         assert!(v["error"].as_str().unwrap().contains(want), "{line}");
     }
+    // a client that closes its sending side still gets its trace
+    let mut c = UnixStream::connect(&s).unwrap();
+    c.write_all(b"{\"cmd\":\"trace\",\"wait_ms\":300}\n").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut line = String::new();
+    BufReader::new(&c).read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["ok"], true, "{line}");
+    assert_eq!(v["result"]["nodes"].as_array().unwrap().len(), 3);
     // the socket goes away with the daemon
     drop(a);
     assert!(!std::path::Path::new(&s).exists());
@@ -188,4 +197,13 @@ fn a_second_daemon_cannot_take_a_live_control_socket() {
     // A still answers
     let (code, _, _) = ctl(&["--socket", &sock(&a), "status"]);
     assert_eq!(code, 0);
+    // a regular file where the socket should be is left alone: an error
+    let file = b.dir.path().join("not-a-socket");
+    std::fs::write(&file, "keep me").unwrap();
+    let text = std::fs::read_to_string(&b.conf).unwrap().replace(&sock(&a), file.to_str().unwrap());
+    std::fs::write(&b.conf, text).unwrap();
+    b.spawn(&[]);
+    assert_eq!(b.wait_exit(10), Some(1));
+    assert!(b.log_text().contains("is not a socket"), "{}", b.log_text());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
 }

@@ -161,7 +161,11 @@ fn cert_new(args: &[String]) -> Result<(), CtlError> {
     let node = pki::new_node(&ca, mac, Validity::days_from_now(days), key_type(&m)?)?;
     write_new(&key, &node.key_pem, 0o600)?;
     write_new(&crt, &node.cert_pem, 0o644)?;
-    println!("certificate for {mac} written: {} and {} (mode 0600)", crt.display(), key.display());
+    println!(
+        "certificate for {mac} written: {} (and its key {}, mode 0600)",
+        crt.display(),
+        key.display()
+    );
     Ok(())
 }
 

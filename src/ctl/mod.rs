@@ -43,7 +43,7 @@ Certificates (no openssl needed; X.509 v3, CN = the node's MAC):
 
 Options:
   --socket PATH   the control socket (default: from -c, else /run/invpnd.sock)
-  -c CONF         read the control socket's path from this invpnd configuration
+  -c, --config CONF  read the control socket's path from this invpnd configuration
   --json          print the daemon's answer as JSON
   --timeout S     how long to wait for the daemon's answer (default 5; a trace
                   waits this long after its --wait)

@@ -64,7 +64,14 @@ impl ControlServer {
     /// Binds the socket at `path` (mode 0600). A stale socket file is
     /// replaced; a live one (another daemon answering) is an error.
     pub fn bind(path: &Path) -> io::Result<ControlServer> {
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "a file that is not a socket is in the way (not removed)",
+                ));
+            }
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
@@ -140,6 +147,11 @@ impl ControlServer {
                     if let Some(end) = c.rbuf.iter().position(|b| *b == b'\n') {
                         let line = String::from_utf8_lossy(&c.rbuf[..end]).into_owned();
                         return Some(Ok(line));
+                    }
+                    if c.trace.is_some() {
+                        // one request per connection: anything after it is ignored
+                        c.rbuf.clear();
+                        continue;
                     }
                     if c.rbuf.len() > MAX_REQUEST {
                         return Some(Err(format!("request longer than {MAX_REQUEST} bytes")));
@@ -229,6 +241,10 @@ impl Supervisor {
         } else {
             match ctl.read_request(t) {
                 None => {}
+                // A client that closed its sending side after its request
+                // still gets the answer (e.g. a trace still collecting).
+                Some(Err(e))
+                    if e.is_empty() && ctl.clients.get(&t).is_some_and(|c| c.trace.is_some()) => {}
                 Some(Err(e)) if e.is_empty() => ctl.drop_client(reg, t),
                 Some(Err(e)) => ctl.respond(reg, t, &Response::err(e)),
                 Some(Ok(line)) => match parse_request(&line) {

@@ -308,6 +308,8 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         }
         Exit::Restart => {
             info!("restarting in place (TAP {} kept on fd {})", tap.name, tap.fd());
+            // the new process makes its own control socket (perhaps elsewhere)
+            drop(sup.control.take());
             restart(&opts, tap.fd())
         }
         Exit::Fatal(msg) => Err(DaemonError(msg)),
