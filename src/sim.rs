@@ -149,13 +149,9 @@ impl Sim {
         let engines: Vec<Engine> = (0..n)
             .map(|i| {
                 Engine::new(EngineConfig {
-                    me: node_mac(i),
-                    port: 41744,
-                    listening: true,
-                    relay: true,
-                    max_clock_skew: 60_000,
                     route_ttl: cfg.route_ttl,
                     announce_interval: cfg.announce_interval,
+                    ..EngineConfig::new(node_mac(i))
                 })
             })
             .collect();

@@ -60,6 +60,10 @@ pub struct Network {
     pub announce_interval: Duration,
     pub route_ttl: Duration,
     pub max_clock_skew: Duration,
+    /// Most nodes the route table holds.
+    pub max_routes: usize,
+    /// Broadcasts per second accepted from one source (0: no limit).
+    pub broadcast_rate: u32,
 }
 
 impl Network {
@@ -164,6 +168,8 @@ const KNOWN: &[(&str, &[&str])] = &[
             "announce_interval",
             "route_ttl",
             "max_clock_skew",
+            "max_routes",
+            "broadcast_rate",
         ],
     ),
     ("interface", &["name", "mtu", "up"]),
@@ -225,6 +231,14 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
         })?,
         max_clock_skew: r.get("network", "max_clock_skew", Duration::from_secs(60), |v| {
             parse_duration(v, Duration::from_secs(0), Duration::from_secs(86_400 * 365))
+        })?,
+        max_routes: r.get("network", "max_routes", 65_536, |v| match v.parse::<usize>() {
+            Ok(n) if n >= 16 => Ok(n),
+            _ => Err(format!("{v:?}: expected a number of routes, at least 16")),
+        })?,
+        broadcast_rate: r.get("network", "broadcast_rate", 1000, |v| {
+            v.parse::<u32>()
+                .map_err(|_| format!("{v:?}: expected broadcasts per second (0: no limit)"))
         })?,
     };
     if network.route_ttl < network.announce_interval * 2 {

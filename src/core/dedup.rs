@@ -12,6 +12,7 @@ use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use super::mac::Mac;
+use super::ratelimit::{Rate, TokenBucket};
 
 /// Ids per source remembered. Ids are milliseconds, so this covers at least
 /// 4 s of a source's broadcasts (less only while it sends faster than one
@@ -29,17 +30,25 @@ pub enum Seen {
     Duplicate,
     /// Older than the window: drop.
     TooOld,
+    /// First copy, but the source sends more than its rate allows: drop.
+    RateLimited,
 }
 
 struct Window {
     top: u64,
     bits: [u64; WORDS],
     last_used: u64,
+    bucket: TokenBucket,
 }
 
 impl Window {
-    fn new(id: u64, now: u64) -> Window {
-        let mut w = Window { top: id, bits: [0; WORDS], last_used: now };
+    fn new(id: u64, now: u64, rate: Rate) -> Window {
+        let mut w = Window {
+            top: id,
+            bits: [0; WORDS],
+            last_used: now,
+            bucket: TokenBucket::full(rate, now),
+        };
         w.set(id);
         w
     }
@@ -106,6 +115,7 @@ impl Window {
 /// Seen (source, id) pairs, for every source.
 pub struct Dedup {
     shards: Box<[Mutex<HashMap<Mac, Window>>]>,
+    rate: Rate,
 }
 
 impl Default for Dedup {
@@ -115,18 +125,29 @@ impl Default for Dedup {
 }
 
 impl Dedup {
-    /// Nothing seen yet.
+    /// Nothing seen yet, no rate limit.
     pub fn new() -> Dedup {
-        Dedup { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        Dedup::with_rate(Rate::UNLIMITED)
+    }
+
+    /// Nothing seen yet; each source may have at most `rate` fresh ids
+    /// accepted.
+    pub fn with_rate(rate: Rate) -> Dedup {
+        Dedup { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), rate }
     }
 
     /// Checks (`src`, `id`) and records it as seen.
     pub fn check(&self, src: Mac, id: u64, now: u64) -> Seen {
         let mut shard = self.shards[(src.shard_hash() >> 60) as usize % SHARDS].lock();
         match shard.get_mut(&src) {
-            Some(w) => w.check(id, now),
+            Some(w) => match w.check(id, now) {
+                Seen::Fresh if !w.bucket.allow(self.rate, now) => Seen::RateLimited,
+                seen => seen,
+            },
             None => {
-                shard.insert(src, Window::new(id, now));
+                let mut w = Window::new(id, now, self.rate);
+                w.bucket.allow(self.rate, now);
+                shard.insert(src, w);
                 Seen::Fresh
             }
         }
@@ -223,6 +244,26 @@ mod tests {
                 seen.insert(id);
             }
         }
+    }
+
+    #[test]
+    fn a_storm_from_one_source_is_cut_to_its_rate() {
+        let d = Dedup::with_rate(Rate { per_sec: 100, burst: 10 });
+        let other = Mac([2, 0, 0, 0, 0, 9]);
+        let mut fresh = 0;
+        for i in 0..1000u64 {
+            match d.check(S, 1_000_000 + i, i) {
+                Seen::Fresh => fresh += 1,
+                Seen::RateLimited => {}
+                s => panic!("{s:?}"),
+            }
+        }
+        // 1 s of a storm: the burst plus 100/s
+        assert!((100..=112).contains(&fresh), "{fresh}");
+        // a dropped id counts as seen: its copies are duplicates
+        assert_eq!(d.check(S, 1_000_999, 1000), Seen::Duplicate);
+        // other sources are not affected
+        assert_eq!(d.check(other, 5, 1000), Seen::Fresh);
     }
 
     #[test]

@@ -13,6 +13,8 @@ use super::mac::Mac;
 pub const BACKOFF_MIN: u64 = 1_000;
 /// Longest retry delay (ms).
 pub const BACKOFF_MAX: u64 = 60_000;
+/// Most nodes remembered (announced addresses beyond are ignored).
+pub const MAX_TARGETS: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -74,8 +76,13 @@ impl Dialer {
         self.max_links = n;
     }
 
-    fn target(&mut self, mac: Mac) -> Option<&mut Target> {
+    /// The target for `mac`, made if needed; a node learnt from an
+    /// announcement (`capped`) is not made beyond [`MAX_TARGETS`].
+    fn target(&mut self, mac: Mac, capped: bool) -> Option<&mut Target> {
         if mac == self.me || !mac.is_node_address() {
+            return None;
+        }
+        if capped && self.targets.len() >= MAX_TARGETS && !self.targets.contains_key(&mac) {
             return None;
         }
         Some(self.targets.entry(mac).or_insert_with(Target::new))
@@ -83,7 +90,7 @@ impl Dialer {
 
     /// Adds a seed from `init`.
     pub fn add_seed(&mut self, mac: Mac, addr: SocketAddr) {
-        if let Some(t) = self.target(mac) {
+        if let Some(t) = self.target(mac, false) {
             t.seed = Some(addr);
         }
     }
@@ -101,7 +108,7 @@ impl Dialer {
     /// Records the address a node announced (or the cache held). A new
     /// address makes an idle node worth trying at once.
     pub fn learn(&mut self, mac: Mac, addr: SocketAddr, now: u64) {
-        if let Some(t) = self.target(mac) {
+        if let Some(t) = self.target(mac, true) {
             if t.learned != Some(addr) {
                 t.learned = Some(addr);
                 if t.state == State::Idle {
@@ -124,7 +131,7 @@ impl Dialer {
 
     /// A link to `mac` came up (dialled or accepted).
     pub fn linked(&mut self, mac: Mac) {
-        if let Some(t) = self.target(mac) {
+        if let Some(t) = self.target(mac, false) {
             t.state = State::Linked;
             t.failures = 0;
         }
@@ -284,6 +291,20 @@ mod tests {
         assert_eq!(d.poll(10_000, 0)[0].addr, a(2), "then the seed");
         d.is_self(m(2));
         assert!(d.poll(100_000, 0).is_empty());
+    }
+
+    #[test]
+    fn remembers_a_bounded_number_of_nodes() {
+        let mut d = Dialer::new(m(1), 10, 6);
+        for i in 0..(MAX_TARGETS as u32 + 500) {
+            let mac = Mac([2, 1, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+            d.learn(mac, a(2), 0);
+        }
+        assert_eq!(d.known(), MAX_TARGETS);
+        // seeds and known nodes still update
+        d.add_seed(m(2), a(2));
+        d.learn(Mac([2, 1, 0, 0, 0, 5]), a(9), 1);
+        assert_eq!(d.known(), MAX_TARGETS + 1, "a seed is always kept");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::dedup::{Dedup, Seen};
 use super::ids::IdSource;
 use super::mac::Mac;
 use super::offload::{self, VnetHdr};
+use super::ratelimit::Rate;
 use super::routes::{Offer, RouteTable};
 use super::stats::{Counter, DropReason, Stats};
 use super::wire::{
@@ -36,7 +37,32 @@ pub struct EngineConfig {
     /// This node's announce interval (ms). A neighbour heard on its own
     /// link within two of these is reached only through that link.
     pub announce_interval: u64,
+    /// Most nodes the route table takes (neighbours always fit).
+    pub max_routes: usize,
+    /// Broadcasts accepted per second from one source (0: no limit); a
+    /// burst of twice that is allowed.
+    pub broadcast_rate: u32,
 }
+
+impl EngineConfig {
+    /// Defaults for everything but the node's identity.
+    pub fn new(me: Mac) -> EngineConfig {
+        EngineConfig {
+            me,
+            port: 41744,
+            listening: true,
+            relay: true,
+            max_clock_skew: 60_000,
+            route_ttl: 60_000,
+            announce_interval: 5_000,
+            max_routes: 65_536,
+            broadcast_rate: 1_000,
+        }
+    }
+}
+
+/// How many health requests one origin may flood per second.
+const HEALTH_RATE: Rate = Rate { per_sec: 5, burst: 10 };
 
 /// A link as the engine sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,12 +157,15 @@ pub struct Engine {
 impl Engine {
     /// A node with no links.
     pub fn new(cfg: EngineConfig) -> Engine {
+        let routes = RouteTable::with_limit(cfg.max_routes);
+        let rate =
+            Rate { per_sec: cfg.broadcast_rate, burst: cfg.broadcast_rate.saturating_mul(2) };
         Engine {
             cfg,
             ids: IdSource::new(),
-            routes: RouteTable::new(),
-            broadcasts: Dedup::new(),
-            health_requests: Dedup::new(),
+            routes,
+            broadcasts: Dedup::with_rate(rate),
+            health_requests: Dedup::with_rate(HEALTH_RATE),
             neighbours: RwLock::new(HashMap::new()),
             heard: RwLock::new(HashMap::new()),
             stats: Stats::new(),
@@ -256,6 +285,7 @@ impl Engine {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
                 self.stats.drop(DropReason::Malformed);
+                self.stats.malformed(&e);
                 return Verdict::Malformed(e);
             }
             None => {
@@ -291,6 +321,7 @@ impl Engine {
                     Seen::Fresh => {}
                     Seen::Duplicate => return self.dropped(DropReason::Duplicate),
                     Seen::TooOld => return self.dropped(DropReason::TooOld),
+                    Seen::RateLimited => return self.dropped(DropReason::BroadcastRate),
                 }
                 out.flood(Some(link.id), raw, false);
                 // The id's last six bytes become the broadcast destination:
@@ -414,6 +445,8 @@ impl Engine {
         match self.routes.offer(a.mac, a.id, link.id, link.peer, addr, now.mono, link.ext) {
             // An announcement seen already: this is how a flood ends.
             Offer::Stale => Verdict::Done,
+            Offer::Full => self.dropped(DropReason::RouteTableFull),
+            Offer::RateLimited => self.dropped(DropReason::AnnounceRate),
             Offer::Accepted { addr_changed } => {
                 self.stats.add(Counter::AnnouncementsAccepted, 1);
                 if addr_changed {
@@ -456,6 +489,7 @@ impl Engine {
             Seen::Fresh => {}
             Seen::Duplicate => return self.dropped(DropReason::Duplicate),
             Seen::TooOld => return self.dropped(DropReason::TooOld),
+            Seen::RateLimited => return self.dropped(DropReason::HealthRate),
         }
         // Forward with our MAC appended (and len fixed, which 0.4 forgot),
         // only to invpnd links: 0.4 mishandles 0x02.

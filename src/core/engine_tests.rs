@@ -54,6 +54,8 @@ fn engine(me: u8) -> Engine {
         max_clock_skew: 60_000,
         route_ttl: 300_000,
         announce_interval: 5_000,
+        max_routes: 1000,
+        broadcast_rate: 0,
     })
 }
 

@@ -2,6 +2,7 @@
 //! and health. Nothing here reads a clock, opens a socket or touches the
 //! TAP; time comes in as [`Now`] and work goes out through [`engine::Output`].
 
+pub mod admission;
 pub mod cache;
 pub mod dedup;
 pub mod deframer;
@@ -11,6 +12,7 @@ pub mod ids;
 pub mod links;
 pub mod mac;
 pub mod offload;
+pub mod ratelimit;
 pub mod routes;
 pub mod stats;
 pub mod wire;

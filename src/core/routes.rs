@@ -6,13 +6,20 @@
 
 use std::net::SocketAddr;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use hashbrown::HashMap;
 use parking_lot::RwLock;
 
 use super::mac::Mac;
+use super::ratelimit::{Rate, TokenBucket};
 use super::LinkId;
 
 const SHARDS: usize = 16;
+
+/// How often a node's announcements may change its route: enough for one
+/// per interval plus the bursts of link changes, far below a flood.
+pub const ANNOUNCE_RATE: Rate = Rate { per_sec: 20, burst: 50 };
 
 /// How to reach one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +39,9 @@ pub struct Route {
     /// link goes down, traffic moves there at once instead of waiting for
     /// the node's next announcement.
     pub alt: Option<(LinkId, Mac)>,
+    /// Announcements of this node accepted lately (a flood of fresh ids for
+    /// one MAC is cut off here).
+    pub bucket: TokenBucket,
 }
 
 /// The result of offering an announcement to the table.
@@ -43,11 +53,17 @@ pub enum Offer {
     Accepted { addr_changed: bool },
     /// An announcement with this id or a newer one was seen already.
     Stale,
+    /// A new node, but the table holds as many as it may.
+    Full,
+    /// This node announced more often than [`ANNOUNCE_RATE`] allows.
+    RateLimited,
 }
 
 /// Routes by destination MAC.
 pub struct RouteTable {
     shards: Box<[RwLock<HashMap<Mac, Route>>]>,
+    count: AtomicUsize,
+    max: usize,
 }
 
 impl Default for RouteTable {
@@ -57,9 +73,19 @@ impl Default for RouteTable {
 }
 
 impl RouteTable {
-    /// An empty table.
+    /// An empty table with no practical limit.
     pub fn new() -> RouteTable {
-        RouteTable { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect() }
+        RouteTable::with_limit(usize::MAX)
+    }
+
+    /// An empty table that takes at most `max` nodes learnt from
+    /// announcements (neighbours are always taken).
+    pub fn with_limit(max: usize) -> RouteTable {
+        RouteTable {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            count: AtomicUsize::new(0),
+            max,
+        }
     }
 
     fn shard(&self, mac: &Mac) -> &RwLock<HashMap<Mac, Route>> {
@@ -101,7 +127,6 @@ impl RouteTable {
         alt_ok: bool,
     ) -> Offer {
         let mut shard = self.shard(&mac).write();
-        let route = Route { link, via, stamp, refreshed: now, addr, alt: None };
         match shard.get_mut(&mac) {
             Some(old) if old.stamp >= stamp => {
                 if old.stamp == stamp && old.link != link && old.alt.is_none() && alt_ok {
@@ -110,12 +135,25 @@ impl RouteTable {
                 Offer::Stale
             }
             Some(old) => {
+                if !old.bucket.allow(ANNOUNCE_RATE, now) {
+                    return Offer::RateLimited;
+                }
                 let addr_changed = old.addr != addr;
-                *old = route;
+                *old =
+                    Route { link, via, stamp, refreshed: now, addr, alt: None, bucket: old.bucket };
                 Offer::Accepted { addr_changed }
             }
             None => {
-                shard.insert(mac, route);
+                if self.count.load(Ordering::Relaxed) >= self.max {
+                    return Offer::Full;
+                }
+                let mut bucket = TokenBucket::full(ANNOUNCE_RATE, now);
+                bucket.allow(ANNOUNCE_RATE, now);
+                shard.insert(
+                    mac,
+                    Route { link, via, stamp, refreshed: now, addr, alt: None, bucket },
+                );
+                self.count.fetch_add(1, Ordering::Relaxed);
                 Offer::Accepted { addr_changed: true }
             }
         }
@@ -124,14 +162,15 @@ impl RouteTable {
     /// Adds a route to a neighbour that just linked, unless one exists: the
     /// node is reachable through the link before it has announced itself.
     pub fn add_neighbour(&self, mac: Mac, link: LinkId, now: u64) {
-        self.shard(&mac).write().entry(mac).or_insert(Route {
-            link,
-            via: mac,
-            stamp: 0,
-            refreshed: now,
-            addr: None,
-            alt: None,
-        });
+        let mut shard = self.shard(&mac).write();
+        if !shard.contains_key(&mac) {
+            let bucket = TokenBucket::full(ANNOUNCE_RATE, now);
+            shard.insert(
+                mac,
+                Route { link, via: mac, stamp: 0, refreshed: now, addr: None, alt: None, bucket },
+            );
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Withdraws `link` from every route: a route through it moves to its
@@ -159,6 +198,7 @@ impl RouteTable {
             });
             removed += before - s.len();
         }
+        self.count.fetch_sub(removed, Ordering::Relaxed);
         removed
     }
 
@@ -175,12 +215,13 @@ impl RouteTable {
             s.retain(|m, r| keep(m, r));
             removed += before - s.len();
         }
+        self.count.fetch_sub(removed, Ordering::Relaxed);
         removed
     }
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().len()).sum()
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Whether the table is empty.
@@ -257,6 +298,27 @@ mod tests {
         t.offer(m(9), 11, l1, m(1), None, 0, true);
         assert_eq!(t.get(&m(9)).unwrap().alt, None);
         assert_eq!(t.remove_via(l1), 1);
+    }
+
+    #[test]
+    fn the_table_has_a_limit_and_floods_of_one_mac_are_cut() {
+        let t = RouteTable::with_limit(3);
+        t.add_neighbour(m(1), LinkId(1), 0);
+        assert!(matches!(t.offer(m(2), 1, LinkId(1), m(1), None, 0, true), Offer::Accepted { .. }));
+        assert!(matches!(t.offer(m(3), 1, LinkId(1), m(1), None, 0, true), Offer::Accepted { .. }));
+        assert_eq!(t.offer(m(4), 1, LinkId(1), m(1), None, 0, true), Offer::Full);
+        assert_eq!(t.len(), 3);
+        t.remove_via(LinkId(1));
+        assert_eq!(t.len(), 0);
+        assert!(matches!(t.offer(m(4), 1, LinkId(1), m(1), None, 0, true), Offer::Accepted { .. }));
+        // one node, a new id every millisecond: the burst, then the rate
+        let accepted = (2..1002u64)
+            .filter(|i| {
+                matches!(t.offer(m(4), *i, LinkId(1), m(1), None, *i, true), Offer::Accepted { .. })
+            })
+            .count();
+        assert!(accepted <= (ANNOUNCE_RATE.burst + ANNOUNCE_RATE.per_sec) as usize, "{accepted}");
+        assert!(accepted >= ANNOUNCE_RATE.burst as usize - 1, "{accepted}");
     }
 
     #[test]

@@ -39,6 +39,9 @@ named_enum! {
         UnknownTypes = "unknown_types",
         /// Offloaded super-frames (0x82) received from neighbours.
         OffloadedIn = "offloaded_in",
+                /// Incoming connections closed before their handshake because too
+        /// many were pending (from their address, or in total).
+        ConnectionsRefused = "connections_refused",
         /// Frames cut out of super-frames in software (for a neighbour or a
         /// TAP that takes no super-frames).
         SoftwareSegments = "software_segments",
@@ -79,6 +82,14 @@ named_enum! {
         QueueFull = "queue_full",
         /// A traceroute or response that would not fit in a message.
         TooLong = "too_long",
+        /// A new node announced while the route table is full.
+        RouteTableFull = "route_table_full",
+        /// A node announcing itself far more often than nodes do.
+        AnnounceRate = "announce_rate",
+        /// A source broadcasting faster than `broadcast_rate`.
+        BroadcastRate = "broadcast_rate",
+        /// An origin sending health requests faster than 5 per second.
+        HealthRate = "health_rate",
     }
 }
 
@@ -86,6 +97,7 @@ named_enum! {
 pub struct Stats {
     counters: Vec<AtomicU64>,
     drops: Vec<AtomicU64>,
+    malformed: Vec<AtomicU64>,
 }
 
 impl Default for Stats {
@@ -100,6 +112,7 @@ impl Stats {
         Stats {
             counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             drops: DropReason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            malformed: super::wire::WireError::LABELS.iter().map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -123,6 +136,22 @@ impl Stats {
         if let Some(a) = self.drops.get(r as usize) {
             a.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a malformed message by its class.
+    pub fn malformed(&self, e: &super::wire::WireError) {
+        if let Some(a) = self.malformed.get(e.index()) {
+            a.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Malformed messages by class, as (label, count).
+    pub fn malformed_by_class(&self) -> Vec<(&'static str, u64)> {
+        super::wire::WireError::LABELS
+            .iter()
+            .zip(&self.malformed)
+            .map(|(l, a)| (*l, a.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// A counter's value.

@@ -86,17 +86,33 @@ pub enum WireError {
 }
 
 impl WireError {
+    /// The labels of every class, in [`WireError::index`] order.
+    pub const LABELS: [&'static str; 7] = [
+        "empty",
+        "truncated",
+        "trailing_bytes",
+        "bad_address_type",
+        "misaligned_mac_list",
+        "runt_frame",
+        "bad_offload",
+    ];
+
+    /// The class's position in [`WireError::LABELS`].
+    pub fn index(&self) -> usize {
+        match self {
+            WireError::Empty => 0,
+            WireError::Truncated { .. } => 1,
+            WireError::Trailing { .. } => 2,
+            WireError::BadAddressType(_) => 3,
+            WireError::Misaligned { .. } => 4,
+            WireError::RuntFrame { .. } => 5,
+            WireError::BadOffload(_) => 6,
+        }
+    }
+
     /// A stable, short label, used for counters.
     pub fn label(&self) -> &'static str {
-        match self {
-            WireError::Empty => "empty",
-            WireError::Truncated { .. } => "truncated",
-            WireError::Trailing { .. } => "trailing-bytes",
-            WireError::BadAddressType(_) => "bad-address-type",
-            WireError::Misaligned { .. } => "misaligned-mac-list",
-            WireError::RuntFrame { .. } => "runt-frame",
-            WireError::BadOffload(_) => "bad-offload",
-        }
+        Self::LABELS[self.index()]
     }
 }
 

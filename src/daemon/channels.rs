@@ -201,6 +201,30 @@ pub struct WorkerInbox {
 }
 
 /// The way into the supervisor.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    /// Link events (bounded in practice by the connections admitted).
+    pub tx: Sender<ToSupervisor>,
+    /// Engine events (addresses learnt, health answers): bounded, and
+    /// dropped when full, since a hostile flood of announcements could
+    /// otherwise make them pile up.
+    pub events: Sender<ToSupervisor>,
+    pub wake: Arc<Wake>,
+}
+
+impl SupervisorHandle {
+    /// Tells the supervisor something.
+    pub fn send(&self, m: ToSupervisor) {
+        let sent = match m {
+            ToSupervisor::Engine(_) => self.events.try_send(m).is_ok(),
+            m => self.tx.send(m).is_ok(),
+        };
+        if sent {
+            self.wake.nudge();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,20 +239,5 @@ mod tests {
         assert_eq!(b.used(), 2500);
         b.give(10_000);
         assert_eq!(b.used(), 0, "never below zero");
-    }
-}
-
-#[derive(Clone)]
-pub struct SupervisorHandle {
-    pub tx: Sender<ToSupervisor>,
-    pub wake: Arc<Wake>,
-}
-
-impl SupervisorHandle {
-    /// Tells the supervisor something.
-    pub fn send(&self, m: ToSupervisor) {
-        if self.tx.send(m).is_ok() {
-            self.wake.nudge();
-        }
     }
 }

@@ -42,6 +42,8 @@ const WORKER_QUEUE_BYTES: usize = 512 * 1024;
 /// Frames the TAP writer's queue holds before it drops, and bytes.
 const TAP_QUEUE: usize = 4096;
 const TAP_QUEUE_BYTES: usize = 512 * 1024;
+/// Engine events the supervisor's queue holds before it drops them.
+const SUPERVISOR_EVENTS: usize = 65_536;
 
 /// Fixed settings every thread reads.
 #[derive(Debug, Clone)]
@@ -182,6 +184,8 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         max_clock_skew: cfg.network.max_clock_skew.as_millis() as u64,
         route_ttl: cfg.network.route_ttl.as_millis() as u64,
         announce_interval: cfg.network.announce_interval.as_millis() as u64,
+        max_routes: cfg.network.max_routes,
+        broadcast_rate: cfg.network.broadcast_rate,
     });
     let n = worker_count(cfg.performance.workers);
     let mut polls = Vec::new();
@@ -208,6 +212,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         Waker::new(sup_poll.registry(), supervisor::WAKER).map_err(err("creating a waker"))?,
     );
     let (sup_tx, sup_rx) = unbounded();
+    let (ev_tx, ev_rx) = bounded(SUPERVISOR_EVENTS);
     let (tap_tx, tap_rx) = bounded(TAP_QUEUE);
     let interval = cfg.network.announce_interval.as_millis() as u64;
     let shared = Arc::new(Shared {
@@ -216,7 +221,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         tap: tap_tx,
         tap_budget: Budget::new(TAP_QUEUE_BYTES),
         vnet: tap.vnet,
-        supervisor: SupervisorHandle { tx: sup_tx, wake: sup_wake.clone() },
+        supervisor: SupervisorHandle { tx: sup_tx, events: ev_tx, wake: sup_wake.clone() },
         clock,
         settings: Settings {
             queue_bytes: 256 * 1024,
@@ -281,6 +286,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     let mut sup = Supervisor::new(Parts {
         poll: sup_poll,
         rx: sup_rx,
+        events: ev_rx,
         wake: sup_wake,
         shared: shared.clone(),
         cfg,

@@ -24,9 +24,11 @@ use super::net::{self, TcpTuning};
 use super::notify::notify;
 use super::Shared;
 use crate::config::{self, Config};
+use crate::core::admission::{self, Admission};
 use crate::core::cache::NodeCache;
 use crate::core::dialer::{Dial, Dialer};
-use crate::core::links::{Admit, LinkInfo, LinkTable};
+use crate::core::links::{self, LinkInfo, LinkTable};
+use crate::core::stats::Counter;
 use crate::core::{Event, LinkId, Mac};
 use crate::tls::{self, Material};
 
@@ -49,6 +51,7 @@ pub enum Exit {
 pub struct Supervisor {
     pub poll: Poll,
     pub rx: Receiver<ToSupervisor>,
+    pub events: Receiver<ToSupervisor>,
     pub wake: Arc<Wake>,
     pub shared: Arc<Shared>,
     pub cfg: Config,
@@ -73,6 +76,8 @@ pub struct Supervisor {
     /// same way again and again is logged once (at warning level).
     pub(super) dial_errors: HashMap<Mac, String>,
     pub(super) next_prune: u64,
+    /// Incoming connections whose handshake is pending, capped.
+    pub(super) admission: Admission,
     pub(super) control: Option<ControlServer>,
     pub(super) info: NodeInfo,
     /// Traces under way: request id -> deadline and answers so far.
@@ -83,6 +88,7 @@ pub struct Supervisor {
 pub struct Parts {
     pub poll: Poll,
     pub rx: Receiver<ToSupervisor>,
+    pub events: Receiver<ToSupervisor>,
     pub wake: Arc<Wake>,
     pub shared: Arc<Shared>,
     pub cfg: Config,
@@ -110,6 +116,7 @@ impl Supervisor {
         let Parts {
             poll,
             rx,
+            events,
             wake,
             shared,
             cfg,
@@ -150,6 +157,7 @@ impl Supervisor {
         Ok(Supervisor {
             poll,
             rx,
+            events,
             wake,
             shared,
             cfg,
@@ -172,6 +180,7 @@ impl Supervisor {
             last_accept_error: 0,
             dial_errors: HashMap::new(),
             next_prune: 600_000,
+            admission: Admission::new(admission::PER_ADDRESS, admission::TOTAL),
             control,
             info,
             traces: HashMap::new(),
@@ -201,8 +210,8 @@ impl Supervisor {
             .min()
             .unwrap_or(u64::MAX);
             self.wake.going_to_sleep();
-            let timeout =
-                if self.rx.is_empty() { due.saturating_sub(self.shared.clock.mono()) } else { 0 };
+            let idle = self.rx.is_empty() && self.events.is_empty();
+            let timeout = if idle { due.saturating_sub(self.shared.clock.mono()) } else { 0 };
             if let Err(e) =
                 self.poll.poll(&mut events, Some(Duration::from_millis(timeout.min(60_000))))
             {
@@ -237,6 +246,12 @@ impl Supervisor {
                 }
             }
             while let Ok(m) = self.rx.try_recv() {
+                if let Some(exit) = self.handle(m) {
+                    return exit;
+                }
+            }
+            for _ in 0..4096 {
+                let Ok(m) = self.events.try_recv() else { break };
                 if let Some(exit) = self.handle(m) {
                     return exit;
                 }
@@ -304,7 +319,9 @@ impl Supervisor {
         match conn {
             Ok(c) => {
                 debug!("dialling {}@{}", d.mac, d.addr);
+                let id = self.new_link_id();
                 self.hand_over(
+                    id,
                     stream,
                     d.addr,
                     Origin::Dialled(d.mac),
@@ -318,19 +335,25 @@ impl Supervisor {
         }
     }
 
+    /// A new link id, on the next worker in turn.
+    fn new_link_id(&mut self) -> LinkId {
+        let w = self.next_worker % self.shared.workers.len().max(1);
+        self.next_worker = self.next_worker.wrapping_add(1);
+        let id = LinkId::new(self.next_seq, w);
+        self.next_seq += 1;
+        id
+    }
+
     fn hand_over(
         &mut self,
+        id: LinkId,
         stream: mio::net::TcpStream,
         addr: SocketAddr,
         origin: Origin,
         tls: rustls::Connection,
     ) {
-        let w = self.next_worker % self.shared.workers.len().max(1);
-        self.next_worker = self.next_worker.wrapping_add(1);
-        let id = LinkId::new(self.next_seq, w);
-        self.next_seq += 1;
         self.pending.insert(id, (origin, addr));
-        if let Some(worker) = self.shared.workers.get(w) {
+        if let Some(worker) = self.shared.workers.get(id.worker()) {
             worker.send_ctl(WorkerCtl::Adopt { id, stream, addr, origin, tls: Box::new(tls) });
         }
     }
@@ -346,14 +369,31 @@ impl Supervisor {
                     if let Err(e) = net::tune(&SockRef::from(&stream), &self.tuning) {
                         debug!("connection from {addr}: socket options: {e}");
                     }
+                    let id = self.new_link_id();
+                    match self.admission.admit(id, addr.ip()) {
+                        admission::Admit::RefuseAddress => {
+                            self.shared.engine.stats().add(Counter::ConnectionsRefused, 1);
+                            debug!("connection from {addr} refused: too many handshakes pending from it");
+                            continue;
+                        }
+                        admission::Admit::AcceptEvicting(old) => {
+                            self.shared.engine.stats().add(Counter::ConnectionsRefused, 1);
+                            self.close(old, "too many handshakes pending: the oldest makes room");
+                        }
+                        admission::Admit::Accept => {}
+                    }
                     match rustls::ServerConnection::new(self.server_cfg.clone()) {
                         Ok(c) => self.hand_over(
+                            id,
                             stream,
                             addr,
                             Origin::Accepted,
                             rustls::Connection::Server(c),
                         ),
-                        Err(e) => error!("TLS server setup: {e}"),
+                        Err(e) => {
+                            self.admission.done(id);
+                            error!("TLS server setup: {e}");
+                        }
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -381,14 +421,15 @@ impl Supervisor {
         match m {
             ToSupervisor::LinkUp { id, peer, addr, outbound, ext, chain: _, stats } => {
                 self.pending.remove(&id);
+                self.admission.done(id);
                 let info = LinkInfo { id, peer, addr, outbound, ext, since: now.mono };
                 match self.links.admit(self.shared.engine.me(), info) {
-                    Admit::Accept => {}
-                    Admit::Replace(old) => {
+                    links::Admit::Accept => {}
+                    links::Admit::Replace(old) => {
                         self.link_stats.remove(&old);
                         self.close(old, "replaced by a newer link to the same node");
                     }
-                    Admit::Reject(_) => {
+                    links::Admit::Reject(_) => {
                         self.close(id, "duplicate link: the one dialled by the lower MAC is kept");
                         return None;
                     }
@@ -400,6 +441,7 @@ impl Supervisor {
             }
             ToSupervisor::LinkDown { id, peer: _, origin, reason, was_self } => {
                 let pending = self.pending.remove(&id);
+                self.admission.done(id);
                 self.link_stats.remove(&id);
                 if let Some(info) = self.links.remove(id) {
                     if self.links.to_peer(&info.peer).is_none() {

@@ -160,15 +160,14 @@ impl Output for Out<'_> {
             }
         }
         if self.shared.workers.len() > 1 {
+            // Relays to other workers go through their bounded data queues:
+            // under a flood they are dropped (and repeated by their senders
+            // each announce interval) rather than queued without end.
             let shared: Arc<[u8]> = msg.into();
-            let control = msg.get(2).is_some_and(|t| *t < 0x80);
             for (i, w) in self.shared.workers.iter().enumerate() {
-                if i == self.index {
-                    continue;
-                }
-                if control {
-                    w.send_ctl(WorkerCtl::Flood { msg: shared.clone(), ext_only });
-                } else if !w.send_data(ToWorker::Flood { except, msg: shared.clone(), ext_only }) {
+                if i != self.index
+                    && !w.send_data(ToWorker::Flood { except, msg: shared.clone(), ext_only })
+                {
                     self.shared.engine.stats().drop(DropReason::QueueFull);
                 }
             }
