@@ -102,6 +102,12 @@ pub struct Status {
     pub workers: usize,
     pub counters: BTreeMap<String, u64>,
     pub drops: BTreeMap<String, u64>,
+    /// Malformed messages by class.
+    #[serde(default)]
+    pub malformed: BTreeMap<String, u64>,
+    /// Incoming handshakes pending now.
+    #[serde(default)]
+    pub pending_handshakes: usize,
 }
 
 /// One entry of `links`.

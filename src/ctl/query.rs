@@ -122,6 +122,16 @@ pub fn format_status(s: &Status) -> String {
         "drops:        {}\n",
         if drops.is_empty() { "none".to_string() } else { drops.join(" ") }
     ));
+    let bad: Vec<String> =
+        s.malformed.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+    if !bad.is_empty() {
+        t.push_str(&format!("malformed:    {}\n", bad.join(" ")));
+    }
+    t.push_str(&format!(
+        "handshakes:   {} pending, {} connections refused\n",
+        s.pending_handshakes,
+        c("connections_refused")
+    ));
     t
 }
 

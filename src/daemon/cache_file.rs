@@ -9,6 +9,20 @@ use log::{info, warn};
 
 use crate::core::cache::NodeCache;
 
+/// Removes temporary files a crash left behind (`.NAME.tmp.PID`); called
+/// by the daemon at start, never by `invpnd -t`.
+pub fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Loads the cache; a missing or unreadable file gives an empty cache and
 /// (unless simply missing) a warning.
 pub fn load(path: &Path) -> NodeCache {

@@ -294,6 +294,12 @@ impl Supervisor {
             workers: self.info.workers,
             counters,
             drops,
+            malformed: stats
+                .malformed_by_class()
+                .into_iter()
+                .map(|(l, n)| (l.to_string(), n))
+                .collect(),
+            pending_handshakes: self.admission.pending(),
         }
     }
 

@@ -258,6 +258,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             tap::run_up(up, &tap.name, me);
         }
     }
+    cache_file::remove_stale_temporaries(&cfg.network.cache);
     let cache = cache_file::load(&cfg.network.cache);
     let listen_text =
         listener.as_ref().map_or("none (no_incoming)".to_string(), |(_, a)| a.to_string());
