@@ -25,6 +25,10 @@ pub struct NodeConf {
     pub cert: Option<(PathBuf, PathBuf)>,
     /// CA file (default: the Pki's CA).
     pub ca: Option<PathBuf>,
+    /// The announce interval (default 1s, to keep tests quick).
+    pub announce_interval: String,
+    /// The node cache file (default `cache` beside the configuration).
+    pub cache: String,
 }
 
 impl NodeConf {
@@ -38,6 +42,8 @@ impl NodeConf {
             extra: String::new(),
             cert: None,
             ca: None,
+            announce_interval: "1s".to_string(),
+            cache: "cache".to_string(),
         }
     }
 }
@@ -72,10 +78,12 @@ impl Node {
         .unwrap();
         std::fs::set_permissions(&up, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let mut text = format!(
-            "[ssl]\nkey = {}\ncert = {}\nca = {}\n[network]\ncache = cache\nannounce_interval = 1s\n",
+            "[ssl]\nkey = {}\ncert = {}\nca = {}\n[network]\ncache = {}\nannounce_interval = {}\n",
             key.display(),
             cert.display(),
-            c.ca.clone().unwrap_or_else(|| pki.ca_path()).display()
+            c.ca.clone().unwrap_or_else(|| pki.ca_path()).display(),
+            c.cache,
+            c.announce_interval
         );
         if let Some(b) = &c.bind {
             text.push_str(&format!("bind = {b}\n"));
