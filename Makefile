@@ -9,6 +9,8 @@
 #   make bench-net    iperf3 through invpnd and peer VPNs (root)
 #   make bench-failover  outage when a relay crashes or is cut off (root)
 #   make sim          protocol scale figures from the mesh simulator
+#   make fuzz         the fuzz targets, FUZZ_SECONDS each (default 60)
+#   make soak         iperf3 through a three-node mesh, SOAK_SECONDS (600) (root)
 #   make lint         rustfmt check and clippy with warnings as errors
 
 PREFIX      ?= /usr/local
@@ -23,7 +25,7 @@ MAN5        := man/invpn.conf.5
 MAN8        := man/invpnd.8 man/invpnctl.8
 PEER_BENCH  ?= scripts/peer-bench.sh
 
-.PHONY: all build test demo install uninstall bench bench-net bench-failover sim lint clean deps
+.PHONY: all build test demo install uninstall bench bench-net bench-failover sim fuzz soak lint clean deps
 
 all: build
 
@@ -50,6 +52,14 @@ bench:
 bench-net: build
 	@test -x "$(PEER_BENCH)" || { echo "peer-bench.sh not found at $(PEER_BENCH) (set PEER_BENCH=...)"; exit 1; }
 	$(PEER_BENCH) --install -o $(CURDIR)/bench-results/peers.md raw invpnd invpnd_jumbo tinc_udp tinc_tcp ovpn_aes256gcm wggo
+
+SOAK_SECONDS ?= 600
+soak: deps build
+	scripts/soak.sh $(SOAK_SECONDS)
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 sim:
 	$(CARGO) run --release --locked --example mesh_sim -- 10 50 200 1000

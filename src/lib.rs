@@ -11,6 +11,7 @@ pub mod control;
 pub mod core;
 pub mod ctl;
 pub mod daemon;
+pub mod fuzz;
 pub mod logging;
 pub mod pki;
 pub mod sim;

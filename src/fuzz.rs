@@ -1,0 +1,258 @@
+//! Drivers shared by the fuzz targets (`fuzz/`) and the property tests
+//! (`tests/properties.rs`): each takes arbitrary bytes, runs a part of
+//! invpnd on them, and panics if an invariant breaks. Arbitrary input must
+//! never make them panic otherwise.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use crate::core::offload::{self, VnetHdr};
+use crate::core::wire::{self, Message};
+use crate::core::{
+    Engine, EngineConfig, Event, LinkCtx, LinkId, Mac, Now, Output, TapAction, Verdict,
+};
+
+/// Parses `data` as one message; whatever parses must encode back to the
+/// same bytes (for the types invpnd encodes) and parse again the same.
+pub fn wire_round_trip(data: &[u8]) {
+    let Ok(m) = wire::parse(data) else { return };
+    let mut out = Vec::new();
+    let encoded = match m {
+        Message::DirectAnnounce(a) => {
+            wire::encode_direct_announce(&mut out, &a);
+            true
+        }
+        Message::Announce(a) => {
+            wire::encode_announce(&mut out, &a);
+            true
+        }
+        Message::Unicast(u) => wire::encode_unicast(&mut out, u.frame),
+        Message::Broadcast(b) => {
+            let mut frame = vec![0xff; 6];
+            frame.extend_from_slice(&b.src.0);
+            frame.extend_from_slice(b.payload);
+            wire::encode_broadcast(&mut out, b.id, &frame)
+        }
+        Message::HealthRequest(r) => {
+            wire::encode_health_request(&mut out, r.version, r.id, r.origin, r.trace.bytes())
+        }
+        Message::HealthResponse(r) => {
+            wire::encode_health_response(&mut out, r.version, &wire::HealthReport::from_wire(&r));
+            true
+        }
+        Message::Offloaded(o) => wire::encode_offloaded(&mut out, &o.hdr, o.frame),
+        Message::Hello(_) | Message::Unknown(_) => false,
+    };
+    if encoded {
+        assert_eq!(&out[wire::LEN_PREFIX..], data, "re-encoding {m:?} changed it");
+        assert_eq!(wire::parse(&out[wire::LEN_PREFIX..]), Ok(m));
+    }
+}
+
+/// Splits `data` into chunks of sizes it chooses itself and feeds them to a
+/// deframer: the messages must be exactly those of the stream.
+pub fn deframer_chunks(data: &[u8]) {
+    let Some((&step, stream)) = data.split_first() else { return };
+    let mut want = Vec::new();
+    let mut rest = stream;
+    while let Some((msg, tail)) = wire::split_message(rest) {
+        want.push(msg.to_vec());
+        rest = tail;
+    }
+    let mut d = crate::core::deframer::Deframer::new();
+    let mut got = Vec::new();
+    for chunk in stream.chunks(usize::from(step).max(1)) {
+        d.push(chunk);
+        while let Some(m) = d.next_message() {
+            got.push(m[wire::LEN_PREFIX..].to_vec());
+        }
+    }
+    assert_eq!(got, want);
+    assert_eq!(d.buffered(), rest.len());
+}
+
+/// Records what the engine did, checking as it goes.
+struct Checked<'a> {
+    me: Mac,
+    up: &'a HashSet<LinkId>,
+    delivered: usize,
+}
+
+impl Output for Checked<'_> {
+    fn send(&mut self, link: LinkId, msg: &[u8]) {
+        assert!(self.up.contains(&link), "sent on link {link} which is not up");
+        assert!(
+            wire::split_message(msg).is_some_and(|(_, rest)| rest.is_empty()),
+            "sent a broken message"
+        );
+    }
+    fn flood(&mut self, except: Option<LinkId>, msg: &[u8], _ext_only: bool) {
+        if let Some(l) = except {
+            assert!(self.up.contains(&l), "flooded from link {l} which is not up");
+        }
+        let (m, rest) = wire::split_message(msg).expect("flooded a broken message");
+        assert!(rest.is_empty() && wire::parse(m).is_ok(), "flooded a malformed message");
+    }
+    fn deliver(&mut self, frame: &[u8]) {
+        assert!(frame.len() >= 14, "delivered a runt frame");
+        assert_ne!(frame.get(6..12), Some(&self.me.0[..]), "delivered a frame from our own MAC");
+        self.delivered += 1;
+    }
+    fn deliver_offloaded(&mut self, hdr: &VnetHdr, frame: &[u8]) {
+        assert!(offload::check(hdr, frame).is_ok(), "delivered an unchecked offloaded frame");
+        self.deliver(frame);
+    }
+    fn event(&mut self, _ev: Event) {}
+}
+
+/// Drives an engine with four links (two invpnd, two 0.4) through a
+/// sequence of operations decoded from `data`: messages on links, links
+/// going down and up, time passing, frames from the TAP. Checks that
+/// routes only use links that are up, that the table stays within its
+/// limit, that output goes only to links that are up, and that no
+/// broadcast is delivered twice.
+pub fn engine_sequence(data: &[u8]) {
+    let me = Mac([2, 0x50, 0x56, 0, 0, 1]);
+    let e =
+        Engine::new(EngineConfig { max_routes: 64, broadcast_rate: 50, ..EngineConfig::new(me) });
+    let addr: SocketAddr = ([198, 18, 0, 2], 41744).into();
+    let ctx = |i: usize, gen: u64| LinkCtx {
+        id: LinkId(gen * 4 + i as u64),
+        peer: Mac([2, 0x50, 0x56, 0, 0, 2 + i as u8]),
+        addr,
+        ext: i < 2,
+    };
+    let mut gens = [0u64; 4];
+    let mut up: HashSet<LinkId> = HashSet::new();
+    let mut now = Now { mono: 1_000, unix_ms: 1_700_000_000_000 };
+    for i in 0..4 {
+        e.link_up(&ctx(i, 0), now);
+        up.insert(ctx(i, 0).id);
+    }
+    let mut broadcasts: HashSet<(Mac, u64)> = HashSet::new();
+    let mut rest = data;
+    while let Some((&op, tail)) = rest.split_first() {
+        rest = tail;
+        let Some((&arg, tail)) = rest.split_first() else { break };
+        rest = tail;
+        let i = usize::from(arg % 4);
+        let link = ctx(i, gens[i]);
+        match op % 8 {
+            0..=3 => {
+                // a message on link i: two length bytes, then the message
+                let len = match rest {
+                    [a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])).min(rest.len() - 2),
+                    _ => break,
+                };
+                let body = &rest[2..2 + len];
+                rest = &rest[2 + len..];
+                if !up.contains(&link.id) {
+                    continue;
+                }
+                let mut raw = (len as u16).to_be_bytes().to_vec();
+                raw.extend_from_slice(body);
+                let bcast = match wire::parse(body) {
+                    Ok(Message::Broadcast(b)) => Some((b.src, b.id)),
+                    _ => None,
+                };
+                let mut out = Checked { me, up: &up, delivered: 0 };
+                let v = e.handle_message(&link, &mut raw, now, &mut out);
+                if let (Some(key), Verdict::Done) = (bcast, v) {
+                    assert!(broadcasts.insert(key), "broadcast {key:?} delivered twice");
+                }
+            }
+            4 => {
+                if up.remove(&link.id) {
+                    e.link_down(link.id);
+                } else {
+                    gens[i] += 1;
+                    let l = ctx(i, gens[i]);
+                    e.link_up(&l, now);
+                    up.insert(l.id);
+                }
+            }
+            5 => {
+                let dt = u64::from(arg) * 997;
+                now = Now { mono: now.mono + dt, unix_ms: now.unix_ms + dt };
+                e.tick(now);
+            }
+            _ => {
+                // a frame from the TAP, with or without an offload header
+                let n = usize::from(arg).min(rest.len());
+                let (frame, tail) = rest.split_at(n);
+                rest = tail;
+                let mut buf = vec![0u8; wire::VNET_FRAME_AT + frame.len() + 16];
+                let action = if op & 8 == 0 {
+                    buf[wire::FRAME_HEADROOM..wire::FRAME_HEADROOM + n].copy_from_slice(frame);
+                    e.tap_frame(&mut buf, n, now)
+                } else {
+                    buf[wire::VNET_READ_AT..wire::VNET_READ_AT + n].copy_from_slice(frame);
+                    e.tap_frame_vnet(&mut buf, n, now)
+                };
+                match action {
+                    TapAction::Unicast { link, msg } => {
+                        assert!(up.contains(&link), "TAP frame routed to a link that is down");
+                        let m = &buf[msg];
+                        assert!(wire::split_message(m)
+                            .is_some_and(|(b, r)| r.is_empty() && wire::parse(b).is_ok()));
+                    }
+                    TapAction::Segments { link, msgs } => {
+                        assert!(up.contains(&link));
+                        assert!(msgs.iter().all(|m| wire::parse(&m[2..]).is_ok()));
+                    }
+                    TapAction::Flood { msg } => {
+                        assert!(wire::parse(&buf[msg.start + 2..msg.end]).is_ok())
+                    }
+                    TapAction::Drop(_) => {}
+                }
+            }
+        }
+        for (_, r) in e.routes().snapshot() {
+            assert!(up.contains(&r.link), "route through link {} which is down", r.link);
+            if let Some((alt, _)) = r.alt {
+                assert!(up.contains(&alt), "second path through link {alt} which is down");
+            }
+        }
+        assert!(e.routes().len() <= 64 + 4, "route table past its limit: {}", e.routes().len());
+    }
+}
+
+/// An offload header and frame from arbitrary bytes: checking, completing
+/// the checksum and segmenting must never read outside the frame, and the
+/// segments must carry exactly the payload.
+pub fn offload_input(data: &[u8]) {
+    let Some(h) = data.get(..offload::VNET_HDR_LEN) else { return };
+    let mut hb = [0u8; offload::VNET_HDR_LEN];
+    hb.copy_from_slice(h);
+    let hdr = VnetHdr::from_wire(&hb);
+    let frame = &data[offload::VNET_HDR_LEN..];
+    let ok = offload::check(&hdr, frame).is_ok();
+    let mut f = frame.to_vec();
+    let _ = offload::complete_checksum(&hdr, &mut f);
+    let mut total = 0usize;
+    let mut count = 0usize;
+    let r = offload::segment(&hdr, frame, |s| {
+        total += s.len();
+        count += 1;
+        assert!(s.len() <= frame.len(), "a segment longer than the frame");
+    });
+    if let Ok(n) = r {
+        assert!(ok, "segmented a frame that check() refuses");
+        assert_eq!(n, count);
+        assert!(count <= frame.len().max(1));
+    }
+}
+
+/// Text inputs: configuration files, cache files, control requests, MACs
+/// and seeds: errors, never panics.
+pub fn text_inputs(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::config::from_str(std::path::Path::new("/fuzz/invpn.conf"), &text);
+    let parsed = crate::core::cache::NodeCache::parse(&text);
+    let again = crate::core::cache::NodeCache::parse(&parsed.cache.to_text());
+    assert!(again.skipped.is_empty(), "the cache writes what it cannot read");
+    assert_eq!(again.cache.len(), parsed.cache.len());
+    let _ = crate::control::parse_request(&text);
+    let _ = text.parse::<Mac>();
+    let _ = crate::config::parse_seed(&text, 41744);
+}
