@@ -90,7 +90,7 @@ impl Output for Checked<'_> {
         if let Some(l) = except {
             assert!(self.up.contains(&l), "flooded from link {l} which is not up");
         }
-        let (m, rest) = wire::split_message(msg).expect("flooded a broken message");
+        let Some((m, rest)) = wire::split_message(msg) else { panic!("flooded a broken message") };
         assert!(rest.is_empty() && wire::parse(m).is_ok(), "flooded a malformed message");
     }
     fn deliver(&mut self, frame: &[u8]) {
