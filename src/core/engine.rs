@@ -61,6 +61,9 @@ impl EngineConfig {
     }
 }
 
+/// How long a message may take to cross the mesh, beyond clock skew (ms).
+pub const MAX_TRANSIT: u64 = 10_000;
+
 /// How many health requests one origin may flood per second.
 const HEALTH_RATE: Rate = Rate { per_sec: 5, burst: 10 };
 
@@ -249,7 +252,9 @@ impl Engine {
     /// Periodic housekeeping: expires routes and de-duplication state.
     pub fn tick(&self, now: Now) {
         self.routes.expire(now.mono, self.cfg.route_ttl);
-        let idle = self.cfg.route_ttl.max(60_000);
+        // longer than any id is accepted (see id_refused), so that no
+        // replay finds its source forgotten
+        let idle = self.cfg.route_ttl.max(2 * self.cfg.max_clock_skew + MAX_TRANSIT + 1_000);
         self.broadcasts.expire(now.mono, idle);
         self.health_requests.expire(now.mono, idle);
     }
@@ -261,8 +266,19 @@ impl Engine {
             .is_some_and(|t| now.mono.saturating_sub(*t) <= 2 * self.cfg.announce_interval)
     }
 
-    fn in_future(&self, id: u64, now: Now) -> bool {
-        id > now.unix_ms.saturating_add(self.cfg.max_clock_skew)
+    /// Whether an id is out of the range a live message can have: more than
+    /// the clock skew ahead, or older than the skew plus [`MAX_TRANSIT`].
+    /// Old ids are refused so that a replay can never outlive the
+    /// de-duplication state that would catch it (kept at least twice that).
+    fn id_refused(&self, id: u64, now: Now) -> Option<DropReason> {
+        let skew = self.cfg.max_clock_skew;
+        if id > now.unix_ms.saturating_add(skew) {
+            Some(DropReason::FutureId)
+        } else if id.saturating_add(skew + MAX_TRANSIT) < now.unix_ms {
+            Some(DropReason::TooOld)
+        } else {
+            None
+        }
     }
 
     fn dropped(&self, r: DropReason) -> Verdict {
@@ -314,8 +330,8 @@ impl Engine {
                 if !self.routes.contains(&b.src) {
                     return self.dropped(DropReason::UnknownSource);
                 }
-                if self.in_future(b.id, now) {
-                    return self.dropped(DropReason::FutureId);
+                if let Some(r) = self.id_refused(b.id, now) {
+                    return self.dropped(r);
                 }
                 match self.broadcasts.check(b.src, b.id, now.mono) {
                     Seen::Fresh => {}
@@ -426,8 +442,8 @@ impl Engine {
         if a.mac == self.cfg.me {
             return self.dropped(DropReason::Own);
         }
-        if self.in_future(a.id, now) {
-            return self.dropped(DropReason::FutureId);
+        if let Some(r) = self.id_refused(a.id, now) {
+            return self.dropped(r);
         }
         if a.mac == link.peer {
             self.heard.write().insert(a.mac, now.mono);
@@ -482,8 +498,8 @@ impl Engine {
         if r.origin == self.cfg.me {
             return self.dropped(DropReason::Own);
         }
-        if self.in_future(r.id, now) {
-            return self.dropped(DropReason::FutureId);
+        if let Some(r) = self.id_refused(r.id, now) {
+            return self.dropped(r);
         }
         match self.health_requests.check(r.origin, r.id, now.mono) {
             Seen::Fresh => {}

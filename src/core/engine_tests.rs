@@ -68,13 +68,29 @@ fn link(id: u64, peer: u8, ext: bool) -> LinkCtx {
     }
 }
 
-fn direct(mac: Mac, id: u64) -> Vec<u8> {
+/// An id `k` ms after the test's clock (ids are wall-clock milliseconds;
+/// ones far in the past are refused as replays).
+fn t(k: u64) -> u64 {
+    NOW.unix_ms + k
+}
+
+/// A direct announce with id `t(k)`.
+fn direct(mac: Mac, k: u64) -> Vec<u8> {
     let mut v = Vec::new();
-    wire::encode_direct_announce(&mut v, &DirectAnnounce { version: 1, id, mac, port: 41744 });
+    wire::encode_direct_announce(
+        &mut v,
+        &DirectAnnounce { version: 1, id: t(k), mac, port: 41744 },
+    );
     v
 }
 
-fn announce(mac: Mac, id: u64, addr: AnnouncedAddr) -> Vec<u8> {
+/// An announce with id `t(k)`.
+fn announce(mac: Mac, k: u64, addr: AnnouncedAddr) -> Vec<u8> {
+    announce_at(mac, t(k), addr)
+}
+
+/// An announce with the id `id`.
+fn announce_at(mac: Mac, id: u64, addr: AnnouncedAddr) -> Vec<u8> {
     let mut v = Vec::new();
     wire::encode_announce(&mut v, &Announce { version: 1, id, mac, port: 41744, addr });
     v
@@ -137,7 +153,7 @@ fn direct_announce_becomes_announce_with_seen_address() {
             Act::Flood(Some(LinkId(10)), want, false),
         ]
     );
-    assert_eq!(e.routes().get(&m(2)).unwrap().stamp, 500);
+    assert_eq!(e.routes().get(&m(2)).unwrap().stamp, t(500));
 }
 
 #[test]
@@ -176,9 +192,12 @@ fn own_and_future_announcements_dropped() {
     let ls = linked(&e, &[(10, 2, false)]);
     let own = announce(m(1), 5, AnnouncedAddr::None);
     assert_eq!(run(&e, &ls[0], &own).0, Verdict::Dropped(DropReason::Own));
-    let future = announce(m(9), NOW.unix_ms + 61_000, AnnouncedAddr::None);
+    // a replay of an announcement older than the skew and any transit
+    let stale = announce_at(m(9), NOW.unix_ms - 60_000 - MAX_TRANSIT - 1, AnnouncedAddr::None);
+    assert_eq!(run(&e, &ls[0], &stale).0, Verdict::Dropped(DropReason::TooOld));
+    let future = announce_at(m(9), NOW.unix_ms + 61_000, AnnouncedAddr::None);
     assert_eq!(run(&e, &ls[0], &future).0, Verdict::Dropped(DropReason::FutureId));
-    let near = announce(m(9), NOW.unix_ms + 59_000, AnnouncedAddr::None);
+    let near = announce_at(m(9), NOW.unix_ms + 59_000, AnnouncedAddr::None);
     assert_eq!(run(&e, &ls[0], &near).0, Verdict::Done);
 }
 
@@ -517,4 +536,24 @@ fn default_offloaded_delivery_segments_in_software() {
     out.deliver_offloaded(&h, &f);
     assert_eq!(out.0.len(), 3);
     assert!(out.0.iter().all(|s| s.len() <= 14 + 40 + 1448));
+}
+
+#[test]
+fn a_replayed_broadcast_is_never_delivered_again() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false)]);
+    let mut b = Vec::new();
+    encode_broadcast(&mut b, t(1), &frame(Mac::BROADCAST, m(2), 60));
+    assert_eq!(run(&e, &ls[0], &b).1.len(), 2, "flooded and delivered");
+    // long after: the source's de-duplication state has expired, but the
+    // id is now too old to be accepted at all
+    for dt in [30_000u64, 70_000, 200_000] {
+        let later = Now { mono: NOW.mono + dt, unix_ms: NOW.unix_ms + dt };
+        e.tick(later);
+        e.link_up(&ls[0], later);
+        let mut rec = Rec::default();
+        let mut raw = b.clone();
+        let v = e.handle_message(&ls[0], &mut raw, later, &mut rec);
+        assert!(rec.0.is_empty(), "replayed after {dt} ms: {v:?}");
+    }
 }
