@@ -11,20 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use invpn::core::wire;
 
-fn seed(node: u8, addr: &str) -> String {
-    format!("{}@{addr}:41744", mac(node))
-}
-
-/// The daemon's counters (and drops, malformed) from `invpnctl --json status`.
-fn status(n: &Node) -> serde_json::Value {
-    let sock = n.dir.path().join("ctl.sock");
-    let out = Command::new(env!("CARGO_BIN_EXE_invpnctl"))
-        .args(["--socket", sock.to_str().unwrap(), "--json", "status"])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
 fn num(v: &serde_json::Value, section: &str, key: &str) -> u64 {
     v[section][key].as_u64().unwrap_or(0)
 }
@@ -129,7 +115,7 @@ fn crowds_of_idle_and_junk_connections_never_lock_out_an_honest_peer() {
     let mut idle = connection_crowd(lab.ns(2), "198.18.1.1:41744", &sources, 9, 25, false);
     let mut junk = connection_crowd(lab.ns(2), "198.18.1.1:41744", &sources[..10], 4, 25, true);
     std::thread::sleep(Duration::from_secs(2));
-    let s = status(&a);
+    let s = a.query("status");
     assert!(s["pending_handshakes"].as_u64().unwrap() <= 256, "{s}");
     assert!(num(&s, "counters", "connections_refused") > 0, "{s}");
     // an honest node still links, and traffic flows
@@ -280,7 +266,7 @@ fn an_authenticated_but_hostile_node_is_contained() {
         "{}",
         a.log_text()
     );
-    let s = status(&a);
+    let s = a.query("status");
     assert!(num(&s, "drops", "impersonation") >= 1, "{s}");
     assert!(num(&s, "drops", "future_id") >= 1, "{s}");
     assert!(num(&s, "drops", "own_source") >= 1, "{s}");

@@ -3,27 +3,20 @@
 
 mod common;
 
+use common::{invpnctl, openssl};
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-fn ctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_invpnctl")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn ok(args: &[&str]) -> String {
-    let (code, out, err) = ctl(args);
+    let (code, out, err) = invpnctl(args);
     assert_eq!(code, 0, "invpnctl {}: {err}", args.join(" "));
     out
 }
 
 fn fails(args: &[&str], want: &str) {
-    let (code, _, err) = ctl(args);
+    let (code, _, err) = invpnctl(args);
     assert_eq!(code, 1, "invpnctl {} should fail", args.join(" "));
     assert!(
         err.starts_with("invpnctl: ") && err.contains(want),
@@ -57,17 +50,6 @@ fn check(key: &Path, cert: &Path, ca: &Path) -> String {
     let out =
         Command::new(env!("CARGO_BIN_EXE_invpnd")).args(["-t", "-c", s(&conf)]).output().unwrap();
     assert!(out.status.success(), "invpnd -t refused: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn openssl(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -9,23 +9,6 @@ use std::process::Command;
 
 use common::*;
 
-fn ctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_invpnctl")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn seed(node: u8, addr: &str) -> String {
-    format!("{}@{addr}:41744", mac(node))
-}
-
-fn sock(n: &Node) -> String {
-    n.dir.path().join("ctl.sock").to_string_lossy().into_owned()
-}
-
 #[test]
 fn status_links_routes_trace_and_graph_of_a_mesh() {
     if !root_or_skip("status_links_routes_trace_and_graph_of_a_mesh") {
@@ -49,7 +32,7 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
         NodeConf { init: vec![seed(2, "198.18.2.2")], ..NodeConf::new(3, mac(3)) },
     );
     assert!(wait_until(20, || lab.ping(0, "198.19.0.3")));
-    let s = sock(&a);
+    let s = a.socket().to_string_lossy().into_owned();
     assert_eq!(
         std::fs::metadata(&s)
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
@@ -57,7 +40,7 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
         0o600
     );
 
-    let (code, out, err) = ctl(&["--socket", &s, "status"]);
+    let (code, out, err) = invpnctl(&["--socket", &s, "status"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("node:         02:50:56:00:00:01") && out.contains("interface:    inv1"),
@@ -65,7 +48,7 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
     );
     assert!(out.contains("links:        1   routes: 2"), "{out}");
 
-    let (_, out, _) = ctl(&["--socket", &s, "links"]);
+    let (_, out, _) = invpnctl(&["--socket", &s, "links"]);
     assert!(
         out.contains("02:50:56:00:00:02")
             && out.contains("198.18.1.2:41744")
@@ -73,18 +56,18 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
             && out.contains("invpnd"),
         "{out}"
     );
-    let (_, out, _) = ctl(&["--socket", &s, "routes"]);
+    let (_, out, _) = invpnctl(&["--socket", &s, "routes"]);
     assert!(out.lines().any(|l| l.starts_with("02:50:56:00:00:03  02:50:56:00:00:02")), "{out}");
 
     // -c reads the socket path from the configuration; --json is JSON
-    let (code, out, err) = ctl(&["-c", a.conf.to_str().unwrap(), "--json", "links"]);
+    let (code, out, err) = invpnctl(&["-c", a.conf.to_str().unwrap(), "--json", "links"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["peer"], "02:50:56:00:00:02");
     assert_eq!(v[0]["protocol"], "invpnd");
 
     // trace from A: B and C answer; C's request went through B
-    let (code, out, err) = ctl(&["--socket", &s, "trace", "--wait", "1"]);
+    let (code, out, err) = invpnctl(&["--socket", &s, "trace", "--wait", "1"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("3 node(s) answered") && out.contains("2 link(s) seen"), "{out}");
     assert!(
@@ -95,7 +78,7 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
         out.contains("answer path:  02:50:56:00:00:03 -> 02:50:56:00:00:02 -> 02:50:56:00:00:01"),
         "{out}"
     );
-    let (_, out, _) = ctl(&["--socket", &s, "graph", "--wait", "1"]);
+    let (_, out, _) = invpnctl(&["--socket", &s, "graph", "--wait", "1"]);
     assert!(out.starts_with("graph invpn {"), "{out}");
     assert!(out.contains("\"02:50:56:00:00:01\" -- \"02:50:56:00:00:02\";"));
     assert!(out.contains("\"02:50:56:00:00:02\" -- \"02:50:56:00:00:03\";"));
@@ -140,7 +123,7 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
 fn missing_or_silent_daemons_are_errors() {
     let d = tempfile::tempdir().unwrap();
     let none = d.path().join("none.sock");
-    let (code, _, err) = ctl(&["--socket", none.to_str().unwrap(), "status"]);
+    let (code, _, err) = invpnctl(&["--socket", none.to_str().unwrap(), "status"]);
     assert_eq!(code, 1);
     assert!(err.contains("cannot connect to") && err.contains("is invpnd running?"), "{err}");
     // a socket that accepts and never answers
@@ -151,7 +134,8 @@ fn missing_or_silent_daemons_are_errors() {
         std::thread::sleep(std::time::Duration::from_secs(2));
         drop(c);
     });
-    let (code, _, err) = ctl(&["--socket", silent.to_str().unwrap(), "--timeout", "0.5", "routes"]);
+    let (code, _, err) =
+        invpnctl(&["--socket", silent.to_str().unwrap(), "--timeout", "0.5", "routes"]);
     assert_eq!(code, 1);
     assert!(err.contains("did not answer in time"), "{err}");
     t.join().unwrap();
@@ -163,7 +147,7 @@ fn missing_or_silent_daemons_are_errors() {
     ] {
         let mut full = vec!["--socket", none.to_str().unwrap()];
         full.extend(args.iter().copied());
-        let (code, _, err) = ctl(&full);
+        let (code, _, err) = invpnctl(&full);
         assert_eq!(code, 1, "{args:?}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
@@ -182,9 +166,10 @@ fn a_second_daemon_cannot_take_a_live_control_socket() {
     let mut b =
         Node::start(&lab, 1, &pki, NodeConf { extra: String::new(), ..NodeConf::new(2, mac(2)) });
     b.stop();
-    let text = std::fs::read_to_string(&b.conf)
-        .unwrap()
-        .replace("socket = ctl.sock", &format!("socket = {}", sock(&a)));
+    let text = std::fs::read_to_string(&b.conf).unwrap().replace(
+        "socket = ctl.sock",
+        &format!("socket = {}", a.socket().to_string_lossy().into_owned()),
+    );
     std::fs::write(&b.conf, text).unwrap();
     b.spawn(&[]);
     assert_eq!(b.wait_exit(10), Some(1));
@@ -195,12 +180,14 @@ fn a_second_daemon_cannot_take_a_live_control_socket() {
         b.log_text()
     );
     // A still answers
-    let (code, _, _) = ctl(&["--socket", &sock(&a), "status"]);
+    let (code, _, _) = invpnctl(&["--socket", &a.socket().to_string_lossy(), "status"]);
     assert_eq!(code, 0);
     // a regular file where the socket should be is left alone: an error
     let file = b.dir.path().join("not-a-socket");
     std::fs::write(&file, "keep me").unwrap();
-    let text = std::fs::read_to_string(&b.conf).unwrap().replace(&sock(&a), file.to_str().unwrap());
+    let text = std::fs::read_to_string(&b.conf)
+        .unwrap()
+        .replace(&a.socket().to_string_lossy().into_owned(), file.to_str().unwrap());
     std::fs::write(&b.conf, text).unwrap();
     b.spawn(&[]);
     assert_eq!(b.wait_exit(10), Some(1));

@@ -8,10 +8,6 @@ use std::process::Command;
 use common::*;
 use invpn::pki::{self, KeyType, Validity};
 
-fn seed(node: u8, addr: &str) -> String {
-    format!("{}@{addr}:41744", mac(node))
-}
-
 #[test]
 fn two_nodes_ping_over_ipv4_and_ipv6() {
     if !root_or_skip("two_nodes_ping_over_ipv4_and_ipv6") {

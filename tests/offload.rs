@@ -8,10 +8,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-fn seed(node: u8, addr: &str) -> String {
-    format!("{}@{addr}:41744", mac(node))
-}
-
 fn offload(on: bool) -> String {
     format!("[performance]\noffload = {on}\n")
 }

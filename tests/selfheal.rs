@@ -9,14 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn seed(node: u8, addr: &str) -> String {
-    format!("{}@{addr}:41744", mac(node))
-}
-
-fn links_up(n: &Node) -> usize {
-    n.log_count("link up:") - n.log_count("link down:")
-}
-
 #[test]
 fn four_nodes_seeded_with_one_link_to_each_other() {
     if !root_or_skip("four_nodes_seeded_with_one_link_to_each_other") {
@@ -38,8 +30,11 @@ fn four_nodes_seeded_with_one_link_to_each_other() {
         })
         .collect();
     // every node ends up linked to the three others
-    assert!(wait_until(20, || others.iter().all(|n| links_up(n) >= 3)), "mesh did not become full");
-    assert!(wait_until(5, || links_up(&one) >= 3));
+    assert!(
+        wait_until(20, || others.iter().all(|n| n.links_up() >= 3)),
+        "mesh did not become full"
+    );
+    assert!(wait_until(5, || one.links_up() >= 3));
     one.kill9();
     // 2, 3 and 4 still reach each other, with no path through node 1
     for (from, to) in [(1, "198.19.0.3"), (2, "198.19.0.4"), (3, "198.19.0.2"), (1, "fd00::4")] {
@@ -47,7 +42,7 @@ fn four_nodes_seeded_with_one_link_to_each_other() {
     }
     for n in &others {
         assert!(n.wait_log(10, "link down: peer=02:50:56:00:00:01"));
-        assert_eq!(links_up(n), 2, "node {} lost more than node 1: {}", n.n, n.log_text());
+        assert_eq!(n.links_up(), 2, "node {} lost more than node 1: {}", n.n, n.log_text());
     }
 }
 
@@ -106,7 +101,7 @@ fn diamond(pki: &Pki) -> (Lab, Vec<Node>, Vec<(String, String)>) {
             ..NodeConf::new(4, mac(4))
         },
     );
-    assert!(wait_until(20, || links_up(&a) == 2 && links_up(&d) == 2), "diamond did not form");
+    assert!(wait_until(20, || a.links_up() == 2 && d.links_up() == 2), "diamond did not form");
     assert!(wait_until(15, || lab.ping(0, "198.19.0.4")));
     (lab, vec![a, b, c, d], links)
 }

@@ -79,6 +79,43 @@ pub fn mac(n: u8) -> Mac {
     Mac([2, 0x50, 0x56, 0, 0, n])
 }
 
+/// The `init` seed for node `node` listening on `addr`:41744.
+pub fn seed(node: u8, addr: &str) -> String {
+    format!("{}@{addr}:41744", mac(node))
+}
+
+fn output(cmd: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs invpnd; returns (exit code, stdout, stderr).
+pub fn invpnd(args: &[&str]) -> (i32, String, String) {
+    output(env!("CARGO_BIN_EXE_invpnd"), args)
+}
+
+/// Runs invpnctl; returns (exit code, stdout, stderr).
+pub fn invpnctl(args: &[&str]) -> (i32, String, String) {
+    output(env!("CARGO_BIN_EXE_invpnctl"), args)
+}
+
+/// Runs openssl in `dir`, panicking with its message if it fails; returns
+/// its standard output.
+pub fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A CA and node certificates in a temporary directory.
 pub struct Pki {
     pub dir: tempfile::TempDir,

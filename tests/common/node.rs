@@ -127,6 +127,24 @@ impl Node {
         self.child.as_ref().map_or(0, |c| c.id())
     }
 
+    /// The control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("ctl.sock")
+    }
+
+    /// `invpnctl --json CMD` against this node, parsed (Null if it fails).
+    pub fn query(&self, cmd: &str) -> serde_json::Value {
+        let sock = self.socket();
+        let (_, out, _) =
+            super::invpnctl(&["--socket", sock.to_str().unwrap_or(""), "--json", cmd]);
+        serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Links up, from the log.
+    pub fn links_up(&self) -> usize {
+        self.log_count("link up:").saturating_sub(self.log_count("link down:"))
+    }
+
     /// The TAP interface name.
     pub fn ifname(&self) -> String {
         format!("inv{}", self.n)
