@@ -161,6 +161,11 @@ fn print_check(cfg: &Config, m: &Material) {
         n.announce_interval, n.route_ttl, n.max_clock_skew
     );
     println!(
+        "limits:          {} routes, {} broadcasts/s per source",
+        n.max_routes,
+        if n.broadcast_rate == 0 { "unlimited".to_string() } else { n.broadcast_rate.to_string() }
+    );
+    println!(
         "interface:       {}, MTU {}{}",
         cfg.interface.name,
         cfg.interface.mtu,
@@ -171,4 +176,8 @@ fn print_check(cfg: &Config, m: &Material) {
     );
     println!("control socket:  {}", cfg.control.socket.display());
     println!("workers:         {}", daemon::worker_count(cfg.performance.workers));
+    println!(
+        "offload:         {}",
+        if cfg.performance.offload { "yes (TCP segmentation)" } else { "no" }
+    );
 }

@@ -627,6 +627,8 @@ pub fn needs_restart(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'st
         ("[network] announce_interval", o.announce_interval != n.announce_interval),
         ("[network] route_ttl", o.route_ttl != n.route_ttl),
         ("[network] max_clock_skew", o.max_clock_skew != n.max_clock_skew),
+        ("[network] max_routes", o.max_routes != n.max_routes),
+        ("[network] broadcast_rate", o.broadcast_rate != n.broadcast_rate),
         ("[interface] mtu", old.interface.mtu != new.interface.mtu),
         ("[control] socket", old.control.socket != new.control.socket),
         ("[performance] workers", old.performance.workers != new.performance.workers),
@@ -634,6 +636,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'st
     let full = [
         ("[interface] name", old.interface.name != new.interface.name),
         ("[interface] up", old.interface.up != new.interface.up),
+        ("[performance] offload", old.performance.offload != new.performance.offload),
     ];
     let pick = |v: &[(&'static str, bool)]| v.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
     (pick(&in_place), pick(&full))
