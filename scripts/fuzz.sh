@@ -14,10 +14,20 @@ TARGETS=("$@")
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 cd fuzz
+cargo fuzz build -O
+failed=()
 for t in "${TARGETS[@]}"; do
     mkdir -p "corpus-work/$t"
     echo "== fuzz target $t for ${SECS}s"
-    cargo fuzz run -O "$t" "corpus-work/$t" "corpus/$t" -- \
-        -max_total_time="$SECS" -max_len=70000 -print_final_stats=1 2>&1 |
-        grep -E "^#[0-9]+.*(DONE|pulse)|stat::number_of_executed_units|stat::new_units_added|ERROR|panicked" | tail -4
+    if ! cargo fuzz run -O "$t" "corpus-work/$t" "corpus/$t" -- \
+        -max_total_time="$SECS" -max_len=70000 -print_final_stats=1 > "corpus-work/$t.log" 2>&1; then
+        failed+=("$t")
+    fi
+    grep -E "^#[0-9]+.*(DONE|pulse)|stat::number_of_executed_units|stat::new_units_added|ERROR|panicked" \
+        "corpus-work/$t.log" | tail -5
 done
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz: failures in ${failed[*]}: inputs in fuzz/artifacts/, logs in fuzz/corpus-work/" >&2
+    exit 1
+fi
+echo "fuzz: ${TARGETS[*]}: no failure in ${SECS}s each"
