@@ -359,7 +359,10 @@ impl Engine {
                     return self.dropped(DropReason::OwnSource);
                 }
                 if o.dst == self.cfg.me {
-                    out.deliver_offloaded(&o.hdr, o.frame);
+                    // "checksum valid" would let a peer's bad checksum past
+                    // our stack: only "partial" is taken from the wire
+                    let hdr = VnetHdr { flags: o.hdr.flags & offload::F_NEEDS_CSUM, ..o.hdr };
+                    out.deliver_offloaded(&hdr, o.frame);
                     return Verdict::Done;
                 }
                 self.forward(link, o.dst, raw, out)

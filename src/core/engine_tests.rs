@@ -507,6 +507,11 @@ fn offloaded_messages_are_delivered_or_forwarded_and_hellos_heard() {
     let mut msg = Vec::new();
     wire::encode_offloaded(&mut msg, &h, &f);
     assert_eq!(run(&e, &ls[0], &msg), (Verdict::Done, vec![Act::DeliverOffloaded(h, f.clone())]));
+    // a peer cannot vouch for a checksum: "valid" is stripped on delivery
+    let valid = VnetHdr { flags: offload::F_NEEDS_CSUM | offload::F_DATA_VALID, ..h };
+    let mut vmsg = Vec::new();
+    wire::encode_offloaded(&mut vmsg, &valid, &f);
+    assert_eq!(run(&e, &ls[0], &vmsg).1, vec![Act::DeliverOffloaded(h, f.clone())]);
     // to node 3: forwarded as it is (the worker segments for links that
     // do not take it)
     let mut to3 = f.clone();

@@ -153,6 +153,11 @@ pub fn check(h: &VnetHdr, frame: &[u8]) -> Result<(), OffloadError> {
     }
 }
 
+/// The smallest segment size accepted: Linux never sends an MSS below 48
+/// (`tcp_min_snd_mss`), and a smaller one only multiplies the work of
+/// segmenting a super-frame.
+pub const MIN_GSO_SIZE: u16 = 48;
+
 fn tcp_layout(h: &VnetHdr, frame: &[u8]) -> Result<Layout, OffloadError> {
     let (l3, ethertype) = l3_of(frame).ok_or(OffloadError("truncated Ethernet header"))?;
     let v4 = h.gso_type & !GSO_ECN == GSO_TCPV4;
@@ -182,8 +187,8 @@ fn tcp_layout(h: &VnetHdr, frame: &[u8]) -> Result<Layout, OffloadError> {
     if doff < 20 || payload > frame.len() {
         return Err(OffloadError("truncated TCP header"));
     }
-    if h.gso_size == 0 {
-        return Err(OffloadError("segment size 0"));
+    if h.gso_size < MIN_GSO_SIZE {
+        return Err(OffloadError("segment size below the smallest TCP MSS"));
     }
     Ok(Layout { l3, l4, payload, v4 })
 }
@@ -255,6 +260,9 @@ pub fn segment(
     frame: &[u8],
     mut emit: impl FnMut(&[u8]),
 ) -> Result<usize, OffloadError> {
+    // everything `check` refuses is refused here too, so that a frame is
+    // never segmented on one path and dropped on another
+    check(h, frame)?;
     let l = tcp_layout(h, frame)?;
     let mss = usize::from(h.gso_size);
     let headers = &frame[..l.payload];

@@ -204,7 +204,10 @@ fn bad_headers_are_refused() {
         (VnetHdr { gso_type: 3, ..h }, &f, "other than TCP"),
         (VnetHdr { gso_type: GSO_TCPV6, ..h }, &f, "EtherType"),
         (h6, &f, "EtherType"),
-        (VnetHdr { gso_size: 0, ..h }, &f, "size 0"),
+        (VnetHdr { gso_size: 0, ..h }, &f, "smallest TCP MSS"),
+        (VnetHdr { gso_size: MIN_GSO_SIZE - 1, ..h }, &f, "smallest TCP MSS"),
+        // found by fuzzing: unknown flags beside NEEDS_CSUM were segmented
+        (VnetHdr { flags: 0xff, ..h }, &f, "unknown flags"),
         (VnetHdr { csum_start: 30, ..h }, &f, "checksum position"),
         (VnetHdr { flags: 0, ..h }, &f, "checksum position"),
         (h, &f[..53], "truncated"),
@@ -213,7 +216,9 @@ fn bad_headers_are_refused() {
     for (hdr, frame, want) in cases {
         let e = check(&hdr, frame).unwrap_err();
         assert!(e.0.contains(want), "{hdr:?}: {e} lacks {want}");
-        assert!(segment(&hdr, frame, |_| {}).is_err() || !hdr.is_gso() || hdr.gso_type == 3);
+        let mut emitted = 0;
+        assert!(segment(&hdr, frame, |_| emitted += 1).is_err(), "{hdr:?} segmented");
+        assert_eq!(emitted, 0);
     }
     // IPv6 extension headers are not segmented
     let mut ext = f6.clone();
