@@ -64,6 +64,11 @@ impl EngineConfig {
 /// How long a message may take to cross the mesh, beyond clock skew (ms).
 pub const MAX_TRANSIT: u64 = 10_000;
 
+/// How far this node's broadcast ids may run ahead of its clock (ms): ids
+/// are milliseconds, so more than 1000 broadcasts a second borrow from the
+/// future, and no further than this.
+pub const LOCAL_ID_LEAD_MS: u64 = 1_000;
+
 /// How many health requests one origin may flood per second.
 const HEALTH_RATE: Rate = Rate { per_sec: 5, burst: 10 };
 
@@ -617,8 +622,13 @@ impl Engine {
         }
         self.stats.add(Counter::TapFramesIn, 1);
         self.stats.add(Counter::TapBytesIn, n as u64);
-        if dst.is_group() {
-            let id = self.next_id(now);
+                if dst.is_group() {
+            // a broadcast storm from our own TAP may use at most one
+            // second of ids ahead of the clock; the rest is dropped
+            let Some(id) = self.ids.next_within(now.unix_ms, LOCAL_ID_LEAD_MS) else {
+                self.stats.drop(DropReason::BroadcastRate);
+                return TapAction::Drop(DropReason::BroadcastRate);
+            };
             return match wire::broadcast_in_place(buf, start, n, id) {
                 Some(msg) => TapAction::Flood { msg },
                 None => self.bad_frame(),

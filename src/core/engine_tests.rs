@@ -334,7 +334,23 @@ fn tap_frames_classified_and_built_in_place() {
     put(&mut buf, &mc);
     let TapAction::Flood { msg } = e.tap_frame(&mut buf, mc.len(), NOW) else { panic!() };
     let Ok(Message::Broadcast(b)) = wire::parse(&buf[msg.start + 2..msg.end]) else { panic!() };
-    assert_eq!((b.src, b.payload), (m(1), &mc[12..]));
+        assert_eq!((b.src, b.payload), (m(1), &mc[12..]));
+    assert_eq!(b.id, NOW.unix_ms);
+    // a storm borrows at most LOCAL_ID_LEAD_MS of ids from the future,
+    // then is dropped until the clock catches up
+    let mut flooded = 1;
+    for _ in 0..2 * LOCAL_ID_LEAD_MS {
+        put(&mut buf, &mc);
+        match e.tap_frame(&mut buf, mc.len(), NOW) {
+            TapAction::Flood { .. } => flooded += 1,
+            a => assert_eq!(a, TapAction::Drop(DropReason::BroadcastRate)),
+        }
+    }
+    assert_eq!(flooded, LOCAL_ID_LEAD_MS + 1);
+    let later = Now { mono: NOW.mono + 5, unix_ms: NOW.unix_ms + 5 };
+    put(&mut buf, &mc);
+    assert!(matches!(e.tap_frame(&mut buf, mc.len(), later), TapAction::Flood { .. }));
+
 
     let foreign = frame(m(2), m(7), 60);
     put(&mut buf, &foreign);

@@ -28,9 +28,23 @@ impl IdSource {
         }
     }
 
-    /// The last id issued (0 if none).
-    pub fn last(&self) -> u64 {
-        self.last.load(Ordering::Relaxed)
+        /// The next id, unless it would run more than `max_ahead` ms ahead of
+    /// the clock: a burst faster than one id per millisecond drifts ahead,
+    /// and peers refuse ids too far in the future (PROTOCOL.md §3), so a
+    /// sender stops short of that instead of poisoning its own ids.
+    pub fn next_within(&self, unix_ms: u64, max_ahead: u64) -> Option<u64> {
+        let limit = unix_ms.saturating_add(max_ahead);
+        let mut last = self.last.load(Ordering::Relaxed);
+        loop {
+            let id = unix_ms.max(last.saturating_add(1));
+            if id > limit {
+                return None;
+            }
+            match self.last.compare_exchange_weak(last, id, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(id),
+                Err(seen) => last = seen,
+            }
+        }
     }
 }
 
@@ -45,6 +59,17 @@ mod tests {
         assert_eq!(ids.next(1000), 1001);
         assert_eq!(ids.next(999), 1002, "a clock step back must not reuse ids");
         assert_eq!(ids.next(5000), 5000);
+    }
+
+        #[test]
+    fn bursts_stop_short_of_running_ahead_of_the_clock() {
+        let ids = IdSource::new();
+        let got: Vec<u64> = (0..1500).filter_map(|_| ids.next_within(1000, 999)).collect();
+        assert_eq!(got.len(), 1000, "ids 1000..=1999 and no further");
+        assert_eq!(got.last(), Some(&1999));
+        assert_eq!(ids.next_within(1000, 999), None);
+        assert_eq!(ids.next_within(1500, 999), Some(2000), "the clock moving on frees ids");
+        assert_eq!(ids.next(1000), 2001, "announcements still get an id");
     }
 
     #[test]
