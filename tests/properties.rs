@@ -178,7 +178,7 @@ proptest! {
     fn segmentation_carries_exactly_the_payload(
         v6 in any::<bool>(),
         payload in prop::collection::vec(any::<u8>(), 0..5000),
-        mss in 1u16..2000,
+        mss in offload::MIN_GSO_SIZE..2000,
     ) {
         let (f, h) = super_frame(v6, &payload, mss);
         let hdrs = if v6 { 74 } else { 54 };

@@ -3,15 +3,16 @@
 //! its tables are sharded and its counters atomic.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::HashMap;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::dedup::{Dedup, Seen};
 use super::ids::IdSource;
 use super::mac::Mac;
 use super::offload::{self, VnetHdr};
-use super::ratelimit::Rate;
+use super::ratelimit::{Rate, TokenBucket};
 use super::routes::{Offer, RouteTable};
 use super::stats::{Counter, DropReason, Stats};
 use super::wire::{
@@ -71,6 +72,10 @@ pub const LOCAL_ID_LEAD_MS: u64 = 1_000;
 
 /// How many health requests one origin may flood per second.
 const HEALTH_RATE: Rate = Rate { per_sec: 5, burst: 10 };
+
+/// How many health requests this node answers per second, all origins
+/// together: each answer carries the whole route table.
+const ANSWER_RATE: Rate = Rate { per_sec: 20, burst: 40 };
 
 /// A link as the engine sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +164,11 @@ pub struct Engine {
     neighbours: RwLock<HashMap<LinkId, Mac>>,
     /// When each neighbour's own announcement last arrived on its link.
     heard: RwLock<HashMap<Mac, u64>>,
+    /// Until when (monotonic ms) answers to our own health requests are
+    /// awaited; other health responses for us are dropped.
+    answers_until: AtomicU64,
+    /// Health requests answered, all origins together.
+    answer_budget: Mutex<TokenBucket>,
     stats: Stats,
 }
 
@@ -176,6 +186,8 @@ impl Engine {
             health_requests: Dedup::with_rate(HEALTH_RATE),
             neighbours: RwLock::new(HashMap::new()),
             heard: RwLock::new(HashMap::new()),
+            answers_until: AtomicU64::new(0),
+            answer_budget: Mutex::new(TokenBucket::full(ANSWER_RATE, 0)),
             stats: Stats::new(),
         }
     }
@@ -374,6 +386,9 @@ impl Engine {
             }
             Message::HealthResponse(r) => {
                 if r.dst == self.cfg.me {
+                    if now.mono > self.answers_until.load(Ordering::Relaxed) {
+                        return self.dropped(DropReason::Unsolicited);
+                    }
                     out.event(Event::Health(HealthReport::from_wire(&r)));
                     return Verdict::Done;
                 }
@@ -381,6 +396,9 @@ impl Engine {
                 let Some(next) = self.routes.next_hop(&r.dst) else {
                     return self.dropped(DropReason::NoRoute);
                 };
+                if next == link.id {
+                    return self.dropped(DropReason::Loop);
+                }
                 let len = raw.len() - wire::LEN_PREFIX + 6;
                 if len > wire::MAX_MSG_LEN {
                     return self.dropped(DropReason::TooLong);
@@ -487,9 +505,10 @@ impl Engine {
         }
     }
 
-    /// A new health request from this node, to flood on invpnd links.
-    /// Returns its id and the message.
-    pub fn health_request(&self, now: Now) -> (u64, Vec<u8>) {
+    /// A new health request from this node, to flood on invpnd links, whose
+    /// answers are awaited for `wait_ms`. Returns its id and the message.
+    pub fn health_request(&self, now: Now, wait_ms: u64) -> (u64, Vec<u8>) {
+        self.answers_until.fetch_max(now.mono.saturating_add(wait_ms), Ordering::Relaxed);
         let id = self.next_id(now);
         let mut out = Vec::with_capacity(20);
         wire::encode_health_request(&mut out, wire::VERSION, id, self.cfg.me, &[]);
@@ -506,8 +525,16 @@ impl Engine {
         if r.origin == self.cfg.me {
             return self.dropped(DropReason::Own);
         }
+        // 0.4 never sends 0x02 (and must never be sent one, PROTOCOL.md §6)
+        if !link.ext {
+            return self.dropped(DropReason::WrongLink);
+        }
         if let Some(r) = self.id_refused(r.id, now) {
             return self.dropped(r);
+        }
+        // answers go to origins the mesh knows, not to invented ones
+        if !self.routes.contains(&r.origin) {
+            return self.dropped(DropReason::UnknownSource);
         }
         match self.health_requests.check(r.origin, r.id, now.mono) {
             Seen::Fresh => {}
@@ -525,6 +552,9 @@ impl Engine {
             out.flood(Some(link.id), &fwd, true);
         } else {
             self.stats.drop(DropReason::TooLong);
+        }
+        if !self.answer_budget.lock().allow(ANSWER_RATE, now.mono) {
+            return self.dropped(DropReason::HealthRate);
         }
         // Answer the origin, routed like a unicast frame; without a route,
         // back where the request came from (that way leads to the origin).
@@ -622,7 +652,7 @@ impl Engine {
         }
         self.stats.add(Counter::TapFramesIn, 1);
         self.stats.add(Counter::TapBytesIn, n as u64);
-                if dst.is_group() {
+        if dst.is_group() {
             // a broadcast storm from our own TAP may use at most one
             // second of ids ahead of the clock; the rest is dropped
             let Some(id) = self.ids.next_within(now.unix_ms, LOCAL_ID_LEAD_MS) else {

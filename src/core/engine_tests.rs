@@ -334,7 +334,7 @@ fn tap_frames_classified_and_built_in_place() {
     put(&mut buf, &mc);
     let TapAction::Flood { msg } = e.tap_frame(&mut buf, mc.len(), NOW) else { panic!() };
     let Ok(Message::Broadcast(b)) = wire::parse(&buf[msg.start + 2..msg.end]) else { panic!() };
-        assert_eq!((b.src, b.payload), (m(1), &mc[12..]));
+    assert_eq!((b.src, b.payload), (m(1), &mc[12..]));
     assert_eq!(b.id, NOW.unix_ms);
     // a storm borrows at most LOCAL_ID_LEAD_MS of ids from the future,
     // then is dropped until the clock catches up
@@ -350,7 +350,6 @@ fn tap_frames_classified_and_built_in_place() {
     let later = Now { mono: NOW.mono + 5, unix_ms: NOW.unix_ms + 5 };
     put(&mut buf, &mc);
     assert!(matches!(e.tap_frame(&mut buf, mc.len(), later), TapAction::Flood { .. }));
-
 
     let foreign = frame(m(2), m(7), 60);
     put(&mut buf, &foreign);
@@ -382,6 +381,34 @@ fn health_request_forwarded_to_invpnd_links_and_answered() {
     assert_eq!(r.routes.len(), 3);
     // the same request again (another path): dropped
     assert_eq!(run(&e, &ls[1], &req).0, Verdict::Dropped(DropReason::Duplicate));
+    // 0.4 never sends one: refused on its links
+    let mut req2 = Vec::new();
+    wire::encode_health_request(&mut req2, 1, NOW.unix_ms + 1, m(1), &[]);
+    assert_eq!(run(&e, &ls[2], &req2), (Verdict::Dropped(DropReason::WrongLink), vec![]));
+    // an origin nobody announced gets no answer (no amplification)
+    let mut ghost = Vec::new();
+    wire::encode_health_request(&mut ghost, 1, NOW.unix_ms, m(77), &[]);
+    assert_eq!(run(&e, &ls[1], &ghost), (Verdict::Dropped(DropReason::UnknownSource), vec![]));
+}
+
+#[test]
+fn health_answers_are_limited_across_origins() {
+    let e = engine(2);
+    let peers: Vec<(u64, u8, bool)> = (0..60).map(|i| (100 + i, 100 + i as u8, true)).collect();
+    let ls = linked(&e, &peers);
+    let mut answered = 0;
+    for l in &ls {
+        let mut req = Vec::new();
+        wire::encode_health_request(&mut req, 1, NOW.unix_ms, l.peer, &[]);
+        match run(&e, l, &req) {
+            (Verdict::Done, _) => answered += 1,
+            (v, acts) => {
+                assert_eq!(v, Verdict::Dropped(DropReason::HealthRate));
+                assert!(acts.iter().all(|a| matches!(a, Act::Flood(..))), "{acts:?}");
+            }
+        }
+    }
+    assert_eq!(answered, ANSWER_RATE.burst as usize);
 }
 
 #[test]
@@ -406,10 +433,20 @@ fn health_response_forwarded_with_reverse_hop_or_reported() {
     );
     assert_eq!(acts, vec![Act::Send(LinkId(10), want)]);
 
+    // a response that would go back where it came from is a loop
+    assert_eq!(run(&e, &ls[0], &resp), (Verdict::Dropped(DropReason::Loop), vec![]));
+
+    // responses for us only while a trace of ours waits
     let mine = HealthReport { dst: m(2), ..rep };
     let mut resp = Vec::new();
     wire::encode_health_response(&mut resp, 1, &mine);
+    assert_eq!(run(&e, &ls[1], &resp), (Verdict::Dropped(DropReason::Unsolicited), vec![]));
+    let (_, _req) = e.health_request(NOW, 2_000);
     assert_eq!(run(&e, &ls[1], &resp).1, vec![Act::Event(Event::Health(mine))]);
+    let late = Now { mono: NOW.mono + 2_001, ..NOW };
+    let mut raw = resp.clone();
+    let v = e.handle_message(&ls[1], &mut raw, late, &mut Rec::default());
+    assert_eq!(v, Verdict::Dropped(DropReason::Unsolicited));
 }
 
 #[test]

@@ -28,7 +28,7 @@ impl IdSource {
         }
     }
 
-        /// The next id, unless it would run more than `max_ahead` ms ahead of
+    /// The next id, unless it would run more than `max_ahead` ms ahead of
     /// the clock: a burst faster than one id per millisecond drifts ahead,
     /// and peers refuse ids too far in the future (PROTOCOL.md §3), so a
     /// sender stops short of that instead of poisoning its own ids.
@@ -61,7 +61,7 @@ mod tests {
         assert_eq!(ids.next(5000), 5000);
     }
 
-        #[test]
+    #[test]
     fn bursts_stop_short_of_running_ahead_of_the_clock() {
         let ids = IdSource::new();
         let got: Vec<u64> = (0..1500).filter_map(|_| ids.next_within(1000, 999)).collect();

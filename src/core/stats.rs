@@ -61,9 +61,10 @@ named_enum! {
         BadFrame = "bad_frame",
         /// A broadcast or health request seen before.
         Duplicate = "duplicate",
-        /// A broadcast older than the de-duplication window.
+                /// An id older than the clock skew plus transit time allow, or a
+        /// broadcast older than the de-duplication window.
         TooOld = "too_old",
-        /// A broadcast from a source never announced.
+        /// A broadcast or health request from a source never announced.
         UnknownSource = "unknown_source",
         /// An id too far in the future (a clock off, or a forgery).
         FutureId = "future_id",
@@ -88,8 +89,13 @@ named_enum! {
         AnnounceRate = "announce_rate",
         /// A source broadcasting faster than `broadcast_rate`.
         BroadcastRate = "broadcast_rate",
-        /// An origin sending health requests faster than 5 per second.
+                /// An origin sending health requests faster than 5 per second, or
+        /// more than 20 a second to answer from all origins together.
         HealthRate = "health_rate",
+        /// A health request on an invpn 0.4 link, which never sends one.
+        WrongLink = "wrong_link",
+        /// A health response for this node while no trace is under way.
+        Unsolicited = "unsolicited",
     }
 }
 

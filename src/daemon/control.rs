@@ -18,6 +18,7 @@ use super::supervisor::Supervisor;
 use crate::control::{
     parse_request, LinkEntry, Request, Response, RouteEntry, Status, Trace, TraceNode, MAX_REQUEST,
 };
+use crate::core::mac::Mac;
 use crate::core::stats::{Counter, DropReason};
 use crate::core::wire::HealthReport;
 
@@ -28,6 +29,9 @@ const CLIENTS: usize = 1 << 20;
 const MAX_CLIENTS: usize = 32;
 /// How long a client may take to send its request (ms).
 const REQUEST_TIMEOUT: u64 = 5_000;
+/// The most nodes one trace lists (its answers are kept in memory until it
+/// ends).
+const MAX_TRACE_NODES: usize = 4096;
 
 struct Client {
     stream: UnixStream,
@@ -43,6 +47,8 @@ pub struct PendingTrace {
     pub deadline: u64,
     pub started: u64,
     pub nodes: Vec<TraceNode>,
+    /// Responders heard so far (each is listed once).
+    pub heard: hashbrown::HashSet<Mac>,
 }
 
 /// What the supervisor does with a request.
@@ -365,7 +371,7 @@ impl Supervisor {
 
     fn start_trace(&mut self, wait_ms: u64) -> u64 {
         let now = self.shared.clock.now();
-        let (id, msg) = self.shared.engine.health_request(now);
+        let (id, msg) = self.shared.engine.health_request(now, wait_ms);
         let msg: Arc<[u8]> = msg.into();
         for w in &self.shared.workers {
             w.send_ctl(WorkerCtl::Flood { msg: msg.clone(), ext_only: true });
@@ -376,7 +382,12 @@ impl Supervisor {
         let own = self.own_trace_node();
         self.traces.insert(
             id,
-            PendingTrace { deadline: now.mono + wait_ms, started: now.mono, nodes: vec![own] },
+            PendingTrace {
+                deadline: now.mono + wait_ms,
+                started: now.mono,
+                nodes: vec![own],
+                heard: hashbrown::HashSet::from([self.shared.engine.me()]),
+            },
         );
         id
     }
@@ -387,6 +398,13 @@ impl Supervisor {
             debug!("health response from {} for no trace under way", r.responder);
             return;
         };
+        if t.nodes.len() >= MAX_TRACE_NODES || !t.heard.insert(r.responder) {
+            debug!(
+                "trace {}: answer from {} dropped (repeated, or the trace is full)",
+                r.request_id, r.responder
+            );
+            return;
+        }
         t.nodes.push(TraceNode {
             mac: r.responder.to_string(),
             origin: false,

@@ -23,6 +23,8 @@ pub const WAKER: Token = Token(0);
 /// Largest socket read: rustls reads only ~4 KiB per call, so the worker
 /// reads big chunks itself and feeds them in.
 const READ_CHUNK: usize = 256 * 1024;
+/// Socket reads one link gets per loop turn (up to 1 MiB) before the others.
+const READS_PER_TURN: usize = 4;
 /// Channel items handled per loop turn before the sockets get a look again.
 const BATCH: usize = 1024;
 
@@ -80,6 +82,9 @@ pub struct Worker {
     links: Slots,
     scratch: Vec<u8>,
     dirty: Vec<usize>,
+    /// Links that still had bytes to read when their turn ran out.
+    unread: Vec<usize>,
+
     next_tick: u64,
 }
 
@@ -215,6 +220,8 @@ impl Worker {
             links: Slots::default(),
             scratch: vec![0u8; READ_CHUNK],
             dirty: Vec::new(),
+            unread: Vec::new(),
+
             next_tick: 0,
         }
     }
@@ -224,8 +231,10 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             self.inbox.wake.going_to_sleep();
-            let busy =
-                !self.inbox.data.is_empty() || !self.inbox.ctl.is_empty() || !self.dirty.is_empty();
+            let busy = !self.inbox.data.is_empty()
+                || !self.inbox.ctl.is_empty()
+                || !self.dirty.is_empty()
+                || !self.unread.is_empty();
             let now = self.shared.clock.mono();
             let timeout = if busy {
                 Duration::ZERO
@@ -238,6 +247,14 @@ impl Worker {
                 }
             }
             self.inbox.wake.woke();
+            // links cut short last round go first, then the new events
+            let mut unread = std::mem::take(&mut self.unread);
+            for slot in unread.drain(..) {
+                self.read_link(slot);
+            }
+            if self.unread.is_empty() {
+                self.unread = unread;
+            }
             for ev in events.iter() {
                 if ev.token() != WAKER {
                     self.on_socket(ev.token().0 - 1, ev);
@@ -274,8 +291,11 @@ impl Worker {
         }
     }
 
+    /// Reads and processes what a link has, up to [`READS_PER_TURN`] socket
+    /// reads; a link with more is queued for the next turn, so that one
+    /// fast sender cannot starve the other links and the TAP's frames.
     fn read_link(&mut self, slot: usize) {
-        loop {
+        for _ in 0..READS_PER_TURN {
             let Some(link) = self.links.get(slot) else {
                 return;
             };
@@ -312,6 +332,10 @@ impl Worker {
             self.process_messages(slot);
             // rustls may want to answer (key updates) or flush the handshake
             self.dirty.push(slot);
+        }
+        // mio is edge-triggered: no new event comes for bytes already there
+        if self.links.get(slot).is_some() {
+            self.unread.push(slot);
         }
     }
 
