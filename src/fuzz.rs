@@ -163,7 +163,7 @@ pub fn engine_sequence(data: &[u8]) {
             }
             4 => {
                 if up.remove(&link.id) {
-                    e.link_down(link.id);
+                    e.link_down(link.id, now);
                 } else {
                     gens[i] += 1;
                     let l = ctx(i, gens[i]);

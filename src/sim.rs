@@ -379,7 +379,8 @@ impl Sim {
             self.nodes[i].links[e.ctx.id.0 as usize].up = false;
             let peer = e.peer_node;
             self.nodes[peer].links[e.peer_link.0 as usize].up = false;
-            self.nodes[peer].engine.link_down(e.peer_link);
+            let now = self.clock();
+            self.nodes[peer].engine.link_down(e.peer_link, now);
             self.announce(peer);
         }
     }

@@ -258,12 +258,26 @@ impl Engine {
     }
 
     /// A link went down: every route through it goes at once. Returns how
-    /// many routes were removed.
-    pub fn link_down(&self, link: LinkId) -> usize {
-        if let Some(peer) = self.neighbours.write().remove(&link) {
-            self.heard.write().remove(&peer);
+    /// many routes were removed. If another link to the same neighbour is
+    /// still up (two nodes dialled each other and one link was closed as
+    /// the duplicate), the neighbour stays reached through it.
+    pub fn link_down(&self, link: LinkId, now: Now) -> usize {
+        let gone = {
+            let mut n = self.neighbours.write();
+            n.remove(&link).map(|peer| {
+                let other = n.iter().filter(|(_, m)| **m == peer).map(|(l, _)| *l).min();
+                (peer, other)
+            })
+        };
+        let removed = self.routes.remove_via(link);
+        match gone {
+            Some((peer, Some(other))) => self.routes.add_neighbour(peer, other, now.mono),
+            Some((peer, None)) => {
+                self.heard.write().remove(&peer);
+            }
+            None => {}
         }
-        self.routes.remove_via(link)
+        removed
     }
 
     /// Periodic housekeeping: expires routes and de-duplication state.

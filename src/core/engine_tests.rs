@@ -298,7 +298,7 @@ fn link_down_removes_routes_through_it() {
     run(&e, &ls[0], &announce(m(9), 1, AnnouncedAddr::None));
     run(&e, &ls[1], &announce(m(8), 1, AnnouncedAddr::None));
     assert_eq!(e.routes().len(), 4);
-    assert_eq!(e.link_down(LinkId(10)), 2);
+    assert_eq!(e.link_down(LinkId(10), NOW), 2);
     assert!(!e.routes().contains(&m(9)) && !e.routes().contains(&m(2)));
     assert_eq!(e.neighbours(), vec![(LinkId(11), m(3))]);
 }
@@ -457,13 +457,48 @@ fn losing_a_link_moves_routes_to_the_second_path_at_once() {
     let msg = announce(m(9), 5, AnnouncedAddr::None);
     run(&e, &ls[0], &msg);
     run(&e, &ls[1], &msg);
-    assert_eq!(e.link_down(LinkId(10)), 1, "only the neighbour's own route goes");
+    assert_eq!(e.link_down(LinkId(10), NOW), 1, "only the neighbour's own route goes");
     assert_eq!(e.routes().next_hop(&m(9)), Some(LinkId(11)));
     // frames for node 9 now leave on the second link
     let mut buf = vec![0u8; 200];
     let f = frame(m(9), m(1), 60);
     buf[FRAME_HEADROOM..FRAME_HEADROOM + 60].copy_from_slice(&f);
     assert!(matches!(e.tap_frame(&mut buf, 60, NOW), TapAction::Unicast { link: LinkId(11), .. }));
+}
+
+#[test]
+fn closing_a_duplicate_link_keeps_the_neighbour_reached() {
+    let e = engine(1);
+    // nodes 1 and 2 dialled each other: two links to node 2, and node 2
+    // routes node 9 through itself
+    let ls = linked(&e, &[(10, 2, true), (11, 2, true)]);
+    run(&e, &ls[0], &direct(m(2), 100));
+    run(&e, &ls[0], &announce(m(9), 100, AnnouncedAddr::None));
+    assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(10)));
+    // the first link loses the tie-break and is closed
+    e.link_down(LinkId(10), NOW);
+    assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(11)), "still reached, directly");
+    assert_eq!(e.neighbours(), vec![(LinkId(11), m(2))]);
+    // its announcements through the other link still count as direct:
+    // a relayed copy does not capture the route
+    let ls3 = linked(&e, &[(12, 3, true)]);
+    let relayed = announce(m(2), 200, AnnouncedAddr::None);
+    assert_eq!(run(&e, &ls3[0], &relayed).0, Verdict::Dropped(DropReason::IndirectNeighbour));
+    // the last link going takes the neighbour with it
+    e.link_down(LinkId(11), NOW);
+    assert_eq!(e.routes().next_hop(&m(2)), None);
+    assert_eq!(run(&e, &ls3[0], &announce(m(2), 300, AnnouncedAddr::None)).0, Verdict::Done);
+    assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(12)));
+}
+
+#[test]
+fn linking_to_a_node_reached_through_another_routes_it_directly() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 3, true)]);
+    run(&e, &ls[0], &announce(m(2), 100, AnnouncedAddr::None));
+    assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(10)));
+    linked(&e, &[(11, 2, true)]);
+    assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(11)));
 }
 
 #[test]

@@ -159,11 +159,19 @@ impl RouteTable {
         }
     }
 
-    /// Adds a route to a neighbour that just linked, unless one exists: the
-    /// node is reachable through the link before it has announced itself.
+    /// Routes a neighbour that just linked through its link: it is reachable
+    /// there before it has announced itself, and a route to it through
+    /// another node gives way to the direct one.
     pub fn add_neighbour(&self, mac: Mac, link: LinkId, now: u64) {
         let mut shard = self.shard(&mac).write();
-        if !shard.contains_key(&mac) {
+        if let Some(r) = shard.get_mut(&mac) {
+            // a neighbour is reached over its own link, not through others
+            if r.via != mac {
+                r.link = link;
+                r.via = mac;
+                r.refreshed = now;
+            }
+        } else {
             let bucket = TokenBucket::full(ANNOUNCE_RATE, now);
             shard.insert(
                 mac,

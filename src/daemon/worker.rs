@@ -636,7 +636,7 @@ impl Worker {
         let peer = link.ctx().map(|c| c.peer);
         match link.state {
             State::Up(ctx) => {
-                let removed = self.shared.engine.link_down(ctx.id);
+                let removed = self.shared.engine.link_down(ctx.id, self.shared.clock.now());
                 info!(
                     "link down: peer={} addr={} reason=\"{reason}\" routes_removed={removed} link={}",
                     ctx.peer, ctx.addr, ctx.id
