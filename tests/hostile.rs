@@ -288,6 +288,14 @@ fn an_authenticated_but_hostile_node_is_contained() {
     assert!(lab.ping(1, "198.19.0.1"));
     // log lines about the garbage are rate-limited
     assert!(a.log_count("protocol error from peer=02:50:56:00:00:66") <= 3, "{}", a.log_text());
+    // the forgery is named once (one warning a minute per link)
+    let forged = "peer=02:50:56:00:00:66 addr=";
+    assert!(
+        a.log_text().lines().any(|l| l.contains(forged) && l.contains("announced a MAC other")),
+        "{}",
+        a.log_text()
+    );
+    assert_eq!(a.log_count("too far ahead of our clock"), 0, "one warning per minute per link");
 }
 
 #[test]

@@ -306,7 +306,7 @@ impl Engine {
         if id > now.unix_ms.saturating_add(skew) {
             Some(DropReason::FutureId)
         } else if id.saturating_add(skew + MAX_TRANSIT) < now.unix_ms {
-            Some(DropReason::TooOld)
+            Some(DropReason::StaleId)
         } else {
             None
         }

@@ -194,7 +194,7 @@ fn own_and_future_announcements_dropped() {
     assert_eq!(run(&e, &ls[0], &own).0, Verdict::Dropped(DropReason::Own));
     // a replay of an announcement older than the skew and any transit
     let stale = announce_at(m(9), NOW.unix_ms - 60_000 - MAX_TRANSIT - 1, AnnouncedAddr::None);
-    assert_eq!(run(&e, &ls[0], &stale).0, Verdict::Dropped(DropReason::TooOld));
+    assert_eq!(run(&e, &ls[0], &stale).0, Verdict::Dropped(DropReason::StaleId));
     let future = announce_at(m(9), NOW.unix_ms + 61_000, AnnouncedAddr::None);
     assert_eq!(run(&e, &ls[0], &future).0, Verdict::Dropped(DropReason::FutureId));
     let near = announce_at(m(9), NOW.unix_ms + 59_000, AnnouncedAddr::None);

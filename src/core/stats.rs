@@ -39,7 +39,7 @@ named_enum! {
         UnknownTypes = "unknown_types",
         /// Offloaded super-frames (0x82) received from neighbours.
         OffloadedIn = "offloaded_in",
-                /// Incoming connections closed before their handshake because too
+        /// Incoming connections closed before their handshake because too
         /// many were pending (from their address, or in total).
         ConnectionsRefused = "connections_refused",
         /// Frames cut out of super-frames in software (for a neighbour or a
@@ -61,9 +61,12 @@ named_enum! {
         BadFrame = "bad_frame",
         /// A broadcast or health request seen before.
         Duplicate = "duplicate",
-                /// An id older than the clock skew plus transit time allow, or a
-        /// broadcast older than the de-duplication window.
+        /// A broadcast or health request older than the de-duplication
+        /// window (a copy that came the long way round).
         TooOld = "too_old",
+        /// An id older than the clock skew plus transit time allow (a clock
+        /// far off, or a replay).
+        StaleId = "stale_id",
         /// A broadcast or health request from a source never announced.
         UnknownSource = "unknown_source",
         /// An id too far in the future (a clock off, or a forgery).
@@ -75,7 +78,8 @@ named_enum! {
         IndirectNeighbour = "indirect_neighbour",
         /// Our own announcement, broadcast or request came back.
         Own = "own",
-        /// A unicast whose route leads back where it came from.
+        /// A unicast or health response whose route leads back where it
+        /// came from.
         Loop = "loop",
         /// A malformed message.
         Malformed = "malformed",
@@ -87,9 +91,10 @@ named_enum! {
         RouteTableFull = "route_table_full",
         /// A node announcing itself far more often than nodes do.
         AnnounceRate = "announce_rate",
-        /// A source broadcasting faster than `broadcast_rate`.
+        /// A source broadcasting faster than `broadcast_rate`, or this
+        /// node's TAP broadcasting so fast its ids ran a second ahead.
         BroadcastRate = "broadcast_rate",
-                /// An origin sending health requests faster than 5 per second, or
+        /// An origin sending health requests faster than 5 per second, or
         /// more than 20 a second to answer from all origins together.
         HealthRate = "health_rate",
         /// A health request on an invpn 0.4 link, which never sends one.
@@ -187,5 +192,15 @@ mod tests {
         let labels: std::collections::HashSet<_> =
             DropReason::ALL.iter().map(|r| r.label()).collect();
         assert_eq!(labels.len(), DropReason::ALL.len());
+    }
+
+    #[test]
+    fn every_drop_counter_is_documented() {
+        let man = include_str!("../../man/invpnctl.8");
+        let section = man.split(".SH DROP COUNTERS").nth(1).expect("a DROP COUNTERS section");
+        for r in DropReason::ALL {
+            let entry = format!(".TP\n.B {}\n", r.label());
+            assert!(section.contains(&entry), "{} is not in invpnctl(8)", r.label());
+        }
     }
 }

@@ -122,7 +122,9 @@ pub struct Link {
     /// Malformed messages allowed before the link is closed; refilled over time.
     pub error_budget: u32,
     /// When a protocol error was last logged, and how many were not.
-    pub last_error_log: u64,
+    pub last_error_log: Option<u64>,
+    /// When a suspicious message from this link was last logged.
+    pub last_suspicion_log: Option<u64>,
     pub errors_unlogged: u64,
     /// When the peer's own announcement (0x00) last arrived, and the gaps
     /// between the last few: the peer's announce interval, as observed.
@@ -157,7 +159,8 @@ impl Link {
             stats: Arc::new(LinkStats::default()),
             want_write: true,
             error_budget: ERROR_BUDGET,
-            last_error_log: 0,
+            last_error_log: None,
+            last_suspicion_log: None,
             errors_unlogged: 0,
             last_announce: 0,
             gaps: [0; 8],

@@ -416,12 +416,15 @@ impl Worker {
         };
         let mut count = 0u64;
         let mut bad = Vec::new();
+        let mut suspicious = None;
         let mut announced = false;
         while let Some(msg) = rx.next_message() {
             count += 1;
             announced |= msg.get(2) == Some(&crate::core::wire::kind::DIRECT_ANNOUNCE);
-            if let Verdict::Malformed(e) = engine.handle_message(&ctx, msg, now, &mut out) {
-                bad.push(e);
+            match engine.handle_message(&ctx, msg, now, &mut out) {
+                Verdict::Malformed(e) => bad.push(e),
+                Verdict::Dropped(r) => suspicious = suspicious.or(suspicion(r)),
+                _ => {}
             }
         }
         let Some(link) = self.links.get(slot) else {
@@ -437,15 +440,23 @@ impl Worker {
             if !link.charge_error() {
                 exhausted = true;
             }
-            if now.mono.saturating_sub(link.last_error_log) >= 10_000 {
+            if link.last_error_log.is_none_or(|t| now.mono.saturating_sub(t) >= 10_000) {
                 let more = std::mem::take(&mut link.errors_unlogged);
                 warn!(
                     "protocol error from peer={} addr={}: {e} (+{more} not logged)",
                     ctx.peer, ctx.addr
                 );
-                link.last_error_log = now.mono;
+                link.last_error_log = Some(now.mono);
             } else {
                 link.errors_unlogged += 1;
+            }
+        }
+        if let Some(what) = suspicious {
+            // not closed: a clock far off is a mistake, not an attack, and
+            // the message itself did no harm
+            if link.last_suspicion_log.is_none_or(|t| now.mono.saturating_sub(t) >= 60_000) {
+                warn!("peer={} addr={} {what}; dropped (see drops)", ctx.peer, ctx.addr);
+                link.last_suspicion_log = Some(now.mono);
             }
         }
         if exhausted {
@@ -682,4 +693,16 @@ impl Out<'_> {
             }
         }
     }
+}
+
+/// What a dropped message says about the neighbour that sent it, for the
+/// drops worth a warning (at most one a minute per link).
+fn suspicion(r: DropReason) -> Option<&'static str> {
+    Some(match r {
+        DropReason::Impersonation => "announced a MAC other than its own",
+        DropReason::FutureId => "sent an id too far ahead of our clock (a clock off, or a forgery)",
+        DropReason::StaleId => "sent an id too far behind our clock (a clock off, or a replay)",
+        DropReason::WrongLink => "sent a health request over the invpn 0.4 protocol",
+        _ => return None,
+    })
 }
