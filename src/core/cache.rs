@@ -55,7 +55,14 @@ impl NodeCache {
                 e.seen = now;
                 false
             }
-            _ => {
+                        found => {
+                if found.is_none() && self.entries.len() >= MAX_ENTRIES {
+                    // full: the entry heard from longest ago makes room
+                    let oldest = self.entries.iter().min_by_key(|(_, e)| e.seen).map(|(m, _)| *m);
+                    if let Some(m) = oldest {
+                        self.entries.remove(&m);
+                    }
+                }
                 self.entries.insert(mac, CacheEntry { addr, seen: now });
                 self.dirty = true;
                 true
@@ -272,9 +279,12 @@ mod tests {
             let mac = Mac([2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
             c.learn(mac, "198.18.0.1:1".parse().unwrap(), MAX_AGE + 200 + u64::from(i));
         }
-        assert_eq!(c.prune(MAX_AGE + 200), 6);
+                // never more than MAX_ENTRIES, even between prunes
         assert_eq!(c.len(), MAX_ENTRIES);
         assert!(c.entries().all(|(m, _)| m != m2()), "oldest went first");
+        let first = Mac([2, 0, 0, 0, 0, 0]);
+        assert!(c.entries().all(|(m, _)| m != first), "then the oldest learned");
+        assert_eq!(c.prune(MAX_AGE + 200), 0);
         fn m2() -> Mac {
             Mac([2, 0x50, 0x56, 0, 0, 2])
         }

@@ -276,8 +276,16 @@ impl Supervisor {
         // Write the cache when it changed (at most every 2 s); every 10
         // minutes drop stale entries and write the refreshed timestamps.
         if now.mono >= self.next_prune {
-            self.next_prune = now.mono + 600_000;
-            self.cache.prune(now.unix_ms / 1000);
+                        self.next_prune = now.mono + 600_000;
+            // nodes still announcing the address they had are seen now:
+            // addresses are learned only when they change
+            let secs = now.unix_ms / 1000;
+            for (mac, route) in self.shared.engine.routes().snapshot() {
+                if let Some(addr) = route.addr {
+                    self.cache.learn(mac, addr, secs);
+                }
+            }
+            self.cache.prune(secs);
             self.cache.touch();
         }
         if self.cache.is_dirty() && now.mono.saturating_sub(self.last_cache_write) >= 2000 {
