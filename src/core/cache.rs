@@ -55,7 +55,7 @@ impl NodeCache {
                 e.seen = now;
                 false
             }
-                        found => {
+            found => {
                 if found.is_none() && self.entries.len() >= MAX_ENTRIES {
                     // full: the entry heard from longest ago makes room
                     let oldest = self.entries.iter().min_by_key(|(_, e)| e.seen).map(|(m, _)| *m);
@@ -279,7 +279,7 @@ mod tests {
             let mac = Mac([2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
             c.learn(mac, "198.18.0.1:1".parse().unwrap(), MAX_AGE + 200 + u64::from(i));
         }
-                // never more than MAX_ENTRIES, even between prunes
+        // never more than MAX_ENTRIES, even between prunes
         assert_eq!(c.len(), MAX_ENTRIES);
         assert!(c.entries().all(|(m, _)| m != m2()), "oldest went first");
         let first = Mac([2, 0, 0, 0, 0, 0]);

@@ -234,22 +234,16 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     for (i, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
         let w = worker::Worker::new(i, poll, inbox, shared.clone());
         threads.push(
-            std::thread::Builder::new()
-                .name(format!("worker{i}"))
-                .spawn(move || w.run())
+            spawn_guarded(format!("worker{i}"), &shared, move || w.run())
                 .map_err(err("starting a worker thread"))?,
         );
     }
     {
         let (file, vnet, s) = (tap.file.clone(), tap.vnet, shared.clone());
-        std::thread::Builder::new()
-            .name("tap-rx".into())
-            .spawn(move || tap::reader(file, vnet, s))
+        spawn_guarded("tap-rx".into(), &shared, move || tap::reader(file, vnet, s))
             .map_err(err("starting the TAP reader"))?;
         let (file, s) = (tap.file.clone(), shared.clone());
-        std::thread::Builder::new()
-            .name("tap-tx".into())
-            .spawn(move || tap::writer(file, tap_rx, s))
+        spawn_guarded("tap-tx".into(), &shared, move || tap::writer(file, tap_rx, s))
             .map_err(err("starting the TAP writer"))?;
     }
 
@@ -347,4 +341,26 @@ fn restart(opts: &Options, fd: RawFd) -> Result<(), DaemonError> {
     args.push(fd.to_string());
     let e = std::process::Command::new(&opts.exe).args(&args).exec();
     Err(DaemonError(format!("restart: cannot execute {}: {e}", opts.exe.display())))
+}
+
+/// Starts a named thread whose panic, should one happen, stops the daemon
+/// with an error (and so lets systemd restart it) instead of leaving it
+/// running without that thread.
+fn spawn_guarded(
+    name: String,
+    shared: &Arc<Shared>,
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    let sup = shared.supervisor.clone();
+    let label = name.clone();
+    std::thread::Builder::new().name(name).spawn(move || {
+        if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            sup.send(channels::ToSupervisor::Fatal(format!("thread {label} failed: {what}")));
+        }
+    })
 }

@@ -276,7 +276,7 @@ impl Supervisor {
         // Write the cache when it changed (at most every 2 s); every 10
         // minutes drop stale entries and write the refreshed timestamps.
         if now.mono >= self.next_prune {
-                        self.next_prune = now.mono + 600_000;
+            self.next_prune = now.mono + 600_000;
             // nodes still announcing the address they had are seen now:
             // addresses are learned only when they change
             let secs = now.unix_ms / 1000;

@@ -25,6 +25,9 @@ pub const WAKER: Token = Token(0);
 const READ_CHUNK: usize = 256 * 1024;
 /// Socket reads one link gets per loop turn (up to 1 MiB) before the others.
 const READS_PER_TURN: usize = 4;
+/// Failed inbound handshakes logged as warnings per minute (per worker);
+/// the rest at debug level, counted in the next warning.
+const HANDSHAKE_WARNINGS_PER_MINUTE: u32 = 10;
 /// Channel items handled per loop turn before the sockets get a look again.
 const BATCH: usize = 1024;
 
@@ -84,6 +87,10 @@ pub struct Worker {
     dirty: Vec<usize>,
     /// Links that still had bytes to read when their turn ran out.
     unread: Vec<usize>,
+    /// Failed inbound handshakes logged, and not logged, lately.
+    /// (start of the minute, count) of those logged; those not logged.
+    handshake_warnings: (u64, u32),
+    handshake_warnings_held: u64,
 
     next_tick: u64,
 }
@@ -221,6 +228,8 @@ impl Worker {
             scratch: vec![0u8; READ_CHUNK],
             dirty: Vec::new(),
             unread: Vec::new(),
+            handshake_warnings: (0, 0),
+            handshake_warnings_held: 0,
 
             next_tick: 0,
         }
@@ -657,7 +666,24 @@ impl Worker {
                 Origin::Dialled(mac) => {
                     debug!("dial to {mac} at {} failed: {reason}", link.addr)
                 }
-                Origin::Accepted => warn!("handshake with {} failed: {reason}", link.addr),
+                Origin::Accepted => {
+                    // a crowd of scanners must not flood the log
+                    let now = self.shared.clock.mono();
+                    let w = &mut self.handshake_warnings;
+                    if now.saturating_sub(w.0) >= 60_000 {
+                        *w = (now, 0);
+                    }
+                    w.1 += 1;
+                    if w.1 <= HANDSHAKE_WARNINGS_PER_MINUTE {
+                        let more = std::mem::take(&mut self.handshake_warnings_held);
+                        let more =
+                            if more > 0 { format!(" (+{more} not logged)") } else { String::new() };
+                        warn!("handshake with {} failed: {reason}{more}", link.addr);
+                    } else {
+                        self.handshake_warnings_held += 1;
+                        debug!("handshake with {} failed: {reason}", link.addr);
+                    }
+                }
             },
         }
         self.shared.supervisor.send(ToSupervisor::LinkDown {
