@@ -628,12 +628,13 @@ impl Worker {
             let Some(link) = self.links.get(slot) else {
                 continue;
             };
-            if link.state == State::Handshaking {
+            let State::Up(ctx) = link.state else {
                 continue;
-            }
+            };
             let chain: Vec<_> =
                 link.tls.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
-            if let Err(e) = material.verify_peer(&chain, now) {
+            let accepted = matches!(link.origin, Origin::Accepted);
+            if let Err(e) = material.verify_peer(&chain, accepted, ctx.peer, now) {
                 let reason = format!("peer certificate no longer valid: {}", tls::describe(&e));
                 self.close(slot, &reason);
             }

@@ -14,6 +14,7 @@ use rustls::client::{ResolvesClientCert, Resumption};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
@@ -209,14 +210,31 @@ impl Material {
     }
 
     /// Re-checks a linked peer's chain against this material's CA (after a
-    /// reload); returns the peer's MAC if it still verifies.
+    /// reload) as its handshake did: as a client's if the peer dialled us
+    /// (`accepted`), as a server's if we dialled it. The MAC in it must
+    /// still be `peer`'s.
     pub fn verify_peer(
         &self,
         chain: &[CertificateDer<'static>],
+        accepted: bool,
+        peer: Mac,
         now: UnixTime,
-    ) -> Result<Mac, rustls::Error> {
+    ) -> Result<(), rustls::Error> {
         let (ee, rest) = chain.split_first().ok_or(rustls::Error::NoCertificatesPresented)?;
-        verify::verify_chain(&self.provider, &self.roots, ee, rest, now)
+        let mac = if accepted {
+            NodeClientVerifier::new(self.provider.clone(), self.roots.clone())
+                .map_err(|e| rustls::Error::General(e.to_string()))?
+                .verify_client_cert(ee, rest, now)?;
+            verify::peer_mac(ee)?
+        } else {
+            verify::verify_chain(&self.provider, &self.roots, ee, rest, now)?
+        };
+        if mac != peer {
+            return Err(rustls::Error::General(format!(
+                "the certificate now names {mac}, not {peer}"
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -157,8 +157,18 @@ fn mutual_handshake_agrees_on_alpn_and_identities() {
     assert_eq!(s.alpn_protocol(), Some(ALPN_INVPN2));
     let client_chain = s.peer_certificates().unwrap();
     assert_eq!(verify::peer_mac(&client_chain[0]).unwrap(), mac(1));
-    assert_eq!(b.verify_peer(client_chain, now()).unwrap(), mac(1));
-    assert_eq!(verify::peer_mac(&c.peer_certificates().unwrap()[0]).unwrap(), mac(2));
+    b.verify_peer(client_chain, true, mac(1), now()).unwrap();
+    let server_chain = c.peer_certificates().unwrap();
+    assert_eq!(verify::peer_mac(&server_chain[0]).unwrap(), mac(2));
+    a.verify_peer(server_chain, false, mac(2), now()).unwrap();
+    // a reload re-checks the MAC too
+    let e = describe(&b.verify_peer(client_chain, true, mac(7), now()).unwrap_err());
+    assert!(e.contains("names 02:50:56:00:00:01, not 02:50:56:00:00:07"), "{e}");
+    // and the CA: material from another network refuses both directions
+    let other = Net::new();
+    let x = load(&other.node("x", mac(9), KeyType::EcdsaP256)).unwrap();
+    assert!(x.verify_peer(client_chain, true, mac(1), now()).is_err());
+    assert!(x.verify_peer(server_chain, false, mac(2), now()).is_err());
 }
 
 #[test]
