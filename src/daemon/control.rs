@@ -29,6 +29,8 @@ const CLIENTS: usize = 1 << 20;
 const MAX_CLIENTS: usize = 32;
 /// How long a client may take to send its request (ms).
 const REQUEST_TIMEOUT: u64 = 5_000;
+/// How long an answer may wait for its client to read it (ms).
+const WRITE_TIMEOUT: u64 = 5_000;
 /// The most nodes one trace lists (its answers are kept in memory until it
 /// ends).
 const MAX_TRACE_NODES: usize = 4096;
@@ -37,9 +39,11 @@ struct Client {
     stream: UnixStream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
-    since: u64,
+        since: u64,
     /// Waiting for the trace with this id.
     trace: Option<u64>,
+    /// Since when an answer has waited for the client to read it.
+    unread_since: Option<u64>,
 }
 
 /// A trace under way.
@@ -125,8 +129,9 @@ impl ControlServer {
                                 stream,
                                 rbuf: Vec::new(),
                                 wbuf: Vec::new(),
-                                since: now,
+                                                                since: now,
                                 trace: None,
+                                unread_since: None,
                             },
                         );
                     }
@@ -201,8 +206,20 @@ impl ControlServer {
         }
     }
 
-    /// Ends clients that never sent a request.
+        /// Ends clients that never sent a request, and those that do not read
+    /// their answer (so that they cannot hold the 32 places).
     pub fn expire(&mut self, r: &Registry, now: u64) {
+        let mut deaf = Vec::new();
+        for (t, c) in self.clients.iter_mut().filter(|(_, c)| !c.wbuf.is_empty()) {
+            let since = *c.unread_since.get_or_insert(now);
+            if now.saturating_sub(since) > WRITE_TIMEOUT {
+                deaf.push(*t);
+            }
+        }
+        for t in deaf {
+            debug!("control client dropped: its answer went unread for {} s", WRITE_TIMEOUT / 1000);
+            self.drop_client(r, t);
+        }
         let stale: Vec<Token> = self
             .clients
             .iter()
