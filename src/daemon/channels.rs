@@ -37,8 +37,11 @@ impl Budget {
     }
 
     /// Returns `n` bytes.
-    pub fn give(&self, n: usize) {
-        self.used.fetch_sub(n.min(self.used.load(Ordering::Relaxed)), Ordering::Relaxed);
+        pub fn give(&self, n: usize) {
+        // never below zero, even if a bug gave back more than it took
+        let _ = self.used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+            Some(u.saturating_sub(n))
+        });
     }
 
     /// Bytes reserved now.
