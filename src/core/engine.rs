@@ -348,7 +348,7 @@ impl Engine {
                     return self.dropped(DropReason::OwnSource);
                 }
                 if u.dst == self.cfg.me {
-                    self.deliver(u.frame, out);
+                    out.deliver(u.frame);
                     return Verdict::Done;
                 }
                 self.forward(link, u.dst, raw, out)
@@ -374,7 +374,7 @@ impl Engine {
                 // The id's last six bytes become the broadcast destination:
                 // raw[5..] is then the Ethernet frame.
                 raw[5..11].copy_from_slice(&Mac::BROADCAST.0);
-                self.deliver(&raw[5..], out);
+                out.deliver(&raw[5..]);
                 Verdict::Done
             }
             Message::HealthRequest(r) => self.on_health_request(link, &r, now, out),
@@ -431,9 +431,7 @@ impl Engine {
         }
     }
 
-    fn deliver(&self, frame: &[u8], out: &mut impl Output) {
-        out.deliver(frame);
-    }
+    
 
     fn forward(&self, link: &LinkCtx, dst: Mac, raw: &[u8], out: &mut impl Output) -> Verdict {
         match self.routes.next_hop(&dst) {

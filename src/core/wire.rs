@@ -561,8 +561,7 @@ pub fn encode_announce(out: &mut Vec<u8>, a: &Announce) {
     out.extend_from_slice(&addr_buf[..alen]);
 }
 
-/// Most hops a health request's traceroute can hold.
-pub const MAX_TRACE_HOPS: usize = (MAX_MSG_LEN - 16) / 6;
+
 
 /// Encodes a `0x02` health request. Returns `false` (writing nothing) if
 /// the traceroute would not fit in one message.

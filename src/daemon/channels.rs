@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use rustls::pki_types::CertificateDer;
 
 use crate::core::{Event, LinkId, Mac};
 
@@ -106,8 +105,7 @@ pub enum ToSupervisor {
         peer: Mac,
         addr: SocketAddr,
         outbound: bool,
-        ext: bool,
-        chain: Vec<CertificateDer<'static>>,
+                ext: bool,
         stats: Arc<super::link::LinkStats>,
     },
     /// A link (or a connection that never became one) closed.

@@ -427,7 +427,7 @@ impl Supervisor {
     fn handle(&mut self, m: ToSupervisor) -> Option<Exit> {
         let now = self.shared.clock.now();
         match m {
-            ToSupervisor::LinkUp { id, peer, addr, outbound, ext, chain: _, stats } => {
+            ToSupervisor::LinkUp { id, peer, addr, outbound, ext, stats } => {
                 self.pending.remove(&id);
                 self.admission.done(id);
                 let info = LinkInfo { id, peer, addr, outbound, ext, since: now.mono };

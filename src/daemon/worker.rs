@@ -355,8 +355,7 @@ impl Worker {
         let Some(link) = self.links.get(slot) else {
             return false;
         };
-        let chain: Vec<_> = link.tls.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
-        let peer = match chain.first().map(peer_mac) {
+                let peer = match link.tls.peer_certificates().and_then(|c| c.first()).map(peer_mac) {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
                 let reason = tls::describe(&e);
@@ -402,8 +401,7 @@ impl Worker {
             peer,
             addr: ctx.addr,
             outbound,
-            ext,
-            chain,
+                        ext,
             stats,
         });
         true
