@@ -392,15 +392,7 @@ fn kill_minus_nine_never_leaves_a_corrupt_cache() {
         return;
     }
     let pki = Pki::new();
-    let mut lab = Lab::new(2);
-    lab.link(0, 1, 1);
-    let _a = Node::start(&lab, 0, &pki, NodeConf::new(1, mac(1)));
-    let mut b = Node::start(
-        &lab,
-        1,
-        &pki,
-        NodeConf { init: vec![seed(1, "198.18.1.1")], ..NodeConf::new(2, mac(2)) },
-    );
+    let Pair { lab, a: _a, mut b } = pair(&pki); // b, a, then lab are dropped
     let cache = b.dir.path().join("cache");
     let mut rng = fastrand::Rng::with_seed(9);
     for round in 0..12 {

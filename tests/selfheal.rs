@@ -52,15 +52,7 @@ fn restarted_node_rejoins_from_its_cache() {
         return;
     }
     let pki = Pki::new();
-    let mut lab = Lab::new(2);
-    lab.link(0, 1, 1);
-    let _a = Node::start(&lab, 0, &pki, NodeConf::new(1, mac(1)));
-    let mut b = Node::start(
-        &lab,
-        1,
-        &pki,
-        NodeConf { init: vec![seed(1, "198.18.1.1")], ..NodeConf::new(2, mac(2)) },
-    );
+    let Pair { lab, a: _a, mut b } = pair(&pki); // b, a, then lab are dropped
     assert!(wait_until(15, || lab.ping(1, "198.19.0.1")));
     assert_eq!(b.stop(), Some(0), "clean stop");
     let cache = b.dir.path().join("cache");
@@ -226,15 +218,7 @@ fn usr2_restarts_in_place_keeping_the_interface() {
         return;
     }
     let pki = Pki::new();
-    let mut lab = Lab::new(2);
-    lab.link(0, 1, 1);
-    let _a = Node::start(&lab, 0, &pki, NodeConf::new(1, mac(1)));
-    let mut b = Node::start(
-        &lab,
-        1,
-        &pki,
-        NodeConf { init: vec![seed(1, "198.18.1.1")], ..NodeConf::new(2, mac(2)) },
-    );
+    let Pair { lab, a: _a, mut b } = pair(&pki); // b, a, then lab are dropped
     assert!(wait_until(15, || lab.ping(1, "198.19.0.1")));
     let before = tap_facts(&lab, 1, "inv2");
     assert!(before.1.contains("198.19.0.2/24") && before.1.contains("fd00::2/64"), "{before:?}");

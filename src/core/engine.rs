@@ -431,8 +431,6 @@ impl Engine {
         }
     }
 
-    
-
     fn forward(&self, link: &LinkCtx, dst: Mac, raw: &[u8], out: &mut impl Output) -> Verdict {
         match self.routes.next_hop(&dst) {
             None => self.dropped(DropReason::NoRoute),

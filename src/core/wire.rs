@@ -561,8 +561,6 @@ pub fn encode_announce(out: &mut Vec<u8>, a: &Announce) {
     out.extend_from_slice(&addr_buf[..alen]);
 }
 
-
-
 /// Encodes a `0x02` health request. Returns `false` (writing nothing) if
 /// the traceroute would not fit in one message.
 pub fn encode_health_request(

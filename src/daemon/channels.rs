@@ -36,11 +36,11 @@ impl Budget {
     }
 
     /// Returns `n` bytes.
-        pub fn give(&self, n: usize) {
+    pub fn give(&self, n: usize) {
         // never below zero, even if a bug gave back more than it took
-        let _ = self.used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
-            Some(u.saturating_sub(n))
-        });
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| Some(u.saturating_sub(n)));
     }
 
     /// Bytes reserved now.
@@ -105,7 +105,7 @@ pub enum ToSupervisor {
         peer: Mac,
         addr: SocketAddr,
         outbound: bool,
-                ext: bool,
+        ext: bool,
         stats: Arc<super::link::LinkStats>,
     },
     /// A link (or a connection that never became one) closed.

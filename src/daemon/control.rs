@@ -39,7 +39,7 @@ struct Client {
     stream: UnixStream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
-        since: u64,
+    since: u64,
     /// Waiting for the trace with this id.
     trace: Option<u64>,
     /// Since when an answer has waited for the client to read it.
@@ -129,7 +129,7 @@ impl ControlServer {
                                 stream,
                                 rbuf: Vec::new(),
                                 wbuf: Vec::new(),
-                                                                since: now,
+                                since: now,
                                 trace: None,
                                 unread_since: None,
                             },
@@ -206,7 +206,7 @@ impl ControlServer {
         }
     }
 
-        /// Ends clients that never sent a request, and those that do not read
+    /// Ends clients that never sent a request, and those that do not read
     /// their answer (so that they cannot hold the 32 places).
     pub fn expire(&mut self, r: &Registry, now: u64) {
         let mut deaf = Vec::new();

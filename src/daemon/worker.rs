@@ -355,7 +355,7 @@ impl Worker {
         let Some(link) = self.links.get(slot) else {
             return false;
         };
-                let peer = match link.tls.peer_certificates().and_then(|c| c.first()).map(peer_mac) {
+        let peer = match link.tls.peer_certificates().and_then(|c| c.first()).map(peer_mac) {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
                 let reason = tls::describe(&e);
@@ -401,7 +401,7 @@ impl Worker {
             peer,
             addr: ctx.addr,
             outbound,
-                        ext,
+            ext,
             stats,
         });
         true

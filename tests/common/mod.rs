@@ -165,3 +165,25 @@ impl Default for Pki {
 pub fn file_contains(p: &Path, needle: &str) -> bool {
     std::fs::read_to_string(p).map(|s| s.contains(needle)).unwrap_or(false)
 }
+
+/// Two nodes on one link: node 1 (198.18.1.1) and node 2 seeded from it.
+/// Fields drop in order: the nodes stop before their namespaces go.
+pub struct Pair {
+    pub a: Node,
+    pub b: Node,
+    pub lab: Lab,
+}
+
+/// Starts a [`Pair`].
+pub fn pair(pki: &Pki) -> Pair {
+    let mut lab = Lab::new(2);
+    lab.link(0, 1, 1);
+    let a = Node::start(&lab, 0, pki, NodeConf::new(1, mac(1)));
+    let b = Node::start(
+        &lab,
+        1,
+        pki,
+        NodeConf { init: vec![seed(1, "198.18.1.1")], ..NodeConf::new(2, mac(2)) },
+    );
+    Pair { a, b, lab }
+}
