@@ -57,7 +57,8 @@ named_enum! {
         ForeignSource = "foreign_source",
         /// A frame from the wire claiming our own MAC as source.
         OwnSource = "own_source",
-        /// A TAP frame shorter than an Ethernet header, or too long.
+        /// A TAP frame shorter than an Ethernet header, too long, or with an
+        /// offload header that does not match it.
         BadFrame = "bad_frame",
         /// A broadcast or health request seen before.
         Duplicate = "duplicate",

@@ -120,11 +120,13 @@ pub enum ToSupervisor {
     },
     /// Something the engine reported.
     Engine(Event),
-    /// A thread hit an error the daemon cannot run without (the TAP vanished).
+        /// A thread hit an error the daemon cannot run without (the TAP
+    /// vanished, or the thread panicked).
     Fatal(String),
 }
 
-/// A sender plus the waker of the loop that receives.
+/// The waker of a loop, rung by senders only while the loop may be asleep
+/// (a busy loop checks its channels anyway: no system call per message).
 pub struct Wake {
     waker: mio::Waker,
     sleeping: AtomicBool,
