@@ -120,7 +120,7 @@ pub enum ToSupervisor {
     },
     /// Something the engine reported.
     Engine(Event),
-        /// A thread hit an error the daemon cannot run without (the TAP
+    /// A thread hit an error the daemon cannot run without (the TAP
     /// vanished, or the thread panicked).
     Fatal(String),
 }
