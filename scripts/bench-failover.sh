@@ -48,14 +48,14 @@ trap 'exit 130' INT TERM
 
 (
     cd "$WORK"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 \
         -subj "/CN=failover CA" -keyout ca.key -out ca.crt \
         -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
     printf 'basicConstraints=critical,CA:FALSE\n' > node.ext
     for i in 0 1 2 3; do
         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=${MACS[$i]}" \
             -keyout "n$i.key" -out "n$i.csr"
-        openssl x509 -req -in "n$i.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
+        openssl x509 -req -in "n$i.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 90 \
             -extfile node.ext -out "n$i.crt"
     done
 ) >"$WORK/openssl.log" 2>&1

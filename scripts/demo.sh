@@ -57,9 +57,9 @@ for i in 0 1 2; do
 done
 
 say "certificates with invpnctl: a CA and one certificate per node (CN = the node's MAC)"
-"$CTL" ca new --dir "$WORK/ca" --name "invpnd demo CA" --days 1
+"$CTL" ca new --dir "$WORK/ca" --name "invpnd demo CA" --days 90
 for i in 0 1 2; do
-    "$CTL" cert new --ca-dir "$WORK/ca" --mac "${MACS[$i]}" --out "$WORK/${NAMES[$i]}" --days 1
+    "$CTL" cert new --ca-dir "$WORK/ca" --mac "${MACS[$i]}" --out "$WORK/${NAMES[$i]}" --days 90
 done
 cp "$WORK/ca/ca.crt" "$WORK/ca.crt"
 "$CTL" cert show "$WORK/A.crt"

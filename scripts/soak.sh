@@ -41,14 +41,14 @@ ip -n "$SW" link add br0 type bridge
 ip -n "$SW" link set br0 up
 (
     cd "$WORK"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 \
         -subj "/CN=soak CA" -keyout ca.key -out ca.crt \
         -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
     printf 'basicConstraints=critical,CA:FALSE\n' > node.ext
     for i in 0 1 2; do
         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=${MACS[$i]}" \
             -keyout "${NAMES[$i]}.key" -out "${NAMES[$i]}.csr"
-        openssl x509 -req -in "${NAMES[$i]}.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
+        openssl x509 -req -in "${NAMES[$i]}.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 90 \
             -extfile node.ext -out "${NAMES[$i]}.crt"
     done
 ) >"$WORK/openssl.log" 2>&1
@@ -91,7 +91,8 @@ while [ $SECONDS -lt $end ]; do
     [ "$len" -lt 2 ] && break
     if [ $((turn / 3 % 2)) = 0 ]; then args=(-P 4); kind=TCP; else args=(-u -b 1G); kind=UDP; fi
     if out=$(ip netns exec "${NS[$s]}" timeout $((len + 20)) iperf3 -c "198.19.20.$((d + 1))" -t "$len" "${args[@]}" -f g 2>&1); then
-        rate=$(echo "$out" | awk '/receiver/ {print $(NF-3)}' | tail -1)
+        # the figure before "Gbits/sec" on the (last) receiver line
+        rate=$(echo "$out" | awk '/receiver/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /bits\/sec/) r = $i } END { print r }')
         echo "$(date +%T) ${NAMES[$s]}->${NAMES[$d]} $kind ${len}s: ${rate:-?} Gbit/s"
     else
         failures=$((failures + 1))
