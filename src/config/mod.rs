@@ -383,7 +383,10 @@ impl Resolver<'_> {
         Ok(if p.is_absolute() {
             p.to_path_buf()
         } else {
-            self.path.parent().unwrap_or(Path::new(".")).join(p)
+            // "invpn.conf" has the parent "": its files are "./x", so that
+            // the `up` program is not looked up in PATH
+            let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty());
+            dir.unwrap_or(Path::new(".")).join(p)
         })
     }
 

@@ -11,6 +11,13 @@ fn err(text: &str) -> String {
 }
 
 #[test]
+fn paths_beside_a_file_named_without_a_directory() {
+    let c = from_str(Path::new("invpn.conf"), MINIMAL).unwrap();
+    assert_eq!(c.ssl.key, PathBuf::from("./node.key"));
+    assert_eq!(c.ssl.ca, PathBuf::from("/etc/invpn/ca.crt"));
+}
+
+#[test]
 fn defaults() {
     let c = load_text(MINIMAL).unwrap();
     assert_eq!(c.ssl.key, PathBuf::from("/etc/invpn/node.key"), "relative to the file");
