@@ -7,7 +7,8 @@
 # Topology: three namespaces on one bridge (198.18.20.0/24); B and C seeded
 # with A. Traffic rotates every 30 s between the pairs A->C, C->B, B->A, in
 # TCP (4 streams) and UDP (at 1 Gbit/s) turns, so that every node sends,
-# relays and receives.
+# relays and receives. RSS is sampled at the start, after the first six runs
+# (every buffer in use by then) and at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${INVPND:-$PWD/target/release/invpnd}
@@ -77,7 +78,8 @@ for _ in $(seq 100); do
 done
 rss() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 hwm() { awk '/^VmHWM:/{print $2}' "/proc/$1/status"; }
-declare -a START
+rss_all() { for p in "${PIDS[@]}"; do printf '%s ' "$(rss "$p" 2>/dev/null || echo -)"; done; }
+declare -a START WARM=(- - -)
 for i in 0 1 2; do START[$i]=$(rss "${PIDS[$i]}"); done
 for i in 0 1 2; do
     ip netns exec "${NS[$i]}" iperf3 -s -D -p 5201 --logfile "$WORK/iperf-server-${NAMES[$i]}.log"
@@ -93,20 +95,23 @@ while [ $SECONDS -lt $end ]; do
     if out=$(ip netns exec "${NS[$s]}" timeout $((len + 20)) iperf3 -c "198.19.20.$((d + 1))" -t "$len" "${args[@]}" -f g 2>&1); then
         # the figure before "Gbits/sec" on the (last) receiver line
         rate=$(echo "$out" | awk '/receiver/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /bits\/sec/) r = $i } END { print r }')
-        echo "$(date +%T) ${NAMES[$s]}->${NAMES[$d]} $kind ${len}s: ${rate:-?} Gbit/s"
+        echo "$(date +%T) ${NAMES[$s]}->${NAMES[$d]} $kind ${len}s: ${rate:-?} Gbit/s; RSS KiB: $(rss_all)"
     else
         failures=$((failures + 1))
         echo "$(date +%T) ${NAMES[$s]}->${NAMES[$d]} $kind: iperf3 FAILED: $(echo "$out" | tail -1)"
     fi
     turn=$((turn + 1))
+    # after one TCP and one UDP turn per pair every buffer has been used:
+    # growth after this point, not before, would be a leak
+    if [ $turn = 6 ]; then for i in 0 1 2; do WARM[$i]=$(rss "${PIDS[$i]}"); done; fi
 done
 echo
-echo "| node | RSS at start, KiB | RSS at end, KiB | peak RSS, KiB | ERROR lines | WARN lines |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| node | RSS at start, KiB | RSS after 6 runs, KiB | RSS at end, KiB | peak RSS, KiB | ERROR lines | WARN lines |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for i in 0 1 2; do
     p=${PIDS[$i]}
-    kill -0 "$p" 2>/dev/null || { echo "| ${NAMES[$i]} | ${START[$i]} | DIED | - | - | - |"; failures=$((failures + 1)); continue; }
-    echo "| ${NAMES[$i]} | ${START[$i]} | $(rss "$p") | $(hwm "$p") | $(grep -c ERROR "$WORK/${NAMES[$i]}.log" || true) | $(grep -c WARN "$WORK/${NAMES[$i]}.log" || true) |"
+    kill -0 "$p" 2>/dev/null || { echo "| ${NAMES[$i]} | ${START[$i]} | ${WARM[$i]} | DIED | - | - | - |"; failures=$((failures + 1)); continue; }
+    echo "| ${NAMES[$i]} | ${START[$i]} | ${WARM[$i]} | $(rss "$p") | $(hwm "$p") | $(grep -c ERROR "$WORK/${NAMES[$i]}.log" || true) | $(grep -c WARN "$WORK/${NAMES[$i]}.log" || true) |"
 done
 echo
 echo "duration ${DURATION}s, $turn iperf3 runs, $failures failures"
