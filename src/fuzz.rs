@@ -244,10 +244,20 @@ pub fn offload_input(data: &[u8]) {
 }
 
 /// Text inputs: configuration files, cache files, control requests, MACs
-/// and seeds: errors, never panics.
+/// and seeds: errors, never panics. The first line is also tried as the
+/// value of every configuration key in an otherwise valid file, so that
+/// every value parser sees arbitrary text without the fuzzer having to
+/// find a valid file first.
 pub fn text_inputs(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let _ = crate::config::from_str(std::path::Path::new("/fuzz/invpn.conf"), &text);
+    let path = std::path::Path::new("/fuzz/invpn.conf");
+    let _ = crate::config::from_str(path, &text);
+    let value = text.lines().next().unwrap_or("");
+    for (section, keys) in crate::config::KNOWN {
+        for key in keys.iter() {
+            let _ = crate::config::from_str(path, &config_around(section, key, value));
+        }
+    }
     let parsed = crate::core::cache::NodeCache::parse(&text);
     let again = crate::core::cache::NodeCache::parse(&parsed.cache.to_text());
     assert!(again.skipped.is_empty(), "the cache writes what it cannot read");
@@ -255,4 +265,34 @@ pub fn text_inputs(data: &[u8]) {
     let _ = crate::control::parse_request(&text);
     let _ = text.parse::<Mac>();
     let _ = crate::config::parse_seed(&text, 41744);
+}
+
+/// A valid configuration whose `[section] key` is `value`.
+fn config_around(section: &str, key: &str, value: &str) -> String {
+    let mut conf = String::from("[ssl]\n");
+    for k in ["key", "cert", "ca"] {
+        if !(section == "ssl" && key == k) {
+            conf.push_str(&format!("{k}=/fuzz/{k}\n"));
+        }
+    }
+    conf.push_str(&format!("[{section}]\n{key}={value}\n"));
+    conf
+}
+
+#[cfg(test)]
+mod tests {
+    /// The files text_inputs builds around a value are valid, so a value
+    /// parser is what decides.
+    #[test]
+    fn the_file_around_a_fuzzed_value_is_valid() {
+        let path = std::path::Path::new("/fuzz/invpn.conf");
+        let ok = |section: &str, key: &str, value: &str| {
+            crate::config::from_str(path, &super::config_around(section, key, value)).is_ok()
+        };
+        assert!(ok("ssl", "ca", "/fuzz/ca"));
+        assert!(ok("network", "announce_interval", "5s"));
+        assert!(!ok("network", "announce_interval", "5 parsecs"));
+        assert!(ok("interface", "mtu", "1500"));
+        assert!(!ok("interface", "mtu", "70000"));
+    }
 }

@@ -153,7 +153,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// The keys each section knows.
-const KNOWN: &[(&str, &[&str])] = &[
+pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ("ssl", &["key", "cert", "ca"]),
     (
         "network",
