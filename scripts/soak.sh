@@ -78,11 +78,16 @@ for _ in $(seq 100); do
 done
 rss() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 hwm() { awk '/^VmHWM:/{print $2}' "/proc/$1/status"; }
-rss_all() { for p in "${PIDS[@]}"; do printf '%s ' "$(rss "$p" 2>/dev/null || echo -)"; done; }
+rss_all() { for p in "${PIDS[@]:0:3}"; do printf '%s ' "$(rss "$p" 2>/dev/null || echo -)"; done; }
 declare -a START WARM=(- - -)
 for i in 0 1 2; do START[$i]=$(rss "${PIDS[$i]}"); done
 for i in 0 1 2; do
-    ip netns exec "${NS[$i]}" iperf3 -s -D -p 5201 --logfile "$WORK/iperf-server-${NAMES[$i]}.log"
+    ip netns exec "${NS[$i]}" iperf3 -s -D -p 5201 --logfile "$WORK/iperf-server-${NAMES[$i]}.log" \
+        --pidfile "$WORK/iperf-server-${NAMES[$i]}.pid"
+done
+for i in 0 1 2; do
+    for _ in $(seq 50); do [ -s "$WORK/iperf-server-${NAMES[$i]}.pid" ] && break; sleep 0.1; done
+    PIDS+=("$(cat "$WORK/iperf-server-${NAMES[$i]}.pid")")
 done
 PAIRS=("0 2" "2 1" "1 0")
 end=$((SECONDS + DURATION))
