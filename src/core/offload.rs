@@ -136,6 +136,11 @@ fn l3_of(frame: &[u8]) -> Option<(usize, u16)> {
 /// Checks an offloaded frame's header against the frame, so that nothing a
 /// peer sends makes the kernel or the segmentation below read outside it.
 pub fn check(h: &VnetHdr, frame: &[u8]) -> Result<(), OffloadError> {
+    checked_layout(h, frame).map(|_| ())
+}
+
+/// [`check`], returning the TCP layout of a segmentation offload.
+fn checked_layout(h: &VnetHdr, frame: &[u8]) -> Result<Option<Layout>, OffloadError> {
     if frame.len() < 14 {
         return Err(OffloadError("shorter than an Ethernet header"));
     }
@@ -147,8 +152,8 @@ pub fn check(h: &VnetHdr, frame: &[u8]) -> Result<(), OffloadError> {
         return Err(OffloadError("checksum position outside the frame"));
     }
     match h.gso_type & !GSO_ECN {
-        GSO_NONE => Ok(()),
-        GSO_TCPV4 | GSO_TCPV6 => tcp_layout(h, frame).map(|_| ()),
+        GSO_NONE => Ok(None),
+        GSO_TCPV4 | GSO_TCPV6 => tcp_layout(h, frame).map(Some),
         _ => Err(OffloadError("segmentation type other than TCP")),
     }
 }
@@ -262,8 +267,10 @@ pub fn segment(
 ) -> Result<usize, OffloadError> {
     // everything `check` refuses is refused here too, so that a frame is
     // never segmented on one path and dropped on another
-    check(h, frame)?;
-    let l = tcp_layout(h, frame)?;
+    let l = match checked_layout(h, frame)? {
+        Some(l) => l,
+        None => tcp_layout(h, frame)?,
+    };
     let mss = usize::from(h.gso_size);
     let headers = &frame[..l.payload];
     let payload = &frame[l.payload..];
