@@ -11,6 +11,7 @@ use std::sync::Arc;
 use mio::net::TcpStream;
 
 use super::channels::Origin;
+use super::log_limit::LogLimit;
 use crate::core::deframer::Deframer;
 use crate::core::{LinkCtx, LinkId};
 
@@ -121,11 +122,10 @@ pub struct Link {
     pub want_write: bool,
     /// Malformed messages allowed before the link is closed; refilled over time.
     pub error_budget: u32,
-    /// When a protocol error was last logged, and how many were not.
-    pub last_error_log: Option<u64>,
-    /// When a suspicious message from this link was last logged.
-    pub last_suspicion_log: Option<u64>,
-    pub errors_unlogged: u64,
+    /// Protocol errors logged: one per 10 s, the rest counted.
+    pub error_log: LogLimit,
+    /// Suspicious messages logged: one a minute.
+    pub suspicion_log: LogLimit,
     /// When the peer's own announcement (0x00) last arrived, and the gaps
     /// between the last few: the peer's announce interval, as observed.
     last_announce: u64,
@@ -159,9 +159,8 @@ impl Link {
             stats: Arc::new(LinkStats::default()),
             want_write: true,
             error_budget: ERROR_BUDGET,
-            last_error_log: None,
-            last_suspicion_log: None,
-            errors_unlogged: 0,
+            error_log: LogLimit::new(10_000, 1),
+            suspicion_log: LogLimit::new(60_000, 1),
             last_announce: 0,
             gaps: [0; 8],
             gap_at: 0,

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod clock;
 pub mod control;
 pub mod link;
+pub mod log_limit;
 pub mod net;
 pub mod notify;
 pub mod supervisor;

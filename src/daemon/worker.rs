@@ -13,6 +13,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::channels::{Origin, ToSupervisor, ToWorker, WorkerCtl, WorkerInbox};
 use super::link::{Flush, Link, State};
+use super::log_limit::LogLimit;
 use super::Shared;
 use crate::core::stats::{Counter, DropReason};
 use crate::core::{offload, wire, LinkCtx, LinkId, Output, Verdict};
@@ -87,11 +88,8 @@ pub struct Worker {
     dirty: Vec<usize>,
     /// Links that still had bytes to read when their turn ran out.
     unread: Vec<usize>,
-    /// Failed inbound handshakes logged, and not logged, lately.
-    /// (start of the minute, count) of those logged; those not logged.
-    handshake_warnings: (u64, u32),
-    handshake_warnings_held: u64,
-
+    /// Failed inbound handshakes logged as warnings.
+    handshake_log: LogLimit,
     next_tick: u64,
 }
 
@@ -228,9 +226,7 @@ impl Worker {
             scratch: vec![0u8; READ_CHUNK],
             dirty: Vec::new(),
             unread: Vec::new(),
-            handshake_warnings: (0, 0),
-            handshake_warnings_held: 0,
-
+            handshake_log: LogLimit::new(60_000, HANDSHAKE_WARNINGS_PER_MINUTE),
             next_tick: 0,
         }
     }
@@ -447,23 +443,18 @@ impl Worker {
             if !link.charge_error() {
                 exhausted = true;
             }
-            if link.last_error_log.is_none_or(|t| now.mono.saturating_sub(t) >= 10_000) {
-                let more = std::mem::take(&mut link.errors_unlogged);
+            if let Some(more) = link.error_log.allow(now.mono) {
                 warn!(
                     "protocol error from peer={} addr={}: {e} (+{more} not logged)",
                     ctx.peer, ctx.addr
                 );
-                link.last_error_log = Some(now.mono);
-            } else {
-                link.errors_unlogged += 1;
             }
         }
         if let Some(what) = suspicious {
             // not closed: a clock far off is a mistake, not an attack, and
             // the message itself did no harm
-            if link.last_suspicion_log.is_none_or(|t| now.mono.saturating_sub(t) >= 60_000) {
+            if link.suspicion_log.allow(now.mono).is_some() {
                 warn!("peer={} addr={} {what}; dropped (see drops)", ctx.peer, ctx.addr);
-                link.last_suspicion_log = Some(now.mono);
             }
         }
         if exhausted {
@@ -667,19 +658,11 @@ impl Worker {
                 }
                 Origin::Accepted => {
                     // a crowd of scanners must not flood the log
-                    let now = self.shared.clock.mono();
-                    let w = &mut self.handshake_warnings;
-                    if now.saturating_sub(w.0) >= 60_000 {
-                        *w = (now, 0);
-                    }
-                    w.1 += 1;
-                    if w.1 <= HANDSHAKE_WARNINGS_PER_MINUTE {
-                        let more = std::mem::take(&mut self.handshake_warnings_held);
+                    if let Some(more) = self.handshake_log.allow(self.shared.clock.mono()) {
                         let more =
                             if more > 0 { format!(" (+{more} not logged)") } else { String::new() };
                         warn!("handshake with {} failed: {reason}{more}", link.addr);
                     } else {
-                        self.handshake_warnings_held += 1;
                         debug!("handshake with {} failed: {reason}", link.addr);
                     }
                 }
