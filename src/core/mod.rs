@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod deframer;
 pub mod dialer;
 pub mod engine;
+pub mod fq;
 pub mod ids;
 pub mod links;
 pub mod mac;

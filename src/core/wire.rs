@@ -519,6 +519,44 @@ pub fn split_message(buf: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&whole[LEN_PREFIX..], &buf[LEN_PREFIX + len..]))
 }
 
+/// What a whole message (length prefix included) carries, as far as a
+/// queue needs to know: control messages are served first and never
+/// dropped for frames; frames are hashed into flows and may be dropped or
+/// ECN-marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carries {
+    /// Announcements, health messages, hello, unknown types.
+    Control,
+    /// An Ethernet frame (`0x80`, `0x81`, `0x82`) whose EtherType starts at
+    /// this offset in the message (the payload runs to its end). For `0x81`
+    /// the destination MAC is not carried; the source MAC is the 6 bytes
+    /// before the offset in every case.
+    Frame {
+        /// Offset of the EtherType.
+        ethertype_at: usize,
+    },
+}
+
+/// Classifies a whole message (`len | type | body`). A message too short
+/// for its frame header is [`Carries::Control`] (it is not sent anyway).
+pub fn carries(msg: &[u8]) -> Carries {
+    let at = match msg.get(LEN_PREFIX) {
+        Some(&kind::UNICAST) => LEN_PREFIX + 1 + 12,
+        Some(&kind::BROADCAST) => LEN_PREFIX + 1 + 8 + 6,
+        Some(&kind::OFFLOADED) => LEN_PREFIX + 1 + super::offload::VNET_HDR_LEN + 12,
+        _ => return Carries::Control,
+    };
+    if msg.len() < at + 2 {
+        return Carries::Control;
+    }
+    Carries::Frame { ethertype_at: at }
+}
+
+/// Whether a whole message carries a frame (types `0x80` and up).
+pub fn is_frame(msg: &[u8]) -> bool {
+    msg.get(LEN_PREFIX).is_some_and(|k| *k >= 0x80)
+}
+
 /// Appends the length prefix and type byte of a message whose body will be
 /// `body_len` bytes; returns `false`, writing nothing, if that is more than
 /// the 16-bit length can say.
