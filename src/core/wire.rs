@@ -552,6 +552,11 @@ pub fn carries(msg: &[u8]) -> Carries {
     Carries::Frame { ethertype_at: at }
 }
 
+/// Whether a whole message is a `0x82` offloaded frame.
+pub fn is_offloaded(msg: &[u8]) -> bool {
+    msg.get(LEN_PREFIX) == Some(&kind::OFFLOADED)
+}
+
 /// Whether a whole message carries a frame (types `0x80` and up).
 pub fn is_frame(msg: &[u8]) -> bool {
     msg.get(LEN_PREFIX).is_some_and(|k| *k >= 0x80)

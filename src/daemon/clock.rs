@@ -25,6 +25,11 @@ impl Clock {
     pub fn mono(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
+
+    /// Monotonic microseconds since start (queue sojourn times).
+    pub fn mono_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
 }
 
 impl Default for Clock {

@@ -3,6 +3,7 @@
 //! plumbing (read big chunks from the socket and feed rustls, batch many
 //! messages per TLS record) and the link's state machine.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,7 @@ use mio::net::TcpStream;
 use super::channels::Origin;
 use super::log_limit::LogLimit;
 use crate::core::deframer::Deframer;
+use crate::core::fq::{FqCodel, FqConfig, FqStats};
 use crate::core::{LinkCtx, LinkId};
 
 /// Counters for one link, read by the control interface.
@@ -25,6 +27,13 @@ pub struct LinkStats {
     pub malformed: AtomicU64,
     /// Bytes waiting in the link's queue, last time it was flushed.
     pub queued: AtomicU64,
+    /// How long the oldest frame in the queue had waited (µs), last time
+    /// the link was flushed.
+    pub queue_delay_us: AtomicU64,
+    /// Frames dropped by CoDel (also counted in `dropped`).
+    pub codel_drops: AtomicU64,
+    /// Frames marked CE instead of dropped.
+    pub ecn_marks: AtomicU64,
 }
 
 /// The link's state machine: `Handshaking` until rustls finishes, then
@@ -37,59 +46,130 @@ pub enum State {
     Up(LinkCtx),
 }
 
-/// Messages waiting to be encrypted, in one contiguous buffer so that
-/// rustls can cut them into full-size records.
-#[derive(Debug, Default)]
+/// Plaintext handed to rustls per step while its output is empty: one
+/// full TLS record. Each step ends with a socket write, so at most this
+/// much waits encrypted inside rustls when the socket is full, on top of
+/// what the kernel holds (`TCP_NOTSENT_LOWAT`): the queue that matters
+/// stays in [`FqCodel`], where it is measured and managed.
+pub const FEED_CHUNK: usize = 16 * 1024;
+
+/// A link's outgoing messages: the queue discipline ([`FqCodel`]: control
+/// first, frames by flow, CoDel) and the few messages taken from it and
+/// being handed to rustls.
+#[derive(Debug)]
 pub struct OutQueue {
-    buf: Vec<u8>,
-    head: usize,
+    fq: FqCodel,
+    /// Taken from `fq`, not yet wholly written into rustls.
+    feeding: VecDeque<Vec<u8>>,
+    /// Bytes of `feeding`'s first message already written.
+    fed: usize,
+    feeding_bytes: usize,
+    /// Counts already added to the link's stats.
+    reported: FqStats,
 }
 
 impl OutQueue {
+    /// An empty queue with these settings.
+    pub fn new(cfg: FqConfig) -> OutQueue {
+        OutQueue {
+            fq: FqCodel::new(cfg, fastrand::u64(..)),
+            feeding: VecDeque::new(),
+            fed: 0,
+            feeding_bytes: 0,
+            reported: FqStats::default(),
+        }
+    }
+
     /// Bytes waiting.
     pub fn len(&self) -> usize {
-        self.buf.len() - self.head
+        self.fq.bytes() + self.feeding_bytes - self.fed
     }
 
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.fq.is_empty() && self.feeding.is_empty()
     }
 
-    /// Queues a message. Frames (types 0x80 and up) are dropped when
-    /// `limit` bytes already wait, like a switch port; control messages
-    /// (announcements, health) are kept up to four times the limit.
-    pub fn push(&mut self, msg: &[u8], limit: usize) -> bool {
-        let is_frame = msg.get(2).is_some_and(|t| *t >= 0x80);
-        let cap = if is_frame { limit } else { limit * 4 };
-        if self.len() + msg.len() > cap && !self.is_empty() {
-            return false;
+    /// Queues a whole message at `now_us` (monotonic µs). Frames are always
+    /// taken (the queue drops from its longest flow to stay within its
+    /// limit); `false` if a control message found the control queue full.
+    pub fn push(&mut self, msg: Vec<u8>, now_us: u64) -> bool {
+        self.fq.push(msg, now_us)
+    }
+
+    /// How long the oldest waiting frame has waited (µs).
+    pub fn delay_us(&self, now_us: u64) -> u64 {
+        self.fq.delay_us(now_us)
+    }
+
+    /// Moves up to [`FEED_CHUNK`] bytes from the queue discipline into
+    /// `feeding`, if it is empty; whether anything is there to feed.
+    fn refill(&mut self, now_us: u64) -> bool {
+        if self.feeding.is_empty() {
+            self.fed = 0;
+            self.feeding_bytes = 0;
+            while self.feeding_bytes < FEED_CHUNK {
+                let Some(m) = self.fq.pop(now_us) else { break };
+                self.feeding_bytes += m.len();
+                self.feeding.push_back(m);
+            }
         }
-        if self.head > 0 && self.head >= self.buf.len() / 2 {
-            self.buf.drain(..self.head);
-            self.head = 0;
+        !self.feeding.is_empty()
+    }
+
+    /// Writes what `feeding` holds into `w` in one vectored call.
+    fn feed(&mut self, w: &mut impl Write) -> io::Result<usize> {
+        let mut iov = Vec::with_capacity(self.feeding.len());
+        for (i, m) in self.feeding.iter().enumerate() {
+            iov.push(io::IoSlice::new(if i == 0 { &m[self.fed..] } else { m }));
         }
-        self.buf.extend_from_slice(msg);
-        true
+        let mut n = w.write_vectored(&iov)?;
+        let written = n;
+        while n > 0 {
+            let Some(first) = self.feeding.front() else { break };
+            let left = first.len() - self.fed;
+            if n < left {
+                self.fed += n;
+                break;
+            }
+            n -= left;
+            self.feeding_bytes -= first.len();
+            self.feeding.pop_front();
+            self.fed = 0;
+        }
+        Ok(written)
     }
 
-    fn pending(&self) -> &[u8] {
-        &self.buf[self.head..]
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.head += n;
-        if self.head >= self.buf.len() {
-            self.buf.clear();
-            self.head = 0;
+    /// Adds what the queue discipline did since the last call to `stats`.
+    fn report(&mut self, stats: &LinkStats) {
+        let now = self.fq.stats();
+        let was = std::mem::replace(&mut self.reported, now);
+        let dropped = (now.codel_drops - was.codel_drops)
+            + (now.overlimit_drops - was.overlimit_drops)
+            + (now.control_drops - was.control_drops);
+        if dropped > 0 {
+            stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+        let codel = now.codel_drops - was.codel_drops;
+        if codel > 0 {
+            stats.codel_drops.fetch_add(codel, Ordering::Relaxed);
+        }
+        let marks = now.ecn_marks - was.ecn_marks;
+        if marks > 0 {
+            stats.ecn_marks.fetch_add(marks, Ordering::Relaxed);
         }
     }
 
-    /// Releases memory when empty and larger than `keep`.
-    pub fn shrink(&mut self, keep: usize) {
-        if self.is_empty() && self.buf.capacity() > keep {
-            self.buf = Vec::new();
-            self.head = 0;
+    /// What the queue discipline did so far.
+    pub fn fq_stats(&self) -> FqStats {
+        self.fq.stats()
+    }
+
+    /// Releases memory when empty.
+    pub fn shrink(&mut self) {
+        self.fq.shrink();
+        if self.feeding.is_empty() && self.feeding.capacity() > 64 {
+            self.feeding = VecDeque::new();
         }
     }
 }
@@ -144,6 +224,7 @@ impl Link {
         addr: SocketAddr,
         origin: Origin,
         now: u64,
+        queue: FqConfig,
     ) -> Link {
         Link {
             id,
@@ -153,7 +234,7 @@ impl Link {
             origin,
             state: State::Handshaking,
             rx: Deframer::new(),
-            out: OutQueue::default(),
+            out: OutQueue::new(queue),
             last_rx: now,
             created: now,
             stats: Arc::new(LinkStats::default()),
@@ -245,32 +326,35 @@ impl Link {
     }
 
     /// Moves queued messages into rustls and TLS records onto the socket,
-    /// until both are empty or the socket is full.
-    pub fn flush(&mut self) -> io::Result<Flush> {
-        loop {
-            while !self.out.is_empty() && !self.tls.is_handshaking() {
-                let n = self.tls.writer().write(self.out.pending())?;
-                if n == 0 {
-                    break;
+    /// until both are empty or the socket is full. rustls gets a new chunk
+    /// only once its output went to the socket, so that what waits stays
+    /// in the queue discipline, where its delay is seen and managed.
+    pub fn flush(&mut self, now_us: u64) -> io::Result<Flush> {
+        let result = loop {
+            if self.tls.wants_write() {
+                match self.tls.write_tls(&mut self.sock) {
+                    Ok(n) => {
+                        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(Flush::Blocked),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(e),
                 }
-                self.out.consume(n);
             }
-            if !self.tls.wants_write() {
-                self.stats.queued.store(self.out.len() as u64, Ordering::Relaxed);
-                return Ok(Flush::Done);
+            if self.tls.is_handshaking() || !self.out.refill(now_us) {
+                break Ok(Flush::Done);
             }
-            match self.tls.write_tls(&mut self.sock) {
-                Ok(n) => {
-                    self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stats.queued.store(self.out.len() as u64, Ordering::Relaxed);
-                    return Ok(Flush::Blocked);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            match self.out.feed(&mut self.tls.writer()) {
+                Ok(0) => break Ok(Flush::Done),
+                Ok(_) => {}
+                Err(e) => break Err(e),
             }
-        }
+        };
+        self.out.report(&self.stats);
+        self.stats.queued.store(self.out.len() as u64, Ordering::Relaxed);
+        self.stats.queue_delay_us.store(self.out.delay_us(now_us), Ordering::Relaxed);
+        result
     }
 
     /// Counts a malformed message; `false` when the link has used up its
@@ -299,20 +383,83 @@ pub const ERROR_REFILL: u32 = 5;
 mod tests {
     use super::*;
 
+    fn frame(n: usize, fill: u8) -> Vec<u8> {
+        let mut f = vec![fill; n];
+        f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x88, 0xb5]); // not IP: hashed on the Ethernet header, one flow
+        let mut m = Vec::new();
+        assert!(crate::core::wire::encode_unicast(&mut m, &f));
+        m
+    }
+
+    /// A writer that takes at most `cap` bytes a call.
+    struct Trickle {
+        got: Vec<u8>,
+        cap: usize,
+    }
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let n = b.len().min(self.cap);
+            self.got.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.cap - n);
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.cap {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
-    fn frames_drop_at_the_limit_control_does_not() {
-        let mut q = OutQueue::default();
-        let frame = [0u8, 3, 0x80, 1, 2];
-        let announce = [0u8, 3, 0x00, 1, 2];
-        assert!(q.push(&frame, 10));
-        assert!(q.push(&frame, 10));
-        assert!(!q.push(&frame, 10), "third frame passes the 10-byte limit");
-        assert!(q.push(&announce, 10), "control messages have room beyond it");
-        assert_eq!(q.len(), 15);
-        q.consume(15);
+    fn feeding_takes_a_chunk_at_a_time_and_resumes_partial_writes() {
+        let mut q = OutQueue::new(FqConfig::default());
+        let mut want = Vec::new();
+        for i in 0..40u8 {
+            let m = frame(1000, i);
+            want.extend_from_slice(&m);
+            assert!(q.push(m, 0));
+        }
+        assert_eq!(q.len(), want.len());
+        let mut w = Trickle { got: Vec::new(), cap: 700 };
+        assert!(q.refill(0));
+        assert!(q.feeding_bytes >= FEED_CHUNK && q.feeding_bytes < FEED_CHUNK + 1100);
+        // the queue discipline keeps the rest
+        assert!(q.fq.bytes() > 20_000);
+        while q.refill(0) {
+            q.feed(&mut w).unwrap();
+        }
+        let first_diff = w.got.iter().zip(&want).position(|(a, b)| a != b);
+        assert!(
+            w.got == want,
+            "every byte once, in order (one flow): {} bytes of {}, first difference at {first_diff:?}",
+            w.got.len(),
+            want.len()
+        );
         assert!(q.is_empty());
-        // a single oversize message always fits in an empty queue
-        assert!(q.push(&[0u8; 100], 10));
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn link_stats_count_the_queue_disciplines_drops() {
+        let stats = LinkStats::default();
+        let mut q = OutQueue::new(FqConfig { limit: 10_000, ..FqConfig::default() });
+        for i in 0..20u8 {
+            q.push(frame(1000, i), 0);
+        }
+        q.report(&stats);
+        // 1003-byte messages: 9 fit in 10,000 bytes
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 11);
+        assert!(q.len() <= 10_000);
     }
 
     fn link_for_test(ext: bool) -> Link {
@@ -335,6 +482,7 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             Origin::Accepted,
             0,
+            FqConfig::default(),
         );
         let peer = crate::core::Mac([2, 0, 0, 0, 0, 1]);
         link.state = State::Up(LinkCtx { id: LinkId(1), peer, addr: link.addr, ext });
@@ -395,16 +543,5 @@ mod tests {
             old.note_announce(t);
         }
         assert_eq!(old.silence_limit(1_000), 15_000, "0.4 announces every 5 s");
-    }
-
-    #[test]
-    fn consumed_space_is_reused() {
-        let mut q = OutQueue::default();
-        for _ in 0..1000 {
-            assert!(q.push(&[0u8, 3, 0x80, 1, 2], 1 << 20));
-            q.consume(3);
-        }
-        assert!(q.buf.len() < 4000, "buffer compacted: {}", q.buf.len());
-        assert_eq!(q.len(), 2000);
     }
 }

@@ -49,8 +49,10 @@ const SUPERVISOR_EVENTS: usize = 65_536;
 /// Fixed settings every thread reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Bytes of frames a link may queue before frames to it are dropped.
-    pub queue_bytes: usize,
+    /// Each link's outgoing queue: fq_codel's settings, with the bytes of
+    /// frames a link may queue before frames are dropped from its longest
+    /// flow.
+    pub queue: crate::core::fq::FqConfig,
     /// How long a handshake may take (ms).
     pub handshake_timeout: u64,
     /// This node's announce interval (ms). A link is closed after three
@@ -225,7 +227,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         supervisor: SupervisorHandle { tx: sup_tx, events: ev_tx, wake: sup_wake.clone() },
         clock,
         settings: Settings {
-            queue_bytes: 256 * 1024,
+            queue: crate::core::fq::FqConfig::default(),
             handshake_timeout: 10_000,
             announce_interval: interval,
         },

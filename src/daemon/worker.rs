@@ -103,13 +103,21 @@ struct Out<'a> {
 
 impl Out<'_> {
     fn queue_local(&mut self, slot: usize, msg: &[u8]) {
-        let limit = self.shared.settings.queue_bytes;
         let Some(l) = self.links.get(slot) else { return };
-        if msg.get(2) == Some(&wire::kind::OFFLOADED) && !l.peer_offload {
+        if wire::is_offloaded(msg) && !l.peer_offload {
             // A 0.4 neighbour, or one that takes no super-frames: segment.
             return self.queue_segmented(slot, msg);
         }
-        if l.out.push(msg, limit) {
+        self.queue_owned(slot, msg.to_vec());
+    }
+
+    /// Queues a message the caller no longer needs (no copy).
+    fn queue_owned(&mut self, slot: usize, msg: Vec<u8>) {
+        let Some(l) = self.links.get(slot) else { return };
+        if wire::is_offloaded(&msg) && !l.peer_offload {
+            return self.queue_segmented(slot, &msg);
+        }
+        if l.out.push(msg, self.shared.clock.mono_us()) {
             self.dirty.push(slot);
         } else {
             l.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -141,7 +149,7 @@ impl Out<'_> {
             }
         }
         for m in segs {
-            self.queue_local(slot, &m);
+            self.queue_owned(slot, m);
         }
     }
 }
@@ -324,7 +332,7 @@ impl Worker {
             match link.ingest(&self.scratch[..n]) {
                 Err(e) => {
                     // Send the alert rustls prepared, if the socket takes it.
-                    let _ = link.flush();
+                    let _ = link.flush(self.shared.clock.mono_us());
                     return self.close(slot, &tls::describe(&e));
                 }
                 Ok(true) => {
@@ -504,7 +512,7 @@ impl Worker {
             self.inbox.budget.give(m.size());
             match m {
                 ToWorker::Send { link, msg } => match self.links.slot_of(link) {
-                    Some(slot) => self.out().queue_local(slot, &msg),
+                    Some(slot) => self.out().queue_owned(slot, msg),
                     None => self.shared.engine.stats().drop(DropReason::NoRoute),
                 },
                 ToWorker::Flood { except, msg, ext_only } => {
@@ -530,7 +538,7 @@ impl Worker {
         tls: rustls::Connection,
     ) {
         let now = self.shared.clock.mono();
-        let link = Link::new(id, stream, tls, addr, origin, now);
+        let link = Link::new(id, stream, tls, addr, origin, now, self.shared.settings.queue);
         let slot = self.links.insert(link);
         let Some(link) = self.links.get(slot) else {
             return;
@@ -550,11 +558,12 @@ impl Worker {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
+        let now_us = self.shared.clock.mono_us();
         for slot in dirty.drain(..) {
             let Some(link) = self.links.get(slot) else {
                 continue;
             };
-            match link.flush() {
+            match link.flush(now_us) {
                 Ok(Flush::Done) => {
                     if link.want_write && link.state != State::Handshaking {
                         link.want_write = false;
@@ -605,7 +614,7 @@ impl Worker {
                 }
                 _ => {
                     link.rx.shrink(64 * 1024);
-                    link.out.shrink(64 * 1024);
+                    link.out.shrink();
                 }
             }
         }
@@ -681,7 +690,7 @@ impl Worker {
         for slot in self.links.occupied() {
             if let Some(link) = self.links.get(slot) {
                 link.tls.send_close_notify();
-                let _ = link.flush();
+                let _ = link.flush(self.shared.clock.mono_us());
             }
             if let Some(mut link) = self.links.remove(slot) {
                 let _ = self.poll.registry().deregister(&mut link.sock);
