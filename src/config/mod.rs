@@ -64,6 +64,45 @@ pub struct Network {
     pub max_routes: usize,
     /// Broadcasts per second accepted from one source (0: no limit).
     pub broadcast_rate: u32,
+    /// The TCP congestion control of link sockets.
+    pub congestion: Congestion,
+}
+
+/// `[network] congestion`: the congestion control of the outer TCP
+/// connections. Only the name's syntax is checked here; whether the kernel
+/// offers it is found out on a socket when the daemon starts (and by
+/// `invpnd -t`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Congestion {
+    /// Not set: `bbr` where the kernel offers it, else the system's default.
+    Default,
+    /// `system`: the kernel's default (`net.ipv4.tcp_congestion_control`).
+    System,
+    /// An algorithm by its kernel name (`reno`, `cubic`, `bbr`, ...).
+    Named(String),
+}
+
+impl Congestion {
+    /// The longest name the kernel takes (TCP_CA_NAME_MAX is 16 with the NUL).
+    pub const NAME_MAX: usize = 15;
+
+    /// Parses the value of `[network] congestion`.
+    pub fn parse(v: &str) -> Result<Congestion, String> {
+        if v == "system" {
+            return Ok(Congestion::System);
+        }
+        let name_like = v.starts_with(|c: char| c.is_ascii_alphabetic())
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !name_like || v.len() > Self::NAME_MAX {
+            return Err(format!(
+                "{v:?}: expected `system` or the name of a TCP congestion control \
+                 (such as bbr, cubic or reno: a letter, then letters, digits, '_' or '-', \
+                 at most {} characters)",
+                Self::NAME_MAX
+            ));
+        }
+        Ok(Congestion::Named(v.to_string()))
+    }
 }
 
 impl Network {
@@ -111,6 +150,29 @@ pub struct Config {
     pub performance: Performance,
     /// Things worth telling the operator (unknown keys, odd values).
     pub warnings: Vec<String>,
+    /// Where each key was given: (section, key, line).
+    lines: Vec<(String, String, usize)>,
+}
+
+impl Config {
+    /// The line `[section] key` is on, if the file sets it.
+    pub fn line_of(&self, section: &str, key: &str) -> Option<usize> {
+        self.lines.iter().find(|(s, k, _)| s == section && k == key).map(|(_, _, l)| *l)
+    }
+
+    /// An error about the value of `[section] key` found after the file was
+    /// read (a value the system turns down when it is tried), naming the
+    /// file and the key's line like any other value error. `None` if the
+    /// file does not set the key.
+    pub fn value_error(&self, section: &str, key: &str, msg: String) -> Option<ConfigError> {
+        Some(ConfigError::Value {
+            path: self.path.clone(),
+            line: self.line_of(section, key)?,
+            section: section.to_string(),
+            key: key.to_string(),
+            msg,
+        })
+    }
 }
 
 /// Why a configuration was refused.
@@ -170,6 +232,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "max_clock_skew",
             "max_routes",
             "broadcast_rate",
+            "congestion",
         ],
     ),
     ("interface", &["name", "mtu", "up"]),
@@ -240,6 +303,7 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
             v.parse::<u32>()
                 .map_err(|_| format!("{v:?}: expected broadcasts per second (0: no limit)"))
         })?,
+        congestion: r.get("network", "congestion", Congestion::Default, Congestion::parse)?,
     };
     if network.route_ttl < network.announce_interval * 2 {
         r.warnings.push(format!(
@@ -308,6 +372,7 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
         control,
         performance,
         warnings: r.warnings,
+        lines: entries.iter().map(|e| (e.section.clone(), e.key.clone(), e.line)).collect(),
     })
 }
 

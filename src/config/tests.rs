@@ -31,6 +31,7 @@ fn defaults() {
     assert_eq!(c.interface.mtu, 1500);
     assert_eq!(c.control.socket, PathBuf::from("/run/invpnd.sock"));
     assert_eq!(c.performance.workers, 0);
+    assert_eq!(c.network.congestion, Congestion::Default);
     assert!(c.warnings.is_empty());
 }
 
@@ -82,6 +83,12 @@ fn bad_values_name_file_line_and_key() {
         ("[interface]\nup=missing.sh\n", ":6: [interface] up: /etc/invpn/missing.sh: No such file"),
         ("[interface]\nup=/etc/passwd\n", ":6: [interface] up: /etc/passwd is not an executable"),
         ("[network]\nport=1\nport=2\n", ":7: [network] port: given twice (first on line 6)"),
+        ("[network]\ncongestion=\n", ":6: [network] congestion: \"\": expected `system` or"),
+        ("[network]\ncongestion=a_sixteen_chars_\n", ":6: [network] congestion:"),
+        ("[network]\ncongestion=bbr cubic\n", ":6: [network] congestion:"),
+        ("[network]\ncongestion=../bbr\n", ":6: [network] congestion:"),
+        ("[network]\ncongestion=2bbr\n", ":6: [network] congestion:"),
+        ("[network]\ncongestion=bbr;\n", ":6: [network] congestion:"),
         ("[network\n", ":5: unclosed section"),
     ];
     for (extra, want) in cases {
@@ -115,4 +122,32 @@ fn unknown_keys_and_odd_values_warn() {
 fn unreadable_file() {
     let e = load(Path::new("/nonexistent/invpn.conf")).unwrap_err().to_string();
     assert!(e.starts_with("/nonexistent/invpn.conf: cannot read:"), "{e}");
+}
+
+#[test]
+fn congestion_names() {
+    for (v, want) in [
+        ("bbr", Congestion::Named("bbr".into())),
+        ("reno", Congestion::Named("reno".into())),
+        ("cubic", Congestion::Named("cubic".into())),
+        ("tcp_bbr3-test", Congestion::Named("tcp_bbr3-test".into())),
+        ("fifteen_chars__", Congestion::Named("fifteen_chars__".into())),
+        ("system", Congestion::System),
+        ("\"system\"", Congestion::System),
+    ] {
+        let c = load_text(&format!("{MINIMAL}[network]\ncongestion = {v}\n")).unwrap();
+        assert_eq!(c.network.congestion, want, "{v}");
+        assert!(c.warnings.is_empty());
+    }
+}
+
+#[test]
+fn errors_found_later_name_the_line() {
+    let c = load_text(&format!("{MINIMAL}[network]\nport=1\n\ncongestion=htcp\n")).unwrap();
+    assert_eq!(c.line_of("network", "congestion"), Some(8));
+    assert_eq!(
+        c.value_error("network", "congestion", "refused".into()).unwrap().to_string(),
+        "/etc/invpn/invpn.conf:8: [network] congestion: refused"
+    );
+    assert!(c.value_error("network", "bind", "x".into()).is_none(), "not set");
 }
