@@ -238,6 +238,16 @@ fn bad_configurations_and_credentials_fail_with_one_clear_line() {
         ("bad port", good("port=http\n"), vec![".conf:7: [network] port"]),
         ("bad boolean", good("no_relay=sometimes\n"), vec![".conf:7: [network] no_relay"]),
         ("bad bind", good("bind=198.18.0.300\n"), vec![".conf:7: [network] bind"]),
+        (
+            "congestion control not a name",
+            good("congestion=bbr/2\n"),
+            vec![".conf:7: [network] congestion", "expected `system` or the name"],
+        ),
+        (
+            "congestion control the kernel lacks",
+            good("\ncongestion=no_such_cc\n"),
+            vec![".conf:8: [network] congestion", "no TCP congestion control \"no_such_cc\""],
+        ),
         ("syntax", good("this is not ini\n"), vec![".conf:7: expected `key = value`"]),
         (
             "CA is not a CA file",
@@ -268,6 +278,35 @@ fn unknown_keys_warn_but_pass() {
         out.contains("warning: ") && out.contains(".conf:7: [network] colour: unknown key"),
         "{out}"
     );
+}
+
+/// `[network] congestion` is tried on a socket and shown: reno is in
+/// every kernel; the default is bbr where the kernel has it.
+#[test]
+fn congestion_control_is_checked_and_shown() {
+    let pki = Pki::new();
+    let (cert, key) = pki.node("n", mac(1));
+    let d = pki.dir.path();
+    for (extra, want) in [
+        ("congestion = reno\n", "TCP congestion:  reno (configured)\n".to_string()),
+        ("", "TCP congestion:  bbr (default)\n".to_string()),
+        (
+            "congestion = system\n",
+            format!(
+                "TCP congestion:  {} (system default)\n",
+                std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+                    .unwrap()
+                    .trim()
+            ),
+        ),
+    ] {
+        let conf = write_conf(d, &key, &cert, &pki.ca_path(), extra);
+        let (code, out, err) = invpnd(&["-t", "-c", conf.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        // without bbr in the kernel: the system's default, and why
+        let fallback = extra.is_empty() && out.contains("(system default; bbr unavailable: ");
+        assert!(fallback || out.contains(&want), "{extra:?}: {want:?} not in\n{out}");
+    }
 }
 
 #[test]

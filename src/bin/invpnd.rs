@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use invpn::config::{self, Config};
+use invpn::daemon::net::CongestionControl;
 use invpn::daemon::{self, cache_file, Options};
 use invpn::tls::{cert_info::unix_to_text, Material};
 
@@ -89,7 +90,13 @@ fn main() -> ExitCode {
         ));
     }
     if check {
-        print_check(&cfg, &material);
+        // tried on a socket, as the daemon will (run as root for the answer
+        // root gets: only it may load a module or use what is not allowed)
+        let congestion = match daemon::congestion(&cfg) {
+            Ok(c) => c,
+            Err(e) => return fail(&e),
+        };
+        print_check(&cfg, &material, &congestion);
         return ExitCode::SUCCESS;
     }
     for w in &cfg.warnings {
@@ -102,7 +109,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_check(cfg: &Config, m: &Material) {
+fn print_check(cfg: &Config, m: &Material, congestion: &CongestionControl) {
     let now = invpn::daemon::clock::unix_ms() as i64 / 1000;
     let n = &cfg.network;
     println!("configuration {}: OK", cfg.path.display());
@@ -156,6 +163,7 @@ fn print_check(cfg: &Config, m: &Material) {
         }
     );
     println!("max links:       {}", n.max_links);
+    println!("TCP congestion:  {congestion}");
     println!(
         "timers:          announce every {:?}, routes expire after {:?}, max clock skew {:?}",
         n.announce_interval, n.route_ttl, n.max_clock_skew

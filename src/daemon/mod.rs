@@ -153,11 +153,25 @@ pub fn worker_count(setting: usize) -> usize {
     n.clamp(1, crate::core::LinkId::MAX_WORKERS)
 }
 
+/// Resolves `[network] congestion` on a probe socket (see
+/// [`net::resolve_congestion`]). A configured algorithm the kernel turns
+/// down is an error naming the file and line, as `invpnd -t` reports it.
+pub fn congestion(cfg: &Config) -> Result<net::CongestionControl, String> {
+    net::resolve_congestion(&cfg.network.congestion).map_err(|msg| {
+        match cfg.value_error("network", "congestion", msg.clone()) {
+            Some(e) => e.to_string(),
+            None => format!("TCP congestion control: {msg}"),
+        }
+    })
+}
+
 /// Runs the daemon until it is stopped. Returns only on a clean stop (or
 /// an error); a restart in place does not return.
 pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonError> {
     let clock = Clock::new();
     let me = material.mac;
+    // before anything is created: a configured algorithm may be refused
+    let cc = congestion(&cfg).map_err(DaemonError)?;
     let tap = match opts.tunfd {
         Some(fd) => Tap::adopt(fd, me, cfg.interface.mtu),
         None => Tap::create(&cfg.interface, me, cfg.performance.offload),
@@ -170,7 +184,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         ))
     })?;
     let listener = if cfg.network.listening() {
-        let (l, addr) = net::listen(cfg.network.bind, cfg.network.port).map_err(|e| {
+        let (l, addr) = net::listen(cfg.network.bind, cfg.network.port, cc.set).map_err(|e| {
             let at = cfg.network.bind.map_or("every address".to_string(), |b| b.to_string());
             DaemonError(format!("cannot listen on port {} of {at}: {e}", cfg.network.port))
         })?;
@@ -271,6 +285,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         seeds.join(", "),
         cache.len(),
     );
+    info!("TCP congestion control: {cc}");
     warn_expiry(&material);
 
     let info = NodeInfo {
@@ -293,6 +308,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         control: Some(control),
         cache,
         info,
+        congestion: cc,
     })
     .map_err(err("starting the main loop"))?;
     notify::notify("READY=1");

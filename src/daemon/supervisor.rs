@@ -20,7 +20,7 @@ use super::cache_file;
 use super::channels::{Origin, ToSupervisor, Wake, WorkerCtl};
 use super::control::{ControlServer, PendingTrace};
 use super::link::LinkStats;
-use super::net::{self, TcpTuning};
+use super::net::{self, CongestionControl, TcpTuning};
 use super::notify::notify;
 use super::Shared;
 use crate::config::{self, Config};
@@ -65,6 +65,8 @@ pub struct Supervisor {
     pub dialer: Dialer,
     pub cache: NodeCache,
     pub(super) tuning: TcpTuning,
+    /// The congestion control new link sockets get, and why.
+    pub(super) congestion: CongestionControl,
     pub(super) next_seq: u64,
     pub(super) next_worker: usize,
     pub(super) next_announce: u64,
@@ -97,6 +99,8 @@ pub struct Parts {
     pub control: Option<ControlServer>,
     pub cache: NodeCache,
     pub info: NodeInfo,
+    /// `[network] congestion`, resolved (the listener already has it).
+    pub congestion: CongestionControl,
 }
 
 /// Facts about the running node, for `status`.
@@ -125,6 +129,7 @@ impl Supervisor {
             mut control,
             mut cache,
             info,
+            congestion,
         } = p;
         let server_cfg = material
             .server_config()
@@ -147,13 +152,7 @@ impl Supervisor {
         for (mac, e) in cache.entries() {
             dialer.learn(mac, e.addr, 0);
         }
-        let interval = cfg.network.announce_interval;
-        let tuning = TcpTuning {
-            // never below a few retransmission timeouts
-            user_timeout: (interval * 3).max(Duration::from_secs(10)),
-            keepalive: interval.max(Duration::from_secs(1)),
-            notsent_lowat: 128 * 1024,
-        };
+        let tuning = TcpTuning::new(cfg.network.announce_interval, congestion.set);
         Ok(Supervisor {
             poll,
             rx,
@@ -171,6 +170,7 @@ impl Supervisor {
             dialer,
             cache,
             tuning,
+            congestion,
             next_seq: 1,
             next_worker: 0,
             next_announce: 0,
@@ -503,6 +503,7 @@ impl Supervisor {
                 ));
             }
             let server_cfg = material.server_config().map_err(|e| e.to_string())?;
+            let congestion = super::congestion(&new)?;
             let (in_place, full) = needs_restart(&self.cfg, &new);
             if !in_place.is_empty() {
                 warn!(
@@ -526,6 +527,8 @@ impl Supervisor {
             self.cfg.ssl = new.ssl;
             self.cfg.network.init = new.network.init;
             self.cfg.network.max_links = new.network.max_links;
+            self.cfg.network.congestion = new.network.congestion;
+            self.set_congestion(congestion);
             super::warn_expiry(&self.material);
             Ok(())
         })();
@@ -537,6 +540,42 @@ impl Supervisor {
             Err(e) => error!("reload failed, keeping the running configuration: {e}"),
         }
         notify("READY=1");
+    }
+
+    /// Applies a newly resolved congestion control to the sockets made from
+    /// now on (dialled, and accepted through the listener); established
+    /// links keep theirs.
+    fn set_congestion(&mut self, cc: CongestionControl) {
+        if cc == self.congestion {
+            return;
+        }
+        // The listener's algorithm is what accepted sockets inherit. An
+        // algorithm set cannot be unset: after a named one, `system` sets
+        // the system's default by name.
+        let for_listener = match cc.set {
+            Some(ca) => Some(ca),
+            None if self.congestion.set.is_some() => net::CaName::new(&cc.actual),
+            None => None,
+        };
+        if let (Some(l), Some(ca)) = (self.listener.as_ref(), for_listener) {
+            if let Err(e) = net::set_congestion(&SockRef::from(l), &ca) {
+                warn!("listener: {e}");
+            }
+        }
+        info!(
+            "reload: TCP congestion control now {cc} for new links; established links keep theirs"
+        );
+        self.tuning.congestion = cc.set;
+        self.congestion = cc;
+    }
+
+    /// The congestion control new links get, read back from the listener
+    /// when there is one (accepted sockets inherit it), else as resolved.
+    pub(super) fn congestion_in_use(&self) -> String {
+        self.listener
+            .as_ref()
+            .and_then(|l| net::congestion_of(&SockRef::from(l)).ok())
+            .unwrap_or_else(|| self.congestion.actual.clone())
     }
 
     fn dial_failed(&mut self, mac: Mac, addr: SocketAddr, reason: &str) {
@@ -551,9 +590,10 @@ impl Supervisor {
     /// SIGUSR2: the new process must be able to start, or the node would
     /// lose its interface. Checks the configuration and TLS material first.
     fn restart_ok(&self) -> bool {
-        let check = config::load(&self.cfg.path)
-            .map_err(|e| e.to_string())
-            .and_then(|c| Material::load(&c.ssl, UnixTime::now()).map_err(|e| e.to_string()));
+        let check = config::load(&self.cfg.path).map_err(|e| e.to_string()).and_then(|c| {
+            super::congestion(&c)?;
+            Material::load(&c.ssl, UnixTime::now()).map_err(|e| e.to_string())
+        });
         match check {
             Ok(m) if m.mac == self.material.mac => true,
             Ok(m) => {
