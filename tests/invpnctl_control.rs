@@ -18,12 +18,16 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
     let mut lab = Lab::new(3);
     lab.link(0, 1, 1);
     lab.link(1, 2, 2);
-    let _b = Node::start(&lab, 1, &pki, NodeConf::new(2, mac(2)));
+    let b = Node::start(&lab, 1, &pki, NodeConf::new(2, mac(2)));
     let a = Node::start(
         &lab,
         0,
         &pki,
-        NodeConf { init: vec![seed(2, "198.18.1.2")], ..NodeConf::new(1, mac(1)) },
+        NodeConf {
+            init: vec![seed(2, "198.18.1.2")],
+            network_extra: vec!["congestion = reno".into()],
+            ..NodeConf::new(1, mac(1))
+        },
     );
     let _c = Node::start(
         &lab,
@@ -47,6 +51,19 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
         "{out}"
     );
     assert!(out.contains("links:        1   routes: 2"), "{out}");
+    assert!(out.contains("congestion:   reno (configured)\n"), "{out}");
+    assert!(a.log_text().contains("TCP congestion control: reno (configured)"));
+    // the link socket A dialled has it (B's side is B's choice)
+    assert_eq!(ss_congestion(&lab, 0), ["reno"]);
+    let b_status = b.query("status");
+    assert!(
+        ["default", "system default; bbr unavailable"]
+            .contains(&b_status["congestion_source"].as_str().unwrap()),
+        "{b_status}"
+    );
+    let b_cc = b_status["congestion"].as_str().unwrap().to_string();
+    let b_links = ss_congestion(&lab, 1);
+    assert!(b_links.len() == 2 && b_links.iter().all(|c| *c == b_cc), "{b_links:?} {b_cc}");
 
     let (_, out, _) = invpnctl(&["--socket", &s, "links"]);
     assert!(
@@ -65,6 +82,26 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["peer"], "02:50:56:00:00:02");
     assert_eq!(v[0]["protocol"], "invpnd");
+    let v = a.query("status");
+    assert_eq!(
+        (v["congestion"].as_str(), v["congestion_source"].as_str()),
+        (Some("reno"), Some("configured"))
+    );
+
+    // a reload applies a new algorithm to new links; one the kernel does
+    // not have fails the reload, naming the line
+    let conf = std::fs::read_to_string(&a.conf).unwrap();
+    std::fs::write(&a.conf, conf.replace("congestion = reno", "congestion = no_such_cc")).unwrap();
+    a.signal("HUP");
+    assert!(a.wait_log(10, "reload failed"), "{}", a.log_text());
+    assert!(a
+        .log_text()
+        .contains("[network] congestion: the kernel has no TCP congestion control"));
+    std::fs::write(&a.conf, conf.replace("congestion = reno", "congestion = cubic")).unwrap();
+    a.signal("HUP");
+    assert!(a.wait_log(10, "TCP congestion control now cubic (configured) for new links"));
+    let (_, out, _) = invpnctl(&["--socket", &s, "status"]);
+    assert!(out.contains("congestion:   cubic (configured)\n"), "{out}");
 
     // trace from A: B and C answer; C's request went through B
     let (code, out, err) = invpnctl(&["--socket", &s, "trace", "--wait", "1"]);
@@ -117,6 +154,21 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
     // the socket goes away with the daemon
     drop(a);
     assert!(!std::path::Path::new(&s).exists());
+}
+
+/// The congestion control of each established TCP connection in
+/// namespace `i`, as `ss -ti` shows it.
+fn ss_congestion(lab: &Lab, i: usize) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", lab.ns(i), "ss", "-tin", "state", "established"])
+        .output()
+        .unwrap();
+    let known = ["reno", "cubic", "bbr", "bbr2", "bbr3", "htcp", "dctcp", "vegas", "westwood"];
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter(|w| known.contains(w))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]

@@ -108,6 +108,14 @@ pub struct Status {
     /// Incoming handshakes pending now.
     #[serde(default)]
     pub pending_handshakes: usize,
+    /// The TCP congestion control new links get, read back from a socket
+    /// (empty from a daemon that does not say).
+    #[serde(default)]
+    pub congestion: String,
+    /// Why that one: `configured`, `default`, `system default`, or
+    /// `system default; bbr unavailable`.
+    #[serde(default)]
+    pub congestion_source: String,
 }
 
 /// One entry of `links`.

@@ -104,6 +104,9 @@ pub fn format_status(s: &Status) -> String {
         "links:        {}   routes: {}   cached nodes: {}   workers: {}\n",
         s.links, s.routes, s.cached_nodes, s.workers
     ));
+    if !s.congestion.is_empty() {
+        t.push_str(&format!("congestion:   {} ({})\n", s.congestion, s.congestion_source));
+    }
     t.push_str(&format!(
         "from TAP:     {} frames, {}\nto TAP:       {} frames, {}\n",
         c("tap_frames_in"),
@@ -231,4 +234,27 @@ pub fn format_trace(tr: &Trace) -> String {
         ));
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(extra: serde_json::Value) -> Status {
+        let mut v = serde_json::json!({
+            "version": "0.1.0", "mac": "02:50:56:00:00:01", "interface": "invpn0",
+            "ifindex": 3, "mtu": 1500, "listen": null, "uptime_secs": 5, "links": 0,
+            "routes": 0, "cached_nodes": 0, "workers": 2, "counters": {}, "drops": {}
+        });
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn status_shows_the_congestion_control() {
+        let s = status(serde_json::json!({"congestion": "bbr", "congestion_source": "default"}));
+        assert!(format_status(&s).contains("\ncongestion:   bbr (default)\n"));
+        // a daemon that does not say: no line
+        assert!(!format_status(&status(serde_json::json!({}))).contains("congestion"));
+    }
 }

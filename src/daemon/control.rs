@@ -323,6 +323,8 @@ impl Supervisor {
                 .map(|(l, n)| (l.to_string(), n))
                 .collect(),
             pending_handshakes: self.admission.pending(),
+            congestion: self.congestion_in_use(),
+            congestion_source: self.congestion.source_text(),
         }
     }
 
