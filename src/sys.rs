@@ -144,6 +144,222 @@ pub fn if_hwaddr(name: &str) -> io::Result<[u8; 6]> {
     Ok(mac)
 }
 
+// ---------------------------------------------------------------------------
+// Packet sockets and a fine-grained poll, for the WAN emulator
+// (examples/wanem.rs): raw Ethernet frames in and out of one interface, in
+// batches (recvmmsg / sendmmsg).
+
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_STATISTICS: libc::c_int = 6;
+const SO_SNDBUFFORCE: libc::c_int = 32;
+const SO_RCVBUFFORCE: libc::c_int = 33;
+/// The most frames one [`PacketSocket::recv_batch`] or
+/// [`PacketSocket::send_batch`] call moves.
+pub const PACKET_BATCH: usize = 64;
+
+/// A non-blocking AF_PACKET raw socket bound to one interface.
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+}
+
+fn set_int_opt(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: setsockopt reads one c_int from the pointer and length we
+    // pass, which describe `v`.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+impl PacketSocket {
+    /// Opens a raw packet socket on interface `name` with `buf` bytes of
+    /// socket buffer (past the sysctl limits when we have CAP_NET_ADMIN).
+    /// With `receive`, it receives every frame that arrives on the
+    /// interface (ETH_P_ALL), but not those sent from this host
+    /// (PACKET_IGNORE_OUTGOING); without, it receives nothing and only
+    /// sends.
+    pub fn open(name: &str, receive: bool, buf: usize) -> io::Result<PacketSocket> {
+        let index = if_index(name)?;
+        let proto = if receive { (libc::ETH_P_ALL as u16).to_be() } else { 0 };
+        // SAFETY: socket() has no memory effects; the result is checked.
+        let fd = check(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::c_int::from(proto),
+            )
+        })?;
+        // SAFETY: `fd` is the socket we just opened; nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sa.sll_family = libc::AF_PACKET as libc::c_ushort;
+        sa.sll_protocol = proto;
+        sa.sll_ifindex = index as libc::c_int;
+        // SAFETY: bind reads a sockaddr_ll of the length we pass from `sa`.
+        check(unsafe {
+            libc::bind(
+                raw,
+                &sa as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })?;
+        let buf = libc::c_int::try_from(buf).unwrap_or(libc::c_int::MAX);
+        let (force, plain) = if receive {
+            set_int_opt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
+            (SO_RCVBUFFORCE, libc::SO_RCVBUF)
+        } else {
+            (SO_SNDBUFFORCE, libc::SO_SNDBUF)
+        };
+        if set_int_opt(raw, libc::SOL_SOCKET, force, buf).is_err() {
+            set_int_opt(raw, libc::SOL_SOCKET, plain, buf)?;
+        }
+        Ok(PacketSocket { fd })
+    }
+
+    /// The descriptor, for [`poll_fds`].
+    pub fn raw_fd(&self) -> RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+    }
+
+    /// How many frames the kernel dropped because the receive buffer was
+    /// full since the last call (PACKET_STATISTICS, which resets them).
+    pub fn take_drops(&self) -> io::Result<u64> {
+        let mut st = [0u32; 2]; // struct tpacket_stats { tp_packets, tp_drops }
+        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes (the size of `st`)
+        // into `st` and updates `len`.
+        check(unsafe {
+            libc::getsockopt(
+                self.raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_STATISTICS,
+                st.as_mut_ptr() as *mut libc::c_void,
+                &mut len,
+            )
+        })?;
+        Ok(u64::from(st[1]))
+    }
+
+    /// Receives up to [`PACKET_BATCH`] waiting frames, one into each of
+    /// `bufs`, and their lengths into `lens`. Returns how many arrived (0
+    /// when none is waiting). A length above its buffer's size means the
+    /// frame was truncated.
+    pub fn recv_batch<B: AsMut<[u8]>>(
+        &self,
+        bufs: &mut [B],
+        lens: &mut [usize],
+    ) -> io::Result<usize> {
+        let n = bufs.len().min(lens.len()).min(PACKET_BATCH);
+        // SAFETY: iovec and mmsghdr are plain data; all zeroes is valid.
+        let mut iov: [libc::iovec; PACKET_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; PACKET_BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..n {
+            let b = bufs[i].as_mut();
+            iov[i].iov_base = b.as_mut_ptr() as *mut libc::c_void;
+            iov[i].iov_len = b.len();
+            msgs[i].msg_hdr.msg_iov = &mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: the first `n` headers each point at one iovec describing a
+        // whole, writable buffer borrowed mutably for this call; the kernel
+        // writes at most iov_len bytes into each and fills msg_len and
+        // msg_flags. No address or control buffers are passed.
+        let r = unsafe {
+            libc::recvmmsg(
+                self.raw_fd(),
+                msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let got = r as usize;
+        for (l, m) in lens.iter_mut().zip(&msgs[..got]) {
+            *l = m.msg_len as usize;
+        }
+        Ok(got)
+    }
+
+    /// Sends up to [`PACKET_BATCH`] of `frames`, each a whole Ethernet
+    /// frame, out of the bound interface. Returns how many went (0 when
+    /// the socket buffer is full); an error concerns the first unsent
+    /// frame.
+    pub fn send_batch<B: AsRef<[u8]>>(&self, frames: &[B]) -> io::Result<usize> {
+        let n = frames.len().min(PACKET_BATCH);
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: iovec and mmsghdr are plain data; all zeroes is valid.
+        let mut iov: [libc::iovec; PACKET_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; PACKET_BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..n {
+            let f = frames[i].as_ref();
+            iov[i].iov_base = f.as_ptr() as *mut libc::c_void;
+            iov[i].iov_len = f.len();
+            msgs[i].msg_hdr.msg_iov = &mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: the first `n` headers each point at one iovec describing a
+        // frame borrowed for this call; sendmmsg only reads them (the
+        // pointer is cast to mut only because iovec is shared with reads)
+        // and writes msg_len.
+        let r = unsafe {
+            libc::sendmmsg(self.raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT)
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        Ok(r as usize)
+    }
+}
+
+/// Waits until one of `fds` is ready or `timeout` passes (None: forever),
+/// with nanosecond resolution (ppoll; the kernel adds the thread's timer
+/// slack, 50 µs by default). Returns how many descriptors are ready (0 on
+/// timeout or signal); the `revents` are set.
+pub fn poll_fds(
+    fds: &mut [libc::pollfd],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<usize> {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    });
+    let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: ppoll reads and writes the `fds.len()` pollfd entries of the
+    // slice, which we borrow mutably; it reads the timespec if not null;
+    // a null signal mask leaves the mask alone.
+    let r =
+        unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, tsp, std::ptr::null()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok(0) } else { Err(e) };
+    }
+    Ok(r as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
