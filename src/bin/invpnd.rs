@@ -188,4 +188,12 @@ fn print_check(cfg: &Config, m: &Material, congestion: &CongestionControl) {
         "offload:         {}",
         if cfg.performance.offload { "yes (TCP segmentation)" } else { "no" }
     );
+    let p = &cfg.performance;
+    println!(
+        "link queues:     fq_codel, target {} ms, interval {} ms, ECN {}, unsent per socket {} KiB",
+        p.queue_target.as_secs_f64() * 1000.0,
+        p.queue_interval.as_secs_f64() * 1000.0,
+        if p.ecn { "marked" } else { "off (dropped)" },
+        p.notsent_lowat / 1024
+    );
 }

@@ -14,10 +14,13 @@ use std::time::Duration;
 
 use crate::core::Mac;
 pub use ini::Entry;
-pub use values::{parse_bool, parse_duration, parse_seed};
+pub use values::{parse_bool, parse_duration, parse_seed, parse_size};
 
 /// Where invpnd looks for its configuration by default.
 pub const DEFAULT_PATH: &str = "/etc/invpn/invpn.conf";
+/// `[performance] notsent_lowat` when not set (see invpn.conf(5) and
+/// BENCHMARKS.md for the measurements behind it).
+pub const DEFAULT_NOTSENT_LOWAT: u32 = 128 * 1024;
 /// The port 0.4 listens on by default.
 pub const DEFAULT_PORT: u16 = 41744;
 
@@ -136,6 +139,16 @@ pub struct Performance {
     /// TCP segmentation and checksum offload on the TAP, with super-frames
     /// sent whole to invpnd neighbours.
     pub offload: bool,
+    /// CoDel's target: the queueing delay each inner flow may keep on a
+    /// link before its packets are dropped or marked.
+    pub queue_target: Duration,
+    /// CoDel's interval: how long the delay may stay above target before
+    /// the first drop; about the longest round trip of the inner flows.
+    pub queue_interval: Duration,
+    /// Mark ECN-capable inner packets CE instead of dropping them.
+    pub ecn: bool,
+    /// Unsent bytes the kernel may hold per link socket (TCP_NOTSENT_LOWAT).
+    pub notsent_lowat: u32,
 }
 
 /// A whole, validated configuration.
@@ -237,7 +250,10 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("interface", &["name", "mtu", "up"]),
     ("control", &["socket"]),
-    ("performance", &["workers", "offload"]),
+    (
+        "performance",
+        &["workers", "offload", "queue_target", "queue_interval", "ecn", "notsent_lowat"],
+    ),
 ];
 
 /// Reads and validates a configuration file.
@@ -352,6 +368,19 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let control = Control { socket: r.path_or("control", "socket", "/run/invpnd.sock")? };
     let performance = Performance {
         offload: r.get("performance", "offload", true, parse_bool)?,
+        queue_target: r.get("performance", "queue_target", Duration::from_millis(5), |v| {
+            parse_duration(v, Duration::from_micros(500), Duration::from_secs(1))
+        })?,
+        queue_interval: r.get(
+            "performance",
+            "queue_interval",
+            Duration::from_millis(100),
+            |v| parse_duration(v, Duration::from_millis(5), Duration::from_secs(10)),
+        )?,
+        ecn: r.get("performance", "ecn", true, parse_bool)?,
+        notsent_lowat: r.get("performance", "notsent_lowat", DEFAULT_NOTSENT_LOWAT, |v| {
+            parse_size(v, 4 * 1024, 16 * 1024 * 1024)
+        })?,
         workers: r.get("performance", "workers", 0, |v| {
             if v == "auto" {
                 return Ok(0);

@@ -151,3 +151,42 @@ fn errors_found_later_name_the_line() {
     );
     assert!(c.value_error("network", "bind", "x".into()).is_none(), "not set");
 }
+
+#[test]
+fn link_queue_settings() {
+    let c = load_text(MINIMAL).unwrap();
+    assert_eq!(c.performance.queue_target, Duration::from_millis(5));
+    assert_eq!(c.performance.queue_interval, Duration::from_millis(100));
+    assert!(c.performance.ecn);
+    assert_eq!(c.performance.notsent_lowat, DEFAULT_NOTSENT_LOWAT);
+    let c = load_text(&format!(
+        "{MINIMAL}[performance]\nqueue_target=2ms\nqueue_interval=300ms\necn=no\nnotsent_lowat=32k\n"
+    ))
+    .unwrap();
+    assert_eq!(c.performance.queue_target, Duration::from_millis(2));
+    assert_eq!(c.performance.queue_interval, Duration::from_millis(300));
+    assert!(!c.performance.ecn);
+    assert_eq!(c.performance.notsent_lowat, 32 * 1024);
+    for (bad, want) in [
+        ("queue_target=0", "queue_target: \"0\" is out of range"),
+        ("queue_interval=1h", "queue_interval: \"1h\" is out of range"),
+        ("notsent_lowat=1k", "notsent_lowat: \"1k\" is out of range"),
+        ("notsent_lowat=64q", "unknown unit"),
+        ("notsent_lowat=99999999999", "out of range"),
+        ("ecn=maybe", "not a boolean"),
+    ] {
+        let e = err(&format!("{MINIMAL}[performance]\n{bad}\n"));
+        assert!(e.starts_with("/etc/invpn/invpn.conf:6: [performance]"), "{bad}: {e}");
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size("65536", 0, u32::MAX), Ok(65536));
+    assert_eq!(parse_size(" 64K ", 0, u32::MAX), Ok(65536));
+    assert_eq!(parse_size("1MiB", 0, u32::MAX), Ok(1 << 20));
+    assert!(parse_size("", 0, 10).is_err());
+    assert!(parse_size("-1", 0, 10).is_err());
+    assert!(parse_size("5000000m", 0, u32::MAX).is_err());
+}

@@ -37,6 +37,25 @@ pub fn parse_duration(v: &str, min: Duration, max: Duration) -> Result<Duration,
     Ok(d)
 }
 
+/// A size in bytes: a number with an optional unit `k`/`KiB` (1024) or
+/// `m`/`MiB` (1024 * 1024), within `[min, max]`.
+pub fn parse_size(v: &str, min: u32, max: u32) -> Result<u32, String> {
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{v:?} is not a size (e.g. 65536, 64k, 1MiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1024,
+        "m" | "mib" | "mb" => 1024 * 1024,
+        u => return Err(format!("{v:?}: unknown unit {u:?} (use k or m)")),
+    };
+    match n.checked_mul(scale).and_then(|b| u32::try_from(b).ok()) {
+        Some(b) if (min..=max).contains(&b) => Ok(b),
+        _ => Err(format!("{v:?} is out of range ({min} to {max} bytes)")),
+    }
+}
+
 /// `MAC@ADDR:PORT` (IPv6 as `[ADDR]:PORT`); the port may be left out.
 pub fn parse_seed(s: &str, default_port: u16) -> Result<Seed, String> {
     let bad = |why: &str| format!("{s:?}: {why} (expected MAC@ADDR:PORT, IPv6 as MAC@[ADDR]:PORT)");

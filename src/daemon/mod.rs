@@ -241,7 +241,12 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         supervisor: SupervisorHandle { tx: sup_tx, events: ev_tx, wake: sup_wake.clone() },
         clock,
         settings: Settings {
-            queue: crate::core::fq::FqConfig::default(),
+            queue: crate::core::fq::FqConfig {
+                target_us: cfg.performance.queue_target.as_micros() as u64,
+                interval_us: cfg.performance.queue_interval.as_micros() as u64,
+                ecn: cfg.performance.ecn,
+                ..crate::core::fq::FqConfig::default()
+            },
             handshake_timeout: 10_000,
             announce_interval: interval,
         },

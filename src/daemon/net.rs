@@ -13,12 +13,6 @@ use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::config::Congestion;
 
-/// Unsent bytes the kernel may hold per link socket (TCP_NOTSENT_LOWAT),
-/// the one place this is set. Lower keeps frames in invpnd's bounded,
-/// droppable queues (less latency under load for the flows sharing a
-/// link); higher keeps more in flight on long fat paths. To be measured.
-pub const NOTSENT_LOWAT: u32 = 128 * 1024;
-
 /// The default congestion control, used where the kernel offers it: inner
 /// flows share one outer TCP connection, and on lossy paths BBR keeps its
 /// rate where loss-based algorithms (reno, cubic) back off for all of them.
@@ -39,12 +33,12 @@ pub struct TcpTuning {
 
 impl TcpTuning {
     /// The options for links of a node announcing every `interval`.
-    pub fn new(interval: Duration, congestion: Option<CaName>) -> TcpTuning {
+    pub fn new(interval: Duration, notsent_lowat: u32, congestion: Option<CaName>) -> TcpTuning {
         TcpTuning {
             // never below a few retransmission timeouts
             user_timeout: (interval * 3).max(Duration::from_secs(10)),
             keepalive: interval.max(Duration::from_secs(1)),
-            notsent_lowat: NOTSENT_LOWAT,
+            notsent_lowat,
             congestion,
         }
     }
@@ -317,7 +311,7 @@ mod tests {
         let (listener, _) = listen(loopback, 0, reno()).unwrap();
         let addr = listener.local_addr().unwrap();
         assert_eq!(congestion_of(&SockRef::from(&listener)).unwrap(), "reno");
-        let t = TcpTuning::new(Duration::from_secs(5), reno());
+        let t = TcpTuning::new(Duration::from_secs(5), 128 * 1024, reno());
         let dialled = connect(addr, &t).unwrap();
         assert_eq!(congestion_of(&SockRef::from(&dialled)).unwrap(), "reno");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -335,7 +329,7 @@ mod tests {
         assert_eq!(congestion_of(&SockRef::from(&accepted)).unwrap(), "reno");
         tune(&SockRef::from(&accepted), &t).unwrap();
         assert_eq!(congestion_of(&SockRef::from(&accepted)).unwrap(), "reno");
-        assert_eq!(t.notsent_lowat, NOTSENT_LOWAT);
+        assert_eq!(t.notsent_lowat, 128 * 1024);
     }
 
     #[test]

@@ -152,7 +152,11 @@ impl Supervisor {
         for (mac, e) in cache.entries() {
             dialer.learn(mac, e.addr, 0);
         }
-        let tuning = TcpTuning::new(cfg.network.announce_interval, congestion.set);
+        let tuning = TcpTuning::new(
+            cfg.network.announce_interval,
+            cfg.performance.notsent_lowat,
+            congestion.set,
+        );
         Ok(Supervisor {
             poll,
             rx,
@@ -680,6 +684,19 @@ pub fn needs_restart(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'st
         ("[interface] mtu", old.interface.mtu != new.interface.mtu),
         ("[control] socket", old.control.socket != new.control.socket),
         ("[performance] workers", old.performance.workers != new.performance.workers),
+        (
+            "[performance] queue_target",
+            old.performance.queue_target != new.performance.queue_target,
+        ),
+        (
+            "[performance] queue_interval",
+            old.performance.queue_interval != new.performance.queue_interval,
+        ),
+        ("[performance] ecn", old.performance.ecn != new.performance.ecn),
+        (
+            "[performance] notsent_lowat",
+            old.performance.notsent_lowat != new.performance.notsent_lowat,
+        ),
     ];
     let full = [
         ("[interface] name", old.interface.name != new.interface.name),
