@@ -132,7 +132,18 @@ pub struct LinkEntry {
     pub bytes_out: u64,
     pub messages_in: u64,
     pub queued_bytes: u64,
+    /// How long the oldest frame in the link's queue had waited when the
+    /// link was last flushed (µs); 0 when nothing waits.
+    #[serde(default)]
+    pub queue_delay_us: u64,
     pub dropped: u64,
+    /// Of `dropped`: frames CoDel dropped because their flow's queueing
+    /// delay stayed above target.
+    #[serde(default)]
+    pub codel_drops: u64,
+    /// Frames marked CE (ECN) instead of dropped.
+    #[serde(default)]
+    pub ecn_marks: u64,
     pub malformed: u64,
 }
 

@@ -141,12 +141,22 @@ pub fn format_status(s: &Status) -> String {
 /// The `links` text.
 pub fn format_links(links: &[LinkEntry]) -> String {
     let mut t = format!(
-        "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>7}\n",
-        "PEER", "ADDRESS", "DIR", "PROTOCOL", "UPTIME", "IN", "OUT", "QUEUED", "DROPPED"
+        "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>8}  {:>7}  {:>7}\n",
+        "PEER",
+        "ADDRESS",
+        "DIR",
+        "PROTOCOL",
+        "UPTIME",
+        "IN",
+        "OUT",
+        "QUEUED",
+        "DELAY",
+        "DROPPED",
+        "MARKED"
     );
     for l in links {
         t.push_str(&format!(
-            "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>7}\n",
+            "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>8}  {:>7}  {:>7}\n",
             l.peer,
             l.addr,
             l.direction,
@@ -155,7 +165,9 @@ pub fn format_links(links: &[LinkEntry]) -> String {
             bytes(l.bytes_in),
             bytes(l.bytes_out),
             bytes(l.queued_bytes),
-            l.dropped
+            format!("{:.1} ms", l.queue_delay_us as f64 / 1000.0),
+            l.dropped,
+            l.ecn_marks
         ));
     }
     t.push_str(&format!("{} link(s)\n", links.len()));

@@ -346,7 +346,10 @@ impl Supervisor {
                     bytes_out: get(&|s| &s.bytes_out),
                     messages_in: get(&|s| &s.messages_in),
                     queued_bytes: get(&|s| &s.queued),
+                    queue_delay_us: get(&|s| &s.queue_delay_us),
                     dropped: get(&|s| &s.dropped),
+                    codel_drops: get(&|s| &s.codel_drops),
+                    ecn_marks: get(&|s| &s.ecn_marks),
                     malformed: get(&|s| &s.malformed),
                 }
             })
