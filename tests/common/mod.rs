@@ -5,6 +5,7 @@
 
 pub mod lab;
 pub mod node;
+pub mod wan;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
