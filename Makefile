@@ -8,6 +8,10 @@
 #   make bench        criterion benchmarks of the hot paths
 #   make bench-net    iperf3 through invpnd and peer VPNs (root)
 #   make bench-failover  outage when a relay crashes or is cut off (root)
+#   make bench-wan    iperf3 and ping under load through invpnd and peer VPNs
+#                     over emulated WAN paths (delay, loss, rate, jitter; reno
+#                     and bbr), ~45 min (root); BENCH_WAN_ARGS= for
+#                     scripts/bench-wan.sh options (e.g. -c 1 -C bbr -r 1)
 #   make sim          protocol scale figures from the mesh simulator
 #   make fuzz         the fuzz targets, FUZZ_SECONDS each (default 60)
 #   make soak         iperf3 through a three-node mesh, SOAK_SECONDS (600) (root)
@@ -25,7 +29,7 @@ MAN5        := man/invpn.conf.5
 MAN8        := man/invpnd.8 man/invpnctl.8
 PEER_BENCH  ?= scripts/peer-bench.sh
 
-.PHONY: all build test demo install uninstall bench bench-net bench-failover sim fuzz soak lint clean deps
+.PHONY: all build test demo install uninstall bench bench-net bench-failover bench-wan wanem sim fuzz soak lint clean deps
 
 all: build
 
@@ -35,7 +39,10 @@ build:
 deps:
 	scripts/ensure-deps.sh
 
+# the WAN tests run the emulator example, which --all-targets builds only
+# as its unit tests: build the program first
 test: deps
+	$(CARGO) build --locked --example wanem
 	$(CARGO) test --locked --all-targets
 
 demo: deps build
@@ -66,6 +73,14 @@ sim:
 
 bench-failover: deps build
 	scripts/bench-failover.sh -r 5
+
+# the userspace WAN emulator (examples/wanem.rs)
+wanem:
+	$(CARGO) build --release --locked --example wanem
+
+BENCH_WAN_ARGS ?=
+bench-wan: build wanem
+	scripts/bench-wan.sh $(BENCH_WAN_ARGS)
 
 # install does not build (root often has no Rust toolchain): make, then
 # make install.

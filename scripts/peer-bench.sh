@@ -2,10 +2,12 @@
 # peer-bench.sh - throughput / latency anchors for VPNs between two hosts
 # emulated on one machine.
 #
-# invpnd's copy of the project's shared peer-bench.sh, with three additions
+# invpnd's copy of the project's shared peer-bench.sh, with additions
 # (marked "invpnd:"): ping latency under load (during the single-stream run),
-# daemon CPU seconds per gigabit, and an invpnd_jumbo variant (overlay MTU
-# $INVPND_JUMBO_MTU, default 65000) measured in the same run as the others.
+# daemon CPU seconds per gigabit, an invpnd_jumbo variant (overlay MTU
+# $INVPND_JUMBO_MTU, default 65000) measured in the same run as the others,
+# and a WAN emulated by the project's own emulator (examples/wanem.rs: fast
+# enough for 1 Gbit/s, with jitter) instead of the shared wanem.py.
 #
 # TOPOLOGY
 #   netns ancA  [ancA0 198.18.231.1/24] ==veth (underlay)== [ancB0 198.18.231.2/24]  netns ancB
@@ -27,6 +29,19 @@
 #                 (other jobs) to fall below 25 % (default 15; 0 = don't wait)
 #     --install   apt-get install the packages the variants need, then continue
 #     --report CSV   only re-render the markdown from an earlier run's CSV (+ its .meta)
+#   Environment:
+#     UL_WANEM="DELAY_MS LOSS_PCT RATE_MBIT [QUEUE_MS [JITTER_MS]]"   put a WAN between A
+#                 and B: per direction a one-way delay, random loss, a link rate
+#                 (0: unlimited) behind a drop-tail queue (default 50 ms), and a
+#                 random extra delay in [0, JITTER_MS] that reorders frames.
+#                 Namespace ancM bridges two veths through the emulator; offloads
+#                 are off on every veth of the path (works without netem).
+#     WANEM=PATH  the emulator (invpnd: default target/release/examples/wanem of
+#                 this repository, built by 'cargo build --release --example
+#                 wanem'; if missing, wanem.py beside this script or in
+#                 /work/shared/bench, which has no jitter)
+#     UL_CC=NAME  TCP congestion control in both namespaces (a name listed in the
+#                 host's net.ipv4.tcp_allowed_congestion_control, e.g. reno or bbr)
 #   Variants run interleaved: round 1 of every variant, then round 2, ...
 #   so that background load on the machine hits all of them alike.
 #   Raw per-run numbers go to the .csv next to the .md file.
@@ -77,6 +92,12 @@
 #   the two namespaces (which destroys the veth pair and any TUN/TAP left) and
 #   its temp dir. It never touches the root namespace's interfaces.
 set -uo pipefail
+# invpnd: the namespaces have fixed names, so runs take turns (a second run
+# waits for the first instead of tearing down its namespaces).
+if [ -z "${PEER_BENCH_LOCKED:-}" ] && [ "${1:-}" != "-h" ] && [ "${1:-}" != "-l" ]; then
+    export PEER_BENCH_LOCKED=1
+    exec flock /run/lock/invpn-peer-bench.lock "$0" "$@"
+fi
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -101,7 +122,10 @@ DO_INSTALL=0
 NOTES_MARKER='<!-- hand-written notes below this line are kept when the script rewrites this file -->'
 
 ALL_VARIANTS=(raw invpnd invpnd_jumbo tinc_udp tinc_tcp ovpn_aes256gcm ovpn_aes128gcm ovpn_chacha ovpn_none wggo)
-PACKAGES=(iproute2 iputils-ping iperf3 jq openssl procps tinc openvpn wireguard-go wireguard-tools)
+PACKAGES=(iproute2 iputils-ping iperf3 jq openssl procps ethtool python3 tinc openvpn wireguard-go wireguard-tools)
+NS_M=ancM            # the WAN's namespace (only with UL_WANEM)
+WANEM_PID=           # the emulator's PID
+WAN_DESC=            # the emulated path, for the report
 
 # ---------------------------------------------------------------- helpers
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -173,8 +197,15 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     [ ${#PIDS[@]} -gt 0 ] && kill_pids "${PIDS[@]}"
+    # invpnd: the emulator by its PID (kill_pids has done it unless PIDS lost it)
+    if [ -n "$WANEM_PID" ]; then
+        kill -TERM "$WANEM_PID" 2>/dev/null && sleep 0.3
+        kill -KILL "$WANEM_PID" 2>/dev/null; wait "$WANEM_PID" 2>/dev/null
+        [ -s "$WORK/wanem.log" ] && { log "emulator:"; sed 's/^/    /' "$WORK/wanem.log" >&2
+            [ -n "$ROWS_CSV" ] && cp "$WORK/wanem.log" "${ROWS_CSV%.csv}.wanem.log"; }
+    fi
     local ns p
-    for ns in $NS_A $NS_B; do
+    for ns in $NS_A $NS_B $NS_M; do
         ip netns list 2>/dev/null | grep -qw "^$ns" || continue
         # anything still inside our namespaces was started by this script (e.g. hook scripts)
         for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
@@ -190,8 +221,28 @@ cleanup() {
 setup_topology() {
     ip netns add $NS_A || return 1
     ip netns add $NS_B || return 1
-    # create the veth pair directly inside the namespaces: nothing appears in the root ns
-    ip link add $VETH_A netns $NS_A mtu "$UL_MTU" type veth peer name $VETH_B netns $NS_B mtu "$UL_MTU" || return 1
+    if [ -n "${UL_WANEM:-}" ]; then
+        # a WAN between A and B: namespace ancM bridges two veths through the emulator
+        ip netns add $NS_M || return 1
+        ip -n $NS_M link set lo up
+        ip link add $VETH_A netns $NS_A mtu "$UL_MTU" type veth peer name wA netns $NS_M mtu "$UL_MTU" || return 1
+        ip link add $VETH_B netns $NS_B mtu "$UL_MTU" type veth peer name wB netns $NS_M mtu "$UL_MTU" || return 1
+        ip -n $NS_M link set wA up; ip -n $NS_M link set wB up
+        local x
+        for x in "$NS_A $VETH_A" "$NS_B $VETH_B" "$NS_M wA" "$NS_M wB"; do
+            set -- $x; ip netns exec $1 ethtool -K $2 gro off gso off tso off tx off rx off >/dev/null 2>&1
+        done
+        # invpnd: the project's emulator (or the shared Python one)
+        # shellcheck disable=SC2086
+        ip netns exec $NS_M "${WANEM_CMD[@]}" wA wB $UL_WANEM >"$WORK/wanem.log" 2>&1 &
+        WANEM_PID=$!
+        PIDS+=("$WANEM_PID")
+        sleep 0.5
+        kill -0 "$WANEM_PID" 2>/dev/null || { log "the emulator failed: $(cat "$WORK/wanem.log")"; return 1; }
+    else
+        # create the veth pair directly inside the namespaces: nothing appears in the root ns
+        ip link add $VETH_A netns $NS_A mtu "$UL_MTU" type veth peer name $VETH_B netns $NS_B mtu "$UL_MTU" || return 1
+    fi
     local ns
     for ns in $NS_A $NS_B; do
         ip -n $ns link set lo up
@@ -201,7 +252,16 @@ setup_topology() {
     ip -n $NS_B addr add $UL_B/$UL_PREFIX dev $VETH_B
     ip -n $NS_A link set $VETH_A up
     ip -n $NS_B link set $VETH_B up
-    ip netns exec $NS_A ping -c 1 -W 2 -q $UL_B >/dev/null || { log "underlay ping failed"; return 1; }
+    if [ -n "${UL_CC:-}" ]; then
+        # congestion control of every TCP in both namespaces (iperf3's and the VPNs')
+        for ns in $NS_A $NS_B; do ip netns exec $ns sysctl -qw net.ipv4.tcp_congestion_control="$UL_CC" || return 1; done
+    fi
+    # invpnd: a few tries, the emulated path may lose the first one
+    local i
+    for i in 1 2 3 4 5; do
+        ip netns exec $NS_A ping -c 1 -W 2 -q $UL_B >/dev/null && return 0
+    done
+    log "underlay ping failed"; return 1
 }
 
 # any interface other than lo / the veth left in a namespace after a variant stops
@@ -598,6 +658,7 @@ write_report() {
         echo "Machine: $MACHINE."
         echo "Load: at start \`$LOAD_START\`; at end \`$LOAD_END\`. Other jobs may share the cores: compare ratios, not absolute numbers."
         echo "Versions: $VERSIONS"
+        [ -n "$WAN_DESC" ] && echo "Path between A and B (invpnd: emulated WAN): $WAN_DESC"
         echo
         echo "## All runs"
         echo
@@ -630,9 +691,36 @@ write_report() {
 save_meta() { # run facts needed to re-render the report later
     local f="${ROWS_CSV%.csv}.meta" k
     : > "$f"
-    for k in GENERATED MACHINE LOAD_START LOAD_END VERSIONS ROUNDS DURATION PARALLEL PING_COUNT PING_INTERVAL UL_MTU QUIET_PCT; do
+    for k in GENERATED MACHINE LOAD_START LOAD_END VERSIONS ROUNDS DURATION PARALLEL PING_COUNT PING_INTERVAL UL_MTU QUIET_PCT WAN_DESC; do
         printf '%s=%q\n' "$k" "${!k}" >> "$f"
     done
+}
+
+# invpnd: checks UL_WANEM and picks the emulator (WANEM_CMD, WAN_DESC)
+wan_setup() {
+    local f n=0
+    for f in $UL_WANEM; do
+        n=$((n + 1))
+        [[ $f =~ ^[0-9]+(\.[0-9]+)?$ ]] || { log "UL_WANEM: '$f' is not a number"; return 1; }
+    done
+    [ $n -ge 3 ] && [ $n -le 5 ] || { log "UL_WANEM needs 3 to 5 numbers: DELAY_MS LOSS_PCT RATE_MBIT [QUEUE_MS [JITTER_MS]]"; return 1; }
+    command -v ethtool >/dev/null || { log "missing ethtool (try --install)"; return 1; }
+    local bin=${WANEM:-$SCRIPT_DIR/../target/release/examples/wanem} py
+    if [ -x "$bin" ]; then
+        WANEM_CMD=("$(readlink -f "$bin")")
+    else
+        [ -n "${WANEM:-}" ] && { log "WANEM=$WANEM is not an executable"; return 1; }
+        for py in "$SCRIPT_DIR/wanem.py" /work/shared/bench/wanem.py; do [ -f "$py" ] && break; done
+        [ -f "$py" ] || { log "no emulator: build it with 'cargo build --release --example wanem'"; return 1; }
+        [ $n -le 4 ] || { log "$py has no jitter: build the project's emulator (cargo build --release --example wanem)"; return 1; }
+        command -v python3 >/dev/null || { log "missing python3 (try --install)"; return 1; }
+        log "$bin missing: falling back to $py (slow: ~100 Mbit/s at most)"
+        WANEM_CMD=(python3 "$py")
+    fi
+    set -- $UL_WANEM
+    WAN_DESC="one-way delay $1 ms + jitter 0-${5:-0} ms, loss $2 %, rate $3 Mbit/s, queue ${4:-50} ms, each direction ($(basename "${WANEM_CMD[-1]}"))"
+    [ -n "${UL_CC:-}" ] && WAN_DESC+="; TCP congestion control $UL_CC"
+    log "WAN: $WAN_DESC"
 }
 
 usage() { sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d;s/^# \{0,1\}//'; }
@@ -676,13 +764,14 @@ main() {
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" || die "apt-get failed"
     fi
     local c; for c in ip ping iperf3 jq ss openssl; do command -v $c >/dev/null || die "missing $c (try --install)"; done
+    if [ -n "${UL_WANEM:-}" ]; then wan_setup || exit 1; fi
     case " ${VARIANTS[*]} " in *" tinc_"*) command -v tincd >/dev/null || die "missing tincd (try --install)";; esac
     case " ${VARIANTS[*]} " in *" ovpn_"*) command -v openvpn >/dev/null || die "missing openvpn (try --install)";; esac
     case " ${VARIANTS[*]} " in *" wggo "*) command -v wireguard-go >/dev/null && command -v wg >/dev/null || die "missing wireguard-go/wg (try --install)";; esac
 
     exec 9>/run/anc-peer-bench.lock
     flock -n 9 || die "another peer-bench.sh run is in progress"
-    for v in $NS_A $NS_B; do
+    for v in $NS_A $NS_B $NS_M; do
         ip netns list | grep -qw "^$v" && die "namespace $v already exists (left over from an earlier run?): delete it with 'ip netns del $v'"
     done
 
