@@ -360,6 +360,68 @@ pub fn poll_fds(
     Ok(r as usize)
 }
 
+// ---------------------------------------------------------------- TCP_INFO
+
+/// What the kernel says about a TCP connection (`TCP_INFO`), the fields
+/// invpnd uses. Fields an older kernel does not fill are 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// Smoothed round-trip time (µs).
+    pub rtt_us: u32,
+    /// Its mean deviation (µs).
+    pub rttvar_us: u32,
+    /// The lowest round trip seen recently (µs; Linux 4.6+).
+    pub min_rtt_us: u32,
+    /// Segments sent and not yet acknowledged.
+    pub unacked: u32,
+    /// The sender's maximum segment size.
+    pub snd_mss: u32,
+    /// Congestion window (segments).
+    pub snd_cwnd: u32,
+    /// Bytes written but not yet sent (Linux 4.6+).
+    pub notsent_bytes: u32,
+    /// The most recent delivery rate sample (bytes/s; Linux 4.9+).
+    pub delivery_rate: u64,
+    /// Whether that sample was limited by the application, not the path.
+    pub delivery_rate_app_limited: bool,
+    /// Bytes acknowledged so far.
+    pub bytes_acked: u64,
+    /// Segments retransmitted so far.
+    pub total_retrans: u32,
+}
+
+/// Reads `TCP_INFO` of a TCP socket.
+pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfo> {
+    let mut buf = [0u8; 232];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: `buf` is writable for `len` bytes and `len` says so; the
+    // kernel writes at most `len` bytes and updates `len` to what it wrote.
+    check(unsafe {
+        libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, buf.as_mut_ptr().cast(), &mut len)
+    })?;
+    let got = &buf[..(len as usize).min(buf.len())];
+    let u32_at = |o: usize| {
+        got.get(o..o + 4).map_or(0, |b| u32::from_ne_bytes(b.try_into().unwrap_or_default()))
+    };
+    let u64_at = |o: usize| {
+        got.get(o..o + 8).map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+    };
+    // offsets of struct tcp_info in linux/tcp.h
+    Ok(TcpInfo {
+        delivery_rate_app_limited: got.get(7).is_some_and(|b| b & 1 != 0),
+        snd_mss: u32_at(16),
+        unacked: u32_at(24),
+        rtt_us: u32_at(68),
+        rttvar_us: u32_at(72),
+        snd_cwnd: u32_at(80),
+        total_retrans: u32_at(100),
+        bytes_acked: u64_at(120),
+        notsent_bytes: u32_at(144),
+        min_rtt_us: u32_at(148),
+        delivery_rate: u64_at(160),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +433,32 @@ mod tests {
         assert!(if_mtu("").is_err());
         assert!(if_mtu("a-name-much-too-long-for-linux").is_err());
         assert!(if_mtu("no-such-if0").is_err());
+    }
+
+    #[test]
+    fn tcp_info_of_a_loopback_connection() {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        c.write_all(&[7u8; 100_000]).unwrap();
+        let mut got = vec![0u8; 100_000];
+        s.read_exact(&mut got).unwrap();
+        s.write_all(b"x").unwrap();
+        let mut one = [0u8];
+        c.read_exact(&mut one).unwrap();
+        let i = tcp_info(c.as_raw_fd()).unwrap();
+        assert!(i.snd_mss > 500, "{i:?}");
+        assert!(
+            i.rtt_us > 0 && i.min_rtt_us > 0 && i.min_rtt_us <= i.rtt_us + i.rttvar_us,
+            "{i:?}"
+        );
+        assert!(i.bytes_acked >= 100_000, "{i:?}");
+        assert!(i.snd_cwnd >= 10, "{i:?}");
+        assert!(tcp_info(-1).is_err());
+        let f = tempfile::tempfile().unwrap();
+        assert!(tcp_info(f.as_raw_fd()).is_err());
     }
 
     #[test]

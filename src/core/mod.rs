@@ -10,6 +10,7 @@ pub mod dialer;
 pub mod engine;
 pub mod fq;
 pub mod ids;
+pub mod inflight;
 pub mod links;
 pub mod mac;
 pub mod offload;

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use super::channels::Origin;
 use super::log_limit::LogLimit;
 use crate::core::deframer::Deframer;
 use crate::core::fq::{FqCodel, FqConfig, FqStats};
+use crate::core::inflight::{CapConfig, InflightCap, PathSample};
 use crate::core::{LinkCtx, LinkId};
 
 /// Counters for one link, read by the control interface.
@@ -34,6 +36,8 @@ pub struct LinkStats {
     pub codel_drops: AtomicU64,
     /// Frames marked CE instead of dropped.
     pub ecn_marks: AtomicU64,
+    /// The path's estimated bandwidth (bytes/s), 0 if unknown.
+    pub path_rate: AtomicU64,
 }
 
 /// The link's state machine: `Handshaking` until rustls finishes, then
@@ -102,13 +106,14 @@ impl OutQueue {
         self.fq.delay_us(now_us)
     }
 
-    /// Moves up to [`FEED_CHUNK`] bytes from the queue discipline into
-    /// `feeding`, if it is empty; whether anything is there to feed.
-    fn refill(&mut self, now_us: u64) -> bool {
+    /// Moves up to `limit` bytes (at least one message) from the queue
+    /// discipline into `feeding`, if it is empty; whether anything is there
+    /// to feed.
+    fn refill(&mut self, now_us: u64, limit: usize) -> bool {
         if self.feeding.is_empty() {
             self.fed = 0;
             self.feeding_bytes = 0;
-            while self.feeding_bytes < FEED_CHUNK {
+            while self.feeding_bytes < limit.max(1) {
                 let Some(m) = self.fq.pop(now_us) else { break };
                 self.feeding_bytes += m.len();
                 self.feeding.push_back(m);
@@ -179,6 +184,9 @@ impl OutQueue {
 pub enum Flush {
     /// Everything went to the socket.
     Done,
+    /// Frames wait, but the socket has as much as the path can take (the
+    /// in-flight cap): try again shortly, no need to wait for writability.
+    Gated,
     /// The socket is full; wait for it to become writable.
     Blocked,
 }
@@ -213,6 +221,9 @@ pub struct Link {
     gap_at: usize,
     /// Whether the peer's hello said it takes `0x82` offloaded frames.
     pub peer_offload: bool,
+    /// How much may be handed to the socket (about one bandwidth-delay
+    /// product of the path).
+    pub cap: InflightCap,
 }
 
 impl Link {
@@ -246,6 +257,7 @@ impl Link {
             gaps: [0; 8],
             gap_at: 0,
             peer_offload: false,
+            cap: InflightCap::new(CapConfig::default()),
         }
     }
 
@@ -342,12 +354,23 @@ impl Link {
                     Err(e) => break Err(e),
                 }
             }
-            if self.tls.is_handshaking() || !self.out.refill(now_us) {
+            if self.tls.is_handshaking() || self.out.is_empty() {
+                break Ok(Flush::Done);
+            }
+            if self.cap.due(now_us) {
+                self.sample_path(now_us);
+            }
+            let limit = match self.cap.allowance() {
+                None => FEED_CHUNK,
+                Some(0) => break Ok(Flush::Gated),
+                Some(a) => (a as usize).min(FEED_CHUNK),
+            };
+            if !self.out.refill(now_us, limit) {
                 break Ok(Flush::Done);
             }
             match self.out.feed(&mut self.tls.writer()) {
                 Ok(0) => break Ok(Flush::Done),
-                Ok(_) => {}
+                Ok(n) => self.cap.spend(n as u64),
                 Err(e) => break Err(e),
             }
         };
@@ -355,6 +378,21 @@ impl Link {
         self.stats.queued.store(self.out.len() as u64, Ordering::Relaxed);
         self.stats.queue_delay_us.store(self.out.delay_us(now_us), Ordering::Relaxed);
         result
+    }
+
+    /// Reads the socket's `TCP_INFO` into the in-flight cap.
+    fn sample_path(&mut self, now_us: u64) {
+        if let Ok(i) = crate::sys::tcp_info(self.sock.as_raw_fd()) {
+            let sample = PathSample {
+                min_rtt_us: i.min_rtt_us as u64,
+                delivery_rate: i.delivery_rate,
+                app_limited: i.delivery_rate_app_limited,
+                inflight: i.unacked as u64 * i.snd_mss as u64,
+                notsent: i.notsent_bytes as u64,
+            };
+            self.cap.sample(now_us, &sample);
+            self.stats.path_rate.store(self.cap.bandwidth(), Ordering::Relaxed);
+        }
     }
 
     /// Counts a malformed message; `false` when the link has used up its
@@ -431,11 +469,11 @@ mod tests {
         }
         assert_eq!(q.len(), want.len());
         let mut w = Trickle { got: Vec::new(), cap: 700 };
-        assert!(q.refill(0));
+        assert!(q.refill(0, FEED_CHUNK));
         assert!(q.feeding_bytes >= FEED_CHUNK && q.feeding_bytes < FEED_CHUNK + 1100);
         // the queue discipline keeps the rest
         assert!(q.fq.bytes() > 20_000);
-        while q.refill(0) {
+        while q.refill(0, FEED_CHUNK) {
             q.feed(&mut w).unwrap();
         }
         let first_diff = w.got.iter().zip(&want).position(|(a, b)| a != b);

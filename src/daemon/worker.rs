@@ -29,6 +29,10 @@ const READS_PER_TURN: usize = 4;
 /// Failed inbound handshakes logged as warnings per minute (per worker);
 /// the rest at debug level, counted in the next warning.
 const HANDSHAKE_WARNINGS_PER_MINUTE: u32 = 10;
+/// How soon a link whose in-flight cap is reached is tried again: about
+/// the cap's margin over one bandwidth-delay product, so the path stays
+/// busy (see core::inflight).
+const GATED_RETRY: Duration = Duration::from_millis(1);
 /// Channel items handled per loop turn before the sockets get a look again.
 const BATCH: usize = 1024;
 
@@ -88,6 +92,9 @@ pub struct Worker {
     dirty: Vec<usize>,
     /// Links that still had bytes to read when their turn ran out.
     unread: Vec<usize>,
+    /// Links with frames waiting for room in their in-flight cap: flushed
+    /// again after [`GATED_RETRY`].
+    gated: Vec<usize>,
     /// Failed inbound handshakes logged as warnings.
     handshake_log: LogLimit,
     next_tick: u64,
@@ -234,6 +241,7 @@ impl Worker {
             scratch: vec![0u8; READ_CHUNK],
             dirty: Vec::new(),
             unread: Vec::new(),
+            gated: Vec::new(),
             handshake_log: LogLimit::new(60_000, HANDSHAKE_WARNINGS_PER_MINUTE),
             next_tick: 0,
         }
@@ -251,6 +259,8 @@ impl Worker {
             let now = self.shared.clock.mono();
             let timeout = if busy {
                 Duration::ZERO
+            } else if !self.gated.is_empty() {
+                GATED_RETRY.min(Duration::from_millis(self.next_tick.saturating_sub(now)))
             } else {
                 Duration::from_millis(self.next_tick.saturating_sub(now))
             };
@@ -260,6 +270,9 @@ impl Worker {
                 }
             }
             self.inbox.wake.woke();
+            // gated links get another try every turn (at most every
+            // GATED_RETRY when nothing else happens)
+            self.dirty.append(&mut self.gated);
             // links cut short last round go first, then the new events
             let mut unread = std::mem::take(&mut self.unread);
             for slot in unread.drain(..) {
@@ -573,6 +586,20 @@ impl Worker {
                             Interest::READABLE,
                         );
                     }
+                }
+                Ok(Flush::Gated) => {
+                    // the socket holds what the path can take: retry on a
+                    // short timer (writability would not come: nothing waits
+                    // unsent)
+                    if link.want_write {
+                        link.want_write = false;
+                        let _ = self.poll.registry().reregister(
+                            &mut link.sock,
+                            Token(slot + 1),
+                            Interest::READABLE,
+                        );
+                    }
+                    self.gated.push(slot);
                 }
                 Ok(Flush::Blocked) => {
                     if !link.want_write {
