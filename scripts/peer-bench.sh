@@ -232,9 +232,10 @@ setup_topology() {
         for x in "$NS_A $VETH_A" "$NS_B $VETH_B" "$NS_M wA" "$NS_M wB"; do
             set -- $x; ip netns exec $1 ethtool -K $2 gro off gso off tso off tx off rx off >/dev/null 2>&1
         done
-        # invpnd: the project's emulator (or the shared Python one)
+        # invpnd: the project's emulator (or the shared Python one), at a higher
+        # priority than the VPNs and iperf3: it stands for the network, not a host
         # shellcheck disable=SC2086
-        ip netns exec $NS_M "${WANEM_CMD[@]}" wA wB $UL_WANEM >"$WORK/wanem.log" 2>&1 &
+        ip netns exec $NS_M nice -n -10 "${WANEM_CMD[@]}" wA wB $UL_WANEM >"$WORK/wanem.log" 2>&1 &
         WANEM_PID=$!
         PIDS+=("$WANEM_PID")
         sleep 0.5
