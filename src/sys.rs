@@ -374,6 +374,12 @@ pub struct TcpInfo {
     pub min_rtt_us: u32,
     /// Segments sent and not yet acknowledged.
     pub unacked: u32,
+    /// Of those, segments the peer acknowledged selectively (SACK).
+    pub sacked: u32,
+    /// Of those, segments considered lost.
+    pub lost: u32,
+    /// Segments retransmitted and not yet acknowledged.
+    pub retrans: u32,
     /// The sender's maximum segment size.
     pub snd_mss: u32,
     /// Congestion window (segments).
@@ -388,6 +394,15 @@ pub struct TcpInfo {
     pub bytes_acked: u64,
     /// Segments retransmitted so far.
     pub total_retrans: u32,
+}
+
+impl TcpInfo {
+    /// Segments in the network now, as the kernel counts them
+    /// (`tcp_packets_in_flight`): unacknowledged, less those SACKed or
+    /// lost, plus retransmissions.
+    pub fn in_flight(&self) -> u32 {
+        self.unacked.saturating_sub(self.sacked + self.lost) + self.retrans
+    }
 }
 
 /// Reads `TCP_INFO` of a TCP socket.
@@ -411,6 +426,9 @@ pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfo> {
         delivery_rate_app_limited: got.get(7).is_some_and(|b| b & 1 != 0),
         snd_mss: u32_at(16),
         unacked: u32_at(24),
+        sacked: u32_at(28),
+        lost: u32_at(32),
+        retrans: u32_at(36),
         rtt_us: u32_at(68),
         rttvar_us: u32_at(72),
         snd_cwnd: u32_at(80),

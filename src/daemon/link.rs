@@ -387,7 +387,9 @@ impl Link {
                 min_rtt_us: i.min_rtt_us as u64,
                 delivery_rate: i.delivery_rate,
                 app_limited: i.delivery_rate_app_limited,
-                inflight: i.unacked as u64 * i.snd_mss as u64,
+                // what is in the network, not what waits behind a hole
+                // (segments SACKed during a loss recovery)
+                inflight: i.in_flight() as u64 * i.snd_mss as u64,
                 notsent: i.notsent_bytes as u64,
             };
             self.cap.sample(now_us, &sample);
