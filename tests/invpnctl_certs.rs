@@ -710,6 +710,23 @@ fn help_for_each_command_and_completion_from_the_same_table() {
             assert!(out.status.success(), "{shell} -n: {}", String::from_utf8_lossy(&out.stderr));
         }
     }
+    // bash completes from it as expected
+    let script = ok(&["completion", "bash"]);
+    for (line, want) in [
+        ("invpnctl cert ve", "verify"),
+        ("invpnctl --json cert verify --c", "--config --ca --crl"),
+        ("invpnctl --socket /x st", "status"),
+        ("invpnctl cert new --key-type p3", "p384"),
+        ("invpnctl completion ", "bash zsh"),
+    ] {
+        let probe = format!(
+            "{script}\nread -ra COMP_WORDS <<< {line:?}\n[[ {line:?} == *' ' ]] && COMP_WORDS+=('')\n\
+             COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))\n_invpnctl\necho \"${{COMPREPLY[*]}}\"\n"
+        );
+        if let Ok(out) = Command::new("bash").arg("-c").arg(&probe).output() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want, "{line:?}");
+        }
+    }
     fails(&["completion", "fish"], "usage: invpnctl completion bash|zsh");
     // global options after the command reach the query commands too
     let (code, _, err) = invpnctl(&["status", "--socket", "/nonexistent/invpnd.sock"]);

@@ -459,3 +459,47 @@ pub fn split(args: &[String]) -> (Vec<String>, Vec<String>) {
     }
     (words, rest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn command_words_are_found_among_global_options() {
+        let (w, rest) = split(&strings(&["--socket", "status", "-c", "x", "status", "--json"]));
+        assert_eq!(w, ["status"]);
+        assert_eq!(rest, ["--socket", "status", "-c", "x", "--json"]);
+        let (w, rest) =
+            split(&strings(&["--json", "cert", "--timeout", "3", "verify", "f", "--ca", "c"]));
+        assert_eq!(w, ["cert", "verify"]);
+        assert_eq!(rest, ["--json", "--timeout", "3", "f", "--ca", "c"]);
+        // a one-word command takes no second word; help takes its operands
+        let (w, rest) = split(&strings(&["help", "cert", "verify"]));
+        assert_eq!((w, rest), (strings(&["help"]), strings(&["cert", "verify"])));
+        let (w, _) = split(&strings(&["--json"]));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn the_table_is_consistent() {
+        for c in COMMANDS {
+            let all: Vec<&str> = GLOBAL.iter().chain(c.options).map(|o| o.long).collect();
+            for (i, o) in all.iter().enumerate() {
+                assert!(!all[i + 1..].contains(o), "{}: --{o} twice", c.name);
+            }
+            assert!(find(&c.name.split(' ').collect::<Vec<_>>()).is_ok(), "{}", c.name);
+            assert!(help(&c.name.split(' ').collect::<Vec<_>>()).is_ok());
+            // getopts accepts the option set
+            let _ = options(Some(c));
+        }
+        assert_eq!(groups(), ["ca", "cert"]);
+        assert!(find(&["cert", "frob"])
+            .unwrap_err()
+            .0
+            .contains("new, request, sign, show, verify"));
+    }
+}

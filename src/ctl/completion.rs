@@ -133,7 +133,12 @@ fn bash() -> String {
     s.push_str(&format!("        {free}) return ;;\n    esac\n"));
     s.push_str(&find_command(1, "COMP_CWORD", "${COMP_WORDS[i]}"));
     s.push_str("    local words=\"\" opts=\"\" files=\"\"\n    case \"$cmd\" in\n");
-    s.push_str(&format!("        \"\") words=\"{}\" ;;\n", top_words().join(" ")));
+    let globals: Vec<String> = GLOBAL.iter().flat_map(spellings).collect();
+    s.push_str(&format!(
+        "        \"\") words=\"{}\" opts=\"{}\" ;;\n",
+        top_words().join(" "),
+        globals.join(" ")
+    ));
     for g in commands::groups() {
         let acts: Vec<&str> = commands::actions(g)
             .map(|c| c.name.split_once(' ').map_or(c.name, |(_, a)| a))
@@ -151,12 +156,12 @@ fn bash() -> String {
     }
     s.push_str(
         "    esac\n\
-         \x20   if [[ \"$cur\" == -* && -n \"$cmd\" ]]; then\n\
+         \x20   if [[ \"$cur\" == -* || ( -z \"$words\" && -z \"$files\" ) ]]; then\n\
          \x20       COMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n\
          \x20   elif [[ -n \"$files\" ]]; then\n\
          \x20       COMPREPLY=($(compgen -f -- \"$cur\"))\n\
          \x20   else\n\
-         \x20       COMPREPLY=($(compgen -W \"$words $opts\" -- \"$cur\"))\n\
+         \x20       COMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n\
          \x20   fi\n\
          }\n\
          complete -o filenames -F _invpnctl invpnctl\n",
