@@ -174,6 +174,9 @@ fn requests_are_signed_and_legacy_certificates_reissued() {
     );
     let show = ok(&["cert", "show", s(&p.join("old-v1.crt"))]);
     assert!(show.contains("X.509 v1 (refused by TLS peers"), "{show}");
+    let (code, out, err) =
+        invpnctl(&["cert", "verify", s(&p.join("old-v1.crt")), "--ca", s(&ca.join("ca.crt"))]);
+    assert!(code == 1 && out.contains("\nnot-v3: X.509 v1"), "{out}{err}");
     ok(&[
         "cert",
         "sign",
