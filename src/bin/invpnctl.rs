@@ -1,62 +1,139 @@
 //! invpnctl: certificates for an invpn network, and the state of a running
 //! invpnd (status, links, routes, a trace of the mesh and its graph).
+//!
+//! The commands, their options and help come from one table
+//! (`invpn::ctl::commands`); global options may come before or after the
+//! command.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use invpn::ctl::{self, certs, query, CtlError};
+use invpn::ctl::commands::{self, Operands};
+use invpn::ctl::{self, certs, completion, query, CtlError};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut opts = getopts::Options::new();
-    opts.parsing_style(getopts::ParsingStyle::StopAtFirstFree);
-    opts.optopt("", "socket", "control socket", "PATH");
-    opts.optopt("c", "config", "invpnd configuration", "CONF");
-    opts.optflag("", "json", "JSON output");
-    opts.optopt("", "timeout", "seconds to wait for the daemon", "S");
-    opts.optflag("h", "help", "help");
-    opts.optflag("V", "version", "version");
-    let m = match opts.parse(&args) {
+    let (words, rest) = commands::split(&args);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let wants_help = rest.iter().take_while(|a| *a != "--").any(|a| a == "-h" || a == "--help");
+    // `cert --help`: the group's actions
+    if wants_help && words.len() == 1 && commands::groups().contains(&words[0]) {
+        return print_help(&words);
+    }
+    let cmd = match words.first() {
+        None => None,
+        Some(_) => match commands::find(&words) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(&e, 1),
+        },
+    };
+    // a usage error of `cert verify` is status 2: its 1 means "invalid"
+    let error_status = if cmd.is_some_and(|c| c.name == "cert verify") { 2 } else { 1 };
+    let m = match commands::options(cmd).parse(&rest) {
         Ok(m) => m,
-        Err(e) => return fail(&CtlError(format!("{e}\n{}", ctl::USAGE))),
+        Err(e) => {
+            let see = cmd.map_or("--help".to_string(), |c| format!("help {}", c.name));
+            return fail(&CtlError(format!("{e} (see invpnctl {see})")), error_status);
+        }
     };
     if m.opt_present("h") {
-        println!("{}", ctl::USAGE);
-        return ExitCode::SUCCESS;
+        return match cmd {
+            None => {
+                print!("{}", commands::usage());
+                ExitCode::SUCCESS
+            }
+            Some(c) => print_help(&c.name.split(' ').collect::<Vec<_>>()),
+        };
     }
     if m.opt_present("V") {
         println!("invpnctl {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    let Some(cmd) = cmd else {
+        return fail(&CtlError(format!("no command\n{}", commands::usage())), 1);
+    };
+    if let Err(e) = check_args(cmd, &m) {
+        return fail(&e, error_status);
+    }
     let json = m.opt_present("json");
-    let timeout = match m.opt_str("timeout").map(|t| t.parse::<f64>()) {
-        None => std::time::Duration::from_secs(5),
-        Some(Ok(t)) if t > 0.0 && t <= 600.0 => std::time::Duration::from_secs_f64(t),
-        Some(_) => {
-            return fail(&CtlError(
-                "--timeout: expected seconds, more than 0 and at most 600".into(),
-            ))
+    let result = match cmd.name {
+        "help" => return print_help(&m.free.iter().map(String::as_str).collect::<Vec<_>>()),
+        "completion" => completion::script(&m.free[0]).map(|s| {
+            print!("{s}");
+            0
+        }),
+        "status" | "links" | "routes" | "trace" | "graph" => timeout(&m).and_then(|t| {
+            let sock = ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))?;
+            let wait = cmd.options.iter().any(|o| o.long == "wait").then(|| m.opt_str("wait"));
+            query::run(cmd.name, wait.flatten().as_deref(), &sock, json, t).map(|()| 0)
+        }),
+        name => {
+            let ca = match (name, m.opt_str("c")) {
+                ("cert verify", Some(conf)) if !m.opt_present("ca") => {
+                    ctl::ca_of_config(&conf).map(Some)
+                }
+                _ => Ok(None),
+            };
+            ca.and_then(|ca| certs::run(name, &m, json, ca))
         }
-    };
-    let rest = &m.free;
-    let Some(cmd) = rest.first() else {
-        return fail(&CtlError(format!("no command\n{}", ctl::USAGE)));
-    };
-    let sub = &rest[1..];
-    let result = match cmd.as_str() {
-        "ca" | "cert" => certs::run(cmd, sub),
-        "status" | "links" | "routes" | "trace" | "graph" => {
-            ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))
-                .and_then(|sock| query::run(cmd, sub, &sock, json, timeout))
-        }
-        other => Err(CtlError(format!("unknown command {other:?} (see invpnctl --help)"))),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
+        Ok(status) => ExitCode::from(status),
+        Err(e) => fail(&e, error_status),
     }
 }
 
-fn fail(e: &CtlError) -> ExitCode {
+/// The checks the table allows: required options, the number of operands.
+fn check_args(cmd: &commands::CommandDef, m: &getopts::Matches) -> Result<(), CtlError> {
+    for o in cmd.options.iter().filter(|o| o.required) {
+        if !m.opt_present(o.long) {
+            return Err(CtlError(format!(
+                "--{} is required (see invpnctl help {})",
+                o.long, cmd.name
+            )));
+        }
+    }
+    let n = m.free.len();
+    let ok = match cmd.operands {
+        Operands::None => n == 0,
+        Operands::File => n == 1,
+        Operands::Word(w) => n == 1 && w.contains(&m.free[0].as_str()),
+        Operands::Command => n <= 2,
+    };
+    if ok {
+        return Ok(());
+    }
+    match (cmd.operands, m.free.first()) {
+        (Operands::None, Some(extra)) => {
+            Err(CtlError(format!("{}: unexpected argument {extra:?}", cmd.name)))
+        }
+        _ => Err(CtlError(format!("usage: invpnctl {}", commands::synopsis(cmd)))),
+    }
+}
+
+fn timeout(m: &getopts::Matches) -> Result<Duration, CtlError> {
+    match m.opt_str("timeout").map(|t| t.parse::<f64>()) {
+        None => Ok(Duration::from_secs(5)),
+        Some(Ok(t)) if t > 0.0 && t <= 600.0 => Ok(Duration::from_secs_f64(t)),
+        Some(_) => Err(CtlError("--timeout: expected seconds, more than 0 and at most 600".into())),
+    }
+}
+
+fn print_help(words: &[&str]) -> ExitCode {
+    if words.is_empty() {
+        print!("{}", commands::usage());
+        return ExitCode::SUCCESS;
+    }
+    match commands::help(words) {
+        Ok(t) => {
+            print!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e, 1),
+    }
+}
+
+fn fail(e: &CtlError, status: u8) -> ExitCode {
     eprintln!("invpnctl: {e}");
-    ExitCode::from(1)
+    ExitCode::from(status)
 }

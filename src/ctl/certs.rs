@@ -7,9 +7,11 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
+use serde::Serialize;
 
-use super::CtlError;
+use super::inspect::{self, CertFields, RequestFields};
+use super::{verify, CtlError};
 use crate::core::Mac;
 use crate::pki::{self, KeyType, Validity};
 use crate::tls::cert_info::{unix_to_text, CertInfo};
@@ -18,38 +20,62 @@ fn e(msg: impl Into<String>) -> CtlError {
     CtlError(msg.into())
 }
 
-/// Runs `ca ...` or `cert ...`.
-pub fn run(cmd: &str, args: &[String]) -> Result<(), CtlError> {
-    let action = args.first().map(String::as_str).unwrap_or("");
-    let rest = args.get(1..).unwrap_or(&[]);
-    match (cmd, action) {
-        ("ca", "new") => ca_new(rest),
-        ("cert", "new") => cert_new(rest),
-        ("cert", "request") => cert_request(rest),
-        ("cert", "sign") => cert_sign(rest),
-        ("cert", "show") => cert_show(rest),
-        ("ca", _) => Err(e(format!("unknown `ca` action {action:?}: expected `ca new`"))),
-        _ => {
-            Err(e(format!("unknown `cert` action {action:?}: expected new, request, sign or show")))
-        }
-    }
+/// What `--json` prints for a command that writes files: the paths
+/// written and what the certificate (or request) says.
+#[derive(Debug, Serialize)]
+struct Written {
+    written: Vec<WrittenFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate: Option<CertFields>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<RequestFields>,
 }
 
-fn parse(args: &[String], spec: &[(&str, bool)]) -> Result<getopts::Matches, CtlError> {
-    let mut o = getopts::Options::new();
-    for (name, _) in spec {
-        o.optopt("", name, "", "VALUE");
+#[derive(Debug, Serialize)]
+struct WrittenFile {
+    path: PathBuf,
+    what: &'static str,
+}
+
+fn print_json(v: &impl Serialize) -> Result<(), CtlError> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn written_cert(files: Vec<WrittenFile>, pem: &str) -> Result<Written, CtlError> {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|err| e(format!("reading back the certificate: {err}")))?;
+    let fields = CertFields::from_der(&der, now()).map_err(e)?;
+    Ok(Written { written: files, certificate: Some(fields), request: None })
+}
+
+/// Runs `ca new` or one of the `cert` commands with its parsed options;
+/// returns the exit status (for `cert verify`, 1 when the certificate is
+/// invalid). `ca_default` is the CA of `-c CONF`, for `cert verify`.
+pub fn run(
+    name: &str,
+    m: &getopts::Matches,
+    json: bool,
+    ca_default: Option<PathBuf>,
+) -> Result<u8, CtlError> {
+    match name {
+        "ca new" => ca_new(m, json),
+        "cert new" => cert_new(m, json),
+        "cert request" => cert_request(m, json),
+        "cert sign" => cert_sign(m, json),
+        "cert show" => cert_show(m, json),
+        "cert verify" => return cert_verify(m, json, ca_default),
+        _ => Err(e(format!("{name}: not a certificate command"))),
     }
-    let m = o.parse(args).map_err(|err| e(err.to_string()))?;
-    for (name, required) in spec {
-        if *required && !m.opt_present(name) {
-            return Err(e(format!("--{name} is required")));
-        }
-    }
-    if let Some(extra) = m.free.first() {
-        return Err(e(format!("unexpected argument {extra:?}")));
-    }
-    Ok(m)
+    .map(|()| 0)
+}
+
+fn opt(m: &getopts::Matches, name: &str) -> String {
+    m.opt_str(name).unwrap_or_default()
 }
 
 fn days(m: &getopts::Matches, default: u32) -> Result<u32, CtlError> {
@@ -111,9 +137,8 @@ fn with_ext(prefix: &str, ext: &str) -> PathBuf {
     PathBuf::from(format!("{prefix}.{ext}"))
 }
 
-fn ca_new(args: &[String]) -> Result<(), CtlError> {
-    let m = parse(args, &[("dir", true), ("name", false), ("days", false), ("key-type", false)])?;
-    let dir = PathBuf::from(m.opt_str("dir").unwrap_or_default());
+fn ca_new(m: &getopts::Matches, json: bool) -> Result<(), CtlError> {
+    let dir = PathBuf::from(opt(m, "dir"));
     let name = m.opt_str("name").unwrap_or_else(|| "invpn CA".to_string());
     let (crt, key) = (dir.join("ca.crt"), dir.join("ca.key"));
     refuse_existing(&[&crt, &key])?;
@@ -122,9 +147,16 @@ fn ca_new(args: &[String]) -> Result<(), CtlError> {
         .mode(0o700)
         .create(&dir)
         .map_err(|err| e(format!("{}: cannot create: {err}", dir.display())))?;
-    let ca = pki::new_ca(&name, Validity::days_from_now(days(&m, 3650)?), key_type(&m)?)?;
+    let ca = pki::new_ca(&name, Validity::days_from_now(days(m, 3650)?), key_type(m)?)?;
     write_new(&key, &ca.key_pem, 0o600)?;
     write_new(&crt, &ca.cert_pem, 0o644)?;
+    if json {
+        let files = vec![
+            WrittenFile { path: crt, what: "CA certificate" },
+            WrittenFile { path: key, what: "CA key" },
+        ];
+        return print_json(&written_cert(files, &ca.cert_pem)?);
+    }
     println!("CA \"{name}\" written:");
     println!("  {}  the network's CA certificate: give it to every node", crt.display());
     println!("  {}  its private key (mode 0600): keep it secret, ideally offline", key.display());
@@ -136,7 +168,7 @@ fn warn_outlives_ca(ca: &pki::CertAndKey, days: u32) {
         .ok()
         .and_then(|d| CertInfo::from_der(&d).ok());
     if let Some(i) = ca_info {
-        let until = time::OffsetDateTime::now_utc().unix_timestamp() + i64::from(days) * 86_400;
+        let until = now() + i64::from(days) * 86_400;
         if until > i.not_after {
             eprintln!(
                 "invpnctl: warning: the CA expires on {}, before this certificate would",
@@ -146,21 +178,24 @@ fn warn_outlives_ca(ca: &pki::CertAndKey, days: u32) {
     }
 }
 
-fn cert_new(args: &[String]) -> Result<(), CtlError> {
-    let m = parse(
-        args,
-        &[("ca-dir", true), ("mac", true), ("out", true), ("days", false), ("key-type", false)],
-    )?;
-    let mac = mac(&m)?;
-    let prefix = m.opt_str("out").unwrap_or_default();
+fn cert_new(m: &getopts::Matches, json: bool) -> Result<(), CtlError> {
+    let mac = mac(m)?;
+    let prefix = opt(m, "out");
     let (crt, key) = (with_ext(&prefix, "crt"), with_ext(&prefix, "key"));
     refuse_existing(&[&crt, &key])?;
-    let ca = pki::load_ca(Path::new(&m.opt_str("ca-dir").unwrap_or_default()))?;
-    let days = days(&m, 825)?;
+    let ca = pki::load_ca(Path::new(&opt(m, "ca-dir")))?;
+    let days = days(m, 825)?;
     warn_outlives_ca(&ca, days);
-    let node = pki::new_node(&ca, mac, Validity::days_from_now(days), key_type(&m)?)?;
+    let node = pki::new_node(&ca, mac, Validity::days_from_now(days), key_type(m)?)?;
     write_new(&key, &node.key_pem, 0o600)?;
     write_new(&crt, &node.cert_pem, 0o644)?;
+    if json {
+        let files = vec![
+            WrittenFile { path: crt, what: "certificate" },
+            WrittenFile { path: key, what: "key" },
+        ];
+        return print_json(&written_cert(files, &node.cert_pem)?);
+    }
     println!(
         "certificate for {mac} written: {} (and its key {}, mode 0600)",
         crt.display(),
@@ -169,15 +204,24 @@ fn cert_new(args: &[String]) -> Result<(), CtlError> {
     Ok(())
 }
 
-fn cert_request(args: &[String]) -> Result<(), CtlError> {
-    let m = parse(args, &[("mac", true), ("out", true), ("key-type", false)])?;
-    let mac = mac(&m)?;
-    let prefix = m.opt_str("out").unwrap_or_default();
+fn cert_request(m: &getopts::Matches, json: bool) -> Result<(), CtlError> {
+    let mac = mac(m)?;
+    let prefix = opt(m, "out");
     let (csr, key) = (with_ext(&prefix, "csr"), with_ext(&prefix, "key"));
     refuse_existing(&[&csr, &key])?;
-    let (csr_pem, key_pem) = pki::new_request(mac, key_type(&m)?)?;
+    let (csr_pem, key_pem) = pki::new_request(mac, key_type(m)?)?;
     write_new(&key, &key_pem, 0o600)?;
     write_new(&csr, &csr_pem, 0o644)?;
+    if json {
+        let der = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+            .map_err(|err| e(format!("reading back the request: {err}")))?;
+        let request = RequestFields::from_der(der.as_ref()).map_err(e)?;
+        let written = vec![
+            WrittenFile { path: csr, what: "certificate signing request" },
+            WrittenFile { path: key, what: "key" },
+        ];
+        return print_json(&Written { written, certificate: None, request: Some(request) });
+    }
     println!(
         "key {} (mode 0600, stays on this node) and request {} for {mac} written;",
         key.display(),
@@ -191,79 +235,48 @@ fn cert_request(args: &[String]) -> Result<(), CtlError> {
     Ok(())
 }
 
-fn cert_sign(args: &[String]) -> Result<(), CtlError> {
-    let m = parse(args, &[("ca-dir", true), ("csr", true), ("out", true), ("days", false)])?;
-    let csr_path = PathBuf::from(m.opt_str("csr").unwrap_or_default());
-    let out = PathBuf::from(m.opt_str("out").unwrap_or_default());
+fn cert_sign(m: &getopts::Matches, json: bool) -> Result<(), CtlError> {
+    let csr_path = PathBuf::from(opt(m, "csr"));
+    let out = PathBuf::from(opt(m, "out"));
     refuse_existing(&[&out])?;
     let csr = std::fs::read_to_string(&csr_path)
         .map_err(|err| e(format!("{}: cannot read: {err}", csr_path.display())))?;
-    let ca = pki::load_ca(Path::new(&m.opt_str("ca-dir").unwrap_or_default()))?;
-    let days = days(&m, 825)?;
+    let ca = pki::load_ca(Path::new(&opt(m, "ca-dir")))?;
+    let days = days(m, 825)?;
     warn_outlives_ca(&ca, days);
     let (pem, mac) = pki::sign_request(&ca, &csr, Validity::days_from_now(days))
         .map_err(|err| e(format!("{}: {err}", csr_path.display())))?;
     write_new(&out, &pem, 0o644)?;
+    if json {
+        let files = vec![WrittenFile { path: out, what: "certificate" }];
+        return print_json(&written_cert(files, &pem)?);
+    }
     println!("certificate for {mac} (X.509 v3) written: {}", out.display());
     Ok(())
 }
 
-fn cert_show(args: &[String]) -> Result<(), CtlError> {
-    let [file] = args else {
-        return Err(e("usage: invpnctl cert show FILE"));
-    };
-    let pem = std::fs::read(file).map_err(|err| e(format!("{file}: cannot read: {err}")))?;
-    let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<_, _>>()
-        .map_err(|err| e(format!("{file}: bad PEM: {err}")))?;
-    if certs.is_empty() {
-        return Err(e(format!("{file}: no certificate in this file")));
+fn cert_show(m: &getopts::Matches, json: bool) -> Result<(), CtlError> {
+    let (shown, text) = inspect::show(&m.free[0], now())?;
+    if json {
+        return print_json(&shown);
     }
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    for (i, der) in certs.iter().enumerate() {
-        let info = CertInfo::from_der(der).map_err(|err| e(format!("{file}: {err}")))?;
-        if certs.len() > 1 {
-            println!("certificate {} of {}:", i + 1, certs.len());
-        }
-        print!("{}", describe(&info, der, now));
-    }
+    print!("{text}");
     Ok(())
 }
 
-/// The `cert show` text for one certificate.
-pub fn describe(info: &CertInfo, der: &[u8], now: i64) -> String {
-    let mac = match (info.is_ca, info.mac()) {
-        (true, _) => "- (a CA certificate)".to_string(),
-        (false, Ok(m)) => m.to_string(),
-        (false, Err(why)) => format!("NONE: {why}"),
-    };
-    let days = info.days_left(now);
-    let state = if now < info.not_before {
-        "NOT VALID YET".to_string()
-    } else if days < 0 {
-        format!("EXPIRED {} day(s) ago", -days)
+fn cert_verify(
+    m: &getopts::Matches,
+    json: bool,
+    ca_default: Option<PathBuf>,
+) -> Result<u8, CtlError> {
+    let ca = m.opt_str("ca").or_else(|| ca_default.map(|p| p.display().to_string()));
+    let crls = m.opt_strs("crl");
+    let inputs = verify::Inputs { file: &m.free[0], ca: ca.as_deref(), crls: &crls, now: now() };
+    let report = verify::verify(&inputs)?;
+    if json {
+        print_json(&report)?;
     } else {
-        format!("{days} day(s) left")
-    };
-    let fp = ring::digest::digest(&ring::digest::SHA256, der);
-    let fp: Vec<String> = fp.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-    let mut s = String::new();
-    s.push_str(&format!("  MAC:          {mac}\n"));
-    s.push_str(&format!("  subject:      {}\n", info.subject));
-    s.push_str(&format!("  issuer:       {}\n", info.issuer));
-    s.push_str(&format!(
-        "  version:      X.509 v{}{}\n",
-        info.version,
-        if info.version == 3 {
-            ""
-        } else {
-            " (refused by TLS peers: re-issue with `invpnctl cert sign`)"
-        }
-    ));
-    s.push_str(&format!("  valid from:   {}\n", unix_to_text(info.not_before)));
-    s.push_str(&format!("  valid until:  {} ({state})\n", unix_to_text(info.not_after)));
-    s.push_str(&format!("  key:          {}\n", info.key_type));
-    s.push_str(&format!("  CA:           {}\n", if info.is_ca { "yes" } else { "no" }));
-    s.push_str(&format!("  SHA-256:      {}\n", fp.join(":")));
-    s
+        print!("{}", verify::text(&report));
+    }
+    Ok(if report.valid { 0 } else { 1 })
 }

@@ -8,15 +8,15 @@ use std::time::Duration;
 use super::CtlError;
 use crate::control::{client, dot, LinkEntry, Request, RouteEntry, Status, Trace};
 
-/// Runs one query command.
+/// Runs one query command; `wait` is the `--wait` of trace and graph.
 pub fn run(
     cmd: &str,
-    args: &[String],
+    wait: Option<&str>,
     sock: &Path,
     json: bool,
     timeout: Duration,
 ) -> Result<(), CtlError> {
-    let wait = wait_arg(cmd, args)?;
+    let wait = wait_secs(wait)?;
     let req = match cmd {
         "status" => Request::Status,
         "links" => Request::Links,
@@ -40,16 +40,7 @@ pub fn run(
     Ok(())
 }
 
-fn wait_arg(cmd: &str, args: &[String]) -> Result<Duration, CtlError> {
-    let mut o = getopts::Options::new();
-    if cmd == "trace" || cmd == "graph" {
-        o.optopt("", "wait", "seconds to wait for answers", "S");
-    }
-    let m = o.parse(args).map_err(|e| CtlError(format!("{cmd}: {e}")))?;
-    if let Some(extra) = m.free.first() {
-        return Err(CtlError(format!("{cmd}: unexpected argument {extra:?}")));
-    }
-    let wait = if o.usage("").contains("--wait") { m.opt_str("wait") } else { None };
+fn wait_secs(wait: Option<&str>) -> Result<Duration, CtlError> {
     match wait {
         None => Ok(Duration::from_secs(2)),
         Some(s) => match s.parse::<f64>() {

@@ -72,7 +72,8 @@ impl CertInfo {
     }
 }
 
-fn key_type(spki: &SubjectPublicKeyInfo<'_>) -> String {
+/// The type and size of a public key, e.g. "RSA 4096", "ECDSA P-256", "Ed25519".
+pub fn key_type(spki: &SubjectPublicKeyInfo<'_>) -> String {
     use x509_parser::public_key::PublicKey;
     match spki.parsed() {
         Ok(PublicKey::RSA(rsa)) => format!("RSA {}", rsa.key_size()),
