@@ -190,10 +190,11 @@ fn print_check(cfg: &Config, m: &Material, congestion: &CongestionControl) {
     );
     let p = &cfg.performance;
     println!(
-        "link queues:     fq_codel, target {} ms, interval {} ms, ECN {}, unsent per socket {} KiB",
+        "link queues:     fq_codel, target {} ms, interval {} ms, ECN {}, unsent per socket {} KiB, in-flight cap {}",
         p.queue_target.as_secs_f64() * 1000.0,
         p.queue_interval.as_secs_f64() * 1000.0,
         if p.ecn { "marked" } else { "off (dropped)" },
-        p.notsent_lowat / 1024
+        p.notsent_lowat / 1024,
+        if p.inflight_cap { "on" } else { "off" }
     );
 }

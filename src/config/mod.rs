@@ -149,6 +149,9 @@ pub struct Performance {
     pub ecn: bool,
     /// Unsent bytes the kernel may hold per link socket (TCP_NOTSENT_LOWAT).
     pub notsent_lowat: u32,
+    /// Hand each link's socket no more than about one bandwidth-delay
+    /// product of its path (see core::inflight).
+    pub inflight_cap: bool,
 }
 
 /// A whole, validated configuration.
@@ -252,7 +255,15 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ("control", &["socket"]),
     (
         "performance",
-        &["workers", "offload", "queue_target", "queue_interval", "ecn", "notsent_lowat"],
+        &[
+            "workers",
+            "offload",
+            "queue_target",
+            "queue_interval",
+            "ecn",
+            "notsent_lowat",
+            "inflight_cap",
+        ],
     ),
 ];
 
@@ -381,6 +392,7 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
         notsent_lowat: r.get("performance", "notsent_lowat", DEFAULT_NOTSENT_LOWAT, |v| {
             parse_size(v, 4 * 1024, 16 * 1024 * 1024)
         })?,
+        inflight_cap: r.get("performance", "inflight_cap", true, parse_bool)?,
         workers: r.get("performance", "workers", 0, |v| {
             if v == "auto" {
                 return Ok(0);

@@ -159,10 +159,13 @@ fn link_queue_settings() {
     assert_eq!(c.performance.queue_interval, Duration::from_millis(100));
     assert!(c.performance.ecn);
     assert_eq!(c.performance.notsent_lowat, DEFAULT_NOTSENT_LOWAT);
+    assert!(c.performance.inflight_cap);
     let c = load_text(&format!(
-        "{MINIMAL}[performance]\nqueue_target=2ms\nqueue_interval=300ms\necn=no\nnotsent_lowat=32k\n"
+        "{MINIMAL}[performance]\nqueue_target=2ms\nqueue_interval=300ms\necn=no\nnotsent_lowat=32k\n\
+         inflight_cap=no\n"
     ))
     .unwrap();
+    assert!(!c.performance.inflight_cap);
     assert_eq!(c.performance.queue_target, Duration::from_millis(2));
     assert_eq!(c.performance.queue_interval, Duration::from_millis(300));
     assert!(!c.performance.ecn);

@@ -45,6 +45,9 @@ pub struct PathSample {
 /// Settings of the cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapConfig {
+    /// Whether to cap at all (`[performance] inflight_cap`); without, the
+    /// kernel's congestion control alone decides.
+    pub enabled: bool,
     /// Added to 1.25 × the minimum round trip (µs).
     pub margin_us: u64,
     /// The smallest cap (bytes).
@@ -58,6 +61,7 @@ pub struct CapConfig {
 impl Default for CapConfig {
     fn default() -> CapConfig {
         CapConfig {
+            enabled: true,
             margin_us: 2_000,
             floor: 8 * 1024,
             window_us: 2_000_000,
@@ -113,7 +117,8 @@ impl InflightCap {
 
     /// Whether a new reading is due at `now` (µs).
     pub fn due(&self, now: u64) -> bool {
-        self.last.is_none_or(|t| now.saturating_sub(t) >= self.cfg.sample_every_us)
+        self.cfg.enabled
+            && self.last.is_none_or(|t| now.saturating_sub(t) >= self.cfg.sample_every_us)
     }
 
     /// Takes a reading at `now` (µs).
@@ -172,6 +177,13 @@ mod tests {
             inflight,
             notsent: 0,
         }
+    }
+
+    #[test]
+    fn disabled_never_samples_nor_caps() {
+        let c = InflightCap::new(CapConfig { enabled: false, ..CapConfig::default() });
+        assert!(!c.due(0));
+        assert_eq!(c.allowance(), None);
     }
 
     #[test]

@@ -236,6 +236,7 @@ impl Link {
         origin: Origin,
         now: u64,
         queue: FqConfig,
+        cap: CapConfig,
     ) -> Link {
         Link {
             id,
@@ -257,7 +258,7 @@ impl Link {
             gaps: [0; 8],
             gap_at: 0,
             peer_offload: false,
-            cap: InflightCap::new(CapConfig::default()),
+            cap: InflightCap::new(cap),
         }
     }
 
@@ -523,6 +524,7 @@ mod tests {
             Origin::Accepted,
             0,
             FqConfig::default(),
+            CapConfig::default(),
         );
         let peer = crate::core::Mac([2, 0, 0, 0, 0, 1]);
         link.state = State::Up(LinkCtx { id: LinkId(1), peer, addr: link.addr, ext });

@@ -53,6 +53,8 @@ pub struct Settings {
     /// frames a link may queue before frames are dropped from its longest
     /// flow.
     pub queue: crate::core::fq::FqConfig,
+    /// Each link's in-flight cap.
+    pub cap: crate::core::inflight::CapConfig,
     /// How long a handshake may take (ms).
     pub handshake_timeout: u64,
     /// This node's announce interval (ms). A link is closed after three
@@ -246,6 +248,10 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
                 interval_us: cfg.performance.queue_interval.as_micros() as u64,
                 ecn: cfg.performance.ecn,
                 ..crate::core::fq::FqConfig::default()
+            },
+            cap: crate::core::inflight::CapConfig {
+                enabled: cfg.performance.inflight_cap,
+                ..crate::core::inflight::CapConfig::default()
             },
             handshake_timeout: 10_000,
             announce_interval: interval,

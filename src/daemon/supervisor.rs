@@ -697,6 +697,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'st
             "[performance] notsent_lowat",
             old.performance.notsent_lowat != new.performance.notsent_lowat,
         ),
+        (
+            "[performance] inflight_cap",
+            old.performance.inflight_cap != new.performance.inflight_cap,
+        ),
     ];
     let full = [
         ("[interface] name", old.interface.name != new.interface.name),

@@ -551,7 +551,16 @@ impl Worker {
         tls: rustls::Connection,
     ) {
         let now = self.shared.clock.mono();
-        let link = Link::new(id, stream, tls, addr, origin, now, self.shared.settings.queue);
+        let link = Link::new(
+            id,
+            stream,
+            tls,
+            addr,
+            origin,
+            now,
+            self.shared.settings.queue,
+            self.shared.settings.cap,
+        );
         let slot = self.links.insert(link);
         let Some(link) = self.links.get(slot) else {
             return;
