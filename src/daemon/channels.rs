@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -158,6 +159,69 @@ impl Wake {
     }
 }
 
+/// How long a thread of the data path (worker, TAP reader, TAP writer)
+/// keeps spinning for more input after it woke from a long sleep, before
+/// it sleeps again.
+///
+/// An idle ping otherwise wakes eight sleeping threads per round trip, each
+/// wake-up 50-100 us on a VM whose idle vCPUs halt (BENCHMARKS.md, "Why
+/// idle latency stays at 0.4 ms"). A thread that spins is awake when the
+/// reply comes back and keeps its vCPU from halting, so that the threads
+/// woken on it start at once. It must cover a round trip through the far
+/// node (0.3-0.6 ms on the 2-vCPU test VM), counted from the wake-up.
+/// Measured with scripts/peer-bench.sh (`ping -i 0.05`, interleaved with
+/// the old binary, 2026-12-03, a VM with heavy steal time): 150 us and
+/// 400 us came out alike within the noise, 1 ms worse (more spinners than
+/// vCPUs delay the real work); 400 us leaves room for a slower far side.
+pub const SPIN: Duration = Duration::from_micros(400);
+
+/// A sleep at least this long means traffic is sparse: the thread may
+/// spin for [`SPIN`] after it. Under load threads sleep less than this (or
+/// not at all) and never spin, so a busy node spends no CPU on spinning;
+/// an idle one sleeps untouched (a loop woken by its own timer does not
+/// count). At most `SPIN / (LONG_SLEEP + SPIN)` of a core per thread goes
+/// to spinning, for traffic spaced just over `LONG_SLEEP` apart.
+pub const LONG_SLEEP: Duration = Duration::from_millis(2);
+
+/// When a data-path thread may spin before it sleeps: for [`SPIN`] after
+/// it woke, to input, from a sleep of at least [`LONG_SLEEP`].
+#[derive(Debug, Default)]
+pub struct Spinner {
+    until: Option<Instant>,
+}
+
+impl Spinner {
+    /// The thread slept from `slept` until `woke` and has input: after a
+    /// long sleep, it may spin until [`SPIN`] after `woke`. Returns whether
+    /// it was a long sleep.
+    pub fn woke(&mut self, slept: Instant, woke: Instant) -> bool {
+        let long = woke.saturating_duration_since(slept) >= LONG_SLEEP;
+        if long {
+            self.until = Some(woke + SPIN);
+        }
+        long
+    }
+
+    /// Spins (yielding the CPU to runnable threads each turn) until `ready`
+    /// says there is input (`true`) or the spin window closes (`false`; and
+    /// at once if there is none).
+    pub fn spin(&mut self, mut ready: impl FnMut() -> bool) -> bool {
+        let Some(until) = self.until else {
+            return false;
+        };
+        loop {
+            if ready() {
+                return true;
+            }
+            if Instant::now() >= until {
+                self.until = None;
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// The way into a worker.
 #[derive(Clone)]
 pub struct WorkerHandle {
@@ -231,6 +295,21 @@ impl SupervisorHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spinner_spins_only_after_a_long_sleep_and_briefly() {
+        let mut s = Spinner::default();
+        assert!(!s.spin(|| false), "never woke: sleeps at once");
+        let t = Instant::now();
+        assert!(!s.woke(t, t + Duration::from_micros(100)), "short sleep");
+        assert!(!s.spin(|| false));
+        let t = Instant::now();
+        assert!(s.woke(t - LONG_SLEEP, t));
+        assert!(s.spin(|| true), "input found while spinning");
+        assert!(!s.spin(|| false), "window closes");
+        assert!(t.elapsed() >= SPIN);
+        assert!(!s.spin(|| panic!("spun past its window")));
+    }
 
     #[test]
     fn budget_bounds_bytes() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use log::{error, info, warn};
 
-use super::channels::{ToSupervisor, ToWorker};
+use super::channels::{Spinner, ToSupervisor, ToWorker, LONG_SLEEP};
 use super::Shared;
 use crate::config::Interface;
 use crate::core::offload::VNET_HDR_LEN;
@@ -166,8 +166,18 @@ pub fn reader(file: Arc<File>, vnet: bool, shared: Arc<Shared>) {
     let at = if vnet { VNET_READ_AT } else { FRAME_HEADROOM };
     let mut buf = vec![0u8; at + VNET_HDR_LEN + 65536 + 64];
     loop {
+        let slept = Instant::now();
         let n = match (&*file).read(&mut buf[at..]) {
-            Ok(n) => n,
+            Ok(n) => {
+                // The first frame after a pause: its answer will come back
+                // through the TAP writer, which has been asleep as long.
+                // (This thread itself does not spin: it blocks in read, and
+                // the next frame on a quiet TAP rarely follows within SPIN.)
+                if slept.elapsed() >= LONG_SLEEP {
+                    warm_writer(&shared);
+                }
+                n
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 shared
@@ -213,9 +223,31 @@ pub fn reader(file: Arc<File>, vnet: bool, shared: Arc<Shared>) {
 
 /// The writing thread: frames delivered by workers go to the TAP (with
 /// their offload header, when the TAP has them).
+///
+/// After a long sleep it spins a while (see [`Spinner`]) before it sleeps
+/// again, so that the next frame, typically the answer to the one that
+/// woke it up or warmed it (see [`warm_writer`]), finds it awake.
 pub fn writer(file: Arc<File>, rx: Receiver<Vec<u8>>, shared: Arc<Shared>) {
     let stats = shared.engine.stats();
-    while let Ok(frame) = rx.recv() {
+    let mut spinner = Spinner::default();
+    loop {
+        let frame = match rx.try_recv() {
+            Ok(f) => f,
+            Err(_) => {
+                if !spinner.spin(|| !rx.is_empty()) {
+                    let slept = Instant::now();
+                    let Ok(f) = rx.recv() else { return };
+                    spinner.woke(slept, Instant::now());
+                    f
+                } else {
+                    continue;
+                }
+            }
+        };
+        if frame.is_empty() {
+            // a wake-up call from warm_writer: nothing to write
+            continue;
+        }
         shared.tap_budget.give(frame.len());
         match (&*file).write(&frame) {
             Ok(_) => {
@@ -232,4 +264,14 @@ pub fn writer(file: Arc<File>, rx: Receiver<Vec<u8>>, shared: Arc<Shared>) {
             Err(_) => stats.drop(DropReason::BadFrame),
         }
     }
+}
+
+/// Wakes the TAP writer, if it sleeps, so that it spins for a while (see
+/// [`Spinner`]): called by a thread that just woke from a long sleep on a
+/// frame, whose answer the writer will probably have to write within the
+/// next fraction of a millisecond. Its own wake-up then happens while the
+/// frame travels, not after. The call is an empty frame, which the writer
+/// skips; a full queue means the writer is busy anyway.
+pub fn warm_writer(shared: &Shared) {
+    let _ = shared.tap.try_send(Vec::new());
 }
