@@ -111,6 +111,23 @@ pub struct Config {
     pub performance: Performance,
     /// Things worth telling the operator (unknown keys, odd values).
     pub warnings: Vec<String>,
+    /// What the file said, line by line (for errors found later).
+    pub entries: Vec<Entry>,
+}
+
+impl Config {
+    /// An error about the value of `[section] key`, naming its line if the
+    /// file set it (and "(default)" if it did not).
+    pub fn error(&self, section: &str, key: &str, msg: String) -> ConfigError {
+        let line = self.entries.iter().find(|e| e.section == section && e.key == key);
+        ConfigError::Setting {
+            path: self.path.clone(),
+            line: line.map(|e| e.line),
+            section: section.to_string(),
+            key: key.to_string(),
+            msg,
+        }
+    }
 }
 
 /// Why a configuration was refused.
@@ -126,6 +143,9 @@ pub enum ConfigError {
     Duplicate { path: PathBuf, line: usize, section: String, key: String, first: usize },
     /// A required key is absent.
     Missing { path: PathBuf, section: &'static str, key: &'static str },
+    /// A setting that reads well but cannot work (found after parsing, by
+    /// looking at the files it names); `line` is `None` for a default.
+    Setting { path: PathBuf, line: Option<usize>, section: String, key: String, msg: String },
 }
 
 impl fmt::Display for ConfigError {
@@ -145,6 +165,12 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::Missing { path, section, key } => {
                 write!(f, "{}: [{section}] {key}: missing (required)", path.display())
+            }
+            ConfigError::Setting { path, line: Some(line), section, key, msg } => {
+                write!(f, "{}:{line}: [{section}] {key}: {msg}", path.display())
+            }
+            ConfigError::Setting { path, line: None, section, key, msg } => {
+                write!(f, "{}: [{section}] {key} (default): {msg}", path.display())
             }
         }
     }
@@ -177,16 +203,21 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ("performance", &["workers", "offload"]),
 ];
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file (as bytes: see `ini`).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| ConfigError::Read { path: path.to_path_buf(), err })?;
-    from_str(path, &text)
+    let bytes =
+        std::fs::read(path).map_err(|err| ConfigError::Read { path: path.to_path_buf(), err })?;
+    from_bytes(path, &bytes)
 }
 
 /// Validates configuration text as if read from `path`.
 pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let entries = ini::parse(text).map_err(|e| ConfigError::Syntax {
+    from_bytes(path, text.as_bytes())
+}
+
+/// Validates configuration bytes as if read from `path`.
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
+    let entries = ini::parse(bytes).map_err(|e| ConfigError::Syntax {
         path: path.to_path_buf(),
         line: e.line,
         msg: e.msg,
@@ -308,6 +339,7 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
         control,
         performance,
         warnings: r.warnings,
+        entries,
     })
 }
 
@@ -365,7 +397,11 @@ impl Resolver<'_> {
     ) -> Result<T, ConfigError> {
         match self.entry(section, key) {
             None => Ok(default),
-            Some(e) => parse(&e.value).map_err(|msg| ConfigError::Value {
+            Some(e) => match &e.value {
+                Ok(v) => parse(v),
+                Err(v) => Err(format!("{v:?} is not UTF-8 text")),
+            }
+            .map_err(|msg| ConfigError::Value {
                 path: self.path.to_path_buf(),
                 line: e.line,
                 section: section.to_string(),
