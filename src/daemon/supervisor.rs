@@ -552,6 +552,7 @@ impl Supervisor {
     /// lose its interface. Checks the configuration and TLS material first.
     fn restart_ok(&self) -> bool {
         let check = config::load(&self.cfg.path)
+            .and_then(|c| cache_file::check_path(&c).map(|()| c))
             .map_err(|e| e.to_string())
             .and_then(|c| Material::load(&c.ssl, UnixTime::now()).map_err(|e| e.to_string()));
         match check {
