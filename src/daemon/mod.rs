@@ -252,7 +252,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
 
     if opts.tunfd.is_none() {
         if let Some(up) = &cfg.interface.up {
-            tap::run_up(up, &tap.name, me);
+            tap::run_up(up, &tap.name, me, tap.mtu, tap::UP_TIMEOUT);
         }
     }
     cache_file::remove_stale_temporaries(&cfg.network.cache);
