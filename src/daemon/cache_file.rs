@@ -88,19 +88,16 @@ pub fn save(path: &Path, cache: &NodeCache) -> std::io::Result<()> {
 /// keeps the daemon from replacing a file it did not write as a cache.
 pub fn looks_like_cache(bytes: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(bytes) else { return false };
-    if text.contains('\0') {
-        return false;
-    }
     if text.starts_with(CACHE_HEADER) {
-        return true;
+        return !text.contains('\0');
     }
-    let mut headers = text.lines().map(str::trim).filter(|l| l.starts_with('['));
-    if headers.all(|h| h.eq_ignore_ascii_case("[general]"))
-        && NodeCache::parse(text).skipped.is_empty()
-    {
-        return true;
-    }
-    false
+    // 0.4's has one section, [General]; invpnd's none
+    let only_general = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('['))
+        .all(|h| h.eq_ignore_ascii_case("[general]"));
+    !text.contains('\0') && only_general && NodeCache::parse(text).skipped.is_empty()
 }
 
 /// The first bytes of every cache file invpnd writes.
