@@ -251,6 +251,8 @@ pub fn offload_input(data: &[u8]) {
 pub fn text_inputs(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let path = std::path::Path::new("/fuzz/invpn.conf");
+    // the configuration is read as bytes (as Qt did): the raw input too
+    let _ = crate::config::from_bytes(path, data);
     let _ = crate::config::from_str(path, &text);
     let value = text.lines().next().unwrap_or("");
     for (section, keys) in crate::config::KNOWN {

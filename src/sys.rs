@@ -1,12 +1,15 @@
 //! The only `unsafe` code of invpnd: ioctls on the TAP device and on
-//! interfaces, taking ownership of descriptors, and keeping the TAP open
-//! across `exec`. Every block says why it is sound.
+//! interfaces, taking ownership of descriptors, keeping the TAP open
+//! across `exec`, asking whether a directory is writable and killing a
+//! process group. Every block says why it is sound.
 #![allow(unsafe_code)]
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// What TUNGETIFF says about a TUN/TAP descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +80,34 @@ pub fn keep_across_exec(fd: RawFd) -> io::Result<()> {
     let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
     // SAFETY: as above.
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) })?;
+    Ok(())
+}
+
+/// Whether this process may create files in the directory `dir`: access
+/// for writing and searching, with its effective user and groups (what
+/// creating a file there will be checked against; a read-only file system
+/// counts as not writable).
+pub fn can_create_in(dir: &Path) -> bool {
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c` is a NUL-terminated string that outlives the call, which
+    // only reads it; faccessat has no other memory effects.
+    let r = unsafe {
+        libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK | libc::X_OK, libc::AT_EACCESS)
+    };
+    r == 0
+}
+
+/// Sends SIGKILL to every process of the process group `pgid` (one that a
+/// child was started in with `process_group(0)`: its id is the child's).
+pub fn kill_process_group(pgid: u32) -> io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid)
+        .ok()
+        .filter(|&p| p > 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad process group"))?;
+    // SAFETY: kill has no memory effects. `-pgid` is below -1, so it names
+    // exactly the process group `pgid`: never every process (-1) nor our
+    // own group (0).
+    check(unsafe { libc::kill(-pgid, libc::SIGKILL) })?;
     Ok(())
 }
 
@@ -477,6 +508,14 @@ mod tests {
         assert!(tcp_info(-1).is_err());
         let f = tempfile::tempfile().unwrap();
         assert!(tcp_info(f.as_raw_fd()).is_err());
+    }
+
+    #[test]
+    fn writable_directories() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(can_create_in(d.path()));
+        assert!(!can_create_in(&d.path().join("missing")));
+        assert!(kill_process_group(0).is_err() && kill_process_group(1).is_err());
     }
 
     #[test]

@@ -4,22 +4,36 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::{invpnd, mac, openssl, Pki};
 use invpn::pki::{self, KeyType, Validity};
 
 fn write_conf(dir: &Path, key: &Path, cert: &Path, ca: &Path, extra: &str) -> PathBuf {
+    write_conf_cache(dir, key, cert, ca, Path::new("cache"), extra)
+}
+
+/// A configuration whose `cache` (line 6) is `cache`.
+fn write_conf_cache(
+    dir: &Path,
+    key: &Path,
+    cert: &Path,
+    ca: &Path,
+    cache: &Path,
+    extra: &str,
+) -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let p = dir.join(format!("invpn{n}.conf"));
     std::fs::write(
         &p,
         format!(
-            "[ssl]\nkey={}\ncert={}\nca={}\n[network]\ncache=cache\n{extra}",
+            "[ssl]\nkey={}\ncert={}\nca={}\n[network]\ncache={}\n{extra}",
             key.display(),
             cert.display(),
-            ca.display()
+            ca.display(),
+            cache.display()
         ),
     )
     .unwrap();
@@ -265,6 +279,182 @@ fn bad_configurations_and_credentials_fail_with_one_clear_line() {
             assert!(err.contains(w), "{what}: {w:?} not in {err:?}");
         }
     }
+}
+
+/// Issue 12's operator mistakes: each is one line naming the file (and the
+/// line of the `cache` key when it is about the cache), and exit status 1.
+#[test]
+fn operator_mistakes_fail_with_file_and_line() {
+    let pki = Pki::new();
+    let d = pki.dir.path();
+    let (cert, key) = pki.node("good", mac(1));
+    let ca = pki.ca_path();
+    std::fs::write(d.join("ca.key"), &pki.ca.key_pem).unwrap();
+    // a node certificate for TLS servers only
+    openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "eku.key"]);
+    openssl(
+        d,
+        &["req", "-new", "-key", "eku.key", "-out", "eku.req", "-subj", "/CN=02:50:56:00:00:01"],
+    );
+    std::fs::write(
+        d.join("eku.cnf"),
+        "[e]\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "eku.cnf",
+            "-extensions",
+            "e",
+            "-days",
+            "9",
+            "-in",
+            "eku.req",
+            "-out",
+            "eku.crt",
+        ],
+    );
+    // the key, encrypted with a passphrase
+    openssl(
+        d,
+        &["pkcs8", "-topk8", "-in", key.to_str().unwrap(), "-out", "enc.key", "-passout", "pass:x"],
+    );
+    std::fs::write(d.join("notes.txt"), "things to do\n").unwrap();
+
+    let cached = |cache: &Path| write_conf_cache(d, &key, &cert, &ca, cache, "");
+    let own = write_conf_cache(d, &key, &cert, &ca, Path::new("PLACEHOLDER"), "");
+    let text = std::fs::read_to_string(&own).unwrap();
+    std::fs::write(&own, text.replace("PLACEHOLDER", own.file_name().unwrap().to_str().unwrap()))
+        .unwrap();
+    let cases: Vec<(&str, PathBuf, Vec<&str>)> = vec![
+        ("cache is the key", cached(&key), vec![".conf:6: [network] cache:", "private key"]),
+        ("cache is the cert", cached(&cert), vec![".conf:6: [network] cache:", "certificate"]),
+        ("cache is the CA", cached(Path::new("ca.crt")), vec![".conf:6: [network] cache:", "CA"]),
+        ("cache is the configuration", own, vec![".conf:6: [network] cache:", "configuration"]),
+        (
+            "cache is some other file",
+            cached(&d.join("notes.txt")),
+            vec![".conf:6: [network] cache:", "is not a node cache"],
+        ),
+        (
+            "cache directory missing",
+            cached(&d.join("missing/invpn.cache")),
+            vec![".conf:6: [network] cache:", "its directory", "missing"],
+        ),
+        (
+            "encrypted key",
+            write_conf(d, &d.join("enc.key"), &cert, &ca, ""),
+            vec!["enc.key: the key is encrypted"],
+        ),
+        (
+            "CA file holds a node certificate",
+            write_conf(d, &key, &cert, &cert, ""),
+            vec!["good.crt", "is not a CA certificate"],
+        ),
+        (
+            "extendedKeyUsage without clientAuth",
+            write_conf(d, &d.join("eku.key"), &d.join("eku.crt"), &ca, ""),
+            vec!["eku.crt", "lacks clientAuth", "links would fail"],
+        ),
+    ];
+    for (what, conf, wants) in cases {
+        let (code, out, err) = invpnd(&["-t", "-c", conf.to_str().unwrap()]);
+        assert_eq!(code, 1, "{what}: exit {code}\n{out}{err}");
+        assert_eq!(err.lines().count(), 1, "{what}: one line, got {err:?}");
+        for w in wants {
+            assert!(err.contains(w), "{what}: {w:?} not in {err:?}");
+        }
+    }
+    // nothing was overwritten
+    assert!(std::fs::read_to_string(&key).unwrap().contains("PRIVATE KEY"));
+    assert_eq!(std::fs::read_to_string(d.join("notes.txt")).unwrap(), "things to do\n");
+
+    // an unwritable directory (root may write anywhere)
+    if running_as_root() {
+        return;
+    }
+    let ro = d.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let (code, _, err) = invpnd(&["-t", "-c", cached(&ro.join("c")).to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(".conf:6: [network] cache:") && err.contains("not writable"), "{err}");
+}
+
+fn running_as_root() -> bool {
+    common::run("id", &["-u"]).trim() == "0"
+}
+
+#[test]
+fn key_readable_by_others_draws_a_warning() {
+    let pki = Pki::new();
+    let (cert, key) = pki.node("n", mac(1));
+    let conf = write_conf(pki.dir.path(), &key, &cert, &pki.ca_path(), "");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out, _) = invpnd(&["-t", "-c", conf.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("warning: ") && out.contains("n.key: permissions 0644 are too open"),
+        "{out}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out, _) = invpnd(&["-t", "-c", conf.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("too open"), "{out}");
+}
+
+/// 0.4's files, as Qt wrote and read them, pass `-t` unchanged.
+#[test]
+fn qt_ini_configuration_of_invpn04() {
+    let pki = Pki::new();
+    let (cert, key) = pki.node("n", mac(1));
+    let conf = pki.path("qt.conf");
+    let text = format!(
+        "\u{feff}[ssl] ; credentials\nkey={} ; the key\ncert=\"{}\"\nca={}\n\
+         # r\u{e9}seau\n[network]\ncache=invpn.cache ; nodes\n",
+        key.display(),
+        cert.display(),
+        pki.ca_path().display()
+    );
+    // the comment in Latin-1, as an old editor saved it
+    let bytes = text.into_bytes();
+    let at = bytes.windows(2).position(|w| w == "\u{e9}".as_bytes()).unwrap();
+    let bytes = [&bytes[..at], b"\xE9", &bytes[at + 2..]].concat();
+    std::fs::write(&conf, bytes).unwrap();
+    let (code, out, err) = invpnd(&["-t", "-c", conf.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("node MAC:        02:50:56:00:00:01"), "{out}");
+    assert!(out.contains("invpn.cache (not created yet)"), "{out}");
+}
+
+/// `invpnd -t | head -2`: a reader that goes away ends the output quietly.
+#[test]
+fn check_output_to_a_closed_pipe() {
+    let pki = Pki::new();
+    let (cert, key) = pki.node("n", mac(1));
+    let conf = write_conf(pki.dir.path(), &key, &cert, &pki.ca_path(), "");
+    // a pipe whose reading end is closed: `true` had it and exited
+    let mut reader =
+        std::process::Command::new("true").stdin(std::process::Stdio::piped()).spawn().unwrap();
+    let pipe = reader.stdin.take().unwrap();
+    reader.wait().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_invpnd"))
+        .args(["-t", "-c", conf.to_str().unwrap()])
+        .stdout(pipe)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! invpnd: the invpn mesh VPN daemon.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use invpn::config::{self, Config};
 use invpn::daemon::net::CongestionControl;
 use invpn::daemon::{self, cache_file, Options};
-use invpn::tls::{cert_info::unix_to_text, Material};
+use invpn::tls::{self, cert_info::unix_to_text, Material};
 
 const USAGE: &str = "Usage: invpnd [-c FILE] [-t] [-v...] [--tunfd FD]
 
@@ -39,12 +40,10 @@ fn main() -> ExitCode {
         }
     };
     if m.opt_present("h") {
-        print!("{}", opts.usage(USAGE));
-        return ExitCode::SUCCESS;
+        return output(|out| write!(out, "{}", opts.usage(USAGE)));
     }
     if m.opt_present("V") {
-        println!("invpnd {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+        return output(|out| writeln!(out, "invpnd {}", env!("CARGO_PKG_VERSION")));
     }
     if !m.free.is_empty() {
         eprintln!("invpnd: unexpected argument {:?}\n{}", m.free[0], opts.short_usage("invpnd"));
@@ -82,6 +81,18 @@ fn main() -> ExitCode {
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
+    if let Err(e) = cache_file::check_path(&cfg) {
+        return fail(&e);
+    }
+    if let Err(e) = cache_file::check_directory(&cfg) {
+        if check {
+            return fail(&e);
+        }
+        cfg.warnings.push(format!("{e}; running without saving it"));
+    }
+    if let Some(w) = tls::key_permissions_warning(&cfg.ssl.key) {
+        cfg.warnings.push(w);
+    }
     if cfg.network.init.iter().any(|s| s.mac == material.mac) {
         cfg.warnings.push(format!(
             "{}: [network] init names this node's own MAC {}; that seed is ignored",
@@ -96,8 +107,7 @@ fn main() -> ExitCode {
             Ok(c) => c,
             Err(e) => return fail(&e),
         };
-        print_check(&cfg, &material, &congestion);
-        return ExitCode::SUCCESS;
+        return output(|out| print_check(out, &cfg, &material, &congestion));
     }
     for w in &cfg.warnings {
         log::warn!("{w}");
@@ -109,15 +119,34 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_check(cfg: &Config, m: &Material, congestion: &CongestionControl) {
+/// Writes to standard output; a reader that went away (`invpnd -t | head`)
+/// ends the output quietly, any other write error is reported.
+fn output(f: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>) -> ExitCode {
+    let mut out = io::stdout().lock();
+    match f(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            eprintln!("invpnd: standard output: {e}");
+            ExitCode::from(1)
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn print_check(
+    out: &mut impl Write,
+    cfg: &Config,
+    m: &Material,
+    congestion: &CongestionControl,
+) -> io::Result<()> {
     let now = invpn::daemon::clock::unix_ms() as i64 / 1000;
     let n = &cfg.network;
-    println!("configuration {}: OK", cfg.path.display());
+    writeln!(out, "configuration {}: OK", cfg.path.display())?;
     for w in &cfg.warnings {
-        println!("warning: {w}");
+        writeln!(out, "warning: {w}")?;
     }
-    println!("node MAC:        {}", m.mac);
-    println!(
+    writeln!(out, "node MAC:        {}", m.mac)?;
+    writeln!(
+        out,
         "certificate:     {} ({}, key {}, issuer {}, valid until {}, {} days left)",
         cfg.ssl.cert.display(),
         m.cert.subject,
@@ -125,35 +154,39 @@ fn print_check(cfg: &Config, m: &Material, congestion: &CongestionControl) {
         m.cert.issuer,
         unix_to_text(m.cert.not_after),
         m.cert.days_left(now)
-    );
-    println!("key:             {}", cfg.ssl.key.display());
+    )?;
+    writeln!(out, "key:             {}", cfg.ssl.key.display())?;
     for c in &m.cas {
-        println!(
+        writeln!(
+            out,
             "CA:              {} ({}, valid until {}, {} days left)",
             cfg.ssl.ca.display(),
             c.subject,
             unix_to_text(c.not_after),
             c.days_left(now)
-        );
+        )?;
     }
     if n.listening() {
         let at = n.bind.map_or("every address".to_string(), |b| b.to_string());
-        println!("listen:          port {} on {at}", n.port);
+        writeln!(out, "listen:          port {} on {at}", n.port)?;
     } else {
-        println!(
+        writeln!(
+            out,
             "listen:          no ({}; announced without an address, port {})",
             if n.no_relay { "no_relay" } else { "no_incoming" },
             n.port
-        );
+        )?;
     }
-    println!("relay:           {}", if n.no_relay { "no" } else { "yes" });
+    writeln!(out, "relay:           {}", if n.no_relay { "no" } else { "yes" })?;
     let seeds: Vec<String> = n.init.iter().map(|s| s.to_string()).collect();
-    println!(
+    writeln!(
+        out,
         "seeds:           {}",
         if seeds.is_empty() { "none".to_string() } else { seeds.join(", ") }
-    );
+    )?;
     let cached = std::fs::metadata(&n.cache).is_ok();
-    println!(
+    writeln!(
+        out,
         "node cache:      {}{}",
         n.cache.display(),
         if cached {
@@ -161,19 +194,22 @@ fn print_check(cfg: &Config, m: &Material, congestion: &CongestionControl) {
         } else {
             " (not created yet)".to_string()
         }
-    );
-    println!("max links:       {}", n.max_links);
-    println!("TCP congestion:  {congestion}");
-    println!(
+    )?;
+    writeln!(out, "max links:       {}", n.max_links)?;
+    writeln!(out, "TCP congestion:  {congestion}")?;
+    writeln!(
+        out,
         "timers:          announce every {:?}, routes expire after {:?}, max clock skew {:?}",
         n.announce_interval, n.route_ttl, n.max_clock_skew
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "limits:          {} routes, {} broadcasts/s per source",
         n.max_routes,
         if n.broadcast_rate == 0 { "unlimited".to_string() } else { n.broadcast_rate.to_string() }
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "interface:       {}, MTU {}{}",
         cfg.interface.name,
         cfg.interface.mtu,
@@ -181,20 +217,23 @@ fn print_check(cfg: &Config, m: &Material, congestion: &CongestionControl) {
             .up
             .as_ref()
             .map_or(String::new(), |u| format!(", up program {}", u.display()))
-    );
-    println!("control socket:  {}", cfg.control.socket.display());
-    println!("workers:         {}", daemon::worker_count(cfg.performance.workers));
-    println!(
+    )?;
+    writeln!(out, "control socket:  {}", cfg.control.socket.display())?;
+    writeln!(out, "workers:         {}", daemon::worker_count(cfg.performance.workers))?;
+    writeln!(
+        out,
         "offload:         {}",
         if cfg.performance.offload { "yes (TCP segmentation)" } else { "no" }
-    );
+    )?;
     let p = &cfg.performance;
-    println!(
+    writeln!(
+        out,
         "link queues:     fq_codel, target {} ms, interval {} ms, ECN {}, unsent per socket {} KiB, in-flight cap {}",
         p.queue_target.as_secs_f64() * 1000.0,
         p.queue_interval.as_secs_f64() * 1000.0,
         if p.ecn { "marked" } else { "off (dropped)" },
         p.notsent_lowat / 1024,
         if p.inflight_cap { "on" } else { "off" }
-    );
+    )?;
+    out.flush()
 }

@@ -1,7 +1,12 @@
 //! A small INI reader that remembers where every value came from, so that
-//! errors can name `file:line`. It reads what 0.4's Qt `QSettings` wrote
-//! and what people write by hand: `[section]`, `key = value`, comments
-//! starting with `#` or `;`, optional double quotes around a value.
+//! errors can name `file:line`. It reads files as Qt's `QSettings`
+//! (`IniFormat`) read them, since 0.4's configuration files were written
+//! for it: bytes, not text, so that a byte that is not UTF-8 in a comment
+//! does not matter; a UTF-8 byte-order mark at the start is skipped; `;`
+//! starts a comment anywhere outside a double-quoted value (after a value,
+//! after a section header), `#` and `;` at the start of a line; values may
+//! be double-quoted (then `;` inside is literal, `\"` and `\\` escape);
+//! surrounding blanks are trimmed.
 
 use std::fmt;
 
@@ -12,8 +17,9 @@ pub struct Entry {
     pub section: String,
     /// The key, lower case.
     pub key: String,
-    /// The value, trimmed and unquoted.
-    pub value: String,
+    /// The value, trimmed and unquoted; `Err` holds it (lossily decoded)
+    /// when it is not UTF-8, which is an error only if the key is used.
+    pub value: Result<String, String>,
     /// 1-based line number.
     pub line: usize,
 }
@@ -31,114 +37,169 @@ impl fmt::Display for SyntaxError {
     }
 }
 
-/// Parses INI text into entries in file order.
-pub fn parse(text: &str) -> Result<Vec<Entry>, SyntaxError> {
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Parses INI bytes into entries in file order.
+pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, SyntaxError> {
+    let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     let mut section = String::new();
     let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = i + 1;
-        let l = raw.trim();
-        if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
+        let l = raw.trim_ascii();
+        if l.is_empty() || l[0] == b'#' || l[0] == b';' {
             continue;
         }
-        if let Some(rest) = l.strip_prefix('[') {
-            let Some(name) = rest.strip_suffix(']') else {
-                return Err(SyntaxError { line, msg: format!("unclosed section header {l:?}") });
+        let err = |msg: String| SyntaxError { line, msg };
+        if let Some(rest) = l.strip_prefix(b"[") {
+            let Some(end) = rest.iter().position(|&b| b == b']') else {
+                return Err(err(format!("unclosed section header {:?}", lossy(l))));
             };
-            let name = name.trim();
-            if name.is_empty() {
-                return Err(SyntaxError { line, msg: "empty section name".into() });
+            if !is_comment_or_empty(&rest[end + 1..]) {
+                return Err(err(format!(
+                    "text after the section header: {:?}",
+                    lossy(rest[end + 1..].trim_ascii())
+                )));
             }
-            section = name.to_ascii_lowercase();
+            let name = rest[..end].trim_ascii();
+            if name.is_empty() {
+                return Err(err("empty section name".into()));
+            }
+            section = lossy(name).to_ascii_lowercase();
             continue;
         }
-        let Some((k, v)) = l.split_once('=') else {
-            return Err(SyntaxError {
-                line,
-                msg: format!("expected `key = value` or `[section]`, found {l:?}"),
-            });
+        let eq = l.iter().position(|&b| b == b'=');
+        let semi = l.iter().position(|&b| b == b';');
+        let Some(eq) = eq.filter(|&e| semi.is_none_or(|s| e < s)) else {
+            let text = l[..semi.unwrap_or(l.len())].trim_ascii();
+            return Err(err(format!(
+                "expected `key = value` or `[section]`, found {:?}",
+                lossy(text)
+            )));
         };
-        let key = k.trim();
+        let key = l[..eq].trim_ascii();
         if key.is_empty() {
-            return Err(SyntaxError { line, msg: "missing key before `=`".into() });
+            return Err(err("missing key before `=`".into()));
         }
+        let value = value(l[eq + 1..].trim_ascii()).map_err(err)?;
         out.push(Entry {
             section: section.clone(),
-            key: key.to_ascii_lowercase(),
-            value: unquote(v.trim()).map_err(|msg| SyntaxError { line, msg })?,
+            key: lossy(key).to_ascii_lowercase(),
+            value: String::from_utf8(value).map_err(|e| lossy(e.as_bytes())),
             line,
         });
     }
     Ok(out)
 }
 
-/// Removes surrounding double quotes (with `\"` and `\\` escapes inside).
-fn unquote(v: &str) -> Result<String, String> {
-    let Some(inner) = v.strip_prefix('"') else {
-        return Ok(v.to_string());
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Whether what follows a section header or a quoted value may be ignored.
+fn is_comment_or_empty(rest: &[u8]) -> bool {
+    let rest = rest.trim_ascii();
+    rest.is_empty() || rest[0] == b';'
+}
+
+/// A value up to its comment, or between double quotes (with `\"` and
+/// `\\` escapes inside).
+fn value(v: &[u8]) -> Result<Vec<u8>, String> {
+    let Some(inner) = v.strip_prefix(b"\"") else {
+        let end = v.iter().position(|&b| b == b';').unwrap_or(v.len());
+        return Ok(v[..end].trim_ascii().to_vec());
     };
-    let mut out = String::new();
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some(e) => out.push(e),
+    let mut out = Vec::new();
+    let mut bytes = inner.iter().enumerate();
+    while let Some((_, &b)) = bytes.next() {
+        match b {
+            b'\\' => match bytes.next() {
+                Some((_, &e)) => out.push(e),
                 None => break,
             },
-            '"' => {
-                let rest: String = chars.collect();
-                if !rest.trim().is_empty() {
-                    return Err(format!("text after closing quote: {rest:?}"));
+            b'"' => {
+                let rest = bytes.next().map_or(&[][..], |(i, _)| &inner[i..]);
+                if !is_comment_or_empty(rest) {
+                    return Err(format!(
+                        "text after closing quote: {:?}",
+                        lossy(rest.trim_ascii())
+                    ));
                 }
                 return Ok(out);
             }
-            c => out.push(c),
+            b => out.push(b),
         }
     }
-    Err(format!("unterminated quoted value {v:?}"))
+    Err(format!("unterminated quoted value {:?}", lossy(v)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn values(text: &[u8]) -> Vec<(String, String, String, usize)> {
+        parse(text)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.section, e.key, e.value.unwrap_or_else(|v| format!("!{v}")), e.line))
+            .collect()
+    }
+
+    fn kv(v: &[(&str, &str, &str, usize)]) -> Vec<(String, String, String, usize)> {
+        v.iter().map(|(s, k, v, l)| (s.to_string(), k.to_string(), v.to_string(), *l)).collect()
+    }
+
     #[test]
     fn sections_keys_comments_quotes() {
-        let e = parse(
-            "# top\n[SSL]\nkey = /k.pem\n ; c\n[network]\ninit=\"a@b:1, c@d:2\"\nport=41744\nempty=\n",
-        )
-        .unwrap();
-        let kv: Vec<_> = e
-            .iter()
-            .map(|e| (e.section.as_str(), e.key.as_str(), e.value.as_str(), e.line))
-            .collect();
+        let e = values(
+            b"# top\n[SSL]\nkey = /k.pem\n ; c\n[network]\ninit=\"a@b:1, c@d:2\"\nport=41744\nempty=\n",
+        );
         assert_eq!(
-            kv,
-            vec![
+            e,
+            kv(&[
                 ("ssl", "key", "/k.pem", 3),
                 ("network", "init", "a@b:1, c@d:2", 6),
                 ("network", "port", "41744", 7),
                 ("network", "empty", "", 8),
-            ]
+            ])
+        );
+    }
+
+    #[test]
+    fn as_qt_reads_them() {
+        let e = values(
+            b"\xEF\xBB\xBF[ssl] ; the node\r\nkey = /k.pem ; comment\nca=\"/a;b\" ; c\n\
+              # caf\xE9\n; \xFF\xFE\ncert=;nothing\n[x]\nbad=\xE9t\xE9\n",
+        );
+        assert_eq!(
+            e,
+            kv(&[
+                ("ssl", "key", "/k.pem", 2),
+                ("ssl", "ca", "/a;b", 3),
+                ("ssl", "cert", "", 6),
+                ("x", "bad", "!\u{fffd}t\u{fffd}", 8),
+            ])
         );
     }
 
     #[test]
     fn qt_cache_file_reads() {
-        let e = parse("[General]\n02%3A50%3A56%3A00%3A00%3A02=198.18.0.2, 47742\n").unwrap();
+        let e = parse(b"[General]\n02%3A50%3A56%3A00%3A00%3A02=198.18.0.2, 47742\n").unwrap();
         assert_eq!(e[0].section, "general");
         assert_eq!(e[0].key, "02%3a50%3a56%3a00%3a00%3a02");
-        assert_eq!(e[0].value, "198.18.0.2, 47742");
+        assert_eq!(e[0].value.as_deref(), Ok("198.18.0.2, 47742"));
     }
 
     #[test]
     fn errors_name_the_line() {
-        assert_eq!(parse("[a]\nnonsense\n").unwrap_err().line, 2);
-        assert_eq!(parse("[a\n").unwrap_err().line, 1);
-        assert_eq!(parse("\n\n[]\n").unwrap_err().line, 3);
-        assert_eq!(parse("=x\n").unwrap_err().line, 1);
-        assert_eq!(parse("k=\"abc\n").unwrap_err().line, 1);
-        assert_eq!(parse("k=\"abc\" d\n").unwrap_err().line, 1);
-        assert_eq!(parse("k=\"a\\\"b\"").unwrap()[0].value, "a\"b");
+        assert_eq!(parse(b"[a]\nnonsense\n").unwrap_err().line, 2);
+        assert_eq!(parse(b"[a\n").unwrap_err().line, 1);
+        assert_eq!(parse(b"[a] x\n").unwrap_err().line, 1);
+        assert_eq!(parse(b"\n\n[]\n").unwrap_err().line, 3);
+        assert_eq!(parse(b"=x\n").unwrap_err().line, 1);
+        assert_eq!(parse(b"k ; =x\n").unwrap_err().line, 1);
+        assert_eq!(parse(b"k=\"abc\n").unwrap_err().line, 1);
+        assert_eq!(parse(b"k=\"abc\" d\n").unwrap_err().line, 1);
+        assert_eq!(parse(b"k=\"a\\\"b\"").unwrap()[0].value.as_deref(), Ok("a\"b"));
     }
 }

@@ -166,28 +166,22 @@ pub struct Config {
     pub performance: Performance,
     /// Things worth telling the operator (unknown keys, odd values).
     pub warnings: Vec<String>,
-    /// Where each key was given: (section, key, line).
-    lines: Vec<(String, String, usize)>,
+    /// What the file said, line by line (for errors found later).
+    pub entries: Vec<Entry>,
 }
 
 impl Config {
-    /// The line `[section] key` is on, if the file sets it.
-    pub fn line_of(&self, section: &str, key: &str) -> Option<usize> {
-        self.lines.iter().find(|(s, k, _)| s == section && k == key).map(|(_, _, l)| *l)
-    }
-
-    /// An error about the value of `[section] key` found after the file was
-    /// read (a value the system turns down when it is tried), naming the
-    /// file and the key's line like any other value error. `None` if the
-    /// file does not set the key.
-    pub fn value_error(&self, section: &str, key: &str, msg: String) -> Option<ConfigError> {
-        Some(ConfigError::Value {
+    /// An error about the value of `[section] key`, naming its line if the
+    /// file set it (and "(default)" if it did not).
+    pub fn error(&self, section: &str, key: &str, msg: String) -> ConfigError {
+        let line = self.entries.iter().find(|e| e.section == section && e.key == key);
+        ConfigError::Setting {
             path: self.path.clone(),
-            line: self.line_of(section, key)?,
+            line: line.map(|e| e.line),
             section: section.to_string(),
             key: key.to_string(),
             msg,
-        })
+        }
     }
 }
 
@@ -204,6 +198,9 @@ pub enum ConfigError {
     Duplicate { path: PathBuf, line: usize, section: String, key: String, first: usize },
     /// A required key is absent.
     Missing { path: PathBuf, section: &'static str, key: &'static str },
+    /// A setting that reads well but cannot work (found after parsing, by
+    /// looking at the files it names); `line` is `None` for a default.
+    Setting { path: PathBuf, line: Option<usize>, section: String, key: String, msg: String },
 }
 
 impl fmt::Display for ConfigError {
@@ -223,6 +220,12 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::Missing { path, section, key } => {
                 write!(f, "{}: [{section}] {key}: missing (required)", path.display())
+            }
+            ConfigError::Setting { path, line: Some(line), section, key, msg } => {
+                write!(f, "{}:{line}: [{section}] {key}: {msg}", path.display())
+            }
+            ConfigError::Setting { path, line: None, section, key, msg } => {
+                write!(f, "{}: [{section}] {key} (default): {msg}", path.display())
             }
         }
     }
@@ -267,16 +270,21 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file (as bytes: see `ini`).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| ConfigError::Read { path: path.to_path_buf(), err })?;
-    from_str(path, &text)
+    let bytes =
+        std::fs::read(path).map_err(|err| ConfigError::Read { path: path.to_path_buf(), err })?;
+    from_bytes(path, &bytes)
 }
 
 /// Validates configuration text as if read from `path`.
 pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let entries = ini::parse(text).map_err(|e| ConfigError::Syntax {
+    from_bytes(path, text.as_bytes())
+}
+
+/// Validates configuration bytes as if read from `path`.
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
+    let entries = ini::parse(bytes).map_err(|e| ConfigError::Syntax {
         path: path.to_path_buf(),
         line: e.line,
         msg: e.msg,
@@ -413,7 +421,7 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
         control,
         performance,
         warnings: r.warnings,
-        lines: entries.iter().map(|e| (e.section.clone(), e.key.clone(), e.line)).collect(),
+        entries,
     })
 }
 
@@ -471,7 +479,11 @@ impl Resolver<'_> {
     ) -> Result<T, ConfigError> {
         match self.entry(section, key) {
             None => Ok(default),
-            Some(e) => parse(&e.value).map_err(|msg| ConfigError::Value {
+            Some(e) => match &e.value {
+                Ok(v) => parse(v),
+                Err(v) => Err(format!("{v:?} is not UTF-8 text")),
+            }
+            .map_err(|msg| ConfigError::Value {
                 path: self.path.to_path_buf(),
                 line: e.line,
                 section: section.to_string(),

@@ -88,7 +88,6 @@ fn bad_values_name_file_line_and_key() {
         ("[network]\ncongestion=bbr cubic\n", ":6: [network] congestion:"),
         ("[network]\ncongestion=../bbr\n", ":6: [network] congestion:"),
         ("[network]\ncongestion=2bbr\n", ":6: [network] congestion:"),
-        ("[network]\ncongestion=bbr;\n", ":6: [network] congestion:"),
         ("[network\n", ":5: unclosed section"),
     ];
     for (extra, want) in cases {
@@ -144,12 +143,15 @@ fn congestion_names() {
 #[test]
 fn errors_found_later_name_the_line() {
     let c = load_text(&format!("{MINIMAL}[network]\nport=1\n\ncongestion=htcp\n")).unwrap();
-    assert_eq!(c.line_of("network", "congestion"), Some(8));
     assert_eq!(
-        c.value_error("network", "congestion", "refused".into()).unwrap().to_string(),
+        c.error("network", "congestion", "refused".into()).to_string(),
         "/etc/invpn/invpn.conf:8: [network] congestion: refused"
     );
-    assert!(c.value_error("network", "bind", "x".into()).is_none(), "not set");
+    assert_eq!(
+        c.error("network", "bind", "x".into()).to_string(),
+        "/etc/invpn/invpn.conf: [network] bind (default): x",
+        "not set"
+    );
 }
 
 #[test]
@@ -192,4 +194,42 @@ fn sizes() {
     assert!(parse_size("", 0, 10).is_err());
     assert!(parse_size("-1", 0, 10).is_err());
     assert!(parse_size("5000000m", 0, u32::MAX).is_err());
+}
+
+/// 0.4's files were read by Qt's `QSettings` (IniFormat): they are read the
+/// same way here.
+#[test]
+fn qt_ini_files_of_invpn04() {
+    let c = from_bytes(
+        Path::new("/etc/invpn/invpn.conf"),
+        b"\xEF\xBB\xBF[ssl] ; the node's credentials\n\
+          key=node.key ; written by openssl\n\
+          cert = \"node;1.crt\" ; quoted: the ; is kept\n\
+          ca=/etc/invpn/ca.crt\n\
+          # r\xE9seau: a comment in Latin-1\n\
+          ; \xFF\xFE\n\
+          [network];port\n\
+          port = 47741;the port\n",
+    )
+    .unwrap();
+    assert_eq!(c.ssl.key, PathBuf::from("/etc/invpn/node.key"));
+    assert_eq!(c.ssl.cert, PathBuf::from("/etc/invpn/node;1.crt"));
+    assert_eq!(c.network.port, 47741);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn non_utf8_in_a_used_value_names_its_line() {
+    let e = from_bytes(
+        Path::new("/etc/invpn/invpn.conf"),
+        b"[ssl]\nkey=n\xE9ud.key\ncert=node.crt\nca=ca.crt\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("/etc/invpn/invpn.conf:2: [ssl] key:"), "{e}");
+    assert!(e.contains("not UTF-8"), "{e}");
+    // in a key nobody reads, it is only a warning
+    let bytes = [MINIMAL.as_bytes(), b"[network]\nnote=caf\xE9\n"].concat();
+    let c = from_bytes(Path::new("/etc/invpn/invpn.conf"), &bytes).unwrap();
+    assert_eq!(c.warnings.len(), 1);
 }

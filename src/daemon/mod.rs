@@ -159,12 +159,8 @@ pub fn worker_count(setting: usize) -> usize {
 /// [`net::resolve_congestion`]). A configured algorithm the kernel turns
 /// down is an error naming the file and line, as `invpnd -t` reports it.
 pub fn congestion(cfg: &Config) -> Result<net::CongestionControl, String> {
-    net::resolve_congestion(&cfg.network.congestion).map_err(|msg| {
-        match cfg.value_error("network", "congestion", msg.clone()) {
-            Some(e) => e.to_string(),
-            None => format!("TCP congestion control: {msg}"),
-        }
-    })
+    net::resolve_congestion(&cfg.network.congestion)
+        .map_err(|msg| cfg.error("network", "congestion", msg).to_string())
 }
 
 /// Runs the daemon until it is stopped. Returns only on a clean stop (or
@@ -277,7 +273,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
 
     if opts.tunfd.is_none() {
         if let Some(up) = &cfg.interface.up {
-            tap::run_up(up, &tap.name, me);
+            tap::run_up(up, &tap.name, me, tap.mtu, tap::UP_TIMEOUT);
         }
     }
     cache_file::remove_stale_temporaries(&cfg.network.cache);

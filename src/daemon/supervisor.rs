@@ -594,10 +594,13 @@ impl Supervisor {
     /// SIGUSR2: the new process must be able to start, or the node would
     /// lose its interface. Checks the configuration and TLS material first.
     fn restart_ok(&self) -> bool {
-        let check = config::load(&self.cfg.path).map_err(|e| e.to_string()).and_then(|c| {
-            super::congestion(&c)?;
-            Material::load(&c.ssl, UnixTime::now()).map_err(|e| e.to_string())
-        });
+        let check = config::load(&self.cfg.path)
+            .and_then(|c| cache_file::check_path(&c).map(|()| c))
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                super::congestion(&c)?;
+                Material::load(&c.ssl, UnixTime::now()).map_err(|e| e.to_string())
+            });
         match check {
             Ok(m) if m.mac == self.material.mac => true,
             Ok(m) => {

@@ -120,13 +120,28 @@ impl Tap {
     }
 }
 
-/// Runs the operator's `up` program with `INTERFACE` and `MAC` set, waiting
-/// at most 30 s for it.
-pub fn run_up(program: &std::path::Path, iface: &str, mac: Mac) {
+/// How long the `up` program may run before it is killed.
+pub const UP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `PATH` the `up` program gets.
+pub const UP_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs the operator's `up` program once the interface is up, waiting at
+/// most `timeout` for it. Its environment is only `PATH` (`UP_PATH`),
+/// `INTERFACE`, `MAC` and `MTU` (documented in invpnd(8)); its standard
+/// input is /dev/null. It runs in a process group of its own, and if it
+/// outlives `timeout` the whole group is killed, with whatever it started
+/// and waited for.
+pub fn run_up(program: &std::path::Path, iface: &str, mac: Mac, mtu: u16, timeout: Duration) {
+    use std::os::unix::process::CommandExt;
     let mut child = match std::process::Command::new(program)
+        .env_clear()
+        .env("PATH", UP_PATH)
         .env("INTERFACE", iface)
         .env("MAC", mac.to_string())
+        .env("MTU", mtu.to_string())
         .stdin(std::process::Stdio::null())
+        .process_group(0)
         .spawn()
     {
         Ok(c) => c,
@@ -135,7 +150,7 @@ pub fn run_up(program: &std::path::Path, iface: &str, mac: Mac) {
             return;
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(st)) if st.success() => {
@@ -147,9 +162,17 @@ pub fn run_up(program: &std::path::Path, iface: &str, mac: Mac) {
                 return;
             }
             Ok(None) if Instant::now() > deadline => {
-                let _ = child.kill();
+                // its group has the child's id (process_group(0))
+                if let Err(e) = crate::sys::kill_process_group(child.id()) {
+                    warn!("up program {}: killing its process group: {e}", program.display());
+                    let _ = child.kill();
+                }
                 let _ = child.wait();
-                warn!("up program {} killed after 30 s", program.display());
+                warn!(
+                    "up program {} killed after {} s, with its process group",
+                    program.display(),
+                    timeout.as_secs_f32()
+                );
                 return;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
@@ -274,4 +297,66 @@ pub fn writer(file: Arc<File>, rx: Receiver<Vec<u8>>, shared: Arc<Shared>) {
 /// skips; a full queue means the writer is busy anyway.
 pub fn warm_writer(shared: &Shared) {
     let _ = shared.tap.try_send(Vec::new());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+    fn ended(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => {
+                stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            }
+        }
+    }
+
+    #[test]
+    fn an_up_program_that_hangs_is_killed_with_its_children() {
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("up");
+        let dir = d.path().display();
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nenv > {dir}/env\nsleep 600 &\necho $! > {dir}/child\n\
+                 echo $$ > {dir}/shell\nwait\n"
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let t = Instant::now();
+        run_up(&script, "invpn7", Mac([2, 0x50, 0x56, 0, 0, 7]), 1400, Duration::from_secs(1));
+        assert!(t.elapsed() < Duration::from_secs(10));
+        for who in ["shell", "child"] {
+            let pid = std::fs::read_to_string(d.path().join(who)).unwrap();
+            let pid = pid.trim();
+            let start = Instant::now();
+            while !ended(pid) && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(ended(pid), "the {who} ({pid}) still runs");
+        }
+        let env = std::fs::read_to_string(d.path().join("env")).unwrap();
+        for want in [
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "INTERFACE=invpn7",
+            "MAC=02:50:56:00:00:07",
+            "MTU=1400",
+        ] {
+            assert!(env.lines().any(|l| l == want), "{want} not in {env}");
+        }
+        // nothing of invpnd's own environment (a shell adds PWD and such)
+        let names: Vec<&str> =
+            env.lines().filter_map(|l| l.split_once('=')).map(|(k, _)| k).collect();
+        for k in &names {
+            assert!(
+                ["PATH", "INTERFACE", "MAC", "MTU", "PWD", "SHLVL", "_", "OLDPWD"].contains(k),
+                "{k} in {env}"
+            );
+        }
+    }
 }

@@ -24,6 +24,18 @@ pub struct CertInfo {
     pub is_ca: bool,
     /// The public key type and size, e.g. "RSA 4096", "ECDSA P-256", "Ed25519".
     pub key_type: String,
+    /// What an extendedKeyUsage extension allows, `None` without one
+    /// (which allows everything).
+    pub eku: Option<Eku>,
+}
+
+/// The TLS purposes an extendedKeyUsage extension names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Eku {
+    /// clientAuth (or anyExtendedKeyUsage): the node may dial.
+    pub client: bool,
+    /// serverAuth (or anyExtendedKeyUsage): the node may be dialled.
+    pub server: bool,
 }
 
 impl CertInfo {
@@ -50,6 +62,14 @@ impl CertInfo {
             not_after: validity.not_after.timestamp(),
             is_ca: cert.is_ca(),
             key_type: key_type(cert.public_key()),
+            eku: match cert.extended_key_usage() {
+                Ok(Some(e)) => Some(Eku {
+                    client: e.value.client_auth || e.value.any,
+                    server: e.value.server_auth || e.value.any,
+                }),
+                Ok(None) => None,
+                Err(e) => return Err(format!("bad extendedKeyUsage extension ({e})")),
+            },
         })
     }
 
@@ -63,6 +83,22 @@ impl CertInfo {
             return Err(format!("the certificate's Common Name {cn} is not a unicast MAC"));
         }
         Ok(mac)
+    }
+
+    /// Why links would fail in one direction, if the extendedKeyUsage lacks
+    /// clientAuth or serverAuth (a link's dialler is the TLS client).
+    pub fn eku_problem(&self) -> Option<String> {
+        let e = self.eku?;
+        let missing = match (e.client, e.server) {
+            (true, true) => return None,
+            (false, true) => "clientAuth: peers refuse it when this node dials them",
+            (true, false) => "serverAuth: peers refuse it when they dial this node",
+            (false, false) => "clientAuth and serverAuth: peers refuse it both ways",
+        };
+        Some(format!(
+            "the certificate's extendedKeyUsage lacks {missing}, so links would fail \
+             (re-issue it with extendedKeyUsage=serverAuth,clientAuth, or without the extension)"
+        ))
     }
 
     /// Whole days from `now` (Unix seconds) until the certificate expires;

@@ -129,6 +129,28 @@ fn info(path: &Path, der: &[u8]) -> Result<CertInfo, TlsError> {
     Ok(i)
 }
 
+/// Whether a PEM key is encrypted (PKCS#8 `ENCRYPTED PRIVATE KEY`, or a
+/// traditional key with `Proc-Type: 4,ENCRYPTED`).
+fn is_encrypted(pem: &[u8]) -> bool {
+    let has = |needle: &[u8]| pem.windows(needle.len()).any(|w| w == needle);
+    has(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") || has(b"Proc-Type: 4,ENCRYPTED")
+}
+
+/// A warning if the key file may be read or written by others than its
+/// owner (as ssh says it), `None` if not or if it cannot be looked at
+/// (reading it says why).
+pub fn key_permissions_warning(key: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(key).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{}: permissions {mode:04o} are too open: a private key should be readable by \
+             its owner only (chmod 600)",
+            key.display()
+        )
+    })
+}
+
 impl Material {
     /// Loads and checks the key, certificate and CA named in `[ssl]`: the
     /// certificate must be X.509 v3 with a MAC as CN, match the key, and
@@ -139,7 +161,18 @@ impl Material {
         let mut roots = RootCertStore::empty();
         let mut cas = Vec::new();
         for c in &ca_certs {
-            cas.push(info(&ssl.ca, c)?);
+            let i = info(&ssl.ca, c)?;
+            if !i.is_ca {
+                return Err(TlsError::Cert {
+                    path: ssl.ca.clone(),
+                    msg: format!(
+                        "{} is not a CA certificate (no basicConstraints CA:TRUE); \
+                         is this a node's certificate? [ssl] ca names the network's CA",
+                        i.subject
+                    ),
+                });
+            }
+            cas.push(i);
             roots.add(c.clone()).map_err(|e| TlsError::Cert {
                 path: ssl.ca.clone(),
                 msg: format!("not usable as a CA certificate: {e}"),
@@ -148,8 +181,19 @@ impl Material {
         let chain = certs(&ssl.cert)?;
         let cert = info(&ssl.cert, &chain[0])?;
         let mac = cert.mac().map_err(|msg| TlsError::Cert { path: ssl.cert.clone(), msg })?;
+        if let Some(msg) = cert.eku_problem() {
+            return Err(TlsError::Cert { path: ssl.cert.clone(), msg });
+        }
 
         let key_pem = read(&ssl.key)?;
+        if is_encrypted(&key_pem) {
+            return Err(TlsError::Key {
+                path: ssl.key.clone(),
+                msg: "the key is encrypted; invpnd needs an unencrypted key (decrypt it with \
+                      `openssl pkey -in KEY -out KEY.new`, then chmod 600)"
+                    .into(),
+            });
+        }
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
             path: ssl.key.clone(),
             msg: format!("no private key found (expected PEM PKCS#1, PKCS#8 or SEC1): {e}"),

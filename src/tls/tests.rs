@@ -105,7 +105,7 @@ fn refuses_bad_material_with_reasons() {
     let e = load(&Ssl { key: ok.cert.clone(), ..ok.clone() }).unwrap_err();
     assert!(e.to_string().contains("no private key found"), "{e}");
     let e = load(&Ssl { ca: ok.cert.clone(), ..ok }).unwrap_err();
-    assert!(e.to_string().contains("does not verify"), "{e}");
+    assert!(e.to_string().contains("is not a CA certificate"), "{e}");
 }
 
 /// Pumps TLS records between the two ends until both finish or one fails.
@@ -198,4 +198,52 @@ fn server_refuses_a_client_from_another_ca() {
     // the other way round, the dialler refuses first
     let (_, _, r) = connect(&b, &a, mac(1));
     assert!(describe(&r.unwrap_err()).contains("not signed by"));
+}
+
+#[test]
+fn operator_mistakes_with_credentials() {
+    use std::os::unix::fs::PermissionsExt;
+    let net = Net::new();
+    let ssl = net.node("n", mac(1), KeyType::EcdsaP256);
+    // a node certificate given as the CA
+    let e = load(&Ssl { ca: ssl.cert.clone(), ..ssl.clone() }).unwrap_err().to_string();
+    assert!(e.contains("n.crt") && e.contains("is not a CA certificate"), "{e}");
+    // an encrypted key, both PEM forms
+    for pem in [
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMII=\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n\
+         MII=\n-----END EC PRIVATE KEY-----\n",
+    ] {
+        std::fs::write(&ssl.key, pem).unwrap();
+        let e = load(&ssl).unwrap_err().to_string();
+        assert!(e.contains("n.key: the key is encrypted"), "{e}");
+    }
+    // key permissions
+    std::fs::set_permissions(&ssl.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let w = key_permissions_warning(&ssl.key).unwrap();
+    assert!(w.contains("permissions 0644 are too open"), "{w}");
+    std::fs::set_permissions(&ssl.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(key_permissions_warning(&ssl.key), None);
+}
+
+#[test]
+fn extended_key_usage_must_allow_both_directions() {
+    use cert_info::Eku;
+    let mut i = CertInfo::from_der(
+        &CertificateDer::from_pem_slice(Net::new().ca.cert_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    for (eku, want) in [
+        (None, None),
+        (Some(Eku { client: true, server: true }), None),
+        (Some(Eku { client: false, server: true }), Some("lacks clientAuth")),
+        (Some(Eku { client: true, server: false }), Some("lacks serverAuth")),
+    ] {
+        i.eku = eku;
+        let got = i.eku_problem();
+        assert_eq!(got.is_some(), want.is_some(), "{got:?}");
+        if let (Some(g), Some(w)) = (got, want) {
+            assert!(g.contains(w) && g.contains("links would fail"), "{g}");
+        }
+    }
 }
