@@ -18,10 +18,14 @@
 //! cap = bandwidth × (1.25 × min_rtt + margin)
 //! ```
 //!
-//! counting what is in flight and what waits unsent. The 25 % lets the
-//! delivery rate grow when the path has more to give (as BBR probes);
-//! the margin (2 ms) covers the time between two readings. On a LAN the
-//! cap is far above anything in flight and never binds.
+//! counting what is in flight and what waits unsent, while the path shows
+//! a queue of its own (the kernel's smoothed round trip is above the
+//! minimum by more than the cap's excess). The 25 % lets the delivery rate
+//! grow when the path has more to give (as BBR probes); the margin (2 ms)
+//! covers the time between two readings. A path that loses packets without
+//! queueing is not capped: the kernel needs more in flight while it
+//! recovers, and there is no buffer to keep empty. On a LAN the cap is far
+//! above anything in flight and never binds.
 //!
 //! Sans-IO: the shell reads `TCP_INFO` when [`InflightCap::due`] says so
 //! and passes the reading in as a [`PathSample`] with the time.
@@ -29,6 +33,8 @@
 /// One reading of the outer connection's state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PathSample {
+    /// The kernel's smoothed round trip (µs); 0 if unknown.
+    pub rtt_us: u64,
     /// The kernel's minimum round trip (µs); 0 if unknown.
     pub min_rtt_us: u64,
     /// The latest delivery rate sample (bytes/s); 0 if unknown.
@@ -133,7 +139,22 @@ impl InflightCap {
         if s.min_rtt_us > 0 {
             self.min_rtt_us = s.min_rtt_us;
         }
-        self.allowance = self.cap().map(|c| c.saturating_sub(s.inflight + s.notsent));
+        // Only a path that queues is capped: a round trip above the minimum
+        // by more than the cap itself would allow means a buffer along the
+        // path holds our excess. A path that loses packets without queueing
+        // (its round trip stays near the minimum) is left to the kernel,
+        // which needs more in flight there while it recovers.
+        let queueing = s.rtt_us > self.min_rtt_us + self.excess_us();
+        self.allowance = if queueing {
+            self.cap().map(|c| c.saturating_sub(s.inflight + s.notsent))
+        } else {
+            None
+        };
+    }
+
+    /// The round trip the cap allows above the minimum (µs).
+    fn excess_us(&self) -> u64 {
+        self.min_rtt_us / 4 + self.cfg.margin_us
     }
 
     /// The estimated bottleneck bandwidth (bytes/s), 0 if unknown.
@@ -147,7 +168,7 @@ impl InflightCap {
         if bw == 0 || self.min_rtt_us == 0 {
             return None;
         }
-        let time_us = self.min_rtt_us * 5 / 4 + self.cfg.margin_us;
+        let time_us = self.min_rtt_us + self.excess_us();
         let bytes = (bw as u128 * time_us as u128 / 1_000_000) as u64;
         Some(bytes.max(self.cfg.floor))
     }
@@ -169,8 +190,10 @@ impl InflightCap {
 mod tests {
     use super::*;
 
+    /// A reading of a path that queues (smoothed RTT twice the minimum).
     fn sample(rate: u64, rtt: u64, inflight: u64) -> PathSample {
         PathSample {
+            rtt_us: 2 * rtt,
             min_rtt_us: rtt,
             delivery_rate: rate,
             app_limited: false,
@@ -217,6 +240,18 @@ mod tests {
         let mut slow = InflightCap::new(CapConfig::default());
         slow.sample(0, &sample(10_000, 1_000, 0));
         assert_eq!(slow.cap(), Some(8 * 1024));
+    }
+
+    #[test]
+    fn a_path_without_a_queue_is_not_capped() {
+        let mut c = InflightCap::new(CapConfig::default());
+        // 20 ms minimum, 24 ms now: within the 7 ms the cap would allow
+        c.sample(0, &PathSample { rtt_us: 24_000, ..sample(12_500_000, 20_000, 900_000) });
+        assert!(c.cap().is_some());
+        assert_eq!(c.allowance(), None, "lossy but not queueing: the kernel decides");
+        // 30 ms: a buffer along the path holds 10 ms: capped
+        c.sample(1_000, &PathSample { rtt_us: 30_000, ..sample(12_500_000, 20_000, 900_000) });
+        assert_eq!(c.allowance(), Some(0));
     }
 
     #[test]
@@ -267,6 +302,7 @@ mod tests {
             c.sample(
                 now,
                 &PathSample {
+                    rtt_us: base_rtt + (queue / rate as f64 * 1e6) as u64,
                     min_rtt_us: base_rtt,
                     delivery_rate: delivery as u64,
                     app_limited: false,
@@ -283,7 +319,9 @@ mod tests {
             }
         }
         let queue_ms = max_queue_late / rate as f64 * 1000.0;
-        assert!(queue_ms < 10.0, "standing queue {queue_ms:.1} ms");
+        // the cap binds once the queue passes its excess (7 ms here); an
+        // uncapped sender overshoots by what it sends between two readings
+        assert!(queue_ms < 15.0, "standing queue {queue_ms:.1} ms");
         assert!(c.bandwidth() >= rate * 9 / 10, "estimate {}", c.bandwidth());
     }
 }

@@ -385,6 +385,7 @@ impl Link {
     fn sample_path(&mut self, now_us: u64) {
         if let Ok(i) = crate::sys::tcp_info(self.sock.as_raw_fd()) {
             let sample = PathSample {
+                rtt_us: i.rtt_us as u64,
                 min_rtt_us: i.min_rtt_us as u64,
                 delivery_rate: i.delivery_rate,
                 app_limited: i.delivery_rate_app_limited,
