@@ -121,7 +121,7 @@ KEEP_WORK=0
 DO_INSTALL=0
 NOTES_MARKER='<!-- hand-written notes below this line are kept when the script rewrites this file -->'
 
-ALL_VARIANTS=(raw invpnd invpnd_jumbo tinc_udp tinc_tcp ovpn_aes256gcm ovpn_aes128gcm ovpn_chacha ovpn_none wggo)
+ALL_VARIANTS=(raw invpnd invpnd_base invpnd_jumbo tinc_udp tinc_tcp ovpn_aes256gcm ovpn_aes128gcm ovpn_chacha ovpn_none wggo)
 PACKAGES=(iproute2 iputils-ping iperf3 jq openssl procps ethtool python3 tinc openvpn wireguard-go wireguard-tools)
 NS_M=ancM            # the WAN's namespace (only with UL_WANEM)
 WANEM_PID=           # the emulator's PID
@@ -484,6 +484,20 @@ v_invpnd_jumbo_layer() { echo "L2 TAP / TCP+TLS"; }
 v_invpnd_jumbo_prepare() { v_invpnd_prepare; }
 v_invpnd_jumbo_start() { invpnd_start invpnd_jumbo "mtu=$INVPND_JUMBO_MTU${INVPND_EXTRA:+
 $INVPND_EXTRA}" "$@"; }
+# invpnd: another build of the daemon ($INVPND_BASE, e.g. the commit before a
+# change) measured side by side with the current one, with its own extra
+# configuration ($INVPND_BASE_EXTRA, default $INVPND_EXTRA)
+v_invpnd_base_desc() { echo "invpnd baseline build $INVPND_BASE ${INVPND_BASE_EXTRA:-${INVPND_EXTRA:-}}"; }
+v_invpnd_base_layer() { echo "L2 TAP / TCP+TLS"; }
+v_invpnd_base_prepare() {
+    [ -x "${INVPND_BASE:-}" ] || { log "invpnd_base needs INVPND_BASE=/path/to/another/invpnd"; return 1; }
+    v_invpnd_prepare
+}
+v_invpnd_base_start() {
+    local save=$INVPND rc; INVPND=$INVPND_BASE
+    invpnd_start invpnd_base "${INVPND_BASE_EXTRA-${INVPND_EXTRA:-}}" "$@"; rc=$?
+    INVPND=$save; return $rc
+}
 invpnd_start() { # VARIANT EXTRA NS SIDE UL_SELF UL_PEER OL_SELF
     local var=$1 extra=$2; shift 2
     local ns=$1 side=$2 ul=$3 peer=$4 ol=$5

@@ -5,13 +5,13 @@
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 
-use super::channels::{Origin, ToSupervisor, ToWorker, WorkerCtl, WorkerInbox};
+use super::channels::{Origin, Spinner, ToSupervisor, ToWorker, WorkerCtl, WorkerInbox};
 use super::link::{Flush, Link, State};
 use super::log_limit::LogLimit;
 use super::Shared;
@@ -250,26 +250,50 @@ impl Worker {
     /// Runs the loop until told to shut down.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(1024);
+        let mut spinner = Spinner::default();
         loop {
-            self.inbox.wake.going_to_sleep();
             let busy = !self.inbox.data.is_empty()
                 || !self.inbox.ctl.is_empty()
                 || !self.dirty.is_empty()
                 || !self.unread.is_empty();
-            let now = self.shared.clock.mono();
-            let timeout = if busy {
-                Duration::ZERO
-            } else if !self.gated.is_empty() {
-                GATED_RETRY.min(Duration::from_millis(self.next_tick.saturating_sub(now)))
-            } else {
-                Duration::from_millis(self.next_tick.saturating_sub(now))
-            };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    warn!("worker={} poll failed: {e}", self.index);
+            // After a long sleep, look for input a while before sleeping
+            // again (the waker stays quiet meanwhile: senders see the loop
+            // awake). A zero-timeout poll that returns events is this
+            // turn's poll: edge-triggered, they would not come again.
+            events.clear();
+            let spun = !busy
+                && spinner.spin(|| {
+                    if !self.inbox.data.is_empty() || !self.inbox.ctl.is_empty() {
+                        return true;
+                    }
+                    let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
+                    !events.is_empty()
+                });
+            if !spun {
+                self.inbox.wake.going_to_sleep();
+                let busy = busy || !self.inbox.data.is_empty() || !self.inbox.ctl.is_empty();
+                let now = self.shared.clock.mono();
+                let timeout = if busy {
+                    Duration::ZERO
+                } else if !self.gated.is_empty() {
+                    GATED_RETRY.min(Duration::from_millis(self.next_tick.saturating_sub(now)))
+                } else {
+                    Duration::from_millis(self.next_tick.saturating_sub(now))
+                };
+                let slept = Instant::now();
+                if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        warn!("worker={} poll failed: {e}", self.index);
+                    }
+                }
+                self.inbox.wake.woke();
+                // Woken by input (not by a timeout) after a long sleep:
+                // traffic is sparse, so latency is all wake-ups. Warm up
+                // the TAP writer too, while this frame is decrypted.
+                if !busy && !events.is_empty() && spinner.woke(slept, Instant::now()) {
+                    super::tap::warm_writer(&self.shared);
                 }
             }
-            self.inbox.wake.woke();
             // gated links get another try every turn (at most every
             // GATED_RETRY when nothing else happens)
             self.dirty.append(&mut self.gated);
