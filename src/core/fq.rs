@@ -254,9 +254,14 @@ impl FqCodel {
                 Some(&i) => (i, true),
                 None => (*self.old_flows.front()?, false),
             };
+            let alone = self.new_flows.len() + self.old_flows.len() == 1;
             let flow = &mut self.flows[idx as usize];
             if flow.deficit <= 0 {
-                flow.deficit += self.cfg.quantum as i64;
+                let quantum = self.cfg.quantum as i64;
+                // A flow alone would go round until its deficit is positive
+                // (some 40 turns after a 64 KiB super-frame): do it at once.
+                let rounds = if alone { -flow.deficit / quantum + 1 } else { 1 };
+                flow.deficit += rounds * quantum;
                 flow.list = List::Old;
                 if from_new {
                     self.new_flows.pop_front();
