@@ -224,6 +224,8 @@ pub struct Link {
     /// How much may be handed to the socket (about one bandwidth-delay
     /// product of the path).
     pub cap: InflightCap,
+    /// The socket's `TCP_NOTSENT_LOWAT` now.
+    notsent_lowat: u32,
 }
 
 impl Link {
@@ -258,6 +260,7 @@ impl Link {
             gaps: [0; 8],
             gap_at: 0,
             peer_offload: false,
+            notsent_lowat: cap.notsent_max,
             cap: InflightCap::new(cap),
         }
     }
@@ -396,6 +399,16 @@ impl Link {
             };
             self.cap.sample(now_us, &sample);
             self.stats.path_rate.store(self.cap.bandwidth(), Ordering::Relaxed);
+            // the socket's unsent bytes follow the path's rate (set only on
+            // a change of a quarter or more: one system call now and then)
+            if let Some(want) = self.cap.notsent_lowat() {
+                let have = self.notsent_lowat;
+                if want.abs_diff(have) > have / 4
+                    && socket2::SockRef::from(&self.sock).set_tcp_notsent_lowat(want).is_ok()
+                {
+                    self.notsent_lowat = want;
+                }
+            }
         }
     }
 

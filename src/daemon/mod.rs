@@ -247,6 +247,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             },
             cap: crate::core::inflight::CapConfig {
                 enabled: cfg.performance.inflight_cap,
+                notsent_max: cfg.performance.notsent_lowat,
                 ..crate::core::inflight::CapConfig::default()
             },
             handshake_timeout: 10_000,
