@@ -128,13 +128,7 @@ fn crowds_of_idle_and_junk_connections_never_lock_out_an_honest_peer() {
     assert!(b.wait_log(15, "link up: peer=02:50:56:00:00:01"), "locked out: {}", b.log_text());
     assert!(wait_until(10, || lab.ping(1, "198.19.0.1")));
     // a UDP flood through the overlay while the crowd waits: memory stays bounded
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", lab.ns(0), "iperf3", "-s", "-1", "-p", "5201"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let server = Iperf3Server::start(&lab, 0, 5201);
     let flood = Command::new("timeout")
         .args([
             "30",
@@ -156,8 +150,7 @@ fn crowds_of_idle_and_junk_connections_never_lock_out_an_honest_peer() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(flood.is_ok_and(|s| s.success()), "iperf3 UDP flood did not run");
     assert!(lab.ping(1, "198.19.0.1"), "honest traffic stopped");
     let peak = peak_rss_kib(a.pid());

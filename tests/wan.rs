@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::wan::{emulator_or_skip, Wan, WanSpec};
 use common::*;
@@ -59,26 +59,14 @@ fn an_emulated_link_delays_and_limits_the_rate() {
         eprintln!("{test}: no iperf3, rate not checked");
         return;
     }
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", lab.ns(1), "iperf3", "-s", "-1", "-p", "5201"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let server = Iperf3Server::start(&lab, 1, 5201);
+    let client = Command::new("timeout")
+        .args(["20", "ip", "netns", "exec", lab.ns(0), "iperf3", "-c", "198.18.1.2"])
+        .args(["-p", "5201", "-t", "4", "-J", "--connect-timeout", "3000"])
+        .output()
         .unwrap();
-    let listening = wait_until(5, || lab.exec_ok(1, &["sh", "-c", "ss -ltn | grep -q ':5201 '"]));
-    let client = listening.then(|| {
-        Command::new("timeout")
-            .args(["20", "ip", "netns", "exec", lab.ns(0), "iperf3", "-c", "198.18.1.2"])
-            .args(["-p", "5201", "-t", "4", "-J", "--connect-timeout", "3000"])
-            .output()
-            .unwrap()
-    });
-    let _ = Command::new("kill").args(["-KILL", &server.id().to_string()]).status();
-    let _ = server.wait();
-    let client = client.expect("iperf3 server did not listen");
-    let json: serde_json::Value = serde_json::from_slice(&client.stdout)
-        .unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&client.stdout)));
-    let mbit = json["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6;
+    drop(server);
+    let mbit = iperf3_mbit(&client.stdout);
     eprintln!("{test}: iperf3 {mbit:.1} Mbit/s");
     assert!((10.0..=25.0).contains(&mbit), "a 20 Mbit/s link carried {mbit:.1} Mbit/s");
     drop(wan);

@@ -70,13 +70,7 @@ fn ping_stays_fast_while_a_bulk_transfer_fills_a_slow_link() {
     assert!((20.0..40.0).contains(&base), "idle round trip {base} ms:\n{idle}");
 
     // bulk: four TCP streams from A to B for 12 s, through the tunnel
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", lab.ns(1), "iperf3", "-s", "-1", "-p", "5202"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(5, || lab.exec_ok(1, &["sh", "-c", "ss -ltn | grep -q ':5202 '"])));
+    let server = Iperf3Server::start(&lab, 1, 5202);
     let client = Command::new("timeout")
         .args(["30", "ip", "netns", "exec", lab.ns(0), "iperf3", "-c", "198.19.0.2"])
         .args(["-p", "5202", "-t", "12", "-P", "4", "-J", "--connect-timeout", "3000"])
@@ -91,10 +85,8 @@ fn ping_stays_fast_while_a_bulk_transfer_fills_a_slow_link() {
         &["netns", "exec", lab.ns(0), "ping", "-c", "60", "-i", "0.1", "-W", "2", "198.19.0.2"],
     );
     let out = client.wait_with_output().unwrap();
-    let _ = Command::new("kill").args(["-KILL", &server.id().to_string()]).status();
-    let _ = server.wait();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let mbit = json["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6;
+    drop(server);
+    let mbit = iperf3_mbit(&out.stdout);
 
     let got = rtts(&loaded);
     assert!(got.len() >= 50, "pings lost under load ({} of 60):\n{loaded}", got.len());

@@ -188,3 +188,39 @@ pub fn pair(pki: &Pki) -> Pair {
     );
     Pair { a, b, lab }
 }
+
+/// An `iperf3 -s -1` (one test, then it exits) in namespace `i` of a lab,
+/// ended by PID when dropped.
+pub struct Iperf3Server(std::process::Child);
+
+impl Iperf3Server {
+    /// Starts it on `port` and waits until it listens.
+    pub fn start(lab: &Lab, i: usize, port: u16) -> Iperf3Server {
+        let child = Command::new("ip")
+            .args(["netns", "exec", lab.ns(i), "iperf3", "-s", "-1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("iperf3");
+        let server = Iperf3Server(child);
+        let probe = format!("ss -ltn | grep -q ':{port} '");
+        assert!(
+            wait_until(5, || lab.exec_ok(i, &["sh", "-c", &probe])),
+            "iperf3 server did not listen on port {port}"
+        );
+        server
+    }
+}
+
+impl Drop for Iperf3Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// The receiver's rate (Mbit/s) in iperf3's `-J` output; 0 if absent.
+pub fn iperf3_mbit(json: &[u8]) -> f64 {
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap_or_default();
+    v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6
+}
