@@ -230,6 +230,7 @@ pub struct Link {
 
 impl Link {
     /// A new connection, handshake pending.
+    #[allow(clippy::too_many_arguments)] // the connection and the two queue settings
     pub fn new(
         id: LinkId,
         sock: TcpStream,
