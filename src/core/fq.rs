@@ -149,11 +149,6 @@ impl FqCodel {
         }
     }
 
-    /// The settings.
-    pub fn config(&self) -> &FqConfig {
-        &self.cfg
-    }
-
     /// What the queue did so far.
     pub fn stats(&self) -> FqStats {
         self.stats

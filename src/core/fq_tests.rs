@@ -281,7 +281,7 @@ fn control_messages_go_first_and_are_never_dropped_for_frames() {
     }
     for _ in 0..100 {
         let m = fq.pop(1_000_000).unwrap();
-        assert!(!wire::is_frame(&m), "control first");
+        assert!(wire::carries(&m) == Carries::Control, "control first");
     }
     // a standing queue of frames, then CoDel drops: never a control message
     let mut fq = FqCodel::new(FqConfig { limit: 1 << 30, ..FqConfig::default() }, 1);
@@ -294,12 +294,12 @@ fn control_messages_go_first_and_are_never_dropped_for_frames() {
             fq.push(announce(), now);
         }
         if let Some(m) = fq.pop(now) {
-            controls += usize::from(!wire::is_frame(&m));
+            controls += usize::from(wire::carries(&m) == Carries::Control);
         }
         now += 1000;
     }
     while let Some(m) = fq.pop(now) {
-        controls += usize::from(!wire::is_frame(&m));
+        controls += usize::from(wire::carries(&m) == Carries::Control);
     }
     assert!(fq.stats().codel_drops > 100);
     assert_eq!(controls, 400, "every control message went out");

@@ -557,11 +557,6 @@ pub fn is_offloaded(msg: &[u8]) -> bool {
     msg.get(LEN_PREFIX) == Some(&kind::OFFLOADED)
 }
 
-/// Whether a whole message carries a frame (types `0x80` and up).
-pub fn is_frame(msg: &[u8]) -> bool {
-    msg.get(LEN_PREFIX).is_some_and(|k| *k >= 0x80)
-}
-
 /// Appends the length prefix and type byte of a message whose body will be
 /// `body_len` bytes; returns `false`, writing nothing, if that is more than
 /// the 16-bit length can say.

@@ -36,8 +36,6 @@ pub struct LinkStats {
     pub codel_drops: AtomicU64,
     /// Frames marked CE instead of dropped.
     pub ecn_marks: AtomicU64,
-    /// The path's estimated bandwidth (bytes/s), 0 if unknown.
-    pub path_rate: AtomicU64,
 }
 
 /// The link's state machine: `Handshaking` until rustls finishes, then
@@ -163,11 +161,6 @@ impl OutQueue {
         if marks > 0 {
             stats.ecn_marks.fetch_add(marks, Ordering::Relaxed);
         }
-    }
-
-    /// What the queue discipline did so far.
-    pub fn fq_stats(&self) -> FqStats {
-        self.fq.stats()
     }
 
     /// Releases memory when empty.
@@ -399,7 +392,6 @@ impl Link {
                 notsent: i.notsent_bytes as u64,
             };
             self.cap.sample(now_us, &sample);
-            self.stats.path_rate.store(self.cap.bandwidth(), Ordering::Relaxed);
             // the socket's unsent bytes follow the path's rate (set only on
             // a change of a quarter or more: one system call now and then)
             if let Some(want) = self.cap.notsent_lowat() {
