@@ -610,7 +610,7 @@ impl Worker {
                 continue;
             };
             match link.flush(now_us) {
-                Ok(Flush::Done) => {
+                Ok(done @ (Flush::Done | Flush::Gated)) => {
                     if link.want_write && link.state != State::Handshaking {
                         link.want_write = false;
                         let _ = self.poll.registry().reregister(
@@ -619,20 +619,12 @@ impl Worker {
                             Interest::READABLE,
                         );
                     }
-                }
-                Ok(Flush::Gated) => {
-                    // the socket holds what the path can take: retry on a
-                    // short timer (writability would not come: nothing waits
-                    // unsent)
-                    if link.want_write {
-                        link.want_write = false;
-                        let _ = self.poll.registry().reregister(
-                            &mut link.sock,
-                            Token(slot + 1),
-                            Interest::READABLE,
-                        );
+                    // Gated: the socket holds what the path can take; retry
+                    // on a short timer (writability would not come: nothing
+                    // waits unsent)
+                    if done == Flush::Gated {
+                        self.gated.push(slot);
                     }
-                    self.gated.push(slot);
                 }
                 Ok(Flush::Blocked) => {
                     if !link.want_write {
