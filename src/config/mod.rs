@@ -152,6 +152,9 @@ pub struct Performance {
     /// Hand each link's socket no more than about one bandwidth-delay
     /// product of its path (see core::inflight).
     pub inflight_cap: bool,
+    /// Give each link to an invpnd neighbour a lane: a second connection
+    /// for the frames of sparse flows (see core::lane).
+    pub lanes: bool,
 }
 
 /// A whole, validated configuration.
@@ -266,6 +269,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "ecn",
             "notsent_lowat",
             "inflight_cap",
+            "lanes",
         ],
     ),
 ];
@@ -401,6 +405,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
             parse_size(v, 4 * 1024, 16 * 1024 * 1024)
         })?,
         inflight_cap: r.get("performance", "inflight_cap", true, parse_bool)?,
+        lanes: r.get("performance", "lanes", true, parse_bool)?,
         workers: r.get("performance", "workers", 0, |v| {
             if v == "auto" {
                 return Ok(0);

@@ -145,6 +145,14 @@ pub struct LinkEntry {
     #[serde(default)]
     pub ecn_marks: u64,
     pub malformed: u64,
+    /// Whether the link has a lane (a second connection for the frames of
+    /// sparse flows), and the bytes it carried.
+    #[serde(default)]
+    pub lane: bool,
+    #[serde(default)]
+    pub lane_bytes_in: u64,
+    #[serde(default)]
+    pub lane_bytes_out: u64,
 }
 
 /// One entry of `routes`.

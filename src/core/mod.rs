@@ -11,6 +11,7 @@ pub mod engine;
 pub mod fq;
 pub mod ids;
 pub mod inflight;
+pub mod lane;
 pub mod links;
 pub mod mac;
 pub mod offload;

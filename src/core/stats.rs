@@ -45,6 +45,8 @@ named_enum! {
         /// Frames cut out of super-frames in software (for a neighbour or a
         /// TAP that takes no super-frames).
         SoftwareSegments = "software_segments",
+        /// Frames sent on a link's lane rather than the link (`core::lane`).
+        LaneFrames = "lane_frames",
     }
 }
 

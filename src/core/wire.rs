@@ -378,6 +378,10 @@ pub struct Hello {
 pub mod hello_flags {
     /// The sender accepts `0x82` offloaded frames.
     pub const OFFLOADED: u32 = 1;
+    /// The sender takes a lane: a second connection, dialled by the side
+    /// that dialled the link, for the frames of sparse flows
+    /// (`core::lane`).
+    pub const LANES: u32 = 2;
 }
 
 /// `0x82`: a unicast frame with its offload header, checked.

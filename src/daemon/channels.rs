@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::core::{Event, LinkId, Mac};
+use crate::core::{Event, LinkCtx, LinkId, Mac};
 
 /// A limit on the bytes waiting in a queue, shared by its senders and its
 /// receiver: frames beyond it are dropped (like a switch), so memory stays
@@ -75,6 +75,9 @@ pub enum Origin {
     Dialled(Mac),
     /// It connected to our listener.
     Accepted,
+    /// We dialled a lane to the node whose MAC this is, for the link
+    /// named (`core::lane`).
+    Lane(Mac, LinkId),
 }
 
 /// Control requests for a worker (unbounded, never dropped).
@@ -92,6 +95,12 @@ pub enum WorkerCtl {
     Flood { msg: Arc<[u8]>, ext_only: bool },
     /// Close a link, saying why.
     Close { id: LinkId, reason: String },
+    /// Pair a lane with its link (whose context it takes for what arrives
+    /// on it), or close it (`None`: no link to pair it with).
+    PairLane { lane: LinkId, link: Option<LinkCtx> },
+    /// Frames of sparse flows on this link go to this lane from now on
+    /// (`None`: the lane is gone, all go on the link).
+    SetLane { link: LinkId, lane: Option<LinkId> },
     /// Re-check every link's peer chain with new TLS material.
     Reverify(Arc<crate::tls::Material>),
     /// Stop the loop.
@@ -119,6 +128,11 @@ pub enum ToSupervisor {
         /// The connection reached ourselves.
         was_self: bool,
     },
+    /// A link's peer said in its hello that it takes a lane, and we dialled
+    /// the link: dial the lane.
+    WantLane { link: LinkId, peer: Mac },
+    /// A lane finished its handshake: pair it with the link to `peer`.
+    LaneUp { id: LinkId, peer: Mac, stats: Arc<super::link::LinkStats> },
     /// Something the engine reported.
     Engine(Event),
     /// A thread hit an error the daemon cannot run without (the TAP

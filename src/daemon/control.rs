@@ -333,6 +333,7 @@ impl Supervisor {
         self.links()
             .into_iter()
             .map(|(l, s)| {
+                let lane = self.lane_stats.get(&l.id);
                 let get = |f: &dyn Fn(&super::link::LinkStats) -> &std::sync::atomic::AtomicU64| {
                     s.as_ref().map_or(0, |s| f(s).load(Ordering::Relaxed))
                 };
@@ -351,6 +352,9 @@ impl Supervisor {
                     codel_drops: get(&|s| &s.codel_drops),
                     ecn_marks: get(&|s| &s.ecn_marks),
                     malformed: get(&|s| &s.malformed),
+                    lane: lane.is_some(),
+                    lane_bytes_in: lane.map_or(0, |s| s.bytes_in.load(Ordering::Relaxed)),
+                    lane_bytes_out: lane.map_or(0, |s| s.bytes_out.load(Ordering::Relaxed)),
                 }
             })
             .collect()

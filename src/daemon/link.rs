@@ -17,6 +17,7 @@ use super::log_limit::LogLimit;
 use crate::core::deframer::Deframer;
 use crate::core::fq::{FqCodel, FqConfig, FqStats};
 use crate::core::inflight::{CapConfig, InflightCap, PathSample};
+use crate::core::lane::LaneSplit;
 use crate::core::{LinkCtx, LinkId};
 
 /// Counters for one link, read by the control interface.
@@ -46,6 +47,11 @@ pub enum State {
     Handshaking,
     /// Established: messages flow.
     Up(LinkCtx),
+    /// Established, as the lane of a link (`core::lane`): frames of sparse
+    /// flows only. What arrives on it is taken as arriving on the link
+    /// whose context it holds; until the supervisor pairs it with that
+    /// link (`None`), what arrives waits unread.
+    Lane(Option<LinkCtx>),
 }
 
 /// Plaintext handed to rustls per step while its output is empty: one
@@ -217,6 +223,10 @@ pub struct Link {
     /// How much may be handed to the socket (about one bandwidth-delay
     /// product of the path).
     pub cap: InflightCap,
+    /// Whether the peer's hello said it takes a lane.
+    pub peer_lanes: bool,
+    /// This link's lane, once up, and the split of frames between the two.
+    pub lane: Option<(LinkId, LaneSplit)>,
     /// The socket's `TCP_NOTSENT_LOWAT` now.
     notsent_lowat: u32,
 }
@@ -256,6 +266,8 @@ impl Link {
             peer_offload: false,
             notsent_lowat: cap.notsent_max,
             cap: InflightCap::new(cap),
+            peer_lanes: false,
+            lane: None,
         }
     }
 
@@ -280,12 +292,30 @@ impl Link {
         3 * own_interval.max(peer)
     }
 
-    /// The engine's view of the link, once it is up.
+    /// The engine's view of the link, once it is up (never for a lane:
+    /// floods and the link table see links only).
     pub fn ctx(&self) -> Option<LinkCtx> {
         match self.state {
             State::Up(ctx) => Some(ctx),
-            State::Handshaking => None,
+            State::Handshaking | State::Lane(_) => None,
         }
+    }
+
+    /// The link that what arrives here arrived on: this one, or for a
+    /// paired lane its link.
+    pub fn rx_ctx(&self) -> Option<LinkCtx> {
+        match self.state {
+            State::Up(ctx) | State::Lane(Some(ctx)) => Some(ctx),
+            State::Handshaking | State::Lane(None) => None,
+        }
+    }
+
+    /// The lane a whole message `msg` should take instead of this link, at
+    /// `now_ms`, if the link has one and the message belongs to a sparse
+    /// flow.
+    pub fn lane_for(&mut self, msg: &[u8], now_ms: u64) -> Option<LinkId> {
+        let (lane, split) = self.lane.as_mut()?;
+        split.takes_lane(msg, now_ms).then_some(*lane)
     }
 
     /// Reads once from the socket into `scratch`: `Ok(None)` when it would

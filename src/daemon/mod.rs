@@ -60,6 +60,8 @@ pub struct Settings {
     /// This node's announce interval (ms). A link is closed after three
     /// announce intervals of silence: ours, or the peer's if it is longer.
     pub announce_interval: u64,
+    /// Whether links to invpnd neighbours get a lane for sparse flows.
+    pub lanes: bool,
 }
 
 /// What every thread shares.
@@ -252,6 +254,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             },
             handshake_timeout: 10_000,
             announce_interval: interval,
+            lanes: cfg.performance.lanes,
         },
     });
 

@@ -27,9 +27,10 @@ use crate::config::{self, Config};
 use crate::core::admission::{self, Admission};
 use crate::core::cache::NodeCache;
 use crate::core::dialer::{Dial, Dialer};
+use crate::core::lane::{self, LanePairs};
 use crate::core::links::{self, LinkInfo, LinkTable};
 use crate::core::stats::Counter;
-use crate::core::{Event, LinkId, Mac};
+use crate::core::{Event, LinkCtx, LinkId, Mac};
 use crate::tls::{self, Material};
 
 pub const WAKER: Token = Token(0);
@@ -84,6 +85,10 @@ pub struct Supervisor {
     pub(super) info: NodeInfo,
     /// Traces under way: request id -> deadline and answers so far.
     pub(super) traces: HashMap<u64, PendingTrace>,
+    /// Which lane belongs to which link.
+    pub(super) lanes: LanePairs,
+    /// The counters of each link's lane, by link.
+    pub(super) lane_stats: HashMap<LinkId, Arc<LinkStats>>,
 }
 
 /// What the supervisor is built from.
@@ -188,6 +193,8 @@ impl Supervisor {
             control,
             info,
             traces: HashMap::new(),
+            lanes: LanePairs::new(),
+            lane_stats: HashMap::new(),
         })
     }
 
@@ -451,10 +458,29 @@ impl Supervisor {
                 self.dial_errors.remove(&peer);
                 self.announce_now = true;
             }
+            ToSupervisor::WantLane { link, peer } => self.dial_lane(link, peer),
+            ToSupervisor::LaneUp { id, peer, stats } => self.lane_up(id, peer, stats),
             ToSupervisor::LinkDown { id, peer: _, origin, reason, was_self } => {
                 let pending = self.pending.remove(&id);
                 self.admission.done(id);
                 self.link_stats.remove(&id);
+                match self.lanes.closed(id) {
+                    lane::Closed::LaneOf(link) => {
+                        self.lane_stats.remove(&link);
+                        self.set_lane(link, None);
+                        return None;
+                    }
+                    lane::Closed::LinkWithLane(lane) => {
+                        self.lane_stats.remove(&id);
+                        self.close(lane, "its link closed");
+                    }
+                    lane::Closed::Neither => {}
+                }
+                if let Origin::Lane(_, link) = origin {
+                    debug!("lane for link {link} failed: {reason}");
+                    self.lanes.dial_failed(link);
+                    return None;
+                }
                 if let Some(info) = self.links.remove(id) {
                     if self.links.to_peer(&info.peer).is_none() {
                         self.dialer.unlinked(info.peer, now.mono);
@@ -485,6 +511,81 @@ impl Supervisor {
             ToSupervisor::Fatal(msg) => return Some(Exit::Fatal(msg)),
         }
         None
+    }
+
+    /// Dials a lane for `link` (which we dialled) to `peer`, at the
+    /// link's address, on the link's worker.
+    fn dial_lane(&mut self, link: LinkId, peer: Mac) {
+        let Some(addr) = self.links.get(link).map(|i| i.addr) else {
+            return; // gone, or refused as a duplicate
+        };
+        if !self.lanes.start_dial(link) {
+            return;
+        }
+        let conn = self.material.lane_config(peer).and_then(|c| {
+            rustls::ClientConnection::new(c, ServerName::IpAddress(addr.ip().into()))
+        });
+        let stream = net::connect(addr, &self.tuning);
+        match (stream, conn) {
+            (Ok(stream), Ok(c)) => {
+                debug!("dialling a lane for link {link} to {peer}@{addr}");
+                let id = LinkId::new(self.next_seq, link.worker());
+                self.next_seq += 1;
+                self.hand_over(
+                    id,
+                    stream,
+                    addr,
+                    Origin::Lane(peer, link),
+                    rustls::Connection::Client(c),
+                );
+            }
+            (Err(e), _) => {
+                debug!("lane for link {link} to {peer}@{addr}: {e}");
+                self.lanes.dial_failed(link);
+            }
+            (_, Err(e)) => {
+                error!("TLS client setup: {e}");
+                self.lanes.dial_failed(link);
+            }
+        }
+    }
+
+    /// A lane's handshake finished: pair it with its link (the one it was
+    /// dialled for, or for one the peer dialled, our link to the peer).
+    fn lane_up(&mut self, id: LinkId, peer: Mac, stats: Arc<LinkStats>) {
+        let pending = self.pending.remove(&id);
+        self.admission.done(id);
+        let link = match pending {
+            Some((Origin::Lane(_, link), _)) => self.links.get(link),
+            _ => self.links.to_peer(&peer),
+        }
+        .filter(|i| i.ext && i.peer == peer)
+        .map(|i| LinkCtx { id: i.id, peer: i.peer, addr: i.addr, ext: i.ext });
+        let Some(ctx) = link else {
+            if let Some((Origin::Lane(_, link), _)) = pending {
+                self.lanes.dial_failed(link);
+            }
+            self.pair(id, None);
+            return;
+        };
+        if let Some(old) = self.lanes.paired(id, ctx.id) {
+            self.close(old, "replaced by a newer lane");
+        }
+        self.lane_stats.insert(ctx.id, stats);
+        self.pair(id, Some(ctx));
+        self.set_lane(ctx.id, Some(id));
+    }
+
+    fn pair(&self, lane: LinkId, link: Option<LinkCtx>) {
+        if let Some(w) = self.shared.workers.get(lane.worker()) {
+            w.send_ctl(WorkerCtl::PairLane { lane, link });
+        }
+    }
+
+    fn set_lane(&self, link: LinkId, lane: Option<LinkId>) {
+        if let Some(w) = self.shared.workers.get(link.worker()) {
+            w.send_ctl(WorkerCtl::SetLane { link, lane });
+        }
     }
 
     /// SIGHUP: re-reads the configuration and the TLS material. New
@@ -704,6 +805,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'st
             "[performance] inflight_cap",
             old.performance.inflight_cap != new.performance.inflight_cap,
         ),
+        ("[performance] lanes", old.performance.lanes != new.performance.lanes),
     ];
     let full = [
         ("[interface] name", old.interface.name != new.interface.name),

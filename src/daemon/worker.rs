@@ -15,6 +15,7 @@ use super::channels::{Origin, Spinner, ToSupervisor, ToWorker, WorkerCtl, Worker
 use super::link::{Flush, Link, State};
 use super::log_limit::LogLimit;
 use super::Shared;
+use crate::core::lane::LaneSplit;
 use crate::core::stats::{Counter, DropReason};
 use crate::core::{offload, wire, LinkCtx, LinkId, Output, Verdict};
 use crate::tls::{self, verify::peer_mac};
@@ -118,13 +119,33 @@ impl Out<'_> {
         self.queue_owned(slot, msg.to_vec());
     }
 
-    /// Queues a message the caller no longer needs (no copy).
+    /// Queues a message the caller no longer needs (no copy): on the link,
+    /// or on its lane if it has one and the message is a frame of a sparse
+    /// flow (`core::lane`).
     fn queue_owned(&mut self, slot: usize, msg: Vec<u8>) {
         let Some(l) = self.links.get(slot) else { return };
         if wire::is_offloaded(&msg) && !l.peer_offload {
             return self.queue_segmented(slot, &msg);
         }
-        if l.out.push(msg, self.shared.clock.mono_us()) {
+        let now_us = self.shared.clock.mono_us();
+        let mut slot = slot;
+        if let Some(lane) = l.lane_for(&msg, now_us / 1000) {
+            if lane.worker() != self.index {
+                self.shared.engine.stats().add(Counter::LaneFrames, 1);
+                if let Some(w) = self.shared.workers.get(lane.worker()) {
+                    if !w.send_data(ToWorker::Send { link: lane, msg }) {
+                        self.shared.engine.stats().drop(DropReason::QueueFull);
+                    }
+                }
+                return;
+            }
+            if let Some(s) = self.links.slot_of(lane) {
+                self.shared.engine.stats().add(Counter::LaneFrames, 1);
+                slot = s;
+            }
+        }
+        let Some(l) = self.links.get(slot) else { return };
+        if l.out.push(msg, now_us) {
             self.dirty.push(slot);
         } else {
             l.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -221,6 +242,14 @@ impl Output for Out<'_> {
     fn capabilities(&mut self, link: LinkId, flags: u32) {
         if let Some(l) = self.links.slot_of(link).and_then(|s| self.links.get(s)) {
             l.peer_offload = flags & wire::hello_flags::OFFLOADED != 0;
+            let lanes = flags & wire::hello_flags::LANES != 0;
+            // the side that dialled the link dials its lane, once
+            if lanes && !l.peer_lanes && self.shared.settings.lanes {
+                if let (Origin::Dialled(peer), State::Up(_)) = (l.origin, l.state) {
+                    self.shared.supervisor.send(ToSupervisor::WantLane { link, peer });
+                }
+            }
+            l.peer_lanes = lanes;
         }
     }
 
@@ -412,6 +441,15 @@ impl Worker {
             self.close_self(slot);
             return false;
         }
+        if link.tls.alpn_protocol() == Some(tls::ALPN_LANE) {
+            // a lane: the supervisor pairs it with the link to its peer
+            link.state = State::Lane(None);
+            link.last_rx = now.mono;
+            debug!("lane up: peer={peer} addr={} link={}", link.addr, link.id);
+            let stats = link.stats.clone();
+            self.shared.supervisor.send(ToSupervisor::LaneUp { id: link.id, peer, stats });
+            return true;
+        }
         let ext = link.tls.alpn_protocol() == Some(tls::ALPN_INVPN2);
         let ctx = LinkCtx { id: link.id, peer, addr: link.addr, ext };
         link.state = State::Up(ctx);
@@ -433,7 +471,11 @@ impl Worker {
         if ext {
             // invpnd extensions: say what we accept (0.4 never sees this).
             let mut hello = Vec::with_capacity(8);
-            wire::encode_hello(&mut hello, wire::hello_flags::OFFLOADED);
+            let mut flags = wire::hello_flags::OFFLOADED;
+            if self.shared.settings.lanes {
+                flags |= wire::hello_flags::LANES;
+            }
+            wire::encode_hello(&mut hello, flags);
             self.out().queue_local(slot, &hello);
         }
         self.shared.engine.link_up(&ctx, now);
@@ -452,7 +494,7 @@ impl Worker {
         let Some(link) = self.links.get(slot) else {
             return;
         };
-        let Some(ctx) = link.ctx() else { return };
+        let Some(ctx) = link.rx_ctx() else { return };
         let mut rx = std::mem::take(&mut link.rx);
         let now = self.shared.clock.now();
         let engine = &self.shared.engine;
@@ -525,11 +567,32 @@ impl Worker {
                         self.close(slot, &reason);
                     }
                 }
+                WorkerCtl::PairLane { lane, link } => self.pair_lane(lane, link),
+                WorkerCtl::SetLane { link, lane } => {
+                    if let Some(l) = self.links.slot_of(link).and_then(|s| self.links.get(s)) {
+                        l.lane = lane.map(|id| (id, LaneSplit::new(fastrand::u64(..))));
+                    }
+                }
                 WorkerCtl::Reverify(material) => self.reverify(&material),
                 WorkerCtl::Shutdown => return false,
             }
         }
         true
+    }
+
+    /// The supervisor paired a lane with its link (or found none).
+    fn pair_lane(&mut self, lane: LinkId, link: Option<LinkCtx>) {
+        let Some(slot) = self.links.slot_of(lane) else { return };
+        match link {
+            Some(ctx) => {
+                if let Some(l) = self.links.get(slot) {
+                    l.state = State::Lane(Some(ctx));
+                }
+                // what arrived before the pairing
+                self.process_messages(slot);
+            }
+            None => self.close(slot, "a lane for no link"),
+        }
     }
 
     fn out(&mut self) -> Out<'_> {
@@ -657,6 +720,9 @@ impl Worker {
                 State::Handshaking if now.saturating_sub(link.created) > hs_timeout => {
                     self.close(slot, &format!("handshake timed out after {} s", hs_timeout / 1000));
                 }
+                State::Lane(None) if now.saturating_sub(link.created) > hs_timeout => {
+                    self.close(slot, "lane not paired with a link in time");
+                }
                 State::Up(_) if now.saturating_sub(link.last_rx) > link.silence_limit(interval) => {
                     let limit = link.silence_limit(interval);
                     self.close(
@@ -678,12 +744,12 @@ impl Worker {
             let Some(link) = self.links.get(slot) else {
                 continue;
             };
-            let State::Up(ctx) = link.state else {
+            let (State::Up(ctx) | State::Lane(Some(ctx))) = link.state else {
                 continue;
             };
             let chain: Vec<_> =
                 link.tls.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
-            let accepted = matches!(link.origin, Origin::Accepted);
+            let accepted = !matches!(link.origin, Origin::Dialled(_) | Origin::Lane(..));
             if let Err(e) = material.verify_peer(&chain, accepted, ctx.peer, now) {
                 let reason = format!("peer certificate no longer valid: {}", tls::describe(&e));
                 self.close(slot, &reason);
@@ -713,8 +779,11 @@ impl Worker {
                     ctx.peer, ctx.addr, ctx.id
                 );
             }
+            State::Lane(_) => {
+                debug!("lane down: addr={} reason=\"{reason}\" link={}", link.addr, link.id)
+            }
             State::Handshaking => match link.origin {
-                Origin::Dialled(mac) => {
+                Origin::Dialled(mac) | Origin::Lane(mac, _) => {
                     debug!("dial to {mac} at {} failed: {reason}", link.addr)
                 }
                 Origin::Accepted => {

@@ -28,6 +28,11 @@ use crate::core::Mac;
 /// The ALPN protocol invpnd offers; a link that agrees on it is an invpnd
 /// link, one without ALPN is a 0.4 link (PROTOCOL.md §8).
 pub const ALPN_INVPN2: &[u8] = b"invpn/2";
+/// The ALPN protocol of a lane: a second connection between two invpnd
+/// neighbours that already share a link, carrying the frames of sparse
+/// flows (`core::lane`). Offered only by a dialler whose neighbour's hello
+/// said it takes lanes.
+pub const ALPN_LANE: &[u8] = b"invpn/2-lane";
 
 /// Why the node's TLS material was refused.
 #[derive(Debug)]
@@ -229,7 +234,7 @@ impl Material {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_client_cert_verifier(Arc::new(verifier))
             .with_cert_resolver(Arc::new(OwnCert(self.certified.clone())));
-        c.alpn_protocols = vec![ALPN_INVPN2.to_vec()];
+        c.alpn_protocols = vec![ALPN_INVPN2.to_vec(), ALPN_LANE.to_vec()];
         c.send_tls13_tickets = 0;
         c.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(Arc::new(c))
@@ -237,6 +242,20 @@ impl Material {
 
     /// The configuration for dialling the node whose MAC is `expected`.
     pub fn client_config(&self, expected: Mac) -> Result<Arc<ClientConfig>, rustls::Error> {
+        self.client_config_for(expected, ALPN_INVPN2)
+    }
+
+    /// The configuration for dialling a lane to `expected`, a neighbour we
+    /// already have a link to.
+    pub fn lane_config(&self, expected: Mac) -> Result<Arc<ClientConfig>, rustls::Error> {
+        self.client_config_for(expected, ALPN_LANE)
+    }
+
+    fn client_config_for(
+        &self,
+        expected: Mac,
+        alpn: &[u8],
+    ) -> Result<Arc<ClientConfig>, rustls::Error> {
         let verifier = NodeServerVerifier {
             provider: self.provider.clone(),
             roots: self.roots.clone(),
@@ -247,7 +266,7 @@ impl Material {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_cert_resolver(Arc::new(OwnCert(self.certified.clone())));
-        c.alpn_protocols = vec![ALPN_INVPN2.to_vec()];
+        c.alpn_protocols = vec![alpn.to_vec()];
         c.enable_sni = false;
         c.resumption = Resumption::disabled();
         Ok(Arc::new(c))

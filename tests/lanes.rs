@@ -1,0 +1,102 @@
+//! Lanes: between two invpnd nodes, the side that dialled the link dials a
+//! second connection for the frames of sparse flows, and both sides send
+//! such frames (a ping) on it; with `lanes = no` on either side there is
+//! none, and frames take the link.
+
+mod common;
+
+use common::*;
+
+/// A's and B's entries for each other in `links`, once both show `lane`
+/// as `want` (or after `secs`).
+fn entries(a: &Node, b: &Node, want: bool, secs: u64) -> (serde_json::Value, serde_json::Value) {
+    let entry = |n: &Node, peer: u8| {
+        let links = n.query("links");
+        links
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["peer"] == mac(peer).to_string()))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut got = (entry(a, 2), entry(b, 1));
+    wait_until(secs, || {
+        got = (entry(a, 2), entry(b, 1));
+        got.0["lane"] == want && got.1["lane"] == want
+    });
+    got
+}
+
+fn counter(n: &Node, name: &str) -> u64 {
+    n.query("status")["counters"][name].as_u64().unwrap_or(0)
+}
+
+fn two_nodes(lab: &Lab, pki: &Pki, b_extra: &str) -> (Node, Node) {
+    let a = Node::start(
+        lab,
+        0,
+        pki,
+        NodeConf { bind: Some("198.18.1.1".into()), ..NodeConf::new(1, mac(1)) },
+    );
+    let b = Node::start(
+        lab,
+        1,
+        pki,
+        NodeConf {
+            init: vec![seed(1, "198.18.1.1")],
+            extra: b_extra.to_string(),
+            ..NodeConf::new(2, mac(2))
+        },
+    );
+    (a, b)
+}
+
+#[test]
+fn sparse_flows_take_the_lane_both_ways() {
+    if !root_or_skip("lanes::sparse_flows_take_the_lane_both_ways") {
+        return;
+    }
+    let pki = Pki::new();
+    let mut lab = Lab::new(2);
+    lab.link(0, 1, 1);
+    let (a, b) = two_nodes(&lab, &pki, "");
+    assert!(wait_until(20, || lab.ping(1, "198.19.0.1")), "no ping across the link");
+    let (ea, eb) = entries(&a, &b, true, 15);
+    assert!(ea["lane"] == true && eb["lane"] == true, "no lane: A {ea}, B {eb}");
+    // B dialled the link, so B dialled the lane; one link each way still
+    assert_eq!(ea["direction"], "in", "{ea}");
+    assert_eq!(eb["direction"], "out", "{eb}");
+    assert_eq!(a.query("links").as_array().map(|l| l.len()), Some(1), "the lane is no link");
+
+    let (a0, b0) = (counter(&a, "lane_frames"), counter(&b, "lane_frames"));
+    let out = run(
+        "ip",
+        &["netns", "exec", lab.ns(0), "ping", "-c", "10", "-i", "0.05", "-W", "2", "198.19.0.2"],
+    );
+    assert!(out.contains(" 0% packet loss"), "pings lost over the lane:\n{out}");
+    // each side sent its half of the pings on the lane
+    assert!(counter(&a, "lane_frames") >= a0 + 10, "A's echo requests did not take the lane");
+    assert!(counter(&b, "lane_frames") >= b0 + 10, "B's echo replies did not take the lane");
+    let (ea, eb) = entries(&a, &b, true, 1);
+    for (name, e) in [("A", &ea), ("B", &eb)] {
+        let (i, o) = (e["lane_bytes_in"].as_u64(), e["lane_bytes_out"].as_u64());
+        assert!(i > Some(1000) && o > Some(1000), "{name}'s lane carried too little: {e}");
+    }
+    assert!(b.log_count("link down") == 0 && a.log_count("link down") == 0, "a link went down");
+}
+
+#[test]
+fn no_lane_when_one_side_declines() {
+    if !root_or_skip("lanes::no_lane_when_one_side_declines") {
+        return;
+    }
+    let pki = Pki::new();
+    let mut lab = Lab::new(2);
+    lab.link(0, 1, 1);
+    // B, which dials, takes no lanes; A offers them, in vain
+    let (a, b) = two_nodes(&lab, &pki, "[performance]\nlanes = no\n");
+    assert!(wait_until(20, || lab.ping(1, "198.19.0.1")), "no ping across the link");
+    let (ea, eb) = entries(&a, &b, true, 3);
+    assert!(ea["lane"] == false && eb["lane"] == false, "a lane anyway: A {ea}, B {eb}");
+    assert!(lab.ping(0, "198.19.0.2"));
+    assert_eq!(counter(&a, "lane_frames") + counter(&b, "lane_frames"), 0);
+}
