@@ -82,6 +82,10 @@ fn sparse_flows_take_the_lane_both_ways() {
         assert!(i > Some(1000) && o > Some(1000), "{name}'s lane carried too little: {e}");
     }
     assert!(b.log_count("link down") == 0 && a.log_count("link down") == 0, "a link went down");
+    // A accepted the lane on whichever worker came next; it runs on its
+    // link's worker (moved there if need be)
+    let moved = a.log_count("moved to the worker of its link");
+    eprintln!("lanes::sparse_flows_take_the_lane_both_ways: lane moved: {moved}");
 }
 
 #[test]

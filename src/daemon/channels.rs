@@ -98,6 +98,12 @@ pub enum WorkerCtl {
     /// Pair a lane with its link (whose context it takes for what arrives
     /// on it), or close it (`None`: no link to pair it with).
     PairLane { lane: LinkId, link: Option<LinkCtx> },
+    /// Hand a lane over to the worker of its link, under the id `to` (of
+    /// that worker), paired with the link: a lane on the link's own worker
+    /// costs sparse frames no hop between threads.
+    MoveLane { lane: LinkId, to: LinkId, link: LinkCtx },
+    /// Take over a lane moved from another worker.
+    AdoptLane(Box<super::link::Link>),
     /// Frames of sparse flows on this link go to this lane from now on
     /// (`None`: the lane is gone, all go on the link).
     SetLane { link: LinkId, lane: Option<LinkId> },

@@ -568,12 +568,23 @@ impl Supervisor {
             self.pair(id, None);
             return;
         };
-        if let Some(old) = self.lanes.paired(id, ctx.id) {
+        // on the link's worker (accepted lanes land on any)
+        let lane = if id.worker() == ctx.id.worker() {
+            self.pair(id, Some(ctx));
+            id
+        } else {
+            let to = LinkId::new(self.next_seq, ctx.id.worker());
+            self.next_seq += 1;
+            if let Some(w) = self.shared.workers.get(id.worker()) {
+                w.send_ctl(WorkerCtl::MoveLane { lane: id, to, link: ctx });
+            }
+            to
+        };
+        if let Some(old) = self.lanes.paired(lane, ctx.id) {
             self.close(old, "replaced by a newer lane");
         }
         self.lane_stats.insert(ctx.id, stats);
-        self.pair(id, Some(ctx));
-        self.set_lane(ctx.id, Some(id));
+        self.set_lane(ctx.id, Some(lane));
     }
 
     fn pair(&self, lane: LinkId, link: Option<LinkCtx>) {

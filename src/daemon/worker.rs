@@ -568,6 +568,8 @@ impl Worker {
                     }
                 }
                 WorkerCtl::PairLane { lane, link } => self.pair_lane(lane, link),
+                WorkerCtl::MoveLane { lane, to, link } => self.move_lane(lane, to, link),
+                WorkerCtl::AdoptLane(lane) => self.adopt_lane(*lane),
                 WorkerCtl::SetLane { link, lane } => {
                     if let Some(l) = self.links.slot_of(link).and_then(|s| self.links.get(s)) {
                         l.lane = lane.map(|id| (id, LaneSplit::new(fastrand::u64(..))));
@@ -593,6 +595,47 @@ impl Worker {
             }
             None => self.close(slot, "a lane for no link"),
         }
+    }
+
+    /// Hands a lane to the worker of its link (see [`WorkerCtl::MoveLane`]).
+    fn move_lane(&mut self, lane: LinkId, to: LinkId, link: LinkCtx) {
+        let Some(mut l) = self.links.slot_of(lane).and_then(|s| self.links.remove(s)) else {
+            // closed meanwhile: the supervisor paired `to`, which never came
+            self.shared.supervisor.send(ToSupervisor::LinkDown {
+                id: to,
+                peer: None,
+                origin: Origin::Accepted,
+                reason: "the lane closed before it moved".into(),
+                was_self: false,
+            });
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut l.sock);
+        l.id = to;
+        l.state = State::Lane(Some(link));
+        if let Some(w) = self.shared.workers.get(to.worker()) {
+            w.send_ctl(WorkerCtl::AdoptLane(Box::new(l)));
+        }
+    }
+
+    /// Takes over a lane moved here, with what it had read and not yet
+    /// processed.
+    fn adopt_lane(&mut self, lane: Link) {
+        let slot = self.links.insert(lane);
+        let Some(l) = self.links.get(slot) else { return };
+        l.want_write = true;
+        if let Err(e) = self.poll.registry().register(
+            &mut l.sock,
+            Token(slot + 1),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            return self.close(slot, &format!("cannot watch the socket: {e}"));
+        }
+        debug!("lane {} moved to the worker of its link", l.id);
+        self.process_messages(slot);
+        // bytes that arrived while it moved: no edge announces them
+        self.unread.push(slot);
+        self.dirty.push(slot);
     }
 
     fn out(&mut self) -> Out<'_> {
