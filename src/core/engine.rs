@@ -114,14 +114,7 @@ pub trait Output {
     /// offload on the TAP, the frame is segmented (or its checksum
     /// completed) in software and delivered as ordinary frames.
     fn deliver_offloaded(&mut self, hdr: &VnetHdr, frame: &[u8]) {
-        if hdr.is_gso() {
-            let _ = offload::segment(hdr, frame, |seg| self.deliver(seg));
-        } else {
-            let mut f = frame.to_vec();
-            if offload::complete_checksum(hdr, &mut f).is_ok() {
-                self.deliver(&f);
-            }
-        }
+        let _ = offload::plain_frames(hdr, frame, |f| self.deliver(f));
     }
     /// Reports an event.
     fn event(&mut self, ev: Event);

@@ -257,6 +257,25 @@ fn tcp_checksum(seg: &[u8], l: &Layout) -> u16 {
     !csum_fold(sum)
 }
 
+/// What an offloaded frame stands for, as ordinary frames, each handed to
+/// `emit`: a super-frame cut into segments, or a frame whose partial
+/// checksum is completed (on a copy). The one way to turn a `0x82` frame
+/// into plain frames for a peer or a TAP that takes no offloads. Returns how
+/// many frames were cut in software (0 for a checksum completion).
+pub fn plain_frames(
+    h: &VnetHdr,
+    frame: &[u8],
+    mut emit: impl FnMut(&[u8]),
+) -> Result<usize, OffloadError> {
+    if h.is_gso() {
+        return segment(h, frame, emit);
+    }
+    let mut f = frame.to_vec();
+    complete_checksum(h, &mut f)?;
+    emit(&f);
+    Ok(0)
+}
+
 /// Cuts a TCP super-frame into frames of at most `gso_size` bytes of
 /// payload each, with their own lengths, IPv4 ids, sequence numbers, flags
 /// and checksums, as the kernel's TSO would; calls `emit` with each.

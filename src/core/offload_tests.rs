@@ -235,3 +235,26 @@ fn csum_add_matches_the_reference_on_odd_lengths() {
         assert_eq!(csum_fold(csum_add(0, &d)), ref_sum(&[&d]), "len {len}");
     }
 }
+
+#[test]
+fn plain_frames_segments_a_super_frame_and_completes_a_checksum() {
+    let (f, h) = v4_frame(&[7u8; 3000], 1000, 0x18, false);
+    let mut cut = Vec::new();
+    assert_eq!(plain_frames(&h, &f, |s| cut.push(s.to_vec())), Ok(3));
+    let mut segmented = Vec::new();
+    segment(&h, &f, |s| segmented.push(s.to_vec())).unwrap();
+    assert_eq!(cut, segmented, "the same as segment()");
+
+    let (mut f, _) = v4_frame(&[9u8; 333], 1448, 0x18, false);
+    let pseudo = pseudo_v4(&f, 14);
+    let partial = !ref_sum(&[&pseudo]) ^ 0xffff;
+    f[34 + 16..34 + 18].copy_from_slice(&partial.to_be_bytes());
+    let h = VnetHdr { flags: F_NEEDS_CSUM, csum_start: 34, csum_offset: 16, ..Default::default() };
+    let mut out = Vec::new();
+    assert_eq!(plain_frames(&h, &f, |s| out.push(s.to_vec())), Ok(0), "none cut");
+    assert_eq!(out.len(), 1);
+    assert_eq!(ref_sum(&[&pseudo, &out[0][34..]]), 0xffff, "checksum completed");
+    // a frame that does not hold what its header says is dropped, not sent
+    let bad = VnetHdr { csum_start: 5000, ..h };
+    assert!(plain_frames(&bad, &f, |_| panic!("emitted")).is_err());
+}

@@ -160,21 +160,14 @@ impl Out<'_> {
             return;
         };
         let mut segs: Vec<Vec<u8>> = Vec::new();
-        let mut push = |frame: &[u8]| {
+        let push = |frame: &[u8]| {
             let mut m = Vec::with_capacity(frame.len() + 3);
             if wire::encode_unicast(&mut m, frame) {
                 segs.push(m);
             }
         };
-        if o.hdr.is_gso() {
-            if let Ok(n) = offload::segment(&o.hdr, o.frame, push) {
-                self.shared.engine.stats().add(Counter::SoftwareSegments, n as u64);
-            }
-        } else {
-            let mut f = o.frame.to_vec();
-            if offload::complete_checksum(&o.hdr, &mut f).is_ok() {
-                push(&f);
-            }
+        if let Ok(n) = offload::plain_frames(&o.hdr, o.frame, push) {
+            self.shared.engine.stats().add(Counter::SoftwareSegments, n as u64);
         }
         for m in segs {
             self.queue_owned(slot, m);
@@ -197,14 +190,7 @@ impl Output for Out<'_> {
     }
 
     fn flood(&mut self, except: Option<LinkId>, msg: &[u8], ext_only: bool) {
-        for slot in self.links.occupied() {
-            let Some(ctx) = self.links.get(slot).and_then(|l| l.ctx()) else {
-                continue;
-            };
-            if Some(ctx.id) != except && (ctx.ext || !ext_only) {
-                self.queue_local(slot, msg);
-            }
-        }
+        self.flood_here(except, msg, ext_only);
         if self.shared.workers.len() > 1 {
             // Relays to other workers go through their bounded data queues:
             // under a flood they are dropped (and repeated by their senders
@@ -227,15 +213,8 @@ impl Output for Out<'_> {
     fn deliver_offloaded(&mut self, hdr: &offload::VnetHdr, frame: &[u8]) {
         if self.shared.vnet {
             self.shared.to_tap_with(hdr, frame);
-        } else if hdr.is_gso() {
-            if let Ok(n) = offload::segment(hdr, frame, |seg| self.shared.to_tap(seg)) {
-                self.shared.engine.stats().add(Counter::SoftwareSegments, n as u64);
-            }
-        } else {
-            let mut f = frame.to_vec();
-            if offload::complete_checksum(hdr, &mut f).is_ok() {
-                self.shared.to_tap(&f);
-            }
+        } else if let Ok(n) = offload::plain_frames(hdr, frame, |f| self.shared.to_tap(f)) {
+            self.shared.engine.stats().add(Counter::SoftwareSegments, n as u64);
         }
     }
 
@@ -558,10 +537,7 @@ impl Worker {
                 WorkerCtl::Adopt { id, stream, addr, origin, tls } => {
                     self.adopt(id, stream, addr, origin, *tls)
                 }
-                WorkerCtl::Flood { msg, ext_only } => {
-                    let mut out = self.out();
-                    out.flood_local(&msg, ext_only);
-                }
+                WorkerCtl::Flood { msg, ext_only } => self.out().flood_here(None, &msg, ext_only),
                 WorkerCtl::Close { id, reason } => {
                     if let Some(slot) = self.links.slot_of(id) {
                         self.close(slot, &reason);
@@ -659,14 +635,7 @@ impl Worker {
                     None => self.shared.engine.stats().drop(DropReason::NoRoute),
                 },
                 ToWorker::Flood { except, msg, ext_only } => {
-                    for slot in self.links.occupied() {
-                        let Some(ctx) = self.links.get(slot).and_then(|l| l.ctx()) else {
-                            continue;
-                        };
-                        if Some(ctx.id) != except && (ctx.ext || !ext_only) {
-                            self.out().queue_local(slot, &msg);
-                        }
-                    }
+                    self.out().flood_here(except, &msg, ext_only)
                 }
             }
         }
@@ -864,12 +833,15 @@ impl Worker {
 }
 
 impl Out<'_> {
-    fn flood_local(&mut self, msg: &[u8], ext_only: bool) {
+    /// Queues a message on every link of this worker but `except` (only
+    /// invpnd links if `ext_only`; never lanes): the one flood loop, for
+    /// the engine's floods, other workers' and the supervisor's.
+    fn flood_here(&mut self, except: Option<LinkId>, msg: &[u8], ext_only: bool) {
         for slot in self.links.occupied() {
             let Some(ctx) = self.links.get(slot).and_then(|l| l.ctx()) else {
                 continue;
             };
-            if ctx.ext || !ext_only {
+            if Some(ctx.id) != except && (ctx.ext || !ext_only) {
                 self.queue_local(slot, msg);
             }
         }
