@@ -27,6 +27,37 @@ pub struct LinkInfo {
     pub since: u64,
 }
 
+impl LinkInfo {
+    /// `out` if this node dialled the link, else `in`.
+    pub fn direction(&self) -> &'static str {
+        direction_label(self.outbound)
+    }
+
+    /// `invpnd` for a link to an invpnd node, else `invpn-0.4`.
+    pub fn protocol(&self) -> &'static str {
+        protocol_label(self.ext)
+    }
+}
+
+/// How logs and the control interface name a link's direction.
+pub fn direction_label(outbound: bool) -> &'static str {
+    if outbound {
+        "out"
+    } else {
+        "in"
+    }
+}
+
+/// How logs and the control interface name a link's protocol: `invpnd`
+/// (ALPN invpn/2 agreed) or `invpn-0.4`.
+pub fn protocol_label(ext: bool) -> &'static str {
+    if ext {
+        "invpnd"
+    } else {
+        "invpn-0.4"
+    }
+}
+
 /// The decision on a link that just came up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {

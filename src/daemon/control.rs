@@ -340,8 +340,8 @@ impl Supervisor {
                 LinkEntry {
                     peer: l.peer.to_string(),
                     addr: l.addr.to_string(),
-                    direction: if l.outbound { "out" } else { "in" }.to_string(),
-                    protocol: if l.ext { "invpnd" } else { "invpn-0.4" }.to_string(),
+                    direction: l.direction().to_string(),
+                    protocol: l.protocol().to_string(),
                     uptime_secs: now.saturating_sub(l.since) / 1000,
                     bytes_in: get(&|s| &s.bytes_in),
                     bytes_out: get(&|s| &s.bytes_out),

@@ -751,8 +751,8 @@ impl Supervisor {
                 "status: link peer={} addr={} dir={} proto={} bytes_in={rx} bytes_out={tx}",
                 l.peer,
                 l.addr,
-                if l.outbound { "out" } else { "in" },
-                if l.ext { "invpnd" } else { "invpn-0.4" }
+                l.direction(),
+                l.protocol()
             );
         }
         let stats = e.stats();

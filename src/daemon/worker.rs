@@ -16,6 +16,7 @@ use super::link::{Flush, Link, State};
 use super::log_limit::LogLimit;
 use super::Shared;
 use crate::core::lane::LaneSplit;
+use crate::core::links;
 use crate::core::stats::{Counter, DropReason};
 use crate::core::{offload, wire, LinkCtx, LinkId, Output, Verdict};
 use crate::tls::{self, verify::peer_mac};
@@ -442,8 +443,8 @@ impl Worker {
         info!(
             "link up: peer={peer} addr={} dir={} proto={} tls={suite} link={}",
             link.addr,
-            if outbound { "out" } else { "in" },
-            if ext { "invpnd" } else { "invpn-0.4" },
+            links::direction_label(outbound),
+            links::protocol_label(ext),
             link.id
         );
         let stats = link.stats.clone();
