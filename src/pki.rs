@@ -92,12 +92,23 @@ impl Validity {
     }
 }
 
-fn random_serial() -> SerialNumber {
+/// Fills `b` from the system's cryptographic random generator.
+fn random_bytes(b: &mut [u8]) -> Result<(), PkiError> {
+    use ring::rand::SecureRandom;
+    ring::rand::SystemRandom::new()
+        .fill(b)
+        .map_err(|_| PkiError("the system's random generator failed".into()))
+}
+
+/// A random serial number (RFC 5280: positive, at most 20 octets; 127 bits
+/// of randomness from the system's cryptographic generator, so that serials
+/// cannot be predicted or collide).
+fn random_serial() -> Result<SerialNumber, PkiError> {
     let mut b = [0u8; 16];
-    fastrand::fill(&mut b);
+    random_bytes(&mut b)?;
     b[0] &= 0x7f; // positive
     b[0] |= 0x01; // and no leading zero byte
-    SerialNumber::from_slice(&b)
+    Ok(SerialNumber::from_slice(&b))
 }
 
 /// Makes a self-signed CA.
@@ -114,14 +125,14 @@ pub fn new_ca(name: &str, validity: Validity, key: KeyType) -> Result<CertAndKey
     ];
     p.not_before = validity.not_before;
     p.not_after = validity.not_after;
-    p.serial_number = Some(random_serial());
+    p.serial_number = Some(random_serial()?);
     let cert = p.self_signed(&kp).map_err(err("signing the CA certificate"))?;
     Ok(CertAndKey { cert_pem: cert.pem(), key_pem: kp.serialize_pem() })
 }
 
 /// The parameters of a node certificate for the given Common Name (the
 /// MAC, written in lower case, except in tests that need a bad CN).
-fn node_params(common_name: &str, validity: Validity) -> CertificateParams {
+fn node_params(common_name: &str, validity: Validity) -> Result<CertificateParams, PkiError> {
     let mut p = CertificateParams::default();
     p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name.push(DnType::CommonName, common_name);
@@ -132,8 +143,8 @@ fn node_params(common_name: &str, validity: Validity) -> CertificateParams {
     p.use_authority_key_identifier_extension = true;
     p.not_before = validity.not_before;
     p.not_after = validity.not_after;
-    p.serial_number = Some(random_serial());
-    p
+    p.serial_number = Some(random_serial()?);
+    Ok(p)
 }
 
 fn issuer<'a>(ca: &'a CertAndKey) -> Result<Issuer<'a, KeyPair>, PkiError> {
@@ -150,7 +161,7 @@ pub fn issue(
     key: KeyType,
 ) -> Result<CertAndKey, PkiError> {
     let kp = KeyPair::generate_for(key.alg()).map_err(err("generating the node key"))?;
-    let cert = node_params(common_name, validity)
+    let cert = node_params(common_name, validity)?
         .signed_by(&kp, &issuer(ca)?)
         .map_err(err("signing the node certificate"))?;
     Ok(CertAndKey { cert_pem: cert.pem(), key_pem: kp.serialize_pem() })
@@ -219,7 +230,7 @@ pub fn sign_request(
     }
     let key = rcgen::SubjectPublicKeyInfo::from_der(info.subject_pki.raw)
         .map_err(|e| PkiError(format!("the request's public key is not supported: {e}")))?;
-    let cert = node_params(&mac.to_string(), validity)
+    let cert = node_params(&mac.to_string(), validity)?
         .signed_by(&key, &issuer(ca)?)
         .map_err(err("signing the request"))?;
     Ok((cert.pem(), mac))
@@ -384,9 +395,11 @@ fn base64_encode(data: &[u8]) -> String {
 }
 
 /// A random locally-administered unicast MAC (`x2:...`, `x6:...`, ...).
-pub fn random_mac() -> Mac {
+/// (From the system's cryptographic generator: two nodes made on two hosts
+/// must not draw the same sequence.)
+pub fn random_mac() -> Result<Mac, PkiError> {
     let mut b = [0u8; 6];
-    fastrand::fill(&mut b);
+    random_bytes(&mut b)?;
     b[0] = (b[0] & 0xfc) | 0x02;
-    Mac(b)
+    Ok(Mac(b))
 }

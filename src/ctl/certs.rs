@@ -99,7 +99,7 @@ fn key_type(m: &getopts::Matches) -> Result<KeyType, CtlError> {
 fn mac(m: &getopts::Matches) -> Result<Mac, CtlError> {
     let v = m.opt_str("mac").unwrap_or_default();
     if v == "random" {
-        return Ok(pki::random_mac());
+        return pki::random_mac().map_err(|err| e(err.to_string()));
     }
     let mac: Mac =
         v.parse().map_err(|err: crate::core::mac::MacParseError| e(format!("--mac: {err}")))?;
