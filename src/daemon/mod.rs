@@ -7,6 +7,7 @@ pub mod cache_file;
 pub mod channels;
 pub mod clock;
 pub mod control;
+pub mod metrics_http;
 pub mod link;
 pub mod log_limit;
 pub mod net;
@@ -183,6 +184,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             cfg.control.socket.display()
         ))
     })?;
+    let metrics = metrics_http::bind_configured(&cfg).map_err(DaemonError)?;
     let listener = if cfg.network.listening() {
         let (l, addr) = net::listen(cfg.network.bind, cfg.network.port, cc.set).map_err(|e| {
             let at = cfg.network.bind.map_or("every address".to_string(), |b| b.to_string());
@@ -322,6 +324,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         congestion: cc,
     })
     .map_err(err("starting the main loop"))?;
+    sup.install_metrics(metrics);
     notify::notify("READY=1");
     let exit = sup.run();
     sup.save_cache();
