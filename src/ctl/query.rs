@@ -21,6 +21,7 @@ pub fn run(
         "status" => Request::Status,
         "links" => Request::Links,
         "routes" => Request::Routes,
+        "metrics" => Request::Metrics,
         _ => Request::Trace { wait_ms: wait.as_millis() as u64 },
     };
     let patience = if matches!(req, Request::Trace { .. }) { wait + timeout } else { timeout };
@@ -30,6 +31,7 @@ pub fn run(
         return Ok(());
     }
     let text = match cmd {
+        "metrics" => serde_json::from_value::<String>(value)?,
         "status" => format_status(&serde_json::from_value(value)?),
         "links" => format_links(&serde_json::from_value::<Vec<LinkEntry>>(value)?),
         "routes" => format_routes(&serde_json::from_value::<Vec<RouteEntry>>(value)?),
@@ -62,7 +64,8 @@ fn duration(secs: u64) -> String {
     }
 }
 
-fn bytes(n: u64) -> String {
+/// A byte count for people: `512 B`, `1.5 KiB`, ...
+pub fn bytes(n: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut i = 0;
@@ -129,37 +132,49 @@ pub fn format_status(s: &Status) -> String {
     t
 }
 
+/// A link's round-trip time and its variation, `1.2±0.3 ms` (`-` before
+/// the first sample).
+pub fn rtt(l: &LinkEntry) -> String {
+    if l.rtt_us == 0 {
+        return "-".to_string();
+    }
+    format!("{:.1}±{:.1} ms", l.rtt_us as f64 / 1000.0, l.rttvar_us as f64 / 1000.0)
+}
+
 /// The `links` text.
 pub fn format_links(links: &[LinkEntry]) -> String {
-    let mut t = format!(
-        "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>8}  {:>7}  {:>7}\n",
-        "PEER",
-        "ADDRESS",
-        "DIR",
-        "PROTOCOL",
-        "UPTIME",
-        "IN",
-        "OUT",
-        "QUEUED",
-        "DELAY",
-        "DROPPED",
-        "MARKED"
-    );
+    let row = |c: [&str; 15]| {
+        format!(
+            "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>8}  {:>7}  {:>7}  {:>15}  {:>6}  {:>9}  {}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], c[13], c[14]
+        )
+    };
+    let mut t = row([
+        "PEER", "ADDRESS", "DIR", "PROTOCOL", "UPTIME", "IN", "OUT", "QUEUED", "DELAY", "DROPPED",
+        "MARKED", "RTT", "HEARD", "INFLIGHT", "CERT EXPIRES",
+    ]);
     for l in links {
-        t.push_str(&format!(
-            "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>8}  {:>7}  {:>7}\n",
-            l.peer,
-            l.addr,
-            l.direction,
-            l.protocol,
-            duration(l.uptime_secs),
-            bytes(l.bytes_in),
-            bytes(l.bytes_out),
-            bytes(l.queued_bytes),
-            format!("{:.1} ms", l.queue_delay_us as f64 / 1000.0),
-            l.dropped,
-            l.ecn_marks
-        ));
+        let expires = match l.peer_cert_not_after {
+            0 => "-".to_string(),
+            t => crate::tls::cert_info::unix_to_text(t).chars().take(10).collect(),
+        };
+        t.push_str(&row([
+            &l.peer,
+            &l.addr,
+            &l.direction,
+            &l.protocol,
+            &duration(l.uptime_secs),
+            &bytes(l.bytes_in),
+            &bytes(l.bytes_out),
+            &bytes(l.queued_bytes),
+            &format!("{:.1} ms", l.queue_delay_us as f64 / 1000.0),
+            &l.dropped.to_string(),
+            &l.ecn_marks.to_string(),
+            &rtt(l),
+            &format!("{:.1}s", l.last_rx_ms as f64 / 1000.0),
+            &bytes(l.inflight_bytes),
+            &expires,
+        ]));
     }
     t.push_str(&format!("{} link(s)\n", links.len()));
     t
