@@ -278,7 +278,9 @@ const LINK_FAMILIES: &[LinkFamily] = &[
         Some(Value::U(l.unsent_bytes))
     }),
     ("invpn_link_last_receive_timestamp_seconds", Kind::Gauge, "When anything was last received on the link (Unix time, to within half a second).", |l, now| {
-        Some(Value::F(now - l.last_rx_ms as f64 / 1000.0))
+        // in whole milliseconds, so that the decimal is short
+        let ms = (now * 1000.0).round() - l.last_rx_ms as f64;
+        Some(Value::F(ms / 1000.0))
     }),
     ("invpn_peer_certificate_expiry_timestamp_seconds", Kind::Gauge, "When the peer's certificate expires (notAfter, Unix time).", |l, _| {
         (l.peer_cert_not_after != 0).then_some(Value::I(l.peer_cert_not_after))
@@ -432,5 +434,10 @@ mod tests {
         assert_eq!(out.matches("invpn_link_sent_bytes_total{").count(), 1);
         // an expiry not known is left out, not given as 0
         assert!(!out.contains("invpn_peer_certificate_expiry_timestamp_seconds{"));
+        // timestamps to the millisecond, without binary noise
+        let out = render(&status(), &[link("02:50:56:00:00:02")], 1_796_315_637.644);
+        assert!(out.contains(
+            "invpn_link_last_receive_timestamp_seconds{peer=\"02:50:56:00:00:02\"} 1796315637.344\n"
+        ), "{out}");
     }
 }
