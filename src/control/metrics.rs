@@ -427,6 +427,26 @@ mod tests {
     }
 
     #[test]
+    fn every_family_is_documented() {
+        let man = include_str!("../../man/invpnctl.8");
+        let section = man
+            .split(".SH METRICS")
+            .nth(1)
+            .and_then(|s| s.split("\n.SH ").next())
+            .expect("a METRICS section");
+        let out = render(&status(), &[link("02:50:56:00:00:02")], 1e9);
+        for line in out.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(
+                    section.contains(&format!("{name} ")) || section.contains(&format!("{name}\n")),
+                    "{name} is not in invpnctl(8), METRICS"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn one_series_per_peer() {
         let mut unknown = link("02:50:56:00:00:02");
         unknown.peer_cert_not_after = 0;
