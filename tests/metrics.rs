@@ -114,7 +114,11 @@ impl Parsed {
             assert!(!f["help"].as_str().unwrap().is_empty(), "{}: no help", f["name"]);
             for s in f["samples"].as_array().unwrap() {
                 let name = s[0].as_str().unwrap().to_string();
-                m.entry(name).or_default().push((s[1].clone(), s[2].as_f64().unwrap(), kind.clone()));
+                m.entry(name).or_default().push((
+                    s[1].clone(),
+                    s[2].as_f64().unwrap(),
+                    kind.clone(),
+                ));
             }
         }
         Parsed(m)
@@ -122,7 +126,11 @@ impl Parsed {
 
     /// The value of `name` whose labels include `labels`.
     fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.0.get(name)?.iter().find(|(l, _, _)| labels.iter().all(|(k, v)| l[*k] == *v)).map(|s| s.1)
+        self.0
+            .get(name)?
+            .iter()
+            .find(|(l, _, _)| labels.iter().all(|(k, v)| l[*k] == *v))
+            .map(|s| s.1)
     }
 
     fn kind(&self, name: &str) -> &str {
@@ -169,12 +177,18 @@ fn metrics_links_and_top_of_a_pair() {
     let m = Parsed::new(&parse(&py, None, &["stdin"], &text));
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(m.get("invpn_build_info", &[("version", version)]), Some(1.0), "{text}");
-    assert_eq!(m.get("invpn_node_info", &[("mac", &mac(1).to_string()), ("interface", "inv1")]), Some(1.0));
+    assert_eq!(
+        m.get("invpn_node_info", &[("mac", &mac(1).to_string()), ("interface", "inv1")]),
+        Some(1.0)
+    );
     assert_eq!(m.get("invpn_links", &[]), Some(1.0));
     assert!(m.get("invpn_routes", &[]) >= Some(1.0));
     assert!(m.get("invpn_dedup_sources", &[("kind", "broadcast")]).is_some());
     for reason in invpn::core::stats::DropReason::ALL {
-        assert!(m.get("invpn_dropped_total", &[("reason", reason.label())]).is_some(), "{reason:?}");
+        assert!(
+            m.get("invpn_dropped_total", &[("reason", reason.label())]).is_some(),
+            "{reason:?}"
+        );
     }
     assert_eq!(m.kind("invpn_dropped_total"), "counter");
     assert!(m.get("invpn_tap_read_frames_total", &[]) > Some(0.0));
@@ -185,7 +199,12 @@ fn metrics_links_and_top_of_a_pair() {
     assert!(m.get("invpn_link_received_bytes_total", &p) > Some(0.0));
     assert!(m.get("invpn_link_sent_messages_total", &p) > Some(0.0));
     assert!(m.get("invpn_link_received_messages_total", &p) > Some(0.0));
-    for name in ["invpn_link_queue_delay_seconds", "invpn_link_codel_drops_total", "invpn_link_ecn_marks_total", "invpn_link_inflight_bytes"] {
+    for name in [
+        "invpn_link_queue_delay_seconds",
+        "invpn_link_codel_drops_total",
+        "invpn_link_ecn_marks_total",
+        "invpn_link_inflight_bytes",
+    ] {
         assert!(m.get(name, &p).is_some(), "{name}");
     }
     let heard = m.get("invpn_link_last_receive_timestamp_seconds", &p).unwrap();
@@ -197,7 +216,10 @@ fn metrics_links_and_top_of_a_pair() {
     let own = m.get("invpn_certificate_expiry_timestamp_seconds", &[]).unwrap();
     assert!((own - month).abs() < 2.0 * 86_400.0, "{own}");
     assert!(m.0.contains_key("invpn_ca_certificate_expiry_timestamp_seconds"));
-    assert_eq!(m.get("invpn_link_info", &[("peer", &peer), ("direction", "in"), ("protocol", "invpnd")]), Some(1.0));
+    assert_eq!(
+        m.get("invpn_link_info", &[("peer", &peer), ("direction", "in"), ("protocol", "invpnd")]),
+        Some(1.0)
+    );
 
     // the listener serves the same families, with the right type; other
     // paths and methods are refused
@@ -221,7 +243,12 @@ fn metrics_links_and_top_of_a_pair() {
     // links: the health columns, and the same figures in JSON
     let (code, out, err) = invpnctl(&["--socket", &s, "links"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.lines().next().unwrap().contains("RTT") && out.contains("HEARD") && out.contains("CERT EXPIRES"), "{out}");
+    assert!(
+        out.lines().next().unwrap().contains("RTT")
+            && out.contains("HEARD")
+            && out.contains("CERT EXPIRES"),
+        "{out}"
+    );
     let line = out.lines().find(|l| l.starts_with(&peer)).unwrap();
     assert!(line.contains("±") && line.contains(" ms"), "{out}");
     let v = a.query("links");
@@ -252,7 +279,10 @@ fn metrics_links_and_top_of_a_pair() {
     std::fs::write(&a.conf, conf.replace("127.0.0.1:9561", "off")).unwrap();
     a.signal("HUP");
     assert!(a.wait_log(10, "metrics: no longer listening on 127.0.0.1:9562"), "{}", a.log_text());
-    assert!(!lab.exec_ok(0, &[&py, "-c", "import socket; socket.create_connection(('127.0.0.1', 9562), timeout=2)"]));
+    assert!(!lab.exec_ok(
+        0,
+        &[&py, "-c", "import socket; socket.create_connection(('127.0.0.1', 9562), timeout=2)"]
+    ));
 }
 
 #[test]
@@ -266,5 +296,8 @@ fn a_bad_metrics_address_names_its_line() {
     .unwrap();
     let (code, _, err) = invpnd(&["-t", "-c", conf.to_str().unwrap()]);
     assert_ne!(code, 0);
-    assert!(err.contains("invpn.conf:7: [control] metrics: \"localhost:9561\": expected ADDRESS:PORT"), "{err}");
+    assert!(
+        err.contains("invpn.conf:7: [control] metrics: \"localhost:9561\": expected ADDRESS:PORT"),
+        "{err}"
+    );
 }

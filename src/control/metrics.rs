@@ -115,7 +115,9 @@ fn escape_label(s: &str) -> String {
 /// The metric name and help of each traffic counter.
 fn counter_metric(c: Counter) -> (&'static str, &'static str) {
     match c {
-        Counter::TapFramesIn => ("invpn_tap_read_frames_total", "Frames read from the TAP interface."),
+        Counter::TapFramesIn => {
+            ("invpn_tap_read_frames_total", "Frames read from the TAP interface.")
+        }
         Counter::TapBytesIn => ("invpn_tap_read_bytes_total", "Bytes read from the TAP interface."),
         Counter::TapFramesOut => {
             ("invpn_tap_written_frames_total", "Frames written to the TAP interface.")
@@ -140,10 +142,9 @@ fn counter_metric(c: Counter) -> (&'static str, &'static str) {
             "invpn_connections_refused_total",
             "Incoming connections closed before their handshake: too many were pending.",
         ),
-        Counter::SoftwareSegments => (
-            "invpn_software_segments_total",
-            "Frames cut out of super-frames in software.",
-        ),
+        Counter::SoftwareSegments => {
+            ("invpn_software_segments_total", "Frames cut out of super-frames in software.")
+        }
     }
 }
 
@@ -166,9 +167,19 @@ pub fn render(s: &Status, links: &[LinkEntry], now_unix: f64) -> String {
         "When the daemon started or last restarted in place (Unix time).",
         Value::F((now_unix - s.uptime_secs as f64).floor()),
     );
-    x.single("invpn_interface_mtu_bytes", Kind::Gauge, "The TAP interface's MTU.", Value::U(s.mtu.into()));
+    x.single(
+        "invpn_interface_mtu_bytes",
+        Kind::Gauge,
+        "The TAP interface's MTU.",
+        Value::U(s.mtu.into()),
+    );
     x.single("invpn_links", Kind::Gauge, "Links established now.", Value::U(s.links as u64));
-    x.single("invpn_routes", Kind::Gauge, "Nodes this node has a route to.", Value::U(s.routes as u64));
+    x.single(
+        "invpn_routes",
+        Kind::Gauge,
+        "Nodes this node has a route to.",
+        Value::U(s.routes as u64),
+    );
     x.single(
         "invpn_cached_nodes",
         Kind::Gauge,
@@ -232,59 +243,103 @@ pub fn render(s: &Status, links: &[LinkEntry], now_unix: f64) -> String {
 type LinkFamily = (&'static str, Kind, &'static str, fn(&LinkEntry, f64) -> Option<Value>);
 
 const LINK_FAMILIES: &[LinkFamily] = &[
-    ("invpn_link_start_time_seconds", Kind::Gauge, "When the link came up (Unix time).", |l, now| {
-        Some(Value::F((now - l.uptime_secs as f64).floor()))
-    }),
-    ("invpn_link_received_bytes_total", Kind::Counter, "Bytes received on the link's TCP connection (TLS included).", |l, _| {
-        Some(Value::U(l.bytes_in))
-    }),
-    ("invpn_link_sent_bytes_total", Kind::Counter, "Bytes sent on the link's TCP connection (TLS included).", |l, _| {
-        Some(Value::U(l.bytes_out))
-    }),
-    ("invpn_link_received_messages_total", Kind::Counter, "Messages received on the link.", |l, _| {
-        Some(Value::U(l.messages_in))
-    }),
+    (
+        "invpn_link_start_time_seconds",
+        Kind::Gauge,
+        "When the link came up (Unix time).",
+        |l, now| Some(Value::F((now - l.uptime_secs as f64).floor())),
+    ),
+    (
+        "invpn_link_received_bytes_total",
+        Kind::Counter,
+        "Bytes received on the link's TCP connection (TLS included).",
+        |l, _| Some(Value::U(l.bytes_in)),
+    ),
+    (
+        "invpn_link_sent_bytes_total",
+        Kind::Counter,
+        "Bytes sent on the link's TCP connection (TLS included).",
+        |l, _| Some(Value::U(l.bytes_out)),
+    ),
+    (
+        "invpn_link_received_messages_total",
+        Kind::Counter,
+        "Messages received on the link.",
+        |l, _| Some(Value::U(l.messages_in)),
+    ),
     ("invpn_link_sent_messages_total", Kind::Counter, "Messages sent on the link.", |l, _| {
         Some(Value::U(l.messages_out))
     }),
     ("invpn_link_queued_bytes", Kind::Gauge, "Bytes waiting in the link's queue.", |l, _| {
         Some(Value::U(l.queued_bytes))
     }),
-    ("invpn_link_queue_delay_seconds", Kind::Gauge, "How long the oldest frame in the link's queue had waited when the link last sent.", |l, _| {
-        Some(secs_us(l.queue_delay_us))
-    }),
-    ("invpn_link_dropped_messages_total", Kind::Counter, "Messages dropped by the link's queue (CoDel, or the queue full).", |l, _| {
-        Some(Value::U(l.dropped))
-    }),
-    ("invpn_link_codel_drops_total", Kind::Counter, "Frames CoDel dropped: their flow's queueing delay stayed above target.", |l, _| {
-        Some(Value::U(l.codel_drops))
-    }),
-    ("invpn_link_ecn_marks_total", Kind::Counter, "Frames marked Congestion Experienced (ECN) instead of dropped.", |l, _| {
-        Some(Value::U(l.ecn_marks))
-    }),
-    ("invpn_link_malformed_messages_total", Kind::Counter, "Malformed messages received on the link.", |l, _| {
-        Some(Value::U(l.malformed))
-    }),
-    ("invpn_link_rtt_seconds", Kind::Gauge, "The TCP connection's smoothed round-trip time (kernel TCP_INFO).", |l, _| {
-        Some(secs_us(l.rtt_us))
-    }),
-    ("invpn_link_rtt_deviation_seconds", Kind::Gauge, "The mean deviation of the round-trip time (kernel TCP_INFO).", |l, _| {
-        Some(secs_us(l.rttvar_us))
-    }),
-    ("invpn_link_inflight_bytes", Kind::Gauge, "Bytes sent on the link's socket and not yet acknowledged.", |l, _| {
-        Some(Value::U(l.inflight_bytes))
-    }),
+    (
+        "invpn_link_queue_delay_seconds",
+        Kind::Gauge,
+        "How long the oldest frame in the link's queue had waited when the link last sent.",
+        |l, _| Some(secs_us(l.queue_delay_us)),
+    ),
+    (
+        "invpn_link_dropped_messages_total",
+        Kind::Counter,
+        "Messages dropped by the link's queue (CoDel, or the queue full).",
+        |l, _| Some(Value::U(l.dropped)),
+    ),
+    (
+        "invpn_link_codel_drops_total",
+        Kind::Counter,
+        "Frames CoDel dropped: their flow's queueing delay stayed above target.",
+        |l, _| Some(Value::U(l.codel_drops)),
+    ),
+    (
+        "invpn_link_ecn_marks_total",
+        Kind::Counter,
+        "Frames marked Congestion Experienced (ECN) instead of dropped.",
+        |l, _| Some(Value::U(l.ecn_marks)),
+    ),
+    (
+        "invpn_link_malformed_messages_total",
+        Kind::Counter,
+        "Malformed messages received on the link.",
+        |l, _| Some(Value::U(l.malformed)),
+    ),
+    (
+        "invpn_link_rtt_seconds",
+        Kind::Gauge,
+        "The TCP connection's smoothed round-trip time (kernel TCP_INFO).",
+        |l, _| Some(secs_us(l.rtt_us)),
+    ),
+    (
+        "invpn_link_rtt_deviation_seconds",
+        Kind::Gauge,
+        "The mean deviation of the round-trip time (kernel TCP_INFO).",
+        |l, _| Some(secs_us(l.rttvar_us)),
+    ),
+    (
+        "invpn_link_inflight_bytes",
+        Kind::Gauge,
+        "Bytes sent on the link's socket and not yet acknowledged.",
+        |l, _| Some(Value::U(l.inflight_bytes)),
+    ),
     ("invpn_link_unsent_bytes", Kind::Gauge, "Bytes in the link's socket not yet sent.", |l, _| {
         Some(Value::U(l.unsent_bytes))
     }),
-    ("invpn_link_last_receive_timestamp_seconds", Kind::Gauge, "When anything was last received on the link (Unix time, to within half a second).", |l, now| {
-        // in whole milliseconds, so that the decimal is short
-        let ms = (now * 1000.0).round() - l.last_rx_ms as f64;
-        Some(Value::F(ms / 1000.0))
-    }),
-    ("invpn_peer_certificate_expiry_timestamp_seconds", Kind::Gauge, "When the peer's certificate expires (notAfter, Unix time).", |l, _| {
-        (l.peer_cert_not_after != 0).then_some(Value::I(l.peer_cert_not_after))
-    }),
+    (
+        "invpn_link_last_receive_timestamp_seconds",
+        Kind::Gauge,
+        "When anything was last received on the link (Unix time, to within half a second).",
+        |l, now| {
+            // in whole milliseconds, so that the decimal is short
+            let ms = (now * 1000.0).round() - l.last_rx_ms as f64;
+            Some(Value::F(ms / 1000.0))
+        },
+    ),
+    (
+        "invpn_peer_certificate_expiry_timestamp_seconds",
+        Kind::Gauge,
+        "When the peer's certificate expires (notAfter, Unix time).",
+        |l, _| (l.peer_cert_not_after != 0).then_some(Value::I(l.peer_cert_not_after)),
+    ),
 ];
 
 fn render_links(x: &mut Exposition, links: &[LinkEntry], now: f64) {

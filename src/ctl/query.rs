@@ -150,8 +150,21 @@ pub fn format_links(links: &[LinkEntry]) -> String {
         )
     };
     let mut t = row([
-        "PEER", "ADDRESS", "DIR", "PROTOCOL", "UPTIME", "IN", "OUT", "QUEUED", "DELAY", "DROPPED",
-        "MARKED", "RTT", "HEARD", "INFLIGHT", "CERT EXPIRES",
+        "PEER",
+        "ADDRESS",
+        "DIR",
+        "PROTOCOL",
+        "UPTIME",
+        "IN",
+        "OUT",
+        "QUEUED",
+        "DELAY",
+        "DROPPED",
+        "MARKED",
+        "RTT",
+        "HEARD",
+        "INFLIGHT",
+        "CERT EXPIRES",
     ]);
     for l in links {
         let expires = match l.peer_cert_not_after {

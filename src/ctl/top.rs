@@ -140,8 +140,11 @@ fn wait(d: Duration, keys: bool, stop: &AtomicBool) -> bool {
             return false;
         }
         if keys {
-            let mut fds =
-                [libc::pollfd { fd: std::io::stdin().as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+            let mut fds = [libc::pollfd {
+                fd: std::io::stdin().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
             if crate::sys::poll_fds(&mut fds, Some(left)).unwrap_or(0) > 0 {
                 let mut b = [0u8; 16];
                 match std::io::stdin().read(&mut b) {

@@ -328,7 +328,12 @@ impl Supervisor {
             congestion: self.congestion_in_use(),
             congestion_source: self.congestion.source_text(),
             cert_not_after: self.material.cert.not_after,
-            ca_not_after: self.material.cas.iter().map(|c| (c.subject.clone(), c.not_after)).collect(),
+            ca_not_after: self
+                .material
+                .cas
+                .iter()
+                .map(|c| (c.subject.clone(), c.not_after))
+                .collect(),
             dedup_sources,
             health_sources,
         }

@@ -78,7 +78,13 @@ pub fn parse_head(buf: &[u8]) -> Head {
 }
 
 /// A whole HTTP/1.1 response (the connection closes after it).
-pub fn response(code: u16, reason: &str, content_type: &str, body: &str, send_body: bool) -> Vec<u8> {
+pub fn response(
+    code: u16,
+    reason: &str,
+    content_type: &str,
+    body: &str,
+    send_body: bool,
+) -> Vec<u8> {
     let allow = if code == 405 { "Allow: GET, HEAD\r\n" } else { "" };
     let mut r = format!(
         "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
@@ -375,10 +381,19 @@ mod tests {
         assert_eq!(parse_head(b"GET /metrics?x=1 HTTP/1.0\n\n"), Head::Metrics { body: true });
         assert_eq!(parse_head(b"HEAD /metrics HTTP/1.1\r\n\r\n"), Head::Metrics { body: false });
         assert_eq!(parse_head(b"GET / HTTP/1.1\r\n\r\n"), Head::Error(404, "Not Found"));
-        assert_eq!(parse_head(b"POST /metrics HTTP/1.1\r\n\r\n").clone(), Head::Error(405, "Method Not Allowed"));
-        assert_eq!(parse_head(b"GET /metrics HTTP/2.0\r\n\r\n"), Head::Error(505, "HTTP Version Not Supported"));
+        assert_eq!(
+            parse_head(b"POST /metrics HTTP/1.1\r\n\r\n").clone(),
+            Head::Error(405, "Method Not Allowed")
+        );
+        assert_eq!(
+            parse_head(b"GET /metrics HTTP/2.0\r\n\r\n"),
+            Head::Error(505, "HTTP Version Not Supported")
+        );
         assert_eq!(parse_head(b"GET /metrics\r\n\r\n"), Head::Error(400, "Bad Request"));
-        assert_eq!(parse_head(b"\xff\xfe /metrics HTTP/1.1\r\n\r\n"), Head::Error(400, "Bad Request"));
+        assert_eq!(
+            parse_head(b"\xff\xfe /metrics HTTP/1.1\r\n\r\n"),
+            Head::Error(400, "Bad Request")
+        );
         let mut big = b"GET /metrics HTTP/1.1\r\n".to_vec();
         big.extend(std::iter::repeat_n(b'a', MAX_HEAD));
         assert_eq!(parse_head(&big), Head::Error(431, "Request Header Fields Too Large"));
