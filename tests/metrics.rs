@@ -149,20 +149,9 @@ fn metrics_links_and_top_of_a_pair() {
     }
     let py = python();
     let pki = Pki::new();
-    let mut lab = Lab::new(2);
-    lab.link(0, 1, 1);
-    let a = Node::start(
-        &lab,
-        0,
-        &pki,
-        NodeConf { extra: "metrics = 127.0.0.1:9561\n".into(), ..NodeConf::new(1, mac(1)) },
-    );
-    let _b = Node::start(
-        &lab,
-        1,
-        &pki,
-        NodeConf { init: vec![seed(1, "198.18.1.1")], ..NodeConf::new(2, mac(2)) },
-    );
+    let conf = NodeConf { extra: "metrics = 127.0.0.1:9561\n".into(), ..NodeConf::new(1, mac(1)) };
+    let pair = pair_with(&pki, conf);
+    let (a, lab) = (&pair.a, &pair.lab);
     assert!(wait_until(20, || lab.ping(0, "198.19.0.2")));
     assert!(a.wait_log(5, "metrics: serving http://127.0.0.1:9561/metrics"));
     let s = a.socket().to_string_lossy().into_owned();
@@ -274,6 +263,16 @@ fn metrics_links_and_top_of_a_pair() {
     std::fs::write(&a.conf, conf.replace("127.0.0.1:9561", "127.0.0.1:9562")).unwrap();
     a.signal("HUP");
     assert!(a.wait_log(10, "metrics: serving http://127.0.0.1:9562/metrics"), "{}", a.log_text());
+    let v = parse(&py, Some(lab.ns(0)), &["scrape", "http://127.0.0.1:9562"], "");
+    assert_eq!(v["head"][0], 200);
+    // an address that cannot be bound (the node's own link port) fails
+    // the reload, naming the line; the listener stays where it was
+    std::fs::write(&a.conf, conf.replace("127.0.0.1:9561", "198.18.1.1:41744")).unwrap();
+    a.signal("HUP");
+    assert!(a.wait_log(10, "reload failed"), "{}", a.log_text());
+    let line = conf.lines().position(|l| l.starts_with("metrics =")).unwrap() + 1;
+    let want = format!("invpn.conf:{line}: [control] metrics: cannot listen on 198.18.1.1:41744");
+    assert!(a.log_text().contains(&want), "{want}\n{}", a.log_text());
     let v = parse(&py, Some(lab.ns(0)), &["scrape", "http://127.0.0.1:9562"], "");
     assert_eq!(v["head"][0], 200);
     std::fs::write(&a.conf, conf.replace("127.0.0.1:9561", "off")).unwrap();
