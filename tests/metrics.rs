@@ -210,6 +210,19 @@ fn metrics_links_and_top_of_a_pair() {
         Some(1.0)
     );
 
+    // --out writes the same text to a file, whole, and leaves nothing else
+    let d = tempfile::tempdir().unwrap();
+    let prom = d.path().join("invpn.prom");
+    std::fs::write(&prom, "old").unwrap();
+    let (code, _, err) = invpnctl(&["--socket", &s, "metrics", "--out", prom.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let written = std::fs::read_to_string(&prom).unwrap();
+    let f = Parsed::new(&parse(&py, None, &["stdin"], &written));
+    assert_eq!(f.get("invpn_build_info", &[("version", version)]), Some(1.0));
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    let (code, _, err) = invpnctl(&["--socket", &s, "metrics", "--out", "/nonexistent/dir/x.prom"]);
+    assert!(code == 1 && err.contains("/nonexistent/dir/x.prom"), "{err}");
+
     // the listener serves the same families, with the right type; other
     // paths and methods are refused
     let v = parse(&py, Some(lab.ns(0)), &["scrape", "http://127.0.0.1:9561"], "");

@@ -66,13 +66,16 @@ fn main() -> ExitCode {
             let sock = ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))?;
             top::run(&sock, count(&m)?, t).map(|()| 0)
         }),
-        "status" | "links" | "routes" | "trace" | "graph" | "metrics" => {
-            timeout(&m).and_then(|t| {
-                let sock = ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))?;
-                let wait = cmd.options.iter().any(|o| o.long == "wait").then(|| m.opt_str("wait"));
-                query::run(cmd.name, wait.flatten().as_deref(), &sock, json, t).map(|()| 0)
-            })
-        }
+        "metrics" => timeout(&m).and_then(|t| {
+            let sock = ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))?;
+            let out = m.opt_str("out").map(std::path::PathBuf::from);
+            query::metrics(&sock, out.as_deref(), json, t).map(|()| 0)
+        }),
+        "status" | "links" | "routes" | "trace" | "graph" => timeout(&m).and_then(|t| {
+            let sock = ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))?;
+            let wait = cmd.options.iter().any(|o| o.long == "wait").then(|| m.opt_str("wait"));
+            query::run(cmd.name, wait.flatten().as_deref(), &sock, json, t).map(|()| 0)
+        }),
         name => {
             let ca = match (name, m.opt_str("c")) {
                 ("cert verify", Some(conf)) if !m.opt_present("ca") => {

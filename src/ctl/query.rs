@@ -1,4 +1,4 @@
-//! `invpnctl status | links | routes | trace | graph`: questions to the
+//! `invpnctl status | links | routes | metrics | trace | graph`: questions to the
 //! daemon over its control socket, printed for people (or as JSON).
 
 use std::collections::BTreeSet;
@@ -21,7 +21,6 @@ pub fn run(
         "status" => Request::Status,
         "links" => Request::Links,
         "routes" => Request::Routes,
-        "metrics" => Request::Metrics,
         _ => Request::Trace { wait_ms: wait.as_millis() as u64 },
     };
     let patience = if matches!(req, Request::Trace { .. }) { wait + timeout } else { timeout };
@@ -31,7 +30,6 @@ pub fn run(
         return Ok(());
     }
     let text = match cmd {
-        "metrics" => serde_json::from_value::<String>(value)?,
         "status" => format_status(&serde_json::from_value(value)?),
         "links" => format_links(&serde_json::from_value::<Vec<LinkEntry>>(value)?),
         "routes" => format_routes(&serde_json::from_value::<Vec<RouteEntry>>(value)?),
@@ -40,6 +38,44 @@ pub fn run(
     };
     print!("{text}");
     Ok(())
+}
+
+/// `metrics`: the exposition printed, or written to `out` the way
+/// node_exporter's textfile collector wants it: whole or not at all (a
+/// temporary file beside it, renamed over it).
+pub fn metrics(
+    sock: &Path,
+    out: Option<&Path>,
+    json: bool,
+    timeout: Duration,
+) -> Result<(), CtlError> {
+    let value = client::request(sock, &Request::Metrics, timeout)?;
+    let text: String = serde_json::from_value(value)?;
+    match out {
+        None if json => println!("{}", serde_json::to_string(&text)?),
+        None => print!("{text}"),
+        Some(path) => write_whole(path, text.as_bytes())
+            .map_err(|e| CtlError(format!("{}: {e}", path.display())))?,
+    }
+    Ok(())
+}
+
+/// Writes `path` through a temporary file in the same directory, so that
+/// a reader sees the old file or the new one, never a part.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?.to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn wait_secs(wait: Option<&str>) -> Result<Duration, CtlError> {
