@@ -270,6 +270,8 @@ fn metrics_links_and_top_of_a_pair() {
     assert!(out.lines().any(|l| l.starts_with("total")), "{out}");
     let (code, _, err) = invpnctl(&["--socket", &s, "top", "--count", "0"]);
     assert!(code == 1 && err.contains("--count"), "{err}");
+    let (code, _, err) = invpnctl(&["--socket", &s, "top", "--json"]);
+    assert!(code == 1 && err.contains("no JSON form"), "{err}");
 
     // a reload moves the listener, and turns it off
     let conf = std::fs::read_to_string(&a.conf).unwrap();

@@ -62,6 +62,9 @@ fn main() -> ExitCode {
             print!("{s}");
             0
         }),
+        "top" if json => {
+            Err(CtlError("top has no JSON form (links --json has the figures)".into()))
+        }
         "top" => timeout(&m).and_then(|t| {
             let sock = ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))?;
             top::run(&sock, count(&m)?, t).map(|()| 0)
