@@ -273,6 +273,14 @@ fn metrics_links_and_top_of_a_pair() {
     let (code, _, err) = invpnctl(&["--socket", &s, "top", "--json"]);
     assert!(code == 1 && err.contains("no JSON form"), "{err}");
 
+    // a restart in place binds the same port again at once
+    a.signal("USR2");
+    let serving = "metrics: serving http://127.0.0.1:9561/metrics";
+    assert!(wait_until(15, || a.log_count(serving) == 2), "{}", a.log_text());
+    let v = parse(&py, Some(lab.ns(0)), &["scrape", "http://127.0.0.1:9561"], "");
+    assert_eq!(v["head"][0], 200);
+    assert!(!a.log_text().contains("running without the metrics listener"));
+
     // a reload moves the listener, and turns it off
     let conf = std::fs::read_to_string(&a.conf).unwrap();
     std::fs::write(&a.conf, conf.replace("127.0.0.1:9561", "127.0.0.1:9562")).unwrap();

@@ -184,7 +184,15 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             cfg.control.socket.display()
         ))
     })?;
-    let metrics = metrics_http::bind_configured(&cfg).map_err(DaemonError)?;
+    let metrics = match metrics_http::bind_configured(&cfg) {
+        Ok(m) => m,
+        // after a restart in place, the interface and the mesh matter more
+        Err(e) if opts.tunfd.is_some() => {
+            log::error!("{e}; running without the metrics listener");
+            None
+        }
+        Err(e) => return Err(DaemonError(e)),
+    };
     let listener = if cfg.network.listening() {
         let (l, addr) = net::listen(cfg.network.bind, cfg.network.port, cc.set).map_err(|e| {
             let at = cfg.network.bind.map_or("every address".to_string(), |b| b.to_string());
