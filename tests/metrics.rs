@@ -189,6 +189,8 @@ fn metrics_links_and_top_of_a_pair() {
     assert!(m.get("invpn_link_sent_messages_total", &p) > Some(0.0));
     assert!(m.get("invpn_link_received_messages_total", &p) > Some(0.0));
     for name in [
+        "invpn_link_lane_sent_bytes_total",
+        "invpn_link_lane_received_messages_total",
         "invpn_link_queue_delay_seconds",
         "invpn_link_codel_drops_total",
         "invpn_link_ecn_marks_total",

@@ -142,6 +142,9 @@ fn counter_metric(c: Counter) -> (&'static str, &'static str) {
             "invpn_connections_refused_total",
             "Incoming connections closed before their handshake: too many were pending.",
         ),
+        Counter::LaneFrames => {
+            ("invpn_lane_frames_total", "Frames sent on a link's lane rather than the link.")
+        }
         Counter::SoftwareSegments => {
             ("invpn_software_segments_total", "Frames cut out of super-frames in software.")
         }
@@ -269,6 +272,18 @@ const LINK_FAMILIES: &[LinkFamily] = &[
     ),
     ("invpn_link_sent_messages_total", Kind::Counter, "Messages sent on the link.", |l, _| {
         Some(Value::U(l.messages_out))
+    }),
+    ("invpn_link_lane_received_bytes_total", Kind::Counter, "Bytes received on the link's lane, the second connection for sparse flows (0 without one; from 0 again when a new lane replaces it).", |l, _| {
+        Some(Value::U(l.lane_bytes_in))
+    }),
+    ("invpn_link_lane_sent_bytes_total", Kind::Counter, "Bytes sent on the link's lane (0 without one; from 0 again when a new lane replaces it).", |l, _| {
+        Some(Value::U(l.lane_bytes_out))
+    }),
+    ("invpn_link_lane_received_messages_total", Kind::Counter, "Messages received on the link's lane.", |l, _| {
+        Some(Value::U(l.lane_messages_in))
+    }),
+    ("invpn_link_lane_sent_messages_total", Kind::Counter, "Messages sent on the link's lane.", |l, _| {
+        Some(Value::U(l.lane_messages_out))
     }),
     ("invpn_link_queued_bytes", Kind::Gauge, "Bytes waiting in the link's queue.", |l, _| {
         Some(Value::U(l.queued_bytes))

@@ -169,6 +169,11 @@ pub struct LinkEntry {
     pub lane_bytes_in: u64,
     #[serde(default)]
     pub lane_bytes_out: u64,
+    /// Messages received and sent on the lane.
+    #[serde(default)]
+    pub lane_messages_in: u64,
+    #[serde(default)]
+    pub lane_messages_out: u64,
     /// Messages sent (handed to TLS).
     #[serde(default)]
     pub messages_out: u64,

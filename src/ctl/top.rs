@@ -43,11 +43,18 @@ pub fn rates(before: &[LinkEntry], now: &[LinkEntry], secs: f64) -> Vec<Rates> {
                 return Rates::default();
             };
             let rate = |a: u64, b: u64| a.checked_sub(b).map(|d| d as f64 / secs);
+            // the link and its lane together
             Rates {
-                bytes_in: rate(l.bytes_in, p.bytes_in),
-                bytes_out: rate(l.bytes_out, p.bytes_out),
-                msgs_in: rate(l.messages_in, p.messages_in),
-                msgs_out: rate(l.messages_out, p.messages_out),
+                bytes_in: rate(l.bytes_in + l.lane_bytes_in, p.bytes_in + p.lane_bytes_in),
+                bytes_out: rate(l.bytes_out + l.lane_bytes_out, p.bytes_out + p.lane_bytes_out),
+                msgs_in: rate(
+                    l.messages_in + l.lane_messages_in,
+                    p.messages_in + p.lane_messages_in,
+                ),
+                msgs_out: rate(
+                    l.messages_out + l.lane_messages_out,
+                    p.messages_out + p.lane_messages_out,
+                ),
             }
         })
         .collect()

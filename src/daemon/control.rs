@@ -366,6 +366,8 @@ impl Supervisor {
                     lane: lane.is_some(),
                     lane_bytes_in: lane.map_or(0, |s| s.bytes_in.load(Ordering::Relaxed)),
                     lane_bytes_out: lane.map_or(0, |s| s.bytes_out.load(Ordering::Relaxed)),
+                    lane_messages_in: lane.map_or(0, |s| s.messages_in.load(Ordering::Relaxed)),
+                    lane_messages_out: lane.map_or(0, |s| s.messages_out.load(Ordering::Relaxed)),
                     messages_out: get(&|s| &s.messages_out),
                     rtt_us: get(&|s| &s.health.rtt_us),
                     rttvar_us: get(&|s| &s.health.rttvar_us),
