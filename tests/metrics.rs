@@ -54,6 +54,15 @@ elif mode == "crowd":
     for s in idle:
         s.close()
     print(json.dumps({"answer": answer.split("\r\n")[0]}))
+elif mode == "abuse":
+    host, port = sys.argv[2], int(sys.argv[3])
+    big = socket.create_connection((host, port), timeout=10)
+    big.sendall(b"GET /metrics HTTP/1.1\r\nX-Pad: " + b"a" * 9000)
+    silent = socket.create_connection((host, port), timeout=10)
+    print(json.dumps({
+        "big": big.recv(4096).decode(errors="replace").split("\r\n")[0],
+        "silent": silent.recv(4096).decode(errors="replace").split("\r\n")[0],
+    }))
 "#;
 
 /// A python3 that has prometheus_client (Debian's, when another python3
@@ -243,6 +252,10 @@ fn metrics_links_and_top_of_a_pair() {
     assert_eq!(v["answer"], "HTTP/1.1 503 Service Unavailable", "{v}");
     let v = parse(&py, Some(lab.ns(0)), &["scrape", "http://127.0.0.1:9561"], "");
     assert_eq!(v["head"][0], 200, "served again once the crowd left");
+    // a request too long, and a client that sends nothing for 5 s
+    let v = parse(&py, Some(lab.ns(0)), &["abuse", "127.0.0.1", "9561"], "");
+    assert_eq!(v["big"], "HTTP/1.1 431 Request Header Fields Too Large", "{v}");
+    assert_eq!(v["silent"], "HTTP/1.1 408 Request Timeout", "{v}");
 
     // links: the health columns, and the same figures in JSON
     let (code, out, err) = invpnctl(&["--socket", &s, "links"]);
