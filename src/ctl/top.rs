@@ -119,8 +119,9 @@ struct Screen {
 
 impl Screen {
     fn enter(keys: bool) -> Screen {
-        // alternate screen, cursor hidden
-        print!("\x1b[?1049h\x1b[?25l");
+        // alternate screen, cursor hidden; the first frame comes after a
+        // second (rates need two samples)
+        print!("\x1b[?1049h\x1b[?25l\x1b[H\x1b[2Jinvpnctl top: sampling the links...");
         let _ = std::io::stdout().flush();
         let keys = if keys {
             crate::sys::CbreakTerminal::enter(std::io::stdin().as_raw_fd()).ok()
