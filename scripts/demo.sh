@@ -87,6 +87,7 @@ UP
         echo "up = $n-up.sh"
         echo "[control]"
         echo "socket = $n.sock"
+        if [ "$i" = 0 ]; then echo "metrics = 127.0.0.1:9561"; fi
     } > "$WORK/$n.conf"
     ip netns exec "${NS[$i]}" "$BIN" -c "$WORK/$n.conf" >"$WORK/$n.log" 2>&1 </dev/null &
     PIDS+=($!)
@@ -144,6 +145,14 @@ echo
 "$CTL" --socket "$WORK/A.sock" links
 echo
 "$CTL" --socket "$WORK/A.sock" routes
+say "invpnctl metrics: the Prometheus text format, a few of its lines"
+"$CTL" --socket "$WORK/A.sock" metrics | grep -E '^invpn_(build_info|links|routes|link_rtt_seconds|link_sent_bytes_total|peer_certificate_expiry_timestamp_seconds)[ {]' || true
+if command -v curl >/dev/null 2>&1; then
+    echo "(the same over HTTP, as a Prometheus server scrapes A's [control] metrics = 127.0.0.1:9561:)"
+    ip netns exec "${NS[0]}" curl -sS -i http://127.0.0.1:9561/metrics | grep -E '^(HTTP/|Content-Type:|invpn_links )' || true
+fi
+say "invpnctl top: one frame (live and refreshed every second on a terminal)"
+"$CTL" --socket "$WORK/A.sock" top -n 1
 say "invpnctl trace: every node answers with its links and routes"
 "$CTL" --socket "$WORK/A.sock" trace --wait 1
 say "invpnctl graph (Graphviz)"

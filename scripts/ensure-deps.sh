@@ -13,6 +13,11 @@ for pair in "${need[@]}"; do
     cmd=${pair%%:*} pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# the tests read `invpnctl metrics` with the Python prometheus_client
+# parser (any python3 on the PATH, or Debian's)
+if ! { python3 -c 'import prometheus_client' || /usr/bin/python3 -c 'import prometheus_client'; } >/dev/null 2>&1; then
+    missing+=(python3-prometheus-client)
+fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "ensure-deps: cargo not found: install Rust with rustup (https://rustup.rs)" >&2
     exit 1

@@ -391,6 +391,45 @@ pub fn poll_fds(
     Ok(r as usize)
 }
 
+// ---------------------------------------------------------------- terminal
+
+/// A terminal put in "cbreak" mode (keys arrive one at a time, not
+/// echoed; Ctrl-C still signals) until this is dropped, which restores
+/// the settings it found.
+pub struct CbreakTerminal {
+    fd: RawFd,
+    saved: libc::termios,
+}
+
+impl CbreakTerminal {
+    /// Puts the terminal on `fd` in cbreak mode; an error if `fd` is not a
+    /// terminal.
+    pub fn enter(fd: RawFd) -> io::Result<CbreakTerminal> {
+        // SAFETY: termios is plain data (integers and arrays); all zero is
+        // a valid value, which tcgetattr overwrites.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `saved` is a valid, writable termios; tcgetattr fails
+        // (ENOTTY, EBADF) without writing if fd is not a terminal.
+        check(unsafe { libc::tcgetattr(fd, &mut saved) })?;
+        let mut raw = saved;
+        raw.c_lflag &= !(libc::ICANON | libc::ECHO);
+        raw.c_cc[libc::VMIN] = 0;
+        raw.c_cc[libc::VTIME] = 0;
+        // SAFETY: `raw` is a valid termios read from this terminal and
+        // changed in flags only; tcsetattr reads it.
+        check(unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) })?;
+        Ok(CbreakTerminal { fd, saved })
+    }
+}
+
+impl Drop for CbreakTerminal {
+    fn drop(&mut self) {
+        // SAFETY: `saved` is the termios tcgetattr gave for this fd;
+        // tcsetattr only reads it.
+        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+    }
+}
+
 // ---------------------------------------------------------------- TCP_INFO
 
 /// What the kernel says about a TCP connection (`TCP_INFO`), the fields
@@ -508,6 +547,14 @@ mod tests {
         assert!(tcp_info(-1).is_err());
         let f = tempfile::tempfile().unwrap();
         assert!(tcp_info(f.as_raw_fd()).is_err());
+    }
+
+    #[test]
+    fn cbreak_needs_a_terminal() {
+        let f = tempfile::tempfile().unwrap();
+        use std::os::fd::AsRawFd;
+        assert!(CbreakTerminal::enter(f.as_raw_fd()).is_err());
+        assert!(CbreakTerminal::enter(-1).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use invpn::ctl::commands::{self, Operands};
-use invpn::ctl::{self, certs, completion, query, CtlError};
+use invpn::ctl::{self, certs, completion, query, top, CtlError};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -61,6 +61,18 @@ fn main() -> ExitCode {
         "completion" => completion::script(&m.free[0]).map(|s| {
             print!("{s}");
             0
+        }),
+        "top" if json => {
+            Err(CtlError("top has no JSON form (links --json has the figures)".into()))
+        }
+        "top" => timeout(&m).and_then(|t| {
+            let sock = ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))?;
+            top::run(&sock, count(&m)?, t).map(|()| 0)
+        }),
+        "metrics" => timeout(&m).and_then(|t| {
+            let sock = ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))?;
+            let out = m.opt_str("out").map(std::path::PathBuf::from);
+            query::metrics(&sock, out.as_deref(), json, t).map(|()| 0)
         }),
         "status" | "links" | "routes" | "trace" | "graph" => timeout(&m).and_then(|t| {
             let sock = ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))?;
@@ -116,6 +128,14 @@ fn timeout(m: &getopts::Matches) -> Result<Duration, CtlError> {
         None => Ok(Duration::from_secs(5)),
         Some(Ok(t)) if t > 0.0 && t <= 600.0 => Ok(Duration::from_secs_f64(t)),
         Some(_) => Err(CtlError("--timeout: expected seconds, more than 0 and at most 600".into())),
+    }
+}
+
+fn count(m: &getopts::Matches) -> Result<Option<u64>, CtlError> {
+    match m.opt_str("count").map(|c| c.parse::<u64>()) {
+        None => Ok(None),
+        Some(Ok(n)) if n > 0 => Ok(Some(n)),
+        Some(_) => Err(CtlError("--count: expected a number of frames, at least 1".into())),
     }
 }
 

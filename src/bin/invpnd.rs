@@ -219,6 +219,10 @@ fn print_check(
             .map_or(String::new(), |u| format!(", up program {}", u.display()))
     )?;
     writeln!(out, "control socket:  {}", cfg.control.socket.display())?;
+    match cfg.control.metrics {
+        Some(a) => writeln!(out, "metrics:         http://{a}/metrics")?,
+        None => writeln!(out, "metrics:         off")?,
+    }
     writeln!(out, "workers:         {}", daemon::worker_count(cfg.performance.workers))?;
     writeln!(
         out,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::core::Mac;
 pub use ini::Entry;
-pub use values::{parse_bool, parse_duration, parse_seed, parse_size};
+pub use values::{parse_bool, parse_duration, parse_listen, parse_seed, parse_size};
 
 /// Where invpnd looks for its configuration by default.
 pub const DEFAULT_PATH: &str = "/etc/invpn/invpn.conf";
@@ -129,6 +129,8 @@ pub struct Interface {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Control {
     pub socket: PathBuf,
+    /// Where to serve the metrics over HTTP (`None`: nowhere).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `[performance]`
@@ -258,7 +260,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
         ],
     ),
     ("interface", &["name", "mtu", "up"]),
-    ("control", &["socket"]),
+    ("control", &["socket", "metrics"]),
     (
         "performance",
         &[
@@ -388,7 +390,10 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
             interface.mtu
         ));
     }
-    let control = Control { socket: r.path_or("control", "socket", "/run/invpnd.sock")? };
+    let control = Control {
+        socket: r.path_or("control", "socket", "/run/invpnd.sock")?,
+        metrics: r.get("control", "metrics", None, parse_listen)?,
+    };
     let performance = Performance {
         offload: r.get("performance", "offload", true, parse_bool)?,
         queue_target: r.get("performance", "queue_target", Duration::from_millis(5), |v| {

@@ -24,6 +24,7 @@ fn defaults() {
     assert_eq!(c.ssl.ca, PathBuf::from("/etc/invpn/ca.crt"));
     assert_eq!(c.network.port, 41744);
     assert_eq!(c.network.bind, None);
+    assert_eq!(c.control.metrics, None, "no metrics listener unless asked");
     assert_eq!(c.network.max_links, 100);
     assert_eq!(c.network.announce_interval, Duration::from_secs(5));
     assert!(c.network.listening());
@@ -89,6 +90,9 @@ fn bad_values_name_file_line_and_key() {
         ("[network]\ncongestion=../bbr\n", ":6: [network] congestion:"),
         ("[network]\ncongestion=2bbr\n", ":6: [network] congestion:"),
         ("[network\n", ":5: unclosed section"),
+        ("[control]\nmetrics=9561\n", ":6: [control] metrics: \"9561\": expected ADDRESS:PORT"),
+        ("[control]\nmetrics=127.0.0.1:0\n", ":6: [control] metrics: \"127.0.0.1:0\": the port"),
+        ("[control]\nmetrics=::1:9561\n", ":6: [control] metrics:"),
     ];
     for (extra, want) in cases {
         let e = err(&format!("{MINIMAL}{extra}"));

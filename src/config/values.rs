@@ -56,6 +56,21 @@ pub fn parse_size(v: &str, min: u32, max: u32) -> Result<u32, String> {
     }
 }
 
+/// A listening address `ADDR:PORT` (IPv6 as `[ADDR]:PORT`), or `off`.
+pub fn parse_listen(v: &str) -> Result<Option<SocketAddr>, String> {
+    let v = v.trim();
+    if v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    match v.parse::<SocketAddr>() {
+        Ok(a) if a.port() > 0 => Ok(Some(a)),
+        Ok(_) => Err(format!("{v:?}: the port must be 1 to 65535")),
+        Err(_) => Err(format!(
+            "{v:?}: expected ADDRESS:PORT (IPv6 as [ADDRESS]:PORT, e.g. 127.0.0.1:9561) or off"
+        )),
+    }
+}
+
 /// `MAC@ADDR:PORT` (IPv6 as `[ADDR]:PORT`); the port may be left out.
 pub fn parse_seed(s: &str, default_port: u16) -> Result<Seed, String> {
     let bad = |why: &str| format!("{s:?}: {why} (expected MAC@ADDR:PORT, IPv6 as MAC@[ADDR]:PORT)");
@@ -90,6 +105,17 @@ pub fn parse_seed(s: &str, default_port: u16) -> Result<Seed, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listening_addresses() {
+        assert_eq!(parse_listen("127.0.0.1:9561"), Ok(Some("127.0.0.1:9561".parse().unwrap())));
+        assert_eq!(parse_listen(" [::1]:9561 "), Ok(Some("[::1]:9561".parse().unwrap())));
+        assert_eq!(parse_listen("0.0.0.0:80"), Ok(Some("0.0.0.0:80".parse().unwrap())));
+        assert_eq!(parse_listen("Off"), Ok(None));
+        for bad in ["", "localhost:9561", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000"] {
+            assert!(parse_listen(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn booleans() {

@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod dot;
+pub mod metrics;
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,9 @@ pub enum Request {
     Routes,
     /// Floods a health request and collects the answers for `wait_ms`.
     Trace { wait_ms: u64 },
+    /// Everything `status` and `links` show, in the Prometheus text
+    /// exposition format (the answer is one string; see [`metrics`]).
+    Metrics,
 }
 
 /// The answer to a request.
@@ -116,6 +120,18 @@ pub struct Status {
     /// `system default; bbr unavailable`.
     #[serde(default)]
     pub congestion_source: String,
+    /// The node certificate's notAfter (Unix seconds).
+    #[serde(default)]
+    pub cert_not_after: i64,
+    /// Each CA certificate's notAfter (Unix seconds), by subject.
+    #[serde(default)]
+    pub ca_not_after: BTreeMap<String, i64>,
+    /// Sources the de-duplication window of broadcasts tracks.
+    #[serde(default)]
+    pub dedup_sources: usize,
+    /// Sources the de-duplication window of health requests tracks.
+    #[serde(default)]
+    pub health_sources: usize,
 }
 
 /// One entry of `links`.
@@ -153,6 +169,34 @@ pub struct LinkEntry {
     pub lane_bytes_in: u64,
     #[serde(default)]
     pub lane_bytes_out: u64,
+    /// Messages received and sent on the lane.
+    #[serde(default)]
+    pub lane_messages_in: u64,
+    #[serde(default)]
+    pub lane_messages_out: u64,
+    /// Messages sent (handed to TLS).
+    #[serde(default)]
+    pub messages_out: u64,
+    /// The TCP connection's smoothed round-trip time (µs, from the
+    /// kernel's `TCP_INFO`, sampled every half second).
+    #[serde(default)]
+    pub rtt_us: u64,
+    /// Its mean deviation (µs).
+    #[serde(default)]
+    pub rttvar_us: u64,
+    /// How long ago anything was last received on the link (ms, to within
+    /// half a second).
+    #[serde(default)]
+    pub last_rx_ms: u64,
+    /// Bytes sent and not yet acknowledged by the peer's kernel.
+    #[serde(default)]
+    pub inflight_bytes: u64,
+    /// Bytes in the socket not yet sent.
+    #[serde(default)]
+    pub unsent_bytes: u64,
+    /// The peer certificate's notAfter (Unix seconds; 0 if unknown).
+    #[serde(default)]
+    pub peer_cert_not_after: i64,
 }
 
 /// One entry of `routes`.

@@ -205,6 +205,12 @@ impl Engine {
         &self.stats
     }
 
+    /// The sources the de-duplication windows track now: of broadcasts,
+    /// and of health requests.
+    pub fn dedup_sources(&self) -> (usize, usize) {
+        (self.broadcasts.sources(), self.health_requests.sources())
+    }
+
     /// The neighbours linked now, by link.
     pub fn neighbours(&self) -> Vec<(LinkId, Mac)> {
         let mut v: Vec<_> = self.neighbours.read().iter().map(|(l, m)| (*l, *m)).collect();

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod completion;
 pub mod inspect;
 pub mod query;
+pub mod top;
 pub mod verify;
 
 use std::path::PathBuf;

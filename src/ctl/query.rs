@@ -1,4 +1,4 @@
-//! `invpnctl status | links | routes | trace | graph`: questions to the
+//! `invpnctl status | links | routes | metrics | trace | graph`: questions to the
 //! daemon over its control socket, printed for people (or as JSON).
 
 use std::collections::BTreeSet;
@@ -40,6 +40,44 @@ pub fn run(
     Ok(())
 }
 
+/// `metrics`: the exposition printed, or written to `out` the way
+/// node_exporter's textfile collector wants it: whole or not at all (a
+/// temporary file beside it, renamed over it).
+pub fn metrics(
+    sock: &Path,
+    out: Option<&Path>,
+    json: bool,
+    timeout: Duration,
+) -> Result<(), CtlError> {
+    let value = client::request(sock, &Request::Metrics, timeout)?;
+    let text: String = serde_json::from_value(value)?;
+    match out {
+        None if json => println!("{}", serde_json::to_string(&text)?),
+        None => print!("{text}"),
+        Some(path) => write_whole(path, text.as_bytes())
+            .map_err(|e| CtlError(format!("{}: {e}", path.display())))?,
+    }
+    Ok(())
+}
+
+/// Writes `path` through a temporary file in the same directory, so that
+/// a reader sees the old file or the new one, never a part.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?.to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 fn wait_secs(wait: Option<&str>) -> Result<Duration, CtlError> {
     match wait {
         None => Ok(Duration::from_secs(2)),
@@ -62,7 +100,8 @@ fn duration(secs: u64) -> String {
     }
 }
 
-fn bytes(n: u64) -> String {
+/// A byte count for people: `512 B`, `1.5 KiB`, ...
+pub fn bytes(n: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut i = 0;
@@ -129,10 +168,24 @@ pub fn format_status(s: &Status) -> String {
     t
 }
 
+/// A link's round-trip time and its variation, `1.2±0.3 ms` (`-` before
+/// the first sample).
+pub fn rtt(l: &LinkEntry) -> String {
+    if l.rtt_us == 0 {
+        return "-".to_string();
+    }
+    format!("{:.1}±{:.1} ms", l.rtt_us as f64 / 1000.0, l.rttvar_us as f64 / 1000.0)
+}
+
 /// The `links` text.
 pub fn format_links(links: &[LinkEntry]) -> String {
-    let mut t = format!(
-        "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>8}  {:>7}  {:>7}\n",
+    let row = |c: [&str; 15]| {
+        format!(
+            "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>8}  {:>7}  {:>7}  {:>15}  {:>6}  {:>9}  {}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], c[13], c[14]
+        )
+    };
+    let mut t = row([
         "PEER",
         "ADDRESS",
         "DIR",
@@ -143,23 +196,34 @@ pub fn format_links(links: &[LinkEntry]) -> String {
         "QUEUED",
         "DELAY",
         "DROPPED",
-        "MARKED"
-    );
+        "MARKED",
+        "RTT",
+        "HEARD",
+        "INFLIGHT",
+        "CERT EXPIRES",
+    ]);
     for l in links {
-        t.push_str(&format!(
-            "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>8}  {:>7}  {:>7}\n",
-            l.peer,
-            l.addr,
-            l.direction,
-            l.protocol,
-            duration(l.uptime_secs),
-            bytes(l.bytes_in),
-            bytes(l.bytes_out),
-            bytes(l.queued_bytes),
-            format!("{:.1} ms", l.queue_delay_us as f64 / 1000.0),
-            l.dropped,
-            l.ecn_marks
-        ));
+        let expires = match l.peer_cert_not_after {
+            0 => "-".to_string(),
+            t => crate::tls::cert_info::unix_to_text(t).chars().take(10).collect(),
+        };
+        t.push_str(&row([
+            &l.peer,
+            &l.addr,
+            &l.direction,
+            &l.protocol,
+            &duration(l.uptime_secs),
+            &bytes(l.bytes_in),
+            &bytes(l.bytes_out),
+            &bytes(l.queued_bytes),
+            &format!("{:.1} ms", l.queue_delay_us as f64 / 1000.0),
+            &l.dropped.to_string(),
+            &l.ecn_marks.to_string(),
+            &rtt(l),
+            &format!("{:.1}s", l.last_rx_ms as f64 / 1000.0),
+            &bytes(l.inflight_bytes),
+            &expires,
+        ]));
     }
     t.push_str(&format!("{} link(s)\n", links.len()));
     t

@@ -293,16 +293,18 @@ impl Supervisor {
             Request::Links => Reply::Now(Response::ok(self.link_entries())),
             Request::Routes => Reply::Now(Response::ok(self.route_entries())),
             Request::Trace { wait_ms } => Reply::Later(self.start_trace(wait_ms)),
+            Request::Metrics => Reply::Now(Response::ok(self.metrics_text())),
         }
     }
 
-    fn status(&self) -> Status {
+    pub(super) fn status(&self) -> Status {
         let e = &self.shared.engine;
         let stats = e.stats();
         let counters: BTreeMap<String, u64> =
             Counter::ALL.iter().map(|c| (c.label().to_string(), stats.get(*c))).collect();
         let drops: BTreeMap<String, u64> =
             DropReason::ALL.iter().map(|r| (r.label().to_string(), stats.drops(*r))).collect();
+        let (dedup_sources, health_sources) = e.dedup_sources();
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             mac: e.me().to_string(),
@@ -325,10 +327,19 @@ impl Supervisor {
             pending_handshakes: self.admission.pending(),
             congestion: self.congestion_in_use(),
             congestion_source: self.congestion.source_text(),
+            cert_not_after: self.material.cert.not_after,
+            ca_not_after: self
+                .material
+                .cas
+                .iter()
+                .map(|c| (c.subject.clone(), c.not_after))
+                .collect(),
+            dedup_sources,
+            health_sources,
         }
     }
 
-    fn link_entries(&self) -> Vec<LinkEntry> {
+    pub(super) fn link_entries(&self) -> Vec<LinkEntry> {
         let now = self.shared.clock.mono();
         self.links()
             .into_iter()
@@ -355,6 +366,19 @@ impl Supervisor {
                     lane: lane.is_some(),
                     lane_bytes_in: lane.map_or(0, |s| s.bytes_in.load(Ordering::Relaxed)),
                     lane_bytes_out: lane.map_or(0, |s| s.bytes_out.load(Ordering::Relaxed)),
+                    lane_messages_in: lane.map_or(0, |s| s.messages_in.load(Ordering::Relaxed)),
+                    lane_messages_out: lane.map_or(0, |s| s.messages_out.load(Ordering::Relaxed)),
+                    messages_out: get(&|s| &s.messages_out),
+                    rtt_us: get(&|s| &s.health.rtt_us),
+                    rttvar_us: get(&|s| &s.health.rttvar_us),
+                    last_rx_ms: s.as_ref().map_or(0, |s| {
+                        now.saturating_sub(s.health.last_rx.load(Ordering::Relaxed))
+                    }),
+                    inflight_bytes: get(&|s| &s.health.inflight_bytes),
+                    unsent_bytes: get(&|s| &s.health.unsent_bytes),
+                    peer_cert_not_after: s
+                        .as_ref()
+                        .map_or(0, |s| s.health.peer_not_after.load(Ordering::Relaxed)),
                 }
             })
             .collect()

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use mio::net::TcpStream;
@@ -37,6 +37,46 @@ pub struct LinkStats {
     pub codel_drops: AtomicU64,
     /// Frames marked CE instead of dropped.
     pub ecn_marks: AtomicU64,
+    /// Messages handed to TLS (added once per flush).
+    pub messages_out: AtomicU64,
+    /// The link's health, sampled by the worker every tick (500 ms), not
+    /// on the per-frame path: see [`LinkStats::sample`].
+    pub health: LinkHealth,
+}
+
+/// A link's health figures, written by its worker's tick.
+#[derive(Debug, Default)]
+pub struct LinkHealth {
+    /// The TCP connection's smoothed round-trip time (µs, `TCP_INFO`).
+    pub rtt_us: AtomicU64,
+    /// Its mean deviation (µs).
+    pub rttvar_us: AtomicU64,
+    /// Bytes sent and not yet acknowledged, as the kernel counts segments
+    /// in flight (times the MSS).
+    pub inflight_bytes: AtomicU64,
+    /// Bytes written to the socket and not yet sent.
+    pub unsent_bytes: AtomicU64,
+    /// When anything was last received (monotonic ms).
+    pub last_rx: AtomicU64,
+    /// The peer's end-entity certificate's notAfter (Unix seconds), set
+    /// when the link came up; 0 if it could not be read.
+    pub peer_not_after: AtomicI64,
+}
+
+impl LinkStats {
+    /// Records the worker's view of the link: `TCP_INFO` (if the kernel
+    /// gave it) and when it last received anything.
+    pub fn sample(&self, info: Option<&crate::sys::TcpInfo>, last_rx: u64) {
+        let h = &self.health;
+        if let Some(i) = info {
+            h.rtt_us.store(i.rtt_us.into(), Ordering::Relaxed);
+            h.rttvar_us.store(i.rttvar_us.into(), Ordering::Relaxed);
+            h.inflight_bytes
+                .store(u64::from(i.in_flight()) * u64::from(i.snd_mss), Ordering::Relaxed);
+            h.unsent_bytes.store(i.notsent_bytes.into(), Ordering::Relaxed);
+        }
+        h.last_rx.store(last_rx, Ordering::Relaxed);
+    }
 }
 
 /// The link's state machine: `Handshaking` until rustls finishes, then
@@ -74,6 +114,8 @@ pub struct OutQueue {
     feeding_bytes: usize,
     /// Counts already added to the link's stats.
     reported: FqStats,
+    /// Messages taken from `fq` since the last report.
+    taken: u64,
 }
 
 impl OutQueue {
@@ -85,6 +127,7 @@ impl OutQueue {
             fed: 0,
             feeding_bytes: 0,
             reported: FqStats::default(),
+            taken: 0,
         }
     }
 
@@ -119,6 +162,7 @@ impl OutQueue {
             self.feeding_bytes = 0;
             while self.feeding_bytes < limit.max(1) {
                 let Some(m) = self.fq.pop(now_us) else { break };
+                self.taken += 1;
                 self.feeding_bytes += m.len();
                 self.feeding.push_back(m);
             }
@@ -166,6 +210,9 @@ impl OutQueue {
         let marks = now.ecn_marks - was.ecn_marks;
         if marks > 0 {
             stats.ecn_marks.fetch_add(marks, Ordering::Relaxed);
+        }
+        if self.taken > 0 {
+            stats.messages_out.fetch_add(std::mem::take(&mut self.taken), Ordering::Relaxed);
         }
     }
 
@@ -435,6 +482,12 @@ impl Link {
         }
     }
 
+    /// Samples the link's health into its stats (every worker tick).
+    pub fn sample_health(&self) {
+        let info = crate::sys::tcp_info(self.sock.as_raw_fd()).ok();
+        self.stats.sample(info.as_ref(), self.last_rx);
+    }
+
     /// Counts a malformed message; `false` when the link has used up its
     /// budget and should be closed.
     pub fn charge_error(&mut self) -> bool {
@@ -538,6 +591,15 @@ mod tests {
         // 1003-byte messages: 9 fit in 10,000 bytes
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 11);
         assert!(q.len() <= 10_000);
+        // the messages taken for sending are counted once, at the report
+        let mut w = Trickle { got: Vec::new(), cap: usize::MAX };
+        while q.refill(0, FEED_CHUNK) {
+            q.feed(&mut w).unwrap();
+        }
+        assert_eq!(stats.messages_out.load(Ordering::Relaxed), 0);
+        q.report(&stats);
+        q.report(&stats);
+        assert_eq!(stats.messages_out.load(Ordering::Relaxed), 9);
     }
 
     fn link_for_test(ext: bool) -> Link {

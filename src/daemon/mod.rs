@@ -9,6 +9,7 @@ pub mod clock;
 pub mod control;
 pub mod link;
 pub mod log_limit;
+pub mod metrics_http;
 pub mod net;
 pub mod notify;
 pub mod supervisor;
@@ -183,6 +184,15 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             cfg.control.socket.display()
         ))
     })?;
+    let metrics = match metrics_http::bind_configured(&cfg) {
+        Ok(m) => m,
+        // after a restart in place, the interface and the mesh matter more
+        Err(e) if opts.tunfd.is_some() => {
+            log::error!("{e}; running without the metrics listener");
+            None
+        }
+        Err(e) => return Err(DaemonError(e)),
+    };
     let listener = if cfg.network.listening() {
         let (l, addr) = net::listen(cfg.network.bind, cfg.network.port, cc.set).map_err(|e| {
             let at = cfg.network.bind.map_or("every address".to_string(), |b| b.to_string());
@@ -322,6 +332,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         congestion: cc,
     })
     .map_err(err("starting the main loop"))?;
+    sup.install_metrics(metrics);
     notify::notify("READY=1");
     let exit = sup.run();
     sup.save_cache();

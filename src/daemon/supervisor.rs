@@ -20,6 +20,7 @@ use super::cache_file;
 use super::channels::{Origin, ToSupervisor, Wake, WorkerCtl};
 use super::control::{ControlServer, PendingTrace};
 use super::link::LinkStats;
+use super::metrics_http::MetricsServer;
 use super::net::{self, CongestionControl, TcpTuning};
 use super::notify::notify;
 use super::Shared;
@@ -82,6 +83,8 @@ pub struct Supervisor {
     /// Incoming connections whose handshake is pending, capped.
     pub(super) admission: Admission,
     pub(super) control: Option<ControlServer>,
+    /// The metrics listener (`[control] metrics`), if configured.
+    pub(super) metrics: Option<MetricsServer>,
     pub(super) info: NodeInfo,
     /// Traces under way: request id -> deadline and answers so far.
     pub(super) traces: HashMap<u64, PendingTrace>,
@@ -191,6 +194,7 @@ impl Supervisor {
             next_prune: 600_000,
             admission: Admission::new(admission::PER_ADDRESS, admission::TOTAL),
             control,
+            metrics: None,
             info,
             traces: HashMap::new(),
             lanes: LanePairs::new(),
@@ -211,6 +215,7 @@ impl Supervisor {
             }
             self.dial();
             let trace_due = self.finish_traces().unwrap_or(u64::MAX);
+            self.expire_metrics();
             let due = [
                 self.next_announce,
                 self.next_tick,
@@ -253,6 +258,7 @@ impl Supervisor {
                         }
                     }
                     t if ControlServer::owns(t) => self.on_control(t, ev),
+                    t if MetricsServer::owns(t) => self.on_metrics(t, ev),
                     _ => {}
                 }
             }
@@ -620,6 +626,7 @@ impl Supervisor {
             }
             let server_cfg = material.server_config().map_err(|e| e.to_string())?;
             let congestion = super::congestion(&new)?;
+            let metrics = self.reload_metrics(&new)?;
             let (in_place, full) = needs_restart(&self.cfg, &new);
             if !in_place.is_empty() {
                 warn!(
@@ -645,6 +652,10 @@ impl Supervisor {
             self.cfg.network.max_links = new.network.max_links;
             self.cfg.network.congestion = new.network.congestion;
             self.set_congestion(congestion);
+            if let Some(m) = metrics {
+                self.install_metrics(m);
+            }
+            self.cfg.control.metrics = new.control.metrics;
             super::warn_expiry(&self.material);
             Ok(())
         })();

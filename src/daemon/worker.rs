@@ -447,6 +447,14 @@ impl Worker {
             links::protocol_label(ext),
             link.id
         );
+        let not_after = link
+            .tls
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|c| tls::CertInfo::from_der(c).ok())
+            .map_or(0, |i| i.not_after);
+        link.stats.health.peer_not_after.store(not_after, Ordering::Relaxed);
+        link.sample_health();
         let stats = link.stats.clone();
         if ext {
             // invpnd extensions: say what we accept (0.4 never sees this).
@@ -729,6 +737,9 @@ impl Worker {
                 continue;
             };
             link.refill_budget();
+            if link.ctx().is_some() {
+                link.sample_health();
+            }
             match link.state {
                 State::Handshaking if now.saturating_sub(link.created) > hs_timeout => {
                     self.close(slot, &format!("handshake timed out after {} s", hs_timeout / 1000));

@@ -177,9 +177,14 @@ pub struct Pair {
 
 /// Starts a [`Pair`].
 pub fn pair(pki: &Pki) -> Pair {
+    pair_with(pki, NodeConf::new(1, mac(1)))
+}
+
+/// Starts a [`Pair`] whose node 1 has configuration `a`.
+pub fn pair_with(pki: &Pki, a: NodeConf) -> Pair {
     let mut lab = Lab::new(2);
     lab.link(0, 1, 1);
-    let a = Node::start(&lab, 0, pki, NodeConf::new(1, mac(1)));
+    let a = Node::start(&lab, 0, pki, a);
     let b = Node::start(
         &lab,
         1,
