@@ -147,11 +147,14 @@ pub struct LinkEntry {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub messages_in: u64,
+    /// Bytes waiting in the link's queues (here and below, the queue of
+    /// its lane included).
     pub queued_bytes: u64,
     /// How long the oldest frame in the link's queue had waited when the
     /// link was last flushed (µs); 0 when nothing waits.
     #[serde(default)]
     pub queue_delay_us: u64,
+    /// Frames dropped by the link's queues.
     pub dropped: u64,
     /// Of `dropped`: frames CoDel dropped because their flow's queueing
     /// delay stayed above target.

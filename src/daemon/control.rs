@@ -348,6 +348,11 @@ impl Supervisor {
                 let get = |f: &dyn Fn(&super::link::LinkStats) -> &std::sync::atomic::AtomicU64| {
                     s.as_ref().map_or(0, |s| f(s).load(Ordering::Relaxed))
                 };
+                // what the link's queues did, its lane's included
+                let both =
+                    |f: &dyn Fn(&super::link::LinkStats) -> &std::sync::atomic::AtomicU64| {
+                        get(f) + lane.map_or(0, |s| f(s).load(Ordering::Relaxed))
+                    };
                 LinkEntry {
                     peer: l.peer.to_string(),
                     addr: l.addr.to_string(),
@@ -357,11 +362,12 @@ impl Supervisor {
                     bytes_in: get(&|s| &s.bytes_in),
                     bytes_out: get(&|s| &s.bytes_out),
                     messages_in: get(&|s| &s.messages_in),
-                    queued_bytes: get(&|s| &s.queued),
-                    queue_delay_us: get(&|s| &s.queue_delay_us),
-                    dropped: get(&|s| &s.dropped),
-                    codel_drops: get(&|s| &s.codel_drops),
-                    ecn_marks: get(&|s| &s.ecn_marks),
+                    queued_bytes: both(&|s| &s.queued),
+                    queue_delay_us: get(&|s| &s.queue_delay_us)
+                        .max(lane.map_or(0, |s| s.queue_delay_us.load(Ordering::Relaxed))),
+                    dropped: both(&|s| &s.dropped),
+                    codel_drops: both(&|s| &s.codel_drops),
+                    ecn_marks: both(&|s| &s.ecn_marks),
                     malformed: get(&|s| &s.malformed),
                     lane: lane.is_some(),
                     lane_bytes_in: lane.map_or(0, |s| s.bytes_in.load(Ordering::Relaxed)),
