@@ -181,7 +181,7 @@ pub fn rtt(l: &LinkEntry) -> String {
 pub fn format_links(links: &[LinkEntry]) -> String {
     let row = |c: [&str; 15]| {
         format!(
-            "{:<17}  {:<26}  {:<3}  {:<9}  {:>7}  {:>10}  {:>10}  {:>9}  {:>8}  {:>7}  {:>7}  {:>15}  {:>6}  {:>9}  {}\n",
+            "{:<17}  {:<26}  {:<3}  {:<11}  {:>7}  {:>10}  {:>10}  {:>9}  {:>8}  {:>7}  {:>7}  {:>15}  {:>6}  {:>9}  {}\n",
             c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], c[13], c[14]
         )
     };
@@ -211,7 +211,8 @@ pub fn format_links(links: &[LinkEntry]) -> String {
             &l.peer,
             &l.addr,
             &l.direction,
-            &l.protocol,
+            // a link with a lane for sparse flows: "invpnd+lane"
+            &if l.lane { format!("{}+lane", l.protocol) } else { l.protocol.clone() },
             &duration(l.uptime_secs),
             &bytes(l.bytes_in),
             &bytes(l.bytes_out),
