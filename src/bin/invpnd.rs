@@ -208,15 +208,17 @@ fn print_check(
         n.max_routes,
         if n.broadcast_rate == 0 { "unlimited".to_string() } else { n.broadcast_rate.to_string() }
     )?;
+    let i = &cfg.interface;
+    let program = |what: &str, p: &Option<PathBuf>| {
+        p.as_ref().map_or(String::new(), |p| format!(", {what} program {}", p.display()))
+    };
     writeln!(
         out,
-        "interface:       {}, MTU {}{}",
-        cfg.interface.name,
-        cfg.interface.mtu,
-        cfg.interface
-            .up
-            .as_ref()
-            .map_or(String::new(), |u| format!(", up program {}", u.display()))
+        "interface:       {}, MTU {}{}{}",
+        i.name,
+        i.mtu,
+        program("up", &i.up),
+        program("down", &i.down)
     )?;
     writeln!(out, "control socket:  {}", cfg.control.socket.display())?;
     match cfg.control.metrics {

@@ -123,6 +123,8 @@ pub struct Interface {
     pub mtu: u16,
     /// A program to run once the interface is up.
     pub up: Option<PathBuf>,
+    /// A program to run just before the interface goes away.
+    pub down: Option<PathBuf>,
 }
 
 /// `[control]`
@@ -259,7 +261,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "congestion",
         ],
     ),
-    ("interface", &["name", "mtu", "up"]),
+    ("interface", &["name", "mtu", "up", "down"]),
     ("control", &["socket", "metrics"]),
     (
         "performance",
@@ -367,15 +369,8 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
             Ok(m) if (576..=65000).contains(&m) => Ok(m),
             _ => Err(format!("{v:?} is not an MTU between 576 and 65000")),
         })?,
-        up: r.get("interface", "up", None, |v| {
-            let p = r.resolve(v)?;
-            use std::os::unix::fs::PermissionsExt;
-            match std::fs::metadata(&p) {
-                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(Some(p)),
-                Ok(_) => Err(format!("{} is not an executable file", p.display())),
-                Err(e) => Err(format!("{}: {e}", p.display())),
-            }
-        })?,
+        up: r.program("interface", "up")?,
+        down: r.program("interface", "down")?,
     };
     if network.max_links == 0 {
         r.warnings.push(format!(
@@ -515,6 +510,19 @@ impl Resolver<'_> {
             // the `up` program is not looked up in PATH
             let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty());
             dir.unwrap_or(Path::new(".")).join(p)
+        })
+    }
+
+    /// An executable file (the `up` and `down` programs).
+    fn program(&self, section: &str, key: &str) -> Result<Option<PathBuf>, ConfigError> {
+        self.get(section, key, None, |v| {
+            let p = self.resolve(v)?;
+            use std::os::unix::fs::PermissionsExt;
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(Some(p)),
+                Ok(_) => Err(format!("{} is not an executable file", p.display())),
+                Err(e) => Err(format!("{}: {e}", p.display())),
+            }
         })
     }
 

@@ -178,6 +178,10 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         None => Tap::create(&cfg.interface, me, cfg.performance.offload),
     }
     .map_err(|e| DaemonError(e.to_string()))?;
+    // from here on, every way out of this function (but a restart in place
+    // that succeeds) runs the down program once the interface is up
+    let mut hooks =
+        tap::Hooks::new(&tap.name, me, tap.mtu, cfg.interface.down.clone(), opts.tunfd.is_some());
     let control = ControlServer::bind(&cfg.control.socket).map_err(|e| {
         DaemonError(format!(
             "cannot create the control socket {}: {e}",
@@ -286,9 +290,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     }
 
     if opts.tunfd.is_none() {
-        if let Some(up) = &cfg.interface.up {
-            tap::run_up(up, &tap.name, me, tap.mtu, tap::UP_TIMEOUT);
-        }
+        hooks.up(cfg.interface.up.as_deref());
     }
     cache_file::remove_stale_temporaries(&cfg.network.cache);
     let cache = cache_file::load(&cfg.network.cache);
@@ -336,6 +338,8 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     notify::notify("READY=1");
     let exit = sup.run();
     sup.save_cache();
+    // as reloaded
+    hooks.down_program = sup.cfg.interface.down.clone();
     match exit {
         Exit::Stop => {
             notify::notify("STOPPING=1");
@@ -345,6 +349,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             for t in threads {
                 let _ = t.join();
             }
+            hooks.down();
             info!("stopped");
             Ok(())
         }
@@ -354,7 +359,10 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             drop(sup.control.take());
             restart(&opts, tap.fd())
         }
-        Exit::Fatal(msg) => Err(DaemonError(msg)),
+        Exit::Fatal(msg) => {
+            hooks.down();
+            Err(DaemonError(msg))
+        }
     }
 }
 

@@ -630,12 +630,12 @@ impl Supervisor {
             let (in_place, full) = needs_restart(&self.cfg, &new);
             if !in_place.is_empty() {
                 warn!(
-                    "reload: {} take effect on a restart in place (SIGUSR2)",
-                    in_place.join(", ")
+                    "reload: {} on a restart in place (SIGUSR2)",
+                    settings_take_effect(&in_place)
                 );
             }
             if !full.is_empty() {
-                warn!("reload: {} take effect only after a full stop and start", full.join(", "));
+                warn!("reload: {} only after a full stop and start", settings_take_effect(&full));
             }
             let material = Arc::new(material);
             self.material = material.clone();
@@ -651,6 +651,8 @@ impl Supervisor {
             self.cfg.network.init = new.network.init;
             self.cfg.network.max_links = new.network.max_links;
             self.cfg.network.congestion = new.network.congestion;
+            // run by this process when the interface goes
+            self.cfg.interface.down = new.interface.down;
             self.set_congestion(congestion);
             if let Some(m) = metrics {
                 self.install_metrics(m);
@@ -791,6 +793,12 @@ impl Supervisor {
     }
 }
 
+/// "X takes effect" or "X, Y take effect": the settings a reload names.
+pub fn settings_take_effect(names: &[&str]) -> String {
+    let verb = if names.len() == 1 { "takes" } else { "take" };
+    format!("{} {verb} effect", names.join(", "))
+}
+
 /// Settings that differ between two configurations and cannot change
 /// while the daemon runs: those a restart in place (SIGUSR2) applies, and
 /// those that need a full stop and start (the interface is kept by USR2).
@@ -836,4 +844,36 @@ pub fn needs_restart(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'st
     ];
     let pick = |v: &[(&'static str, bool)]| v.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
     (pick(&in_place), pick(&full))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(interface: &str) -> Config {
+        let text =
+            format!("[ssl]\nkey=k\ncert=c\nca=a\n[network]\nport=4000\n[interface]\n{interface}\n");
+        config::from_str(std::path::Path::new("/etc/invpn/invpn.conf"), &text).unwrap()
+    }
+
+    #[test]
+    fn reload_names_what_a_restart_applies_in_one_sentence() {
+        assert_eq!(settings_take_effect(&["[network] port"]), "[network] port takes effect");
+        assert_eq!(
+            settings_take_effect(&["[network] port", "[interface] mtu"]),
+            "[network] port, [interface] mtu take effect"
+        );
+    }
+
+    #[test]
+    fn the_mtu_needs_a_restart_in_place_the_name_and_up_a_full_one_down_neither() {
+        let old = conf("mtu=1500");
+        let (in_place, full) = needs_restart(&old, &conf("mtu=9000"));
+        assert_eq!((in_place, full), (vec!["[interface] mtu"], vec![]));
+        let (in_place, full) = needs_restart(&old, &conf("mtu=1500\nname=mesh0\nup=/bin/true"));
+        assert_eq!((in_place, full), (vec![], vec!["[interface] name", "[interface] up"]));
+        // a reload applies it: the process that lets the interface go runs it
+        let (in_place, full) = needs_restart(&old, &conf("down=/bin/true"));
+        assert!(in_place.is_empty() && full.is_empty());
+    }
 }

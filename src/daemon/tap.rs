@@ -120,23 +120,49 @@ impl Tap {
     }
 }
 
-/// How long the `up` program may run before it is killed.
-pub const UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an `up` or `down` program may run before it is killed.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `PATH` the `up` program gets.
-pub const UP_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// The `PATH` the `up` and `down` programs get.
+pub const HOOK_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Runs the operator's `up` program once the interface is up, waiting at
-/// most `timeout` for it. Its environment is only `PATH` (`UP_PATH`),
-/// `INTERFACE`, `MAC` and `MTU` (documented in invpnd(8)); its standard
-/// input is /dev/null. It runs in a process group of its own, and if it
-/// outlives `timeout` the whole group is killed, with whatever it started
-/// and waited for.
-pub fn run_up(program: &std::path::Path, iface: &str, mac: Mac, mtu: u16, timeout: Duration) {
+/// The operator's programs around the interface's life: `up` once it is
+/// up, `down` just before it goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Up,
+    Down,
+}
+
+impl Hook {
+    /// Its `[interface]` key, as the log names it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Hook::Up => "up",
+            Hook::Down => "down",
+        }
+    }
+}
+
+/// Runs the operator's `up` or `down` program for interface `iface`,
+/// waiting at most `timeout` for it. Its environment is only `PATH`
+/// (`HOOK_PATH`), `INTERFACE`, `MAC` and `MTU` (documented in invpnd(8)
+/// and invpn.conf(5)); its standard input is /dev/null. It runs in a
+/// process group of its own, and if it outlives `timeout` the whole group
+/// is killed, with whatever it started and waited for.
+pub fn run_hook(
+    hook: Hook,
+    program: &std::path::Path,
+    iface: &str,
+    mac: Mac,
+    mtu: u16,
+    timeout: Duration,
+) {
     use std::os::unix::process::CommandExt;
+    let what = format!("{} program {}", hook.key(), program.display());
     let mut child = match std::process::Command::new(program)
         .env_clear()
-        .env("PATH", UP_PATH)
+        .env("PATH", HOOK_PATH)
         .env("INTERFACE", iface)
         .env("MAC", mac.to_string())
         .env("MTU", mtu.to_string())
@@ -146,7 +172,7 @@ pub fn run_up(program: &std::path::Path, iface: &str, mac: Mac, mtu: u16, timeou
     {
         Ok(c) => c,
         Err(e) => {
-            error!("up program {}: cannot run: {e}", program.display());
+            error!("{what}: cannot run: {e}");
             return;
         }
     };
@@ -154,33 +180,103 @@ pub fn run_up(program: &std::path::Path, iface: &str, mac: Mac, mtu: u16, timeou
     loop {
         match child.try_wait() {
             Ok(Some(st)) if st.success() => {
-                info!("up program {} done", program.display());
+                info!("{what} done");
                 return;
             }
             Ok(Some(st)) => {
-                warn!("up program {} failed: {st}", program.display());
+                warn!("{what} failed: {st}");
                 return;
             }
             Ok(None) if Instant::now() > deadline => {
                 // its group has the child's id (process_group(0))
                 if let Err(e) = crate::sys::kill_process_group(child.id()) {
-                    warn!("up program {}: killing its process group: {e}", program.display());
+                    warn!("{what}: killing its process group: {e}");
                     let _ = child.kill();
                 }
                 let _ = child.wait();
-                warn!(
-                    "up program {} killed after {} s, with its process group",
-                    program.display(),
-                    timeout.as_secs_f32()
-                );
+                warn!("{what} killed after {} s, with its process group", timeout.as_secs_f32());
                 return;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => {
-                warn!("up program {}: {e}", program.display());
+                warn!("{what}: {e}");
                 return;
             }
         }
+    }
+}
+
+/// The interface's hooks over its life in this process. Once the interface
+/// is up ([`Hooks::up`] ran, or it was adopted from the process before a
+/// restart in place), the `down` program runs exactly once when this
+/// process lets the interface go: at a stop, on a fatal error, or when a
+/// restart in place fails to execute the new program ([`Hooks::down`], or
+/// on drop for any other way out, such as an error while starting). A
+/// restart in place that succeeds never returns, so the kept interface
+/// gets no `down` (and the new process no `up`).
+#[derive(Debug)]
+pub struct Hooks {
+    iface: String,
+    mac: Mac,
+    mtu: u16,
+    /// The `down` program (it may change on reload).
+    pub down_program: Option<std::path::PathBuf>,
+    /// Whether the interface is up, so that `down` is due.
+    armed: bool,
+    timeout: Duration,
+}
+
+impl Hooks {
+    /// The hooks of interface `iface` (with `MAC` and `MTU` for their
+    /// environment), with `down` to run as it goes away; `adopted`: the
+    /// interface comes from the process before a restart in place, and is
+    /// already up.
+    pub fn new(
+        iface: &str,
+        mac: Mac,
+        mtu: u16,
+        down: Option<std::path::PathBuf>,
+        adopted: bool,
+    ) -> Hooks {
+        Hooks {
+            iface: iface.to_string(),
+            mac,
+            mtu,
+            down_program: down,
+            armed: adopted,
+            timeout: HOOK_TIMEOUT,
+        }
+    }
+
+    /// With another time limit for each program (for tests).
+    pub fn with_timeout(mut self, timeout: Duration) -> Hooks {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The interface is up: runs the `up` program, if any; `down` is due
+    /// from now on.
+    pub fn up(&mut self, program: Option<&std::path::Path>) {
+        self.armed = true;
+        if let Some(p) = program {
+            run_hook(Hook::Up, p, &self.iface, self.mac, self.mtu, self.timeout);
+        }
+    }
+
+    /// The interface is about to go: runs the `down` program, if any and if
+    /// the interface was up, once.
+    pub fn down(&mut self) {
+        if std::mem::take(&mut self.armed) {
+            if let Some(p) = &self.down_program {
+                run_hook(Hook::Down, p, &self.iface, self.mac, self.mtu, self.timeout);
+            }
+        }
+    }
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        self.down();
     }
 }
 
@@ -329,7 +425,14 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let t = Instant::now();
-        run_up(&script, "invpn7", Mac([2, 0x50, 0x56, 0, 0, 7]), 1400, Duration::from_secs(1));
+        run_hook(
+            Hook::Up,
+            &script,
+            "invpn7",
+            Mac([2, 0x50, 0x56, 0, 0, 7]),
+            1400,
+            Duration::from_secs(1),
+        );
         assert!(t.elapsed() < Duration::from_secs(10));
         for who in ["shell", "child"] {
             let pid = std::fs::read_to_string(d.path().join(who)).unwrap();
@@ -358,5 +461,46 @@ mod tests {
                 "{k} in {env}"
             );
         }
+    }
+
+    /// A script that appends its hook name and environment to `log`.
+    fn recorder(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+        let script = dir.join(name);
+        let log = dir.join("log");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"{name} $INTERFACE $MAC $MTU $PATH\" >> {}\n", log.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[test]
+    fn down_runs_once_after_up_with_the_same_environment() {
+        let d = tempfile::tempdir().unwrap();
+        let (up, down) = (recorder(d.path(), "up"), recorder(d.path(), "down"));
+        let mac = Mac([2, 0x50, 0x56, 0, 0, 8]);
+        let log = || std::fs::read_to_string(d.path().join("log")).unwrap_or_default();
+        // created: nothing runs before the interface is up
+        drop(Hooks::new("invpn8", mac, 1400, Some(down.clone()), false));
+        assert_eq!(log(), "");
+        let mut hooks = Hooks::new("invpn8", mac, 1400, Some(down.clone()), false);
+        hooks.up(Some(&up));
+        hooks.down();
+        hooks.down();
+        drop(hooks);
+        let env = "invpn8 02:50:56:00:00:08 1400 /usr/sbin:/usr/bin:/sbin:/bin";
+        assert_eq!(log(), format!("up {env}\ndown {env}\n"));
+        // adopted after a restart in place: up is not run again, but the
+        // interface goes with this process (here on drop, as for an error)
+        std::fs::remove_file(d.path().join("log")).unwrap();
+        drop(Hooks::new("invpn8", mac, 1400, Some(down.clone()), true));
+        assert_eq!(log(), format!("down {env}\n"));
+        // no program: nothing to do
+        let mut none = Hooks::new("invpn8", mac, 1400, None, true);
+        none.up(None);
+        none.down();
     }
 }
