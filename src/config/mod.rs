@@ -21,6 +21,43 @@ pub const DEFAULT_PATH: &str = "/etc/invpn/invpn.conf";
 /// `[performance] notsent_lowat` when not set (see invpn.conf(5) and
 /// BENCHMARKS.md for the measurements behind it).
 pub const DEFAULT_NOTSENT_LOWAT: u32 = 128 * 1024;
+/// The control socket of the default configuration (see [`default_socket`]).
+pub const DEFAULT_SOCKET: &str = "/run/invpnd.sock";
+/// Where node caches are kept by default (see [`default_cache`]).
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/invpnd";
+
+/// The name of the instance a configuration file is for: its file name
+/// without `.conf` (`/etc/invpn/office.conf` is instance `office`, as
+/// `invpnd@office.service` runs it). Several daemons on one host then get
+/// their own control socket and node cache by default.
+pub fn instance_name(path: &Path) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStrExt;
+    let name = path.file_name().unwrap_or_default().as_bytes();
+    let stem = name.strip_suffix(b".conf").filter(|s| !s.is_empty()).unwrap_or(name);
+    std::ffi::OsStr::from_bytes(stem).to_os_string()
+}
+
+/// `[control] socket` when not set: `/run/invpnd.sock` for a file named
+/// `invpn.conf` (the default one), `/run/invpnd.NAME.sock` for `NAME.conf`.
+pub fn default_socket(path: &Path) -> PathBuf {
+    let name = instance_name(path);
+    if name == "invpn" {
+        return PathBuf::from(DEFAULT_SOCKET);
+    }
+    let mut file = std::ffi::OsString::from("invpnd.");
+    file.push(name);
+    file.push(".sock");
+    Path::new("/run").join(file)
+}
+
+/// `[network] cache` when not set: `/var/lib/invpnd/NAME.cache` for a
+/// file named `NAME.conf` (`invpn.cache` for the default `invpn.conf`).
+pub fn default_cache(path: &Path) -> PathBuf {
+    let mut file = instance_name(path);
+    file.push(".cache");
+    Path::new(DEFAULT_CACHE_DIR).join(file)
+}
+
 /// The port 0.4 listens on by default.
 pub const DEFAULT_PORT: u16 = 41744;
 
@@ -316,7 +353,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
                 .map(Some)
                 .map_err(|_| format!("{v:?} is not an IPv4 or IPv6 address"))
         })?,
-        cache: r.path_or("network", "cache", "/var/lib/invpnd/invpn.cache")?,
+        cache: r.path_or("network", "cache", default_cache(path))?,
         init: r.get("network", "init", Vec::new(), |v| {
             v.split(',')
                 .map(str::trim)
@@ -386,7 +423,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         ));
     }
     let control = Control {
-        socket: r.path_or("control", "socket", "/run/invpnd.sock")?,
+        socket: r.path_or("control", "socket", default_socket(path))?,
         metrics: r.get("control", "metrics", None, parse_listen)?,
     };
     let performance = Performance {
@@ -530,8 +567,8 @@ impl Resolver<'_> {
         self.get(section, key, None, |v| self.resolve(v).map(Some))
     }
 
-    fn path_or(&self, section: &str, key: &str, default: &str) -> Result<PathBuf, ConfigError> {
-        self.get(section, key, PathBuf::from(default), |v| self.resolve(v))
+    fn path_or(&self, section: &str, key: &str, default: PathBuf) -> Result<PathBuf, ConfigError> {
+        self.get(section, key, default, |v| self.resolve(v))
     }
 
     fn required_path(

@@ -37,6 +37,30 @@ fn defaults() {
 }
 
 #[test]
+fn each_instance_has_its_own_socket_and_cache_by_default() {
+    let at = |p: &str| from_str(Path::new(p), MINIMAL).unwrap();
+    let c = at("/etc/invpn/invpn.conf");
+    assert_eq!(c.control.socket, PathBuf::from("/run/invpnd.sock"));
+    assert_eq!(c.network.cache, PathBuf::from("/var/lib/invpnd/invpn.cache"));
+    // invpnd@office.service: /etc/invpn/office.conf
+    let c = at("/etc/invpn/office.conf");
+    assert_eq!(c.control.socket, PathBuf::from("/run/invpnd.office.sock"));
+    assert_eq!(c.network.cache, PathBuf::from("/var/lib/invpnd/office.cache"));
+    let c = at("lab");
+    assert_eq!(c.control.socket, PathBuf::from("/run/invpnd.lab.sock"));
+    assert_eq!(c.network.cache, PathBuf::from("/var/lib/invpnd/lab.cache"));
+    assert_eq!(instance_name(Path::new("/x/.conf")), ".conf");
+    // set ones stay as set
+    let c = from_str(
+        Path::new("/etc/invpn/office.conf"),
+        &format!("{MINIMAL}[network]\ncache=c\n[control]\nsocket=/run/s.sock\n"),
+    )
+    .unwrap();
+    assert_eq!(c.network.cache, PathBuf::from("/etc/invpn/c"));
+    assert_eq!(c.control.socket, PathBuf::from("/run/s.sock"));
+}
+
+#[test]
 fn invpn04_install_example_is_accepted() {
     let c = load_text(
         "[ssl]\nkey=/etc/invpn/invpn.key\ncert=/etc/invpn/invpn.crt\nca=/etc/invpn/invpn_ca.crt\n\

@@ -39,7 +39,7 @@ pub fn socket_path(socket: Option<String>, conf: Option<String>) -> Result<PathB
             crate::config::load(std::path::Path::new(&c)).map_err(|e| CtlError(e.to_string()))?;
         return Ok(cfg.control.socket);
     }
-    Ok(PathBuf::from("/run/invpnd.sock"))
+    Ok(PathBuf::from(crate::config::DEFAULT_SOCKET))
 }
 
 /// The CA certificate named by `[ssl] ca` of an invpnd configuration.
