@@ -4,7 +4,12 @@
 #   make test         the whole test suite (namespace tests need root)
 #   make demo         a three-node mesh in network namespaces (root)
 #   make install      PREFIX=/usr/local DESTDIR= (binaries, man pages,
-#                     example configuration, systemd unit; run make first)
+#                     example configuration, systemd units, bash and zsh
+#                     completion; run make first)
+#   make deb          a Debian package in target/debian/ (release build;
+#                     DEB_PROFILE=debug for the debug one)
+#   make deb-test     builds the package, installs it with dpkg -i, checks
+#                     invpnd -V and -t on its example, purges it (root)
 #   make bench        criterion benchmarks of the hot paths
 #   make bench-net    iperf3 through invpnd and peer VPNs (root)
 #   make bench-failover  outage when a relay crashes or is cut off (root)
@@ -23,13 +28,22 @@ SBINDIR     ?= $(PREFIX)/sbin
 MANDIR      ?= $(PREFIX)/share/man
 SYSCONFDIR  ?= /etc
 UNITDIR     ?= /lib/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+EXAMPLE     ?= $(SYSCONFDIR)/invpn/invpn.conf.example
+# the node cache's directory ([network] cache), so that invpnd -t passes
+# before the first start (the unit's StateDirectory= makes it too)
+STATEDIR    ?= /var/lib/invpnd
 CARGO       ?= cargo
+# where `make` leaves the binaries (cargo's CARGO_TARGET_DIR is honoured)
+BUILDDIR    ?= $(or $(CARGO_TARGET_DIR),target)/release
 BINARIES    := invpnd invpnctl
+UNITS       := etc/invpnd.service etc/invpnd@.service
 MAN5        := man/invpn.conf.5
 MAN8        := man/invpnd.8 man/invpnctl.8
 PEER_BENCH  ?= scripts/peer-bench.sh
 
-.PHONY: all build test demo install uninstall bench bench-net bench-failover bench-wan wanem sim fuzz soak lint clean deps
+.PHONY: all build test demo install uninstall deb deb-test bench bench-net bench-failover bench-wan wanem sim fuzz soak lint clean deps
 
 all: build
 
@@ -85,22 +99,38 @@ bench-wan: build wanem
 # install does not build (root often has no Rust toolchain): make, then
 # make install.
 install:
-	@for b in $(BINARIES); do test -x target/release/$$b || { echo "target/release/$$b missing: run make first"; exit 1; }; done
+	@for b in $(BINARIES); do test -x $(BUILDDIR)/$$b || { echo "$(BUILDDIR)/$$b missing: run make first"; exit 1; }; done
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
-	for b in $(BINARIES); do install -m 0755 target/release/$$b $(DESTDIR)$(SBINDIR)/$$b; done
+	for b in $(BINARIES); do install -m 0755 $(BUILDDIR)/$$b $(DESTDIR)$(SBINDIR)/$$b; done
 	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
-	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/invpn
-	install -m 0644 etc/invpn.conf $(DESTDIR)$(SYSCONFDIR)/invpn/invpn.conf.example
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/invpn $(DESTDIR)$(dir $(EXAMPLE))
+	install -d -m 0700 $(DESTDIR)$(STATEDIR)
+	install -m 0644 etc/invpn.conf $(DESTDIR)$(EXAMPLE)
 	install -d $(DESTDIR)$(UNITDIR)
-	sed 's|/usr/sbin/|$(SBINDIR)/|g' etc/invpnd.service > $(DESTDIR)$(UNITDIR)/invpnd.service
-	chmod 0644 $(DESTDIR)$(UNITDIR)/invpnd.service
+	for u in $(UNITS); do sed 's|/usr/sbin/|$(SBINDIR)/|g' $$u > $(DESTDIR)$(UNITDIR)/$${u#etc/}; chmod 0644 $(DESTDIR)$(UNITDIR)/$${u#etc/}; done
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	$(BUILDDIR)/invpnctl completion bash > $(DESTDIR)$(BASHCOMPDIR)/invpnctl
+	$(BUILDDIR)/invpnctl completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_invpnctl
+	chmod 0644 $(DESTDIR)$(BASHCOMPDIR)/invpnctl $(DESTDIR)$(ZSHCOMPDIR)/_invpnctl
 
 uninstall:
 	for b in $(BINARIES); do rm -f $(DESTDIR)$(SBINDIR)/$$b; done
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5)))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8)))
-	rm -f $(DESTDIR)$(SYSCONFDIR)/invpn/invpn.conf.example $(DESTDIR)$(UNITDIR)/invpnd.service
+	rm -f $(DESTDIR)$(EXAMPLE) $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS)))
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/invpnctl $(DESTDIR)$(ZSHCOMPDIR)/_invpnctl
+	-rmdir $(DESTDIR)$(STATEDIR) 2>/dev/null
+
+# the Debian package (scripts/deb.sh: made with dpkg-deb from make install;
+# it builds the binaries first); DEB_PROFILE=debug packages a debug build
+DEB_PROFILE ?= release
+deb: deps
+	scripts/deb.sh --profile $(DEB_PROFILE)
+
+# install it, check it, purge it (root; CI runs it on its debug build)
+deb-test: deps
+	scripts/deb-test.sh --profile $(DEB_PROFILE)
 
 clean:
 	$(CARGO) clean

@@ -2,11 +2,14 @@
 # ensure-deps.sh - make sure the tools the tests and the demo use are here.
 # As root with apt-get, installs what is missing (Debian/Ubuntu packages);
 # otherwise lists it and fails. Usage: scripts/ensure-deps.sh [--optional]
-# (--optional: also graphviz, used by the demo when present).
+# (--optional: also graphviz, used by the demo when present, and lintian,
+# which make deb-test runs when present).
 set -euo pipefail
 
 need=(ip:iproute2 ping:iputils-ping openssl:openssl ss:iproute2 kill:procps timeout:coreutils socat:socat ethtool:ethtool iperf3:iperf3)
-[ "${1:-}" = --optional ] && need+=(dot:graphviz)
+# make deb and make deb-test
+need+=(dpkg-deb:dpkg dpkg-shlibdeps:dpkg-dev strip:binutils gzip:gzip)
+[ "${1:-}" = --optional ] && need+=(dot:graphviz lintian:lintian)
 
 missing=()
 for pair in "${need[@]}"; do
