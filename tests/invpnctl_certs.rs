@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{invpnctl, openssl};
+use common::{crl, invpnctl, openssl};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -523,39 +523,6 @@ fn cert_verify_says_valid_or_why_not_with_an_exit_status() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.starts_with("invpnctl: ") && err.contains(want), "{args:?}: {err}");
     }
-}
-
-/// A CRL of the CA in `ca_dir` revoking `serials` (hex with colons, as
-/// `cert show --json` prints them).
-fn crl(ca_dir: &Path, serials: &[&str]) -> rcgen::CertificateRevocationList {
-    let ca = invpn::pki::load_ca(ca_dir).unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(
-        &ca.cert_pem,
-        rcgen::KeyPair::from_pem(&ca.key_pem).unwrap(),
-    )
-    .unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let revoked = serials
-        .iter()
-        .map(|hex| rcgen::RevokedCertParams {
-            serial_number: rcgen::SerialNumber::from_slice(
-                &hex.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect::<Vec<_>>(),
-            ),
-            revocation_time: now,
-            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
-            invalidity_date: None,
-        })
-        .collect();
-    rcgen::CertificateRevocationListParams {
-        this_update: now - time::Duration::hours(1),
-        next_update: now + time::Duration::days(7),
-        crl_number: rcgen::SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: revoked,
-        key_identifier_method: rcgen::KeyIdMethod::Sha256,
-    }
-    .signed_by(&issuer)
-    .unwrap()
 }
 
 #[test]

@@ -229,3 +229,36 @@ pub fn iperf3_mbit(json: &[u8]) -> f64 {
     let v: serde_json::Value = serde_json::from_slice(json).unwrap_or_default();
     v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6
 }
+
+/// A CRL of the CA in `ca_dir` revoking `serials` (hex with colons, as
+/// `cert show --json` prints them).
+pub fn crl(ca_dir: &Path, serials: &[&str]) -> rcgen::CertificateRevocationList {
+    let ca = invpn::pki::load_ca(ca_dir).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(
+        &ca.cert_pem,
+        rcgen::KeyPair::from_pem(&ca.key_pem).unwrap(),
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let revoked = serials
+        .iter()
+        .map(|hex| rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(
+                &hex.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect::<Vec<_>>(),
+            ),
+            revocation_time: now,
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        })
+        .collect();
+    rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::hours(1),
+        next_update: now + time::Duration::days(7),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)
+    .unwrap()
+}

@@ -1,0 +1,428 @@
+//! The documentation against the programs.
+//!
+//! The man pages' examples with quoted output are run: every block between
+//! `.\" {{ doc-test NAME` and `.\" }}` in man/*.5 and man/*.8 is a
+//! transcript of commands (lines starting `$ ` or `# `, continued by a
+//! trailing `\`) and of what they print. Each block runs in a scratch tree
+//! prepared for NAME (see [`prepare`]): `/etc/invpn`, `/var/lib/invpnd` and
+//! `/home/alice` (the home and working directory) in the commands are
+//! directories of that tree, and the outputs read as if they were the real
+//! ones. Dates, day counts, serial numbers and fingerprints are masked; a
+//! line `...` stands for any number of lines, and a line ending in `...`
+//! for any line that starts with what comes before it. A block that
+//! differs fails the test with both texts; run it with
+//! `INVPN_REGENERATE_DOCS=1` to write what the commands printed into the
+//! man page instead (then put back any `...` worth keeping).
+//!
+//! Also: the two systemd units agree, and say what the daemon does.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use invpn::pki::{self, Validity};
+
+const MAN_PAGES: &[&str] = &["man/invpn.conf.5", "man/invpnd.8", "man/invpnctl.8"];
+
+/// One command of a transcript and the lines it is quoted to print.
+struct Step {
+    /// The command's lines as written (prompt, continuations).
+    lines: Vec<String>,
+    /// The command, continuations joined, without its prompt.
+    command: String,
+    expected: Vec<String>,
+}
+
+/// A marked block: its name and where its lines are in the page.
+struct Block {
+    name: String,
+    /// Line numbers (0-based) of the first and after the last line inside.
+    start: usize,
+    end: usize,
+}
+
+fn blocks(page: &str) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut open: Option<(String, usize)> = None;
+    for (i, line) in page.lines().enumerate() {
+        if let Some(name) = line.strip_prefix(".\\\" {{ doc-test ") {
+            assert!(open.is_none(), "line {}: a doc-test block inside another", i + 1);
+            open = Some((name.trim().to_string(), i + 1));
+        } else if line.trim_end() == ".\\\" }}" {
+            let (name, start) = open.take().unwrap_or_else(|| panic!("line {}: }} alone", i + 1));
+            out.push(Block { name, start, end: i });
+        }
+    }
+    assert!(open.is_none(), "a doc-test block is not closed");
+    out
+}
+
+/// roff's escapes in the man pages' literal blocks, undone.
+fn unroff(line: &str) -> String {
+    line.replace("\\-", "-")
+        .replace("\\(aq", "'")
+        .replace("\\(dq", "\"")
+        .replace("\\&", "")
+        .replace("\\e", "\\")
+}
+
+/// Text as a literal line of a man page.
+fn roff(line: &str) -> String {
+    let s = line.replace('\\', "\\e").replace('-', "\\-").replace('\'', "\\(aq");
+    if s.starts_with('.') {
+        format!("\\&{s}")
+    } else {
+        s
+    }
+}
+
+fn transcript(lines: &[String]) -> Vec<Step> {
+    let mut steps: Vec<Step> = Vec::new();
+    let mut continued = false;
+    for l in lines {
+        if continued {
+            let step = steps.last_mut().expect("a continuation follows a command");
+            step.lines.push(l.clone());
+            continued = l.ends_with('\\');
+            step.command.push(' ');
+            step.command.push_str(l.trim_end_matches('\\').trim());
+        } else if let Some(cmd) = l.strip_prefix("$ ").or_else(|| l.strip_prefix("# ")) {
+            continued = l.ends_with('\\');
+            steps.push(Step {
+                lines: vec![l.clone()],
+                command: cmd.trim_end_matches('\\').trim().to_string(),
+                expected: Vec::new(),
+            });
+        } else {
+            steps.last_mut().expect("output follows a command").expected.push(l.clone());
+        }
+    }
+    steps
+}
+
+/// Masks what changes from run to run: dates, day counts, serial numbers
+/// and fingerprints (seven or more hex bytes with colons).
+fn mask(line: &str) -> String {
+    let b = line.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    let digits =
+        |at: usize, n: usize| b.len() >= at + n && b[at..at + n].iter().all(u8::is_ascii_digit);
+    while i < b.len() {
+        // 2026-11-25 20:49:51
+        if digits(i, 4)
+            && b.get(i + 4) == Some(&b'-')
+            && digits(i + 5, 2)
+            && b.get(i + 7) == Some(&b'-')
+            && digits(i + 8, 2)
+            && b.get(i + 10) == Some(&b' ')
+            && digits(i + 11, 2)
+            && b.get(i + 13) == Some(&b':')
+            && digits(i + 14, 2)
+            && b.get(i + 16) == Some(&b':')
+            && digits(i + 17, 2)
+        {
+            out.push_str("<date>");
+            i += 19;
+            continue;
+        }
+        // 825 day(s)
+        if b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) {
+            let mut j = i;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            if line[j..].starts_with(" day(s)") {
+                out.push_str("<n>");
+                i = j;
+                continue;
+            }
+        }
+        // 7B:32:5F:D4:59:FE:7B:...
+        let hex = |k: usize| b.len() >= k + 2 && b[k..k + 2].iter().all(u8::is_ascii_hexdigit);
+        if hex(i) && (i == 0 || !b[i - 1].is_ascii_hexdigit()) {
+            let mut j = i;
+            let mut groups = 0;
+            while hex(j) {
+                groups += 1;
+                j += 2;
+                if b.get(j) == Some(&b':') && hex(j + 1) {
+                    j += 1;
+                } else {
+                    break;
+                }
+            }
+            if groups >= 7 {
+                out.push_str("<hex>");
+                i = j;
+                continue;
+            }
+        }
+        let c = line[i..].chars().next().unwrap_or(' ');
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// Whether an actual line is the quoted one, where `...` in the quoted
+/// line stands for any text (so `(CN=x, ...)` matches `(CN=x, key y)`).
+fn line_matches(expected: &str, actual: &str) -> bool {
+    let (e, a) = (mask(expected), mask(actual));
+    let pieces: Vec<&str> = e.split("...").collect();
+    let (first, last) = (pieces[0], pieces[pieces.len() - 1]);
+    if pieces.len() == 1 {
+        return e == a;
+    }
+    // a line ending in "...": what precedes, give or take its spaces
+    let first = if pieces.len() == 2 && last.is_empty() { first.trim_end() } else { first };
+    let Some(mut rest) = a.strip_prefix(first) else { return false };
+    for p in &pieces[1..pieces.len() - 1] {
+        match rest.find(p) {
+            Some(at) => rest = &rest[at + p.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
+
+fn lines_match(expected: &[String], actual: &[String]) -> bool {
+    match expected.split_first() {
+        None => actual.is_empty(),
+        Some((e, rest)) if e.trim() == "..." => {
+            (0..=actual.len()).any(|k| lines_match(rest, &actual[k..]))
+        }
+        Some((e, rest)) => {
+            actual.first().is_some_and(|a| line_matches(e, a)) && lines_match(rest, &actual[1..])
+        }
+    }
+}
+
+/// The scratch tree of a block: `root` stands for `/`.
+struct Scratch {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        for d in ["etc/invpn", "var/lib/invpnd", "home/alice"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        Scratch { _dir: dir, root }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.root.join("home/alice")
+    }
+
+    fn etc(&self) -> PathBuf {
+        self.root.join("etc/invpn")
+    }
+
+    /// A command of the page, its paths moved into the tree.
+    fn inside(&self, command: &str) -> String {
+        let r = self.root.display();
+        command
+            .replace("/etc/invpn", &format!("{r}/etc/invpn"))
+            .replace("/var/lib/invpnd", &format!("{r}/var/lib/invpnd"))
+    }
+
+    /// Runs a command with sh, as in the page, and returns what it printed
+    /// (standard output and error, in order), the tree's paths as in the
+    /// page.
+    fn run(&self, command: &str) -> Vec<String> {
+        let bin = Path::new(env!("CARGO_BIN_EXE_invpnctl")).parent().unwrap().to_path_buf();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{{ {}\n}} 2>&1", self.inside(command)))
+            .current_dir(self.home())
+            .env("HOME", self.home())
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let text =
+            String::from_utf8_lossy(&out.stdout).replace(&self.root.display().to_string(), "");
+        text.lines().map(str::to_string).collect()
+    }
+
+    fn invpnctl(&self, args: &str) {
+        let out = self.run(&format!("invpnctl {args} >/dev/null && echo ok"));
+        assert_eq!(out, ["ok"], "invpnctl {args}");
+    }
+}
+
+/// Makes the files that block `name` works on.
+fn prepare(name: &str) -> Scratch {
+    let s = Scratch::new();
+    match name {
+        // ca new and cert new, from nothing
+        "ca-and-node" | "request" => {}
+        "sign" => {
+            s.invpnctl("ca new --dir invpn-ca --name 'Example invpn CA'");
+            s.invpnctl("cert request --mac 02:50:56:00:00:01 --out invpn");
+        }
+        "verify" => {
+            s.invpnctl("ca new --dir invpn-ca --name 'Example invpn CA'");
+            s.invpnctl("cert new --ca-dir invpn-ca --mac 02:50:56:00:00:07 --out node1");
+            let ca = pki::load_ca(&s.home().join("invpn-ca")).unwrap();
+            let t = time::OffsetDateTime::now_utc();
+            let old = Validity {
+                not_before: t - time::Duration::days(400),
+                not_after: t - time::Duration::days(10),
+            };
+            let old = pki::issue(&ca, "02:50:56:00:00:08", old, pki::KeyType::EcdsaP256).unwrap();
+            std::fs::write(s.home().join("old.crt"), &old.cert_pem).unwrap();
+            let show = s.run("invpnctl --json cert show old.crt");
+            let v: serde_json::Value = serde_json::from_str(&show.join("\n")).unwrap();
+            let serial = v["certificates"][0]["serial"].as_str().unwrap().to_string();
+            let list = common::crl(&s.home().join("invpn-ca"), &[&serial]);
+            std::fs::write(s.home().join("invpn-ca/ca.crl"), list.pem().unwrap()).unwrap();
+        }
+        // a node's configuration, as INSTALL makes it for B
+        "check" => {
+            s.invpnctl("ca new --dir invpn-ca --name 'invpn CA'");
+            s.invpnctl("cert new --ca-dir invpn-ca --mac 02:50:56:00:00:02 --out /etc/invpn/invpn");
+            std::fs::copy(s.home().join("invpn-ca/ca.crt"), s.etc().join("invpn_ca.crt")).unwrap();
+            std::fs::write(
+                s.etc().join("invpn.conf"),
+                s.inside(
+                    "[ssl]\nkey = invpn.key\ncert = invpn.crt\nca = invpn_ca.crt\n\
+                     [network]\ninit = 02:50:56:00:00:01@198.18.0.1\n\
+                     cache = /var/lib/invpnd/invpn.cache\n",
+                ),
+            )
+            .unwrap();
+        }
+        other => panic!("no doc-test named {other:?}: add it to prepare()"),
+    }
+    s
+}
+
+/// Runs a block; returns the transcript as it came out, and whether it
+/// matches the page.
+fn run_block(name: &str, lines: &[String]) -> (Vec<String>, bool) {
+    let scratch = prepare(name);
+    let mut actual_text = Vec::new();
+    let mut ok = true;
+    for step in transcript(lines) {
+        let actual = scratch.run(&step.command);
+        ok &= lines_match(&step.expected, &actual);
+        actual_text.extend(step.lines.iter().cloned());
+        actual_text.extend(actual);
+    }
+    (actual_text, ok)
+}
+
+#[test]
+fn man_page_examples_print_what_they_quote() {
+    let regenerate = std::env::var("INVPN_REGENERATE_DOCS").as_deref() == Ok("1");
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for page in MAN_PAGES {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(page);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        // from the last block up, so that a rewrite keeps the others' places
+        for b in blocks(&text).into_iter().rev() {
+            count += 1;
+            let quoted: Vec<String> = lines[b.start..b.end].iter().map(|l| unroff(l)).collect();
+            let (actual, ok) = run_block(&b.name, &quoted);
+            if ok {
+                continue;
+            }
+            if regenerate {
+                lines.splice(b.start..b.end, actual.iter().map(|l| roff(l)));
+            } else {
+                failures.push(format!(
+                    "{page}:{}: doc-test {}: the page says\n{}\n-- but the commands print\n{}\n",
+                    b.start + 1,
+                    b.name,
+                    quoted.join("\n"),
+                    actual.join("\n")
+                ));
+            }
+        }
+        if regenerate {
+            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        }
+    }
+    assert!(count >= 5, "only {count} doc-test blocks found");
+    assert!(
+        failures.is_empty(),
+        "{}(INVPN_REGENERATE_DOCS=1 cargo test --test docs writes them into the pages)",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_matching_rules() {
+    let v = |s: &[&str]| s.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    assert!(lines_match(&v(&["a", "...", "z"]), &v(&["a", "b", "c", "z"])));
+    assert!(lines_match(&v(&["a", "..."]), &v(&["a"])));
+    assert!(!lines_match(&v(&["a", "z"]), &v(&["a", "b", "z"])));
+    assert!(lines_match(&v(&["key: RSA ..."]), &v(&["key: RSA 4096"])));
+    assert!(!lines_match(&v(&["key: RSA ..."]), &v(&["key: Ed25519"])));
+    assert!(lines_match(&v(&["(CN=x, ...)"]), &v(&["(CN=x, key y, z)"])));
+    assert!(!lines_match(&v(&["(CN=x, ...)"]), &v(&["(CN=y, key y)"])));
+    assert!(!lines_match(&v(&["a ... b ... c"]), &v(&["a b c b"])));
+    assert!(lines_match(&v(&["a ... b ... c"]), &v(&["a x b y c"])));
+    assert_eq!(
+        mask("valid until 2029-02-27 21:49:51 UTC (825 day(s) left), 7B:32:5F:D4:59:FE:7B:53"),
+        "valid until <date> UTC (<n> day(s) left), <hex>"
+    );
+    assert_eq!(mask("node 02:50:56:00:00:01"), "node 02:50:56:00:00:01");
+    assert_eq!(unroff(&roff("it's -v \\ .x")), "it's -v \\ .x");
+    assert_eq!(roff(".x"), "\\&.x");
+}
+
+/// The lines of a unit that are not comments.
+fn settings(unit: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc").join(unit);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_template_unit_is_the_unit_for_an_instance() {
+    let (unit, template) = (settings("invpnd.service"), settings("invpnd@.service"));
+    assert_eq!(unit.len(), template.len());
+    for (u, t) in unit.iter().zip(&template) {
+        if u.starts_with("ExecStart=") {
+            assert_eq!(u, "ExecStart=/usr/sbin/invpnd -c /etc/invpn/invpn.conf");
+            assert_eq!(t, "ExecStart=/usr/sbin/invpnd -c /etc/invpn/%i.conf");
+        } else if u.starts_with("Description=") {
+            assert_eq!(t, &format!("{u} (network %i)"));
+        } else {
+            assert_eq!(u, t, "the units differ");
+        }
+    }
+    // the paths the comments give are the daemon's defaults for NAME.conf
+    let conf = Path::new("/etc/invpn/NAME.conf");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/invpnd@.service"))
+            .unwrap();
+    let text = text.replace("\n# ", " ");
+    for p in [invpn::config::default_socket(conf), invpn::config::default_cache(conf)] {
+        assert!(text.contains(&p.display().to_string()), "{} not in the template", p.display());
+    }
+    // and say what a restart in place with a broken configuration does
+    // (tests/selfheal.rs shows it refused, the daemon running on)
+    for unit in ["invpnd.service", "invpnd@.service"] {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("etc").join(unit))
+                .unwrap()
+                .replace("\n# ", " ");
+        assert!(text.contains("\"restart refused, the running daemon stays: ...\""), "{unit}");
+        assert!(text.contains("keeps running as it was"), "{unit}");
+        assert!(!text.contains("stops the daemon"), "{unit}");
+    }
+}
