@@ -426,3 +426,30 @@ fn the_template_unit_is_the_unit_for_an_instance() {
         assert!(!text.contains("stops the daemon"), "{unit}");
     }
 }
+
+/// invpn.conf(5) on `init`: a seed answering with another MAC is a
+/// warning the first time, then debug.
+#[test]
+fn a_seed_that_answers_with_another_mac_is_a_warning() {
+    use common::*;
+    if !root_or_skip("a_seed_that_answers_with_another_mac_is_a_warning") {
+        return;
+    }
+    let pki = Pki::new();
+    let mut lab = Lab::new(2);
+    lab.link(0, 1, 1);
+    let _a = Node::start(&lab, 0, &pki, NodeConf::new(1, mac(1)));
+    // B believes node 3 is at A's address
+    let b = Node::start(
+        &lab,
+        1,
+        &pki,
+        NodeConf { init: vec![seed(3, "198.18.1.1")], ..NodeConf::new(2, mac(2)) },
+    );
+    let expected = format!("the node answering is {}, not {} as expected", mac(1), mac(3));
+    // each dial's failure is a debug line; retried after a back-off
+    let dial = format!("DEBUG dial to {} at 198.18.1.1:41744 failed: {expected}", mac(3));
+    assert!(wait_until(20, || b.log_count(&dial) >= 2), "{}", b.log_text());
+    let warn = format!("WARN  cannot link to {} at 198.18.1.1:41744: {expected}", mac(3));
+    assert_eq!(b.log_count(&warn), 1, "{}", b.log_text());
+}
