@@ -261,3 +261,27 @@ fn non_utf8_in_a_used_value_names_its_line() {
     let c = from_bytes(Path::new("/etc/invpn/invpn.conf"), &bytes).unwrap();
     assert_eq!(c.warnings.len(), 1);
 }
+
+#[test]
+fn every_key_is_in_the_example_and_the_manual() {
+    let example = include_str!("../../etc/invpn.conf");
+    let manual = include_str!("../../man/invpn.conf.5");
+    for (section, keys) in KNOWN {
+        let body = example
+            .split(&format!("\n[{section}]\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no [{section}] in etc/invpn.conf"));
+        let body = body.split("\n[").next().unwrap_or("");
+        for key in *keys {
+            assert!(
+                body.lines().any(|l| l.starts_with(&format!("#{key} = "))
+                    || l.starts_with(&format!("{key} = "))),
+                "[{section}] {key} is not in etc/invpn.conf"
+            );
+            assert!(
+                manual.contains(&format!(".BI {key} \"")),
+                "[{section}] {key} is not in invpn.conf(5)"
+            );
+        }
+    }
+}
