@@ -155,7 +155,8 @@ fn mask(line: &str) -> String {
             }
             if groups >= 7 {
                 out.push_str("<hex>");
-                i = j;
+                // "7B:32:...:53:..." elides the rest of it
+                i = if line[j..].starts_with(":...") { j + 1 } else { j };
                 continue;
             }
         }
@@ -261,7 +262,7 @@ fn prepare(name: &str) -> Scratch {
     let s = Scratch::new();
     match name {
         // ca new and cert new, from nothing
-        "ca-and-node" | "request" => {}
+        "ca-and-node" | "request" | "usage-errors" => {}
         "sign" => {
             s.invpnctl("ca new --dir invpn-ca --name 'Example invpn CA'");
             s.invpnctl("cert request --mac 02:50:56:00:00:01 --out invpn");
@@ -376,8 +377,51 @@ fn the_matching_rules() {
         "valid until <date> UTC (<n> day(s) left), <hex>"
     );
     assert_eq!(mask("node 02:50:56:00:00:01"), "node 02:50:56:00:00:01");
+    assert!(line_matches(
+        "SHA-256: 7B:32:5F:D4:59:FE:7B:53:...",
+        "SHA-256: 2A:C7:EB:6E:F2:28:61:B6:C9"
+    ));
     assert_eq!(unroff(&roff("it's -v \\ .x")), "it's -v \\ .x");
     assert_eq!(roff(".x"), "\\&.x");
+}
+
+/// INSTALL's section 3.1 and 3.2, run in order in one scratch tree: what
+/// it quotes invpnctl printing (wrapped, so compared with white space
+/// collapsed) is what invpnctl prints.
+#[test]
+fn install_quotes_what_invpnctl_prints() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("INSTALL")).unwrap();
+    let start = text.find("3.1 The CA").expect("INSTALL 3.1");
+    let end = text.find("3.3 With openssl").expect("INSTALL 3.3");
+    let scratch = Scratch::new();
+    let mut block = Vec::new();
+    let mut run = 0;
+    let collapse =
+        |lines: &[String]| lines.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
+    for line in text[start..end].lines().chain(std::iter::once("")) {
+        if let Some(l) = line.strip_prefix("    ") {
+            block.push(l.to_string());
+            continue;
+        }
+        for step in transcript(&std::mem::take(&mut block)) {
+            // the commands quoted with what they print
+            if !step.command.starts_with("invpnctl ") || step.expected.is_empty() {
+                continue;
+            }
+            run += 1;
+            let actual = scratch.run(&step.command);
+            let (want, got) = (collapse(&step.expected), collapse(&actual));
+            assert!(
+                line_matches(&want, &got),
+                "INSTALL quotes `{}` printing\n{}\n-- but it prints\n{}",
+                step.command,
+                step.expected.join("\n"),
+                actual.join("\n")
+            );
+        }
+    }
+    assert!(run >= 5, "only {run} invpnctl commands found in INSTALL 3.1-3.2");
 }
 
 /// The lines of a unit that are not comments.

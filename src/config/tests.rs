@@ -274,8 +274,9 @@ fn every_key_is_in_the_example_and_the_manual() {
         let body = body.split("\n[").next().unwrap_or("");
         for key in *keys {
             assert!(
-                body.lines().any(|l| l.starts_with(&format!("#{key} = "))
-                    || l.starts_with(&format!("{key} = "))),
+                body.lines()
+                    .any(|l| l.starts_with(&format!("#{key} = "))
+                        || l.starts_with(&format!("{key} = "))),
                 "[{section}] {key} is not in etc/invpn.conf"
             );
             assert!(
