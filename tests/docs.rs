@@ -497,3 +497,80 @@ fn a_seed_that_answers_with_another_mac_is_a_warning() {
     let warn = format!("WARN  cannot link to {} at 198.18.1.1:41744: {expected}", mac(3));
     assert_eq!(b.log_count(&warn), 1, "{}", b.log_text());
 }
+
+/// invpnctl commands of README's comparison table that other branches
+/// are adding. Once one exists, the test below fails until it is removed
+/// from here, so that its row is checked like the others.
+const PENDING: &[&str] = &["metrics", "top", "ca revoke", "reload", "restart", "log"];
+
+/// README's table next to tinc, Nebula, WireGuard and ZeroTier: every
+/// invpnctl command it names exists, answers `invpnctl help`, and is in
+/// invpnctl(8).
+#[test]
+fn the_readme_comparison_names_real_commands() {
+    use invpn::ctl::commands;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README")).unwrap();
+    let manual = std::fs::read_to_string(root.join("man/invpnctl.8")).unwrap();
+    let mut names: Vec<String> = Vec::new();
+    let rows: Vec<&str> =
+        readme.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| ---")).collect();
+    assert!(rows.len() >= 20, "the table has {} rows", rows.len());
+    for row in &rows[1..] {
+        // the invpnctl column's `invpnctl ...` spans
+        let cell = row.split(" | ").nth(1).unwrap_or("");
+        for span in cell.split('`').skip(1).step_by(2) {
+            let Some(rest) = span.strip_prefix("invpnctl ") else { continue };
+            let words: Vec<&str> = rest
+                .split_whitespace()
+                .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase()))
+                .take(2)
+                .collect();
+            if words.is_empty() {
+                // global options: `invpnctl -c FILE`
+                continue;
+            }
+            // a group's action (`cert show`, `ca revoke`), else one word
+            let name = if words.len() == 2 && commands::groups().contains(&words[0]) {
+                words.join(" ")
+            } else {
+                words[0].to_string()
+            };
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for name in &names {
+        let words: Vec<&str> = name.split(' ').collect();
+        let exists = commands::find(&words).is_ok();
+        if PENDING.contains(&name.as_str()) {
+            assert!(
+                !exists,
+                "`invpnctl {name}` exists now: remove it from PENDING in tests/docs.rs"
+            );
+            missing.push(name.clone());
+            continue;
+        }
+        assert!(exists, "README names `invpnctl {name}`, which is no command");
+        let mut help = vec!["help"];
+        help.extend(&words);
+        let (code, out, err) = common::invpnctl(&help);
+        assert!(code == 0 && out.contains(&format!("Usage: invpnctl {name}")), "{err}");
+        let roff = name.replace('-', "\\-");
+        assert!(
+            manual.contains(&format!(".B {roff}")) || manual.contains(&format!(".BI {roff}")),
+            "`invpnctl {name}` is not described in invpnctl(8)"
+        );
+    }
+    // the rows of the command names, so that none is forgotten
+    for want in ["ca new", "cert new", "cert sign", "cert show", "cert verify", "status", "links"] {
+        assert!(names.iter().any(|n| n == want), "README's table lacks `invpnctl {want}`");
+    }
+    assert_eq!(
+        missing.len(),
+        PENDING.len(),
+        "PENDING names commands not in the table: {missing:?}"
+    );
+}
