@@ -284,6 +284,20 @@ fn prepare(name: &str) -> Scratch {
             let list = common::crl(&s.home().join("invpn-ca"), &[&serial]);
             std::fs::write(s.home().join("invpn-ca/ca.crl"), list.pem().unwrap()).unwrap();
         }
+        // a legacy node: an RSA key and request from openssl, and the X.509
+        // v1 certificate openssl (before 3.2) makes without -extfile
+        "reissue-v1" => {
+            s.invpnctl("ca new --dir invpn-ca --name 'invpn CA'");
+            let home = s.home();
+            std::fs::copy(home.join("invpn-ca/ca.crt"), home.join("invpn_ca.crt")).unwrap();
+            std::fs::copy(home.join("invpn-ca/ca.key"), home.join("invpn_ca.key")).unwrap();
+            for args in [
+                "req -newkey rsa:2048 -nodes -keyout invpn.key -subj /CN=02:50:56:00:00:01 -out invpn.req",
+                "x509 -req -in invpn.req -CA invpn_ca.crt -CAkey invpn_ca.key -CAcreateserial -days 30 -out invpn.crt",
+            ] {
+                common::openssl(&home, &args.split(' ').collect::<Vec<_>>());
+            }
+        }
         // a node's configuration, as INSTALL makes it for B
         "check" => {
             s.invpnctl("ca new --dir invpn-ca --name 'invpn CA'");
@@ -573,4 +587,46 @@ fn the_readme_comparison_names_real_commands() {
         PENDING.len(),
         "PENDING names commands not in the table: {missing:?}"
     );
+}
+
+/// invpn.conf(5)'s EXAMPLE: each configuration it shows passes
+/// `invpnd -t`, with the files it names in place (its `up` script being
+/// the one the page shows).
+#[test]
+fn the_configuration_examples_pass_invpnd_t() {
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/invpn.conf.5"))
+            .unwrap();
+    let example = &page[page.find(".SH EXAMPLE").unwrap()..page.find(".SH FILES").unwrap()];
+    let blocks: Vec<String> = example
+        .split(".nf\n")
+        .skip(1)
+        .map(|b| {
+            b.split(".fi\n").next().unwrap_or("").lines().map(unroff).collect::<Vec<_>>().join("\n")
+        })
+        .collect();
+    let up = blocks.iter().find(|b| b.starts_with("#!/bin/sh")).expect("the up script");
+    let confs: Vec<&String> = blocks.iter().filter(|b| b.contains("[ssl]")).collect();
+    assert_eq!(confs.len(), 2, "{blocks:?}");
+    for conf in confs {
+        let s = prepare("check");
+        let script = s.etc().join("invpn-up");
+        std::fs::write(&script, up).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        // the default cache, spelt out so that it lands in the scratch tree
+        let conf = if conf.contains("cache") {
+            conf.to_string()
+        } else {
+            format!("{conf}\n[network]\ncache = /var/lib/invpnd/invpn.cache\n")
+        };
+        std::fs::write(s.etc().join("invpn.conf"), s.inside(&conf)).unwrap();
+        let out = s.run("invpnd -t -c /etc/invpn/invpn.conf; echo status $?");
+        assert!(
+            out.first().is_some_and(|l| l == "configuration /etc/invpn/invpn.conf: OK")
+                && out.last().is_some_and(|l| l == "status 0"),
+            "{conf}\n--\n{}",
+            out.join("\n")
+        );
+    }
 }
