@@ -18,7 +18,8 @@
 # (mode 0700), where the node caches are kept. It ships no
 # configuration file (so no conffiles): /etc/invpn/*.conf and the keys are
 # the administrator's, and purging the package leaves them. It creates no
-# user: the daemon runs as root, confined by its unit.
+# user: by default the daemon runs as root, confined by its unit, and a
+# user for it to switch to is the administrator's choice (INSTALL 2.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 umask 022
