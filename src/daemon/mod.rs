@@ -338,8 +338,6 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     notify::notify("READY=1");
     let exit = sup.run();
     sup.save_cache();
-    // as reloaded
-    hooks.down_program = sup.cfg.interface.down.clone();
     match exit {
         Exit::Stop => {
             notify::notify("STOPPING=1");

@@ -651,8 +651,6 @@ impl Supervisor {
             self.cfg.network.init = new.network.init;
             self.cfg.network.max_links = new.network.max_links;
             self.cfg.network.congestion = new.network.congestion;
-            // run by this process when the interface goes
-            self.cfg.interface.down = new.interface.down;
             self.set_congestion(congestion);
             if let Some(m) = metrics {
                 self.install_metrics(m);
@@ -816,6 +814,8 @@ pub fn needs_restart(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'st
         ("[network] max_routes", o.max_routes != n.max_routes),
         ("[network] broadcast_rate", o.broadcast_rate != n.broadcast_rate),
         ("[interface] mtu", old.interface.mtu != new.interface.mtu),
+        // run by the process that lets the interface go: the new one
+        ("[interface] down", old.interface.down != new.interface.down),
         ("[control] socket", old.control.socket != new.control.socket),
         ("[performance] workers", old.performance.workers != new.performance.workers),
         (
@@ -866,14 +866,13 @@ mod tests {
     }
 
     #[test]
-    fn the_mtu_needs_a_restart_in_place_the_name_and_up_a_full_one_down_neither() {
+    fn the_mtu_and_down_need_a_restart_in_place_the_name_and_up_a_full_one() {
         let old = conf("mtu=1500");
         let (in_place, full) = needs_restart(&old, &conf("mtu=9000"));
         assert_eq!((in_place, full), (vec!["[interface] mtu"], vec![]));
         let (in_place, full) = needs_restart(&old, &conf("mtu=1500\nname=mesh0\nup=/bin/true"));
         assert_eq!((in_place, full), (vec![], vec!["[interface] name", "[interface] up"]));
-        // a reload applies it: the process that lets the interface go runs it
         let (in_place, full) = needs_restart(&old, &conf("down=/bin/true"));
-        assert!(in_place.is_empty() && full.is_empty());
+        assert_eq!((in_place, full), (vec!["[interface] down"], vec![]));
     }
 }

@@ -219,8 +219,8 @@ pub struct Hooks {
     iface: String,
     mac: Mac,
     mtu: u16,
-    /// The `down` program (it may change on reload).
-    pub down_program: Option<std::path::PathBuf>,
+    /// The `down` program.
+    down_program: Option<std::path::PathBuf>,
     /// Whether the interface is up, so that `down` is due.
     armed: bool,
     timeout: Duration,
