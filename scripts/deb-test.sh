@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # deb-test.sh - the Debian package end to end, as root: build it
-# (scripts/deb.sh), check it with lintian if installed, install it with
-# dpkg -i, run the installed invpnd -V and invpnd -t on the packaged
+# (scripts/deb.sh), check that make uninstall removes what make install
+# installs (into a temporary DESTDIR), check the package with lintian if
+# installed, install it with dpkg -i (and again, as an upgrade), run the
+# installed invpnd -V and invpnd -t on the packaged
 # example configuration (pointed at a key, certificate and CA that the
 # installed invpnctl makes in a temporary directory), check the units with
 # systemd-analyze if present, then remove and purge it and check that
@@ -41,6 +43,15 @@ trap cleanup EXIT
 deb=$(scripts/deb.sh --profile "$profile" --out "$tmp/out" | tail -n1)
 [ -f "$deb" ] || fail "scripts/deb.sh made no package"
 step "built $deb ($(du -k "$deb" | cut -f1) KiB)"
+
+# make uninstall removes what make install (which the package is made
+# from) installs
+target=${CARGO_TARGET_DIR:-target}
+make -s install DESTDIR="$tmp/mi" BUILDDIR="$target/$profile" >/dev/null
+make -s uninstall DESTDIR="$tmp/mi" BUILDDIR="$target/$profile" >/dev/null
+left=$(find "$tmp/mi" ! -type d)
+[ -z "$left" ] || fail "make uninstall left: $left"
+step "make install, then make uninstall: no file left"
 
 if command -v lintian >/dev/null; then
     # errors fail the test; warnings are shown
@@ -86,6 +97,11 @@ version=$(dpkg-deb -f "$deb" Version)
 cmp -s /usr/share/bash-completion/completions/invpnctl <(/usr/sbin/invpnctl completion bash) ||
     fail "the bash completion is not invpnctl's"
 step "invpnd -V: $(/usr/sbin/invpnd -V)"
+# the same package again: an upgrade (prerm upgrade, postinst configure
+# with the old version)
+dpkg -i "$deb" >"$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log"; fail "dpkg -i over itself"; }
+[ "$(/usr/sbin/invpnd -V)" = "invpnd $version" ] || fail "invpnd -V after an upgrade"
+step "dpkg -i again (an upgrade): OK"
 
 # the example, as an administrator would start from it: a CA, a node's
 # key and certificate from invpnctl, and the [ssl] lines pointing at them
