@@ -460,9 +460,8 @@ pub fn sign_crl(
         crl_number: SerialNumber::from(number),
         issuing_distribution_point: None,
         revoked_certs,
-        key_identifier_method: ca_key_id(ca).map_or(rcgen::KeyIdMethod::Sha256, |id| {
-            rcgen::KeyIdMethod::PreSpecified(id)
-        }),
+        key_identifier_method: ca_key_id(ca)
+            .map_or(rcgen::KeyIdMethod::Sha256, |id| rcgen::KeyIdMethod::PreSpecified(id)),
     };
     let crl = params.signed_by(&issuer(ca)?).map_err(|e| match e {
         rcgen::Error::IssuerNotCrlSigner => PkiError(
@@ -481,8 +480,7 @@ fn ca_key_id(ca: &CertAndKey) -> Option<Vec<u8>> {
     use rustls_pki_types::pem::PemObject;
     use x509_parser::extensions::ParsedExtension;
     use x509_parser::prelude::FromDer;
-    let der =
-        rustls_pki_types::CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).ok()?;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).ok()?;
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der.as_ref()).ok()?;
     let id = cert.iter_extensions().find_map(|e| match e.parsed_extension() {
         ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),

@@ -174,8 +174,9 @@ pub fn check(path: &Path, bytes: &[u8], cas: &[CertificateDer<'_>]) -> Result<Cr
     let mut parsed = Vec::new();
     for (n, der) in ders.iter().enumerate() {
         let which = if ders.len() > 1 { format!("CRL #{}: ", n + 1) } else { String::new() };
-        let (rest, crl) = CertificateRevocationList::from_der(der)
-            .map_err(|e| err(path, format!("{which}not a valid certificate revocation list ({e})")))?;
+        let (rest, crl) = CertificateRevocationList::from_der(der).map_err(|e| {
+            err(path, format!("{which}not a valid certificate revocation list ({e})"))
+        })?;
         if !rest.is_empty() {
             return Err(err(path, format!("{which}trailing bytes after the CRL")));
         }
@@ -271,7 +272,10 @@ mod tests {
         let d = parse(pem.as_bytes()).unwrap().remove(0);
         assert_eq!(check(Path::new("x"), d.as_ref(), &[der(&a.cert_pem)]).unwrap().info.len(), 1);
         let two = format!("{pem}{}", crl_of(&a, &[], 30));
-        assert_eq!(check(Path::new("x"), two.as_bytes(), &[der(&a.cert_pem)]).unwrap().info.len(), 2);
+        assert_eq!(
+            check(Path::new("x"), two.as_bytes(), &[der(&a.cert_pem)]).unwrap().info.len(),
+            2
+        );
     }
 
     #[test]
@@ -291,7 +295,10 @@ mod tests {
         // issued by another CA
         let other = ca("other CA");
         let m = e(crl_of(&other, &[], 30).as_bytes());
-        assert!(m.contains("issued by CN=other CA, not by the network's CA (CN=crl test CA)"), "{m}");
+        assert!(
+            m.contains("issued by CN=other CA, not by the network's CA (CN=crl test CA)"),
+            "{m}"
+        );
         // another CA of the same name: the signature does not verify
         let twin = ca("crl test CA");
         let m = e(crl_of(&twin, &[], 30).as_bytes());

@@ -243,7 +243,11 @@ impl Material {
                 (rustls::Error::InvalidCertificate(CertificateError::Revoked), Some(crl)) => {
                     TlsError::Revoked { cert: ssl.cert.clone(), crl: crl.clone() }
                 }
-                _ => TlsError::Chain { cert: ssl.cert.clone(), ca: ssl.ca.clone(), msg: describe(&e) },
+                _ => TlsError::Chain {
+                    cert: ssl.cert.clone(),
+                    ca: ssl.ca.clone(),
+                    msg: describe(&e),
+                },
             },
         )?;
         let client_verifier = NodeClientVerifier::new(

@@ -263,9 +263,14 @@ fn crl_revoking(net: &Net, certs: &[&Path], next_update_days: i64) -> std::path:
         })
         .collect::<Vec<_>>();
     let t = time::OffsetDateTime::now_utc();
-    let pem =
-        pki::sign_crl(&net.ca, &revoked, 1, t - Duration::days(2), t + Duration::days(next_update_days))
-            .unwrap();
+    let pem = pki::sign_crl(
+        &net.ca,
+        &revoked,
+        1,
+        t - Duration::days(2),
+        t + Duration::days(next_update_days),
+    )
+    .unwrap();
     let path = net.dir.path().join(format!("crl{}.pem", fastrand::u32(..)));
     std::fs::write(&path, pem).unwrap();
     path

@@ -96,7 +96,9 @@ fn webpki_error(e: webpki::Error) -> rustls::Error {
         W::UnknownIssuer => C::UnknownIssuer,
         W::CertRevoked => C::Revoked,
         W::UnknownRevocationStatus => C::UnknownRevocationStatus,
-        W::CrlExpired { time, next_update } => C::ExpiredRevocationListContext { time, next_update },
+        W::CrlExpired { time, next_update } => {
+            C::ExpiredRevocationListContext { time, next_update }
+        }
         W::InvalidSignatureForPublicKey => C::BadSignature,
         W::RequiredEkuNotFoundContext(_) => C::InvalidPurpose,
         W::InvalidCrlSignatureForPublicKey
