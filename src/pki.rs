@@ -461,7 +461,7 @@ pub fn sign_crl(
         issuing_distribution_point: None,
         revoked_certs,
         key_identifier_method: ca_key_id(ca)
-            .map_or(rcgen::KeyIdMethod::Sha256, |id| rcgen::KeyIdMethod::PreSpecified(id)),
+            .map_or(rcgen::KeyIdMethod::Sha256, rcgen::KeyIdMethod::PreSpecified),
     };
     let crl = params.signed_by(&issuer(ca)?).map_err(|e| match e {
         rcgen::Error::IssuerNotCrlSigner => PkiError(

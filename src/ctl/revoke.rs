@@ -246,8 +246,6 @@ pub fn run(m: &getopts::Matches, json: bool, adding: bool) -> Result<(), CtlErro
             added.push(r.clone());
             state.revoked.push(r);
         }
-    } else if !m.opt_strs("cert").is_empty() || !m.opt_strs("serial").is_empty() {
-        return Err(e("ca crl revokes nothing: use ca revoke"));
     }
     let number = state.next_number;
     let this_update = now - time::Duration::minutes(5);
