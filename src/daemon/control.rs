@@ -41,6 +41,8 @@ const WRITE_TIMEOUT: u64 = 5_000;
 /// The most nodes one trace lists (its answers are kept in memory until it
 /// ends).
 const MAX_TRACE_NODES: usize = 4096;
+/// Most clients following the log at once (of the [`MAX_CLIENTS`]).
+const MAX_FOLLOWERS: usize = 8;
 /// Bytes of log lines written ahead for a follower; more wait in its
 /// queue (and are dropped, counted, when that is full).
 const FOLLOW_BUFFER: usize = 64 * 1024;
@@ -407,6 +409,12 @@ impl Supervisor {
                                 if let Some(c) = ctl.clients.get_mut(&t) {
                                     c.trace = Some(id);
                                 }
+                            }
+                            Reply::Follow(_) if logging::followers() >= MAX_FOLLOWERS => {
+                                let msg = format!(
+                                    "{MAX_FOLLOWERS} clients follow the log already: the most at once"
+                                );
+                                ctl.respond(reg, t, &Response::err(msg))
                             }
                             Reply::Follow(resp) => ctl.follow(reg, t, &resp),
                             Reply::Exit(resp, exit) => {

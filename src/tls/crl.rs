@@ -303,6 +303,23 @@ mod tests {
         let twin = ca("crl test CA");
         let m = e(crl_of(&twin, &[], 30).as_bytes());
         assert!(m.contains("signature does not verify"), "{m}");
+        // a CA whose keyUsage does not allow CRL signing (same name and key
+        // as the one that signed the CRL)
+        let kp = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, "ku CA");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let signer = pki::CertAndKey {
+            cert_pem: p.self_signed(&kp).unwrap().pem(),
+            key_pem: kp.serialize_pem(),
+        };
+        p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let no_crl_sign = der(&p.self_signed(&kp).unwrap().pem());
+        let m = check(Path::new("k.crl"), crl_of(&signer, &[], 30).as_bytes(), &[no_crl_sign])
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("may not sign CRLs (its keyUsage lacks cRLSign)"), "{m}");
         // an out-of-date CRL loads, with a warning
         let old = crl_of(&a, &["01"], -1);
         let c = check(Path::new("old.crl"), old.as_bytes(), &cas).unwrap();
