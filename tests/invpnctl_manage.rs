@@ -325,6 +325,18 @@ fn a_revoked_node_is_cut_off_on_reload_and_refused_afterwards() {
     assert!(peers(&c).is_empty(), "{:?}", peers(&c));
     assert_eq!(peers(&b), [mac(1).to_string()]);
 
+    // a CRL that does not load: the reload is refused, naming the line,
+    // and nothing changes
+    let good = std::fs::read(&crl).unwrap();
+    std::fs::write(&crl, b"-----BEGIN X509 CRL-----\nnot base64\n-----END X509 CRL-----\n")
+        .unwrap();
+    let (code, out, _) = ctl(&b, &["reload"]);
+    let line = line_of(&b.conf, "crl = ");
+    let want = format!("{}:{line}: [ssl] crl: {}: ", b.conf.display(), crl.display());
+    assert!(code == 1 && out.contains(&want), "{out}");
+    assert_eq!(peers(&b), [mac(1).to_string()]);
+    std::fs::write(&crl, good).unwrap();
+
     // C's own daemon refuses to start with the new CRL, naming the line
     let (code, _, err) = invpnd(&["-t", "-c", s(&c.conf)]);
     assert_eq!(code, 1);
