@@ -393,40 +393,44 @@ impl Supervisor {
                     if e.is_empty() && ctl.clients.get(&t).is_some_and(|c| c.trace.is_some()) => {}
                 Some(Err(e)) if e.is_empty() => ctl.drop_client(reg, t),
                 Some(Err(e)) => ctl.respond(reg, t, &Response::err(e)),
-                Some(Ok(line)) => match parse_request(&line) {
-                    Err(e) => ctl.respond(reg, t, &Response::err(e)),
-                    Ok(req) => {
-                        let uid = ctl.clients.get(&t).and_then(|c| c.uid);
-                        let reply = if req.changes_state() && !may_change_state(uid) {
-                            Reply::Now(Response::err(refusal(&req, uid)))
-                        } else {
-                            self.answer(req)
-                        };
-                        let reg = self.poll.registry();
-                        match reply {
-                            Reply::Now(resp) => ctl.respond(reg, t, &resp),
-                            Reply::Later(id) => {
-                                if let Some(c) = ctl.clients.get_mut(&t) {
-                                    c.trace = Some(id);
-                                }
-                            }
-                            Reply::Follow(_) if logging::followers() >= MAX_FOLLOWERS => {
-                                let msg = format!(
-                                    "{MAX_FOLLOWERS} clients follow the log already: the most at once"
-                                );
-                                ctl.respond(reg, t, &Response::err(msg))
-                            }
-                            Reply::Follow(resp) => ctl.follow(reg, t, &resp),
-                            Reply::Exit(resp, exit) => {
-                                ctl.respond_now(reg, t, &resp);
-                                self.exit = Some(exit);
-                            }
-                        }
-                    }
-                },
+                Some(Ok(line)) => self.request(&mut ctl, t, &line),
             }
         }
         self.control = Some(ctl);
+    }
+
+    /// Answers client `t`'s request line (or refuses it).
+    fn request(&mut self, ctl: &mut ControlServer, t: Token, line: &str) {
+        let reply = match parse_request(line) {
+            Err(e) => Reply::Now(Response::err(e)),
+            Ok(req) => {
+                let uid = ctl.clients.get(&t).and_then(|c| c.uid);
+                if req.changes_state() && !may_change_state(uid) {
+                    Reply::Now(Response::err(refusal(&req, uid)))
+                } else {
+                    self.answer(req)
+                }
+            }
+        };
+        let reg = self.poll.registry();
+        match reply {
+            Reply::Now(resp) => ctl.respond(reg, t, &resp),
+            Reply::Later(id) => {
+                if let Some(c) = ctl.clients.get_mut(&t) {
+                    c.trace = Some(id);
+                }
+            }
+            Reply::Follow(_) if logging::followers() >= MAX_FOLLOWERS => {
+                let msg =
+                    format!("{MAX_FOLLOWERS} clients follow the log already: the most at once");
+                ctl.respond(reg, t, &Response::err(msg))
+            }
+            Reply::Follow(resp) => ctl.follow(reg, t, &resp),
+            Reply::Exit(resp, exit) => {
+                ctl.respond_now(reg, t, &resp);
+                self.exit = Some(exit);
+            }
+        }
     }
 
     fn answer(&mut self, req: Request) -> Reply {
