@@ -34,8 +34,11 @@ fn material(dir: &std::path::Path, ca: &pki::CertAndKey, n: u8) -> Material {
     let p = |e: &str| dir.join(format!("n{n}.{e}"));
     std::fs::write(p("crt"), &node.cert_pem).unwrap();
     std::fs::write(p("key"), &node.key_pem).unwrap();
-    Material::load(&Ssl { key: p("key"), cert: p("crt"), ca: dir.join("ca.crt") }, UnixTime::now())
-        .unwrap()
+    Material::load(
+        &Ssl { key: p("key"), cert: p("crt"), ca: dir.join("ca.crt"), crl: None },
+        UnixTime::now(),
+    )
+    .unwrap()
 }
 
 /// Moves TLS records from one end to the other, handing what the far end

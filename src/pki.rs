@@ -403,3 +403,88 @@ pub fn random_mac() -> Result<Mac, PkiError> {
     b[0] = (b[0] & 0xfc) | 0x02;
     Ok(Mac(b))
 }
+
+/// One revoked certificate, as a CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// The serial number: hex bytes separated by colons (as `cert show`
+    /// prints it).
+    pub serial: String,
+    /// When it was revoked (Unix seconds).
+    pub time: i64,
+    /// Why, if said.
+    pub reason: Option<rcgen::RevocationReason>,
+    /// The certificate's subject, if known (kept for people, not in the CRL).
+    pub subject: String,
+}
+
+/// Parses a serial number given as hex, with or without colons
+/// (`01:a2:...`, `01a2...`, `0x01a2`), into its bytes.
+pub fn parse_serial(s: &str) -> Result<Vec<u8>, PkiError> {
+    let hex: String = s.trim().trim_start_matches("0x").chars().filter(|c| *c != ':').collect();
+    let bad = || PkiError(format!("{s:?} is not a serial number in hex (such as 4f:2a:01)"));
+    if hex.is_empty() || hex.len() > 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let padded = if hex.len() % 2 == 1 { format!("0{hex}") } else { hex };
+    (0..padded.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&padded[i..i + 2], 16).map_err(|_| bad()))
+        .collect()
+}
+
+/// Signs a CRL of `ca` listing `revoked`, numbered `number`, issued at
+/// `this_update` and due to be replaced by `next_update`. Returns the PEM.
+pub fn sign_crl(
+    ca: &CertAndKey,
+    revoked: &[Revoked],
+    number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<String, PkiError> {
+    let revoked_certs = revoked
+        .iter()
+        .map(|r| {
+            Ok(rcgen::RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&parse_serial(&r.serial)?),
+                revocation_time: OffsetDateTime::from_unix_timestamp(r.time)
+                    .map_err(|e| PkiError(format!("revocation time of {}: {e}", r.serial)))?,
+                reason_code: r.reason,
+                invalidity_date: None,
+            })
+        })
+        .collect::<Result<Vec<_>, PkiError>>()?;
+    let params = rcgen::CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: ca_key_id(ca)
+            .map_or(rcgen::KeyIdMethod::Sha256, rcgen::KeyIdMethod::PreSpecified),
+    };
+    let crl = params.signed_by(&issuer(ca)?).map_err(|e| match e {
+        rcgen::Error::IssuerNotCrlSigner => PkiError(
+            "the CA certificate may not sign CRLs (its keyUsage lacks cRLSign): \
+             make a new CA, or add cRLSign with openssl"
+                .into(),
+        ),
+        e => PkiError(format!("signing the CRL: {e}")),
+    })?;
+    crl.pem().map_err(err("encoding the CRL"))
+}
+
+/// The CA certificate's subjectKeyIdentifier, which a CRL's
+/// authorityKeyIdentifier must repeat (OpenSSL matches them).
+fn ca_key_id(ca: &CertAndKey) -> Option<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::extensions::ParsedExtension;
+    use x509_parser::prelude::FromDer;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).ok()?;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der.as_ref()).ok()?;
+    let id = cert.iter_extensions().find_map(|e| match e.parsed_extension() {
+        ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+        _ => None,
+    });
+    id
+}

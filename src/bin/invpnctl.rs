@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use invpn::ctl::commands::{self, Operands};
-use invpn::ctl::{self, certs, completion, query, top, CtlError};
+use invpn::ctl::{self, certs, completion, manage, query, top, CtlError};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -78,6 +78,10 @@ fn main() -> ExitCode {
             let sock = ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))?;
             let wait = cmd.options.iter().any(|o| o.long == "wait").then(|| m.opt_str("wait"));
             query::run(cmd.name, wait.flatten().as_deref(), &sock, json, t).map(|()| 0)
+        }),
+        "reload" | "restart" | "log" => timeout(&m).and_then(|t| {
+            let sock = ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))?;
+            manage::run(cmd.name, &m, &sock, json, t)
         }),
         name => {
             let ca = match (name, m.opt_str("c")) {

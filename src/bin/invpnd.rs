@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let material = match Material::load(&cfg.ssl, rustls::pki_types::UnixTime::now()) {
+    let material = match daemon::material(&cfg) {
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
@@ -165,6 +165,15 @@ fn print_check(
             unix_to_text(c.not_after),
             c.days_left(now)
         )?;
+    }
+    match &m.crls {
+        None => writeln!(out, "revocation:      no CRL ([ssl] crl not set)")?,
+        Some(c) => {
+            writeln!(out, "revocation:      {}", c.summary(now))?;
+            for w in c.warnings(now) {
+                writeln!(out, "warning: {w}")?;
+            }
+        }
     }
     if n.listening() {
         let at = n.bind.map_or("every address".to_string(), |b| b.to_string());

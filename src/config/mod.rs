@@ -83,6 +83,9 @@ pub struct Ssl {
     pub cert: PathBuf,
     /// The CA certificate(s) that define the network (PEM, one or more).
     pub ca: PathBuf,
+    /// Certificate revocation lists of the CA (PEM, one or more, or DER),
+    /// checked at every handshake and on reload.
+    pub crl: Option<PathBuf>,
 }
 
 /// `[network]`
@@ -279,7 +282,7 @@ impl std::error::Error for ConfigError {}
 
 /// The keys each section knows.
 pub(crate) const KNOWN: &[(&str, &[&str])] = &[
-    ("ssl", &["key", "cert", "ca"]),
+    ("ssl", &["key", "cert", "ca", "crl"]),
     (
         "network",
         &[
@@ -340,6 +343,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         key: r.required_path("ssl", "key")?,
         cert: r.required_path("ssl", "cert")?,
         ca: r.required_path("ssl", "ca")?,
+        crl: r.optional_path("ssl", "crl")?,
     };
     let port = r.get("network", "port", DEFAULT_PORT, |v| match v.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Request, Response};
+use super::{FollowLine, Request, Response};
 
 /// Why a request failed.
 #[derive(Debug)]
@@ -47,6 +47,16 @@ pub fn request(
     req: &Request,
     timeout: Duration,
 ) -> Result<serde_json::Value, ClientError> {
+    send(path, req, timeout).map(|(v, _)| v)
+}
+
+/// Sends `req`; returns the result and the connection (read from after
+/// the answer by [`follow`]).
+fn send(
+    path: &Path,
+    req: &Request,
+    timeout: Duration,
+) -> Result<(serde_json::Value, BufReader<UnixStream>), ClientError> {
     let p = path.display().to_string();
     let io = |err| ClientError::Io { path: p.clone(), err };
     let mut s =
@@ -56,8 +66,9 @@ pub fn request(
     let mut line = serde_json::to_string(req).map_err(|e| ClientError::Garbled(e.to_string()))?;
     line.push('\n');
     s.write_all(line.as_bytes()).map_err(io)?;
+    let mut reader = BufReader::new(s);
     let mut answer = String::new();
-    BufReader::new(&s).read_line(&mut answer).map_err(io)?;
+    reader.read_line(&mut answer).map_err(io)?;
     if answer.is_empty() {
         return Err(ClientError::Garbled(
             "the daemon closed the connection without answering".into(),
@@ -66,8 +77,38 @@ pub fn request(
     let r: Response =
         serde_json::from_str(&answer).map_err(|e| ClientError::Garbled(e.to_string()))?;
     match (r.ok, r.result, r.error) {
-        (true, Some(v), _) => Ok(v),
+        (true, Some(v), _) => Ok((v, reader)),
         (_, _, Some(e)) => Err(ClientError::Refused(e)),
         _ => Err(ClientError::Garbled("neither a result nor an error".into())),
+    }
+}
+
+/// Follows the daemon's log: `first` gets the answer (the level), then
+/// `each` every line, until the daemon goes away (`Ok`) or `each` fails.
+pub fn follow(
+    path: &Path,
+    timeout: Duration,
+    first: impl FnOnce(serde_json::Value),
+    mut each: impl FnMut(FollowLine) -> std::io::Result<()>,
+) -> Result<(), ClientError> {
+    let p = path.display().to_string();
+    let (v, mut reader) = send(path, &Request::Follow, timeout)?;
+    first(v);
+    reader
+        .get_ref()
+        .set_read_timeout(None)
+        .map_err(|err| ClientError::Io { path: p.clone(), err })?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {
+                let l: FollowLine =
+                    serde_json::from_str(&line).map_err(|e| ClientError::Garbled(e.to_string()))?;
+                each(l).map_err(|err| ClientError::Io { path: "standard output".into(), err })?;
+            }
+            Err(err) => return Err(ClientError::Io { path: p, err }),
+        }
     }
 }

@@ -8,6 +8,21 @@
 //! -> {"cmd":"trace","wait_ms":2000}
 //! <- {"ok":false,"error":"..."}
 //! ```
+//!
+//! `follow` is the one streaming request: after its response line the
+//! connection stays open and carries one [`FollowLine`] per log line, until
+//! the client closes it:
+//!
+//! ```text
+//! -> {"cmd":"follow"}
+//! <- {"ok":true,"result":{"level":"info","previous":null}}
+//! <- {"line":{"time_ms":1764771688123,"level":"INFO","msg":"link up: ..."}}
+//! <- {"dropped":12}
+//! ```
+//!
+//! Requests that change the daemon's state ([`Request::changes_state`])
+//! are answered only for root or the daemon's own user, whatever the
+//! socket's mode (the peer's credentials are asked of the kernel).
 
 pub mod client;
 pub mod dot;
@@ -37,6 +52,96 @@ pub enum Request {
     /// Everything `status` and `links` show, in the Prometheus text
     /// exposition format (the answer is one string; see [`metrics`]).
     Metrics,
+    /// Re-reads the configuration and TLS material, as SIGHUP does.
+    Reload,
+    /// Re-executes the daemon in place, as SIGUSR2 does (answered before).
+    Restart,
+    /// The log level of invpnd's own messages; sets it if `level` is given.
+    Log {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        level: Option<String>,
+    },
+    /// Streams the daemon's log lines (see the module's documentation).
+    Follow,
+}
+
+impl Request {
+    /// Whether it changes the daemon's state (and so needs root or the
+    /// daemon's user).
+    pub fn changes_state(&self) -> bool {
+        matches!(self, Request::Reload | Request::Restart | Request::Log { level: Some(_) })
+    }
+
+    /// Its name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Links => "links",
+            Request::Routes => "routes",
+            Request::Trace { .. } => "trace",
+            Request::Metrics => "metrics",
+            Request::Reload => "reload",
+            Request::Restart => "restart",
+            Request::Log { level: Some(_) } => "log --level",
+            Request::Log { level: None } => "log",
+            Request::Follow => "log -f",
+        }
+    }
+}
+
+/// The answer to `reload`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// Whether the new configuration was applied (else nothing changed).
+    pub applied: bool,
+    /// Why it was refused (`file:line: [section] key: ...` for settings).
+    pub errors: Vec<String>,
+    /// What is worth a look but did not stop it.
+    pub warnings: Vec<String>,
+    /// What was applied.
+    pub changed: Vec<String>,
+    /// Links closed because their peer's certificate no longer verifies
+    /// (revoked, another CA...): `MAC: reason`.
+    pub closed: Vec<String>,
+    /// Changed settings that take effect on a restart in place
+    /// (`invpnctl restart`, SIGUSR2).
+    pub restart_needed: Vec<String>,
+    /// Changed settings that need a full stop and start.
+    pub full_restart_needed: Vec<String>,
+}
+
+/// The answer to `restart`, sent before the daemon re-executes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartReport {
+    /// Whether the daemon is re-executing now (else it keeps running as it
+    /// was).
+    pub restarting: bool,
+    /// Why it refused.
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Changed settings the new process applies.
+    pub applied_by_restart: Vec<String>,
+    /// Changed settings that still need a full stop and start.
+    pub full_restart_needed: Vec<String>,
+}
+
+/// The answer to `log` and `follow`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLevel {
+    /// The level of invpnd's own messages now.
+    pub level: String,
+    /// The level before, when the request set it.
+    pub previous: Option<String>,
+}
+
+/// One line of a `follow` stream after its response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowLine {
+    /// A log line.
+    Line { time_ms: u64, level: String, msg: String },
+    /// This many lines were dropped here: the client read too slowly.
+    Dropped(u64),
 }
 
 /// The answer to a request.
@@ -65,7 +170,13 @@ impl Response {
 
     /// One line of JSON, newline included.
     pub fn to_line(&self) -> String {
-        let mut s = serde_json::to_string(self)
+        Response::line_of(self)
+    }
+
+    /// Any value as one line of JSON, newline included (the lines of a
+    /// `follow` stream).
+    pub fn line_of(v: &impl Serialize) -> String {
+        let mut s = serde_json::to_string(v)
             .unwrap_or_else(|_| r#"{"ok":false,"error":"encoding failed"}"#.to_string());
         s.push('\n');
         s
@@ -252,6 +363,28 @@ mod tests {
         assert!(parse_request("status").unwrap_err().starts_with("bad request"));
         assert!(parse_request(r#"{"cmd":"trace"}"#).unwrap_err().contains("wait_ms"));
         assert!(parse_request(r#"{"cmd":"trace","wait_ms":0}"#).unwrap_err().contains("1 to"));
+        let log = parse_request(r#"{"cmd":"log","level":"debug"}"#).unwrap();
+        assert_eq!(log, Request::Log { level: Some("debug".into()) });
+        assert!(log.changes_state() && !parse_request(r#"{"cmd":"log"}"#).unwrap().changes_state());
+        for (line, req) in [
+            (r#"{"cmd":"reload"}"#, Request::Reload),
+            (r#"{"cmd":"restart"}"#, Request::Restart),
+            (r#"{"cmd":"follow"}"#, Request::Follow),
+        ] {
+            assert_eq!(parse_request(line), Ok(req.clone()));
+            assert_eq!(serde_json::to_string(&req).unwrap(), line);
+        }
+        assert!(Request::Restart.changes_state() && !Request::Follow.changes_state());
+    }
+
+    #[test]
+    fn follow_lines_are_tagged() {
+        let l = FollowLine::Line { time_ms: 5, level: "INFO".into(), msg: "hi".into() };
+        assert_eq!(
+            serde_json::to_string(&l).unwrap(),
+            r#"{"line":{"time_ms":5,"level":"INFO","msg":"hi"}}"#
+        );
+        assert_eq!(serde_json::to_string(&FollowLine::Dropped(3)).unwrap(), r#"{"dropped":3}"#);
     }
 
     #[test]

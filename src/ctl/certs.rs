@@ -64,6 +64,8 @@ pub fn run(
 ) -> Result<u8, CtlError> {
     match name {
         "ca new" => ca_new(m, json),
+        "ca revoke" => super::revoke::run(m, json, true),
+        "ca crl" => super::revoke::run(m, json, false),
         "cert new" => cert_new(m, json),
         "cert request" => cert_request(m, json),
         "cert sign" => cert_sign(m, json),

@@ -45,6 +45,8 @@ const KEY_TYPE: OptDef = OptDef {
 pub enum Section {
     /// Questions to a running daemon.
     Daemon,
+    /// Acting on a running daemon.
+    Control,
     /// Certificates.
     Certs,
     /// help and completion.
@@ -52,11 +54,14 @@ pub enum Section {
 }
 
 impl Section {
-    const ALL: [Section; 3] = [Section::Daemon, Section::Certs, Section::Other];
+    const ALL: [Section; 4] = [Section::Daemon, Section::Control, Section::Certs, Section::Other];
 
     fn heading(self) -> &'static str {
         match self {
             Section::Daemon => "Questions to a running invpnd (over its control socket):",
+            Section::Control => {
+                "Acting on a running invpnd (reload, restart and log --level: root or the daemon's user):"
+            }
             Section::Certs => "Certificates (no openssl needed; X.509 v3, CN = the node's MAC):",
             Section::Other => "Help:",
         }
@@ -110,6 +115,8 @@ pub const GLOBAL: &[OptDef] = &[
 
 const WAIT: &[OptDef] = &[opt("wait", "S", "seconds to wait for answers (default 2)")];
 const DAYS: OptDef = opt("days", "N", "days of validity");
+const CRL_DAYS: OptDef = opt("days", "N", "days until the CRL's next update (default 180)");
+const CRL_OUT: OptDef = opt("out", "FILE", "where to write the CRL (default DIR/crl.pem)");
 
 /// Every command.
 pub const COMMANDS: &[CommandDef] = &[
@@ -177,6 +184,39 @@ pub const COMMANDS: &[CommandDef] = &[
         section: Section::Daemon,
     },
     CommandDef {
+        name: "reload",
+        operands_text: "",
+        operands: Operands::None,
+        summary: "re-read the configuration and certificates (as SIGHUP); say what changed",
+        description: "Has the daemon re-read its configuration, certificates and CRL, as SIGHUP does, and prints the outcome: what was applied, the links closed because their peer's certificate no longer verifies (revoked, another CA), and the changed settings that need a restart in place (invpnctl restart) or a full stop and start. A configuration that does not load is refused with its errors (file:line) and the daemon keeps running as it was; exit status 1. Needs root or the daemon's user.",
+        options: &[],
+        section: Section::Control,
+    },
+    CommandDef {
+        name: "restart",
+        operands_text: "",
+        operands: Operands::None,
+        summary: "re-execute the daemon in place (as SIGUSR2), keeping its interface",
+        description: "Has the daemon check its configuration and certificates and, if they load, re-execute itself in place as SIGUSR2 does: the interface and its addresses are kept, links are made again, every setting but [interface] name, up and [performance] offload is applied. The daemon answers before it re-executes; invpnctl then waits (--timeout plus 10 s) for the new process to answer and prints it. A refused restart prints why (file:line) and exits with status 1; the daemon keeps running. Needs root or the daemon's user.",
+        options: &[],
+        section: Section::Control,
+    },
+    CommandDef {
+        name: "log",
+        operands_text: "",
+        operands: Operands::None,
+        summary: "the log level; --level sets it, -f follows the daemon's log",
+        description: "Prints the level of the daemon's own log messages. --level sets it until the next one (or a restart): error, warn, info, debug or trace, or default for the level it started with (-v, RUST_LOG); libraries keep theirs. Setting it needs root or the daemon's user. -f prints the daemon's log lines as they come, until interrupted; a reader too slow for the daemon loses lines, and a line says how many.",
+        options: &[
+            OptDef {
+                values: "error warn info debug trace default",
+                ..opt("level", "LEVEL", "set the level: error, warn, info, debug, trace or default")
+            },
+            flag("follow", "f", "follow the log lines (with --json: one JSON object a line)"),
+        ],
+        section: Section::Control,
+    },
+    CommandDef {
         name: "ca new",
         operands_text: "",
         operands: Operands::None,
@@ -188,6 +228,37 @@ pub const COMMANDS: &[CommandDef] = &[
             DAYS,
             KEY_TYPE,
         ],
+        section: Section::Certs,
+    },
+    CommandDef {
+        name: "ca revoke",
+        operands_text: "",
+        operands: Operands::None,
+        summary: "revoke node certificates: adds them to the CA's CRL (DIR/crl.pem)",
+        description: "Revokes node certificates of the CA in DIR, given as files (--cert, checked to be the CA's) or serial numbers (--serial, hex as cert show prints them), and writes the CA's certificate revocation list anew: DIR/crl.pem, signed with DIR/ca.key, with the next CRL number (DIR/crlnumber) and every certificate revoked so far (DIR/revoked.txt). Copy it to every node ([ssl] crl) and reload them: their links to the revoked nodes close and no new one is accepted.",
+        options: &[
+            req("ca-dir", "DIR", "the CA's directory (ca.crt and ca.key)"),
+            OptDef { multi: true, ..opt("cert", "FILE", "a certificate to revoke (repeatable)") },
+            OptDef {
+                multi: true,
+                ..opt("serial", "HEX", "the serial number of a certificate to revoke (repeatable)")
+            },
+            OptDef {
+                values: "unspecified keyCompromise CACompromise affiliationChanged superseded cessationOfOperation",
+                ..opt("reason", "R", "why: keyCompromise, superseded, cessationOfOperation...")
+            },
+            CRL_DAYS,
+            CRL_OUT,
+        ],
+        section: Section::Certs,
+    },
+    CommandDef {
+        name: "ca crl",
+        operands_text: "",
+        operands: Operands::None,
+        summary: "re-sign the CA's CRL with a new number and next update",
+        description: "Writes the CA's certificate revocation list anew from DIR/revoked.txt (an empty list if nothing was revoked), with the next CRL number and a new next update. Run it before the next update passes (from cron, say monthly): invpnd keeps applying an out-of-date CRL but warns, and OpenSSL-based tools refuse it.",
+        options: &[req("ca-dir", "DIR", "the CA's directory (ca.crt and ca.key)"), CRL_DAYS, CRL_OUT],
         section: Section::Certs,
     },
     CommandDef {
@@ -515,6 +586,7 @@ mod tests {
             let _ = options(Some(c));
         }
         assert_eq!(groups(), ["ca", "cert"]);
+        assert!(find(&["ca", "frob"]).unwrap_err().0.contains("new, revoke, crl"));
         assert!(find(&["cert", "frob"])
             .unwrap_err()
             .0

@@ -5,7 +5,9 @@ pub mod certs;
 pub mod commands;
 pub mod completion;
 pub mod inspect;
+pub mod manage;
 pub mod query;
+pub mod revoke;
 pub mod top;
 pub mod verify;
 

@@ -5,12 +5,11 @@
 //! read with x509-parser so that every problem is reported, not only the
 //! first one webpki meets.
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use serde::Serialize;
 use webpki::{
-    CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, OwnedCertRevocationList,
-    RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
+    CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, RevocationCheckDepth,
+    RevocationOptionsBuilder, UnknownStatusPolicy,
 };
 
 use super::inspect::{self, CertFields, Contents};
@@ -66,25 +65,11 @@ fn p(label: &'static str, explanation: impl Into<String>) -> Problem {
 }
 
 fn read_crls(file: &str) -> Result<Vec<CertRevocationList<'static>>, CtlError> {
+    use crate::tls::crl;
     let bytes = std::fs::read(file).map_err(|e| CtlError(format!("{file}: cannot read: {e}")))?;
-    let ders: Vec<Vec<u8>> = if bytes.windows(10).any(|w| w == b"-----BEGIN") {
-        CertificateRevocationListDer::pem_slice_iter(&bytes)
-            .map(|r| r.map(|d| d.as_ref().to_vec()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| CtlError(format!("{file}: bad PEM: {e}")))?
-    } else {
-        vec![bytes]
-    };
-    if ders.is_empty() {
-        return Err(CtlError(format!("{file}: no X509 CRL in this file")));
-    }
-    ders.iter()
-        .map(|d| {
-            OwnedCertRevocationList::from_der(d).map(CertRevocationList::from).map_err(|e| {
-                CtlError(format!("{file}: not a valid certificate revocation list ({e:?})"))
-            })
-        })
-        .collect()
+    crl::parse(&bytes)
+        .and_then(|ders| ders.iter().map(|d| crl::to_webpki(d)).collect())
+        .map_err(|e| CtlError(format!("{file}: {e}")))
 }
 
 /// Checks a certificate. Errors (exit status 2) are files that cannot be

@@ -107,8 +107,6 @@ pub enum WorkerCtl {
     /// Frames of sparse flows on this link go to this lane from now on
     /// (`None`: the lane is gone, all go on the link).
     SetLane { link: LinkId, lane: Option<LinkId> },
-    /// Re-check every link's peer chain with new TLS material.
-    Reverify(Arc<crate::tls::Material>),
     /// Stop the loop.
     Shutdown,
 }
@@ -123,6 +121,8 @@ pub enum ToSupervisor {
         outbound: bool,
         ext: bool,
         stats: Arc<super::link::LinkStats>,
+        /// The peer's certificate chain, checked again on reload.
+        chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     },
     /// A link (or a connection that never became one) closed.
     LinkDown {
@@ -138,7 +138,13 @@ pub enum ToSupervisor {
     /// the link: dial the lane.
     WantLane { link: LinkId, peer: Mac },
     /// A lane finished its handshake: pair it with the link to `peer`.
-    LaneUp { id: LinkId, peer: Mac, stats: Arc<super::link::LinkStats> },
+    LaneUp {
+        id: LinkId,
+        peer: Mac,
+        stats: Arc<super::link::LinkStats>,
+        /// The peer's certificate chain, checked again on reload.
+        chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    },
     /// Something the engine reported.
     Engine(Event),
     /// A thread hit an error the daemon cannot run without (the TAP

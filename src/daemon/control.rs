@@ -1,9 +1,13 @@
 //! The control socket, daemon side: a Unix listener in the supervisor's
 //! event loop, one request per connection, answers built from the
-//! supervisor's state. A trace answers later, when its wait is over.
+//! supervisor's state. A trace answers later, when its wait is over; a
+//! restart answers before the daemon re-executes; a follower of the log
+//! keeps its connection and gets lines as they come (from its bounded
+//! queue in [`crate::logging`], so that it never slows the daemon).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -14,13 +18,16 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
 use super::channels::WorkerCtl;
+use super::supervisor::Exit;
 use super::supervisor::Supervisor;
 use crate::control::{
-    parse_request, LinkEntry, Request, Response, RouteEntry, Status, Trace, TraceNode, MAX_REQUEST,
+    parse_request, FollowLine, LinkEntry, LogLevel, Request, Response, RouteEntry, Status, Trace,
+    TraceNode, MAX_REQUEST,
 };
 use crate::core::mac::Mac;
 use crate::core::stats::{Counter, DropReason};
 use crate::core::wire::HealthReport;
+use crate::logging::{self, FollowerId};
 
 /// Token of the control listener; clients get tokens from `CLIENTS` up.
 pub const LISTENER: Token = Token(3);
@@ -34,6 +41,11 @@ const WRITE_TIMEOUT: u64 = 5_000;
 /// The most nodes one trace lists (its answers are kept in memory until it
 /// ends).
 const MAX_TRACE_NODES: usize = 4096;
+/// Most clients following the log at once (of the [`MAX_CLIENTS`]).
+const MAX_FOLLOWERS: usize = 8;
+/// Bytes of log lines written ahead for a follower; more wait in its
+/// queue (and are dropped, counted, when that is full).
+const FOLLOW_BUFFER: usize = 64 * 1024;
 
 struct Client {
     stream: UnixStream,
@@ -44,6 +56,10 @@ struct Client {
     trace: Option<u64>,
     /// Since when an answer has waited for the client to read it.
     unread_since: Option<u64>,
+    /// The client's user id (SO_PEERCRED), if the kernel said.
+    uid: Option<u32>,
+    /// Following the log: the connection stays open.
+    follower: Option<FollowerId>,
 }
 
 /// A trace under way.
@@ -60,6 +76,16 @@ pub enum Reply {
     Now(Response),
     /// Answer when the trace with this id is complete.
     Later(u64),
+    /// Answer, then keep the connection for log lines.
+    Follow(Response),
+    /// Answer (written out before anything else), then end the loop so.
+    Exit(Response, Exit),
+}
+
+/// Whether a client with user id `uid` may change the daemon's state: root
+/// and the daemon's own user (the socket's owner) may.
+pub fn may_change_state(uid: Option<u32>) -> bool {
+    uid.is_some_and(|u| u == 0 || u == crate::sys::euid())
 }
 
 /// The listening socket and its clients.
@@ -122,6 +148,7 @@ impl ControlServer {
                     }
                     let t = Token(self.next);
                     self.next = self.next.wrapping_add(1).max(CLIENTS);
+                    let uid = crate::sys::peer_uid(stream.as_raw_fd()).ok();
                     if r.register(&mut stream, t, Interest::READABLE).is_ok() {
                         self.clients.insert(
                             t,
@@ -132,6 +159,8 @@ impl ControlServer {
                                 since: now,
                                 trace: None,
                                 unread_since: None,
+                                uid,
+                                follower: None,
                             },
                         );
                     }
@@ -191,18 +220,90 @@ impl ControlServer {
             match c.stream.write(&c.wbuf) {
                 Ok(n) => {
                     c.wbuf.drain(..n);
+                    c.unread_since = None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+                Err(_) => {
+                    self.drop_client(r, t);
+                    return;
+                }
+            }
+        }
+        if c.follower.is_none() {
+            self.drop_client(r, t);
+        }
+    }
+
+    /// Writes `resp` to client `t` now, waiting (at most a second) for the
+    /// socket to take it all, then closes the connection: the answer to a
+    /// restart, which must be out before the process re-executes.
+    fn respond_now(&mut self, r: &Registry, t: Token, resp: &Response) {
+        if let Some(c) = self.clients.get_mut(&t) {
+            let line = resp.to_line();
+            let mut rest = line.as_bytes();
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            while !rest.is_empty() && std::time::Instant::now() < end {
+                match c.stream.write(rest) {
+                    Ok(n) => rest = &rest[n..],
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(5))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
             }
         }
         self.drop_client(r, t);
     }
 
+    /// Makes client `t` a follower of the log: its answer first, then lines.
+    fn follow(&mut self, r: &Registry, t: Token, resp: &Response) {
+        let Some(c) = self.clients.get_mut(&t) else { return };
+        c.follower = Some(logging::follow());
+        c.wbuf.extend_from_slice(resp.to_line().as_bytes());
+        let _ = r.reregister(&mut c.stream, t, Interest::READABLE | Interest::WRITABLE);
+        self.flush(r, t);
+    }
+
+    /// Moves queued log lines to each follower's socket, as much as it
+    /// takes without blocking; a "dropped" line says where lines were lost.
+    pub fn deliver_logs(&mut self, r: &Registry) {
+        let followers: Vec<(Token, FollowerId)> =
+            self.clients.iter().filter_map(|(t, c)| c.follower.map(|f| (*t, f))).collect();
+        for (t, f) in followers {
+            let Some(c) = self.clients.get_mut(&t) else { continue };
+            while c.wbuf.len() < FOLLOW_BUFFER {
+                let (dropped, lines) = logging::take(f, 256);
+                if dropped > 0 {
+                    c.wbuf.extend_from_slice(
+                        Response::line_of(&FollowLine::Dropped(dropped)).as_bytes(),
+                    );
+                }
+                if lines.is_empty() {
+                    break;
+                }
+                for l in lines {
+                    let fl = FollowLine::Line {
+                        time_ms: l.time_ms,
+                        level: l.level.to_string(),
+                        msg: l.msg,
+                    };
+                    c.wbuf.extend_from_slice(Response::line_of(&fl).as_bytes());
+                }
+            }
+            if !c.wbuf.is_empty() {
+                self.flush(r, t);
+            }
+        }
+    }
+
     fn drop_client(&mut self, r: &Registry, t: Token) {
         if let Some(mut c) = self.clients.remove(&t) {
             let _ = r.deregister(&mut c.stream);
+            if let Some(f) = c.follower {
+                logging::unfollow(f);
+            }
         }
     }
 
@@ -210,7 +311,9 @@ impl ControlServer {
     /// their answer (so that they cannot hold the 32 places).
     pub fn expire(&mut self, r: &Registry, now: u64) {
         let mut deaf = Vec::new();
-        for (t, c) in self.clients.iter_mut().filter(|(_, c)| !c.wbuf.is_empty()) {
+        // a follower that does not read loses lines instead
+        let answering = |c: &Client| !c.wbuf.is_empty() && c.follower.is_none();
+        for (t, c) in self.clients.iter_mut().filter(|(_, c)| answering(c)) {
             let since = *c.unread_since.get_or_insert(now);
             if now.saturating_sub(since) > WRITE_TIMEOUT {
                 deaf.push(*t);
@@ -225,6 +328,7 @@ impl ControlServer {
             .iter()
             .filter(|(_, c)| {
                 c.trace.is_none()
+                    && c.follower.is_none()
                     && c.wbuf.is_empty()
                     && now.saturating_sub(c.since) > REQUEST_TIMEOUT
             })
@@ -251,6 +355,18 @@ impl Drop for ControlServer {
     }
 }
 
+/// Why a client may not change the daemon's state.
+fn refusal(req: &Request, uid: Option<u32>) -> String {
+    let me = crate::sys::euid();
+    let who = uid.map_or("a process whose user is unknown".to_string(), |u| format!("uid {u}"));
+    let allowed = if me == 0 { "root".to_string() } else { format!("root or uid {me}") };
+    format!(
+        "permission denied: `{}` changes the daemon's state and needs {allowed} \
+         (the owner of the control socket); you are {who}",
+        req.name()
+    )
+}
+
 impl Supervisor {
     /// Handles readiness on a control socket token.
     pub(super) fn on_control(&mut self, t: Token, ev: &mio::event::Event) {
@@ -259,6 +375,13 @@ impl Supervisor {
         let reg = self.poll.registry();
         if t == LISTENER {
             ctl.accept(reg, now);
+        } else if ctl.clients.get(&t).is_some_and(|c| c.follower.is_some()) {
+            // a follower only reads; its closing ends it
+            if ev.is_readable() && matches!(ctl.read_request(t), Some(Err(_))) {
+                ctl.drop_client(reg, t);
+            } else if ev.is_writable() {
+                ctl.flush(reg, t);
+            }
         } else if ev.is_writable() {
             ctl.flush(reg, t);
         } else {
@@ -270,20 +393,44 @@ impl Supervisor {
                     if e.is_empty() && ctl.clients.get(&t).is_some_and(|c| c.trace.is_some()) => {}
                 Some(Err(e)) if e.is_empty() => ctl.drop_client(reg, t),
                 Some(Err(e)) => ctl.respond(reg, t, &Response::err(e)),
-                Some(Ok(line)) => match parse_request(&line) {
-                    Err(e) => ctl.respond(reg, t, &Response::err(e)),
-                    Ok(req) => match self.answer(req) {
-                        Reply::Now(resp) => ctl.respond(self.poll.registry(), t, &resp),
-                        Reply::Later(id) => {
-                            if let Some(c) = ctl.clients.get_mut(&t) {
-                                c.trace = Some(id);
-                            }
-                        }
-                    },
-                },
+                Some(Ok(line)) => self.request(&mut ctl, t, &line),
             }
         }
         self.control = Some(ctl);
+    }
+
+    /// Answers client `t`'s request line (or refuses it).
+    fn request(&mut self, ctl: &mut ControlServer, t: Token, line: &str) {
+        let reply = match parse_request(line) {
+            Err(e) => Reply::Now(Response::err(e)),
+            Ok(req) => {
+                let uid = ctl.clients.get(&t).and_then(|c| c.uid);
+                if req.changes_state() && !may_change_state(uid) {
+                    Reply::Now(Response::err(refusal(&req, uid)))
+                } else {
+                    self.answer(req)
+                }
+            }
+        };
+        let reg = self.poll.registry();
+        match reply {
+            Reply::Now(resp) => ctl.respond(reg, t, &resp),
+            Reply::Later(id) => {
+                if let Some(c) = ctl.clients.get_mut(&t) {
+                    c.trace = Some(id);
+                }
+            }
+            Reply::Follow(_) if logging::followers() >= MAX_FOLLOWERS => {
+                let msg =
+                    format!("{MAX_FOLLOWERS} clients follow the log already: the most at once");
+                ctl.respond(reg, t, &Response::err(msg))
+            }
+            Reply::Follow(resp) => ctl.follow(reg, t, &resp),
+            Reply::Exit(resp, exit) => {
+                ctl.respond_now(reg, t, &resp);
+                self.exit = Some(exit);
+            }
+        }
     }
 
     fn answer(&mut self, req: Request) -> Reply {
@@ -294,6 +441,30 @@ impl Supervisor {
             Request::Routes => Reply::Now(Response::ok(self.route_entries())),
             Request::Trace { wait_ms } => Reply::Later(self.start_trace(wait_ms)),
             Request::Metrics => Reply::Now(Response::ok(self.metrics_text())),
+            Request::Reload => Reply::Now(Response::ok(self.reload())),
+            Request::Restart => {
+                let report = self.restart_check();
+                if report.restarting {
+                    info!("restart in place asked for over the control socket");
+                    Reply::Exit(Response::ok(report), Exit::Restart)
+                } else {
+                    Reply::Now(Response::ok(report))
+                }
+            }
+            Request::Log { level: None } => {
+                Reply::Now(Response::ok(LogLevel { level: logging::level(), previous: None }))
+            }
+            Request::Log { level: Some(l) } => match logging::set_level(&l) {
+                Ok(previous) => {
+                    let level = logging::level();
+                    warn!("log level of invpnd's messages now {level} (was {previous})");
+                    Reply::Now(Response::ok(LogLevel { level, previous: Some(previous) }))
+                }
+                Err(e) => Reply::Now(Response::err(e)),
+            },
+            Request::Follow => {
+                Reply::Follow(Response::ok(LogLevel { level: logging::level(), previous: None }))
+            }
         }
     }
 

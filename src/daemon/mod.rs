@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::core::offload::{VnetHdr, VNET_HDR_LEN};
 use crate::core::stats::DropReason;
 use crate::core::{Engine, EngineConfig};
-use crate::tls::{cert_info::unix_to_text, Material};
+use crate::tls::{cert_info::unix_to_text, Material, TlsError};
 
 /// Messages a worker's data queue holds before it drops...
 const WORKER_QUEUE: usize = 4096;
@@ -146,6 +146,20 @@ pub fn warn_expiry(m: &Material) {
             );
         }
     }
+}
+
+/// Loads the TLS material of `[ssl]` now. A problem with the CRL names the
+/// configuration's line (`file:line: [ssl] crl: ...`), as other settings do.
+pub fn material(cfg: &Config) -> Result<Material, String> {
+    Material::load(&cfg.ssl, rustls::pki_types::UnixTime::now()).map_err(|e| match &e {
+        TlsError::Crl { .. } | TlsError::Revoked { .. } => {
+            cfg.error("ssl", "crl", e.to_string()).to_string()
+        }
+        TlsError::Read { path, .. } if cfg.ssl.crl.as_ref() == Some(path) => {
+            cfg.error("ssl", "crl", e.to_string()).to_string()
+        }
+        _ => e.to_string(),
+    })
 }
 
 /// The number of worker threads for a `workers` setting (0 = one per CPU).
@@ -310,6 +324,13 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     );
     info!("TCP congestion control: {cc}");
     warn_expiry(&material);
+    if let Some(c) = &material.crls {
+        let now = clock::unix_ms() as i64 / 1000;
+        info!("revocation: {}", c.summary(now));
+        for w in c.warnings(now) {
+            warn!("{w}");
+        }
+    }
 
     let info = NodeInfo {
         interface: tap.name.clone(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use log::{debug, error, info, warn};
 use mio::{Events, Interest, Poll, Token};
-use rustls::pki_types::{ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 use socket2::SockRef;
@@ -25,6 +25,7 @@ use super::net::{self, CongestionControl, TcpTuning};
 use super::notify::notify;
 use super::Shared;
 use crate::config::{self, Config};
+use crate::control::{ReloadReport, RestartReport};
 use crate::core::admission::{self, Admission};
 use crate::core::cache::NodeCache;
 use crate::core::dialer::{Dial, Dialer};
@@ -92,6 +93,24 @@ pub struct Supervisor {
     pub(super) lanes: LanePairs,
     /// The counters of each link's lane, by link.
     pub(super) lane_stats: HashMap<LinkId, Arc<LinkStats>>,
+    /// Each link's and lane's peer certificate, kept from its handshake to
+    /// be checked again when the TLS material (CA, CRL) changes.
+    pub(super) peer_chains: HashMap<LinkId, PeerCert>,
+    /// When the TLS material last changed (monotonic ms): handshakes that
+    /// finish within a handshake timeout of it are checked again.
+    pub(super) material_changed: u64,
+    /// How the loop is to end after this round (a restart asked for over
+    /// the control socket, answered first).
+    pub(super) exit: Option<Exit>,
+}
+
+/// A peer certificate chain kept from a handshake, with what checking it
+/// again needs.
+pub struct PeerCert {
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The peer dialled us (its certificate was checked as a client's).
+    pub accepted: bool,
+    pub peer: Mac,
 }
 
 /// What the supervisor is built from.
@@ -148,6 +167,11 @@ impl Supervisor {
         if let Some(c) = control.as_mut() {
             c.register(poll.registry())?;
         }
+        {
+            // log lines for followers are delivered by this loop
+            let w = wake.clone();
+            crate::logging::on_line(Arc::new(move || w.nudge()));
+        }
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let me = material.mac;
@@ -199,6 +223,9 @@ impl Supervisor {
             traces: HashMap::new(),
             lanes: LanePairs::new(),
             lane_stats: HashMap::new(),
+            peer_chains: HashMap::new(),
+            material_changed: 0,
+            exit: None,
         })
     }
 
@@ -216,6 +243,9 @@ impl Supervisor {
             self.dial();
             let trace_due = self.finish_traces().unwrap_or(u64::MAX);
             self.expire_metrics();
+            if let Some(ctl) = self.control.as_mut() {
+                ctl.deliver_logs(self.poll.registry());
+            }
             let due = [
                 self.next_announce,
                 self.next_tick,
@@ -227,7 +257,12 @@ impl Supervisor {
             .unwrap_or(u64::MAX);
             self.wake.going_to_sleep();
             let idle = self.rx.is_empty() && self.events.is_empty();
-            let timeout = if idle { due.saturating_sub(self.shared.clock.mono()) } else { 0 };
+            let mut timeout = if idle { due.saturating_sub(self.shared.clock.mono()) } else { 0 };
+            if crate::logging::followers() > 0 {
+                // a line logged after the delivery above and before the
+                // sleep would not ring the waker: look again soon
+                timeout = timeout.min(100);
+            }
             if let Err(e) =
                 self.poll.poll(&mut events, Some(Duration::from_millis(timeout.min(60_000))))
             {
@@ -243,9 +278,11 @@ impl Supervisor {
                         let sigs: Vec<i32> = self.signals.pending().collect();
                         for sig in sigs {
                             match sig {
-                                SIGHUP => self.reload(),
+                                SIGHUP => {
+                                    self.reload();
+                                }
                                 SIGUSR2 => {
-                                    if self.restart_ok() {
+                                    if self.restart_check().restarting {
                                         return Exit::Restart;
                                     }
                                 }
@@ -261,6 +298,10 @@ impl Supervisor {
                     t if MetricsServer::owns(t) => self.on_metrics(t, ev),
                     _ => {}
                 }
+            }
+            // `invpnctl restart`, answered already
+            if let Some(exit) = self.exit.take() {
+                return exit;
             }
             while let Ok(m) = self.rx.try_recv() {
                 if let Some(exit) = self.handle(m) {
@@ -444,17 +485,29 @@ impl Supervisor {
     fn handle(&mut self, m: ToSupervisor) -> Option<Exit> {
         let now = self.shared.clock.now();
         match m {
-            ToSupervisor::LinkUp { id, peer, addr, outbound, ext, stats } => {
+            ToSupervisor::LinkUp { id, peer, addr, outbound, ext, stats, chain } => {
                 self.pending.remove(&id);
                 self.admission.done(id);
+                let pc = PeerCert { chain, accepted: !outbound, peer };
+                // a handshake begun before a reload ran with the old material
+                let hs = self.shared.settings.handshake_timeout + 1000;
+                if self.material_changed > 0 && now.mono <= self.material_changed + hs {
+                    if let Err(reason) = self.check_peer(&pc, UnixTime::now()) {
+                        self.close(id, &reason);
+                        return None;
+                    }
+                }
+                self.peer_chains.insert(id, pc);
                 let info = LinkInfo { id, peer, addr, outbound, ext, since: now.mono };
                 match self.links.admit(self.shared.engine.me(), info) {
                     links::Admit::Accept => {}
                     links::Admit::Replace(old) => {
                         self.link_stats.remove(&old);
+                        self.peer_chains.remove(&old);
                         self.close(old, "replaced by a newer link to the same node");
                     }
                     links::Admit::Reject(_) => {
+                        self.peer_chains.remove(&id);
                         self.close(id, "duplicate link: the one dialled by the lower MAC is kept");
                         return None;
                     }
@@ -465,11 +518,12 @@ impl Supervisor {
                 self.announce_now = true;
             }
             ToSupervisor::WantLane { link, peer } => self.dial_lane(link, peer),
-            ToSupervisor::LaneUp { id, peer, stats } => self.lane_up(id, peer, stats),
+            ToSupervisor::LaneUp { id, peer, stats, chain } => self.lane_up(id, peer, stats, chain),
             ToSupervisor::LinkDown { id, peer: _, origin, reason, was_self } => {
                 let pending = self.pending.remove(&id);
                 self.admission.done(id);
                 self.link_stats.remove(&id);
+                self.peer_chains.remove(&id);
                 match self.lanes.closed(id) {
                     lane::Closed::LaneOf(link) => {
                         self.lane_stats.remove(&link);
@@ -558,9 +612,16 @@ impl Supervisor {
 
     /// A lane's handshake finished: pair it with its link (the one it was
     /// dialled for, or for one the peer dialled, our link to the peer).
-    fn lane_up(&mut self, id: LinkId, peer: Mac, stats: Arc<LinkStats>) {
+    fn lane_up(
+        &mut self,
+        id: LinkId,
+        peer: Mac,
+        stats: Arc<LinkStats>,
+        chain: Vec<CertificateDer<'static>>,
+    ) {
         let pending = self.pending.remove(&id);
         self.admission.done(id);
+        let accepted = !matches!(pending, Some((Origin::Lane(..), _)));
         let link = match pending {
             Some((Origin::Lane(_, link), _)) => self.links.get(link),
             _ => self.links.to_peer(&peer),
@@ -587,8 +648,10 @@ impl Supervisor {
             to
         };
         if let Some(old) = self.lanes.paired(lane, ctx.id) {
+            self.peer_chains.remove(&old);
             self.close(old, "replaced by a newer lane");
         }
+        self.peer_chains.insert(lane, PeerCert { chain, accepted, peer });
         self.lane_stats.insert(ctx.id, stats);
         self.set_lane(ctx.id, Some(lane));
     }
@@ -605,68 +668,145 @@ impl Supervisor {
         }
     }
 
-    /// SIGHUP: re-reads the configuration and the TLS material. New
-    /// handshakes use the new material; links whose peer no longer verifies
-    /// are closed; settings that cannot change live are named.
-    pub fn reload(&mut self) {
+    /// SIGHUP and `invpnctl reload`: re-reads the configuration and the TLS
+    /// material. New handshakes use the new material; links whose peer no
+    /// longer verifies (revoked, another CA) are closed at once; settings
+    /// that cannot change live are named. A configuration that does not
+    /// load changes nothing.
+    pub fn reload(&mut self) -> ReloadReport {
         notify("RELOADING=1");
         let path = self.cfg.path.clone();
         info!("reloading {}", path.display());
-        let result = (|| -> Result<(), String> {
-            let new = config::load(&path).map_err(|e| e.to_string())?;
-            for w in &new.warnings {
-                warn!("{w}");
-            }
-            let material = Material::load(&new.ssl, UnixTime::now()).map_err(|e| e.to_string())?;
-            if material.mac != self.material.mac {
-                return Err(format!(
-                    "the new certificate is for {}, this node is {}: that needs a restart",
-                    material.mac, self.material.mac
-                ));
-            }
-            let server_cfg = material.server_config().map_err(|e| e.to_string())?;
-            let congestion = super::congestion(&new)?;
-            let metrics = self.reload_metrics(&new)?;
-            let (in_place, full) = needs_restart(&self.cfg, &new);
-            if !in_place.is_empty() {
+        let report = self
+            .try_reload()
+            .unwrap_or_else(|errors| ReloadReport { errors, ..ReloadReport::default() });
+        for w in &report.warnings {
+            warn!("reload: {w}");
+        }
+        if report.applied {
+            if !report.restart_needed.is_empty() {
                 warn!(
-                    "reload: {} on a restart in place (SIGUSR2)",
-                    settings_take_effect(&in_place)
+                    "reload: changed settings that need a restart in place to take effect \
+                     (invpnctl restart, SIGUSR2): {}",
+                    report.restart_needed.join(", ")
                 );
             }
-            if !full.is_empty() {
-                warn!("reload: {} only after a full stop and start", settings_take_effect(&full));
+            if !report.full_restart_needed.is_empty() {
+                warn!(
+                    "reload: changed settings that need a full stop and start to take effect: {}",
+                    report.full_restart_needed.join(", ")
+                );
             }
-            let material = Arc::new(material);
-            self.material = material.clone();
-            self.server_cfg = server_cfg;
-            let seeds: Vec<(Mac, SocketAddr)> =
-                new.network.init.iter().map(|s| (s.mac, s.addr)).collect();
-            self.dialer.set_seeds(&seeds);
-            self.dialer.set_max_links(new.network.max_links);
-            for w in &self.shared.workers {
-                w.send_ctl(WorkerCtl::Reverify(material.clone()));
-            }
-            self.cfg.ssl = new.ssl;
-            self.cfg.network.init = new.network.init;
-            self.cfg.network.max_links = new.network.max_links;
-            self.cfg.network.congestion = new.network.congestion;
-            self.set_congestion(congestion);
-            if let Some(m) = metrics {
-                self.install_metrics(m);
-            }
-            self.cfg.control.metrics = new.control.metrics;
-            super::warn_expiry(&self.material);
-            Ok(())
-        })();
-        match result {
-            Ok(()) => info!(
-                "reload done: certificate valid until {}",
-                tls::cert_info::unix_to_text(self.material.cert.not_after)
-            ),
-            Err(e) => error!("reload failed, keeping the running configuration: {e}"),
+            info!("reload done: {}", report.changed.join("; "));
+        } else {
+            error!(
+                "reload failed, keeping the running configuration: {}",
+                report.errors.join("; ")
+            );
         }
         notify("READY=1");
+        report
+    }
+
+    fn try_reload(&mut self) -> Result<ReloadReport, Vec<String>> {
+        let one = |e: String| vec![e];
+        let new = config::load(&self.cfg.path).map_err(|e| one(e.to_string()))?;
+        let material = super::material(&new).map_err(one)?;
+        if material.mac != self.material.mac {
+            return Err(one(format!(
+                "the new certificate is for {}, this node is {}: that needs a restart",
+                material.mac, self.material.mac
+            )));
+        }
+        let server_cfg = material.server_config().map_err(|e| one(e.to_string()))?;
+        let congestion = super::congestion(&new).map_err(one)?;
+        let metrics = self.reload_metrics(&new).map_err(one)?;
+        let (in_place, full) = needs_restart(&self.cfg, &new);
+        let now_s = crate::daemon::clock::unix_ms() as i64 / 1000;
+        let mut r = ReloadReport {
+            applied: true,
+            warnings: new.warnings.clone(),
+            restart_needed: in_place.iter().map(|s| s.to_string()).collect(),
+            full_restart_needed: full.iter().map(|s| s.to_string()).collect(),
+            ..ReloadReport::default()
+        };
+        r.warnings.extend(material.warnings(now_s));
+        r.changed.push(format!(
+            "TLS material re-read: certificate valid until {}",
+            tls::cert_info::unix_to_text(material.cert.not_after)
+        ));
+        match (&material.crls, &self.material.crls) {
+            (Some(c), _) => r.changed.push(format!("[ssl] crl: {}", c.summary(now_s))),
+            (None, Some(_)) => r.changed.push("[ssl] crl: removed, nothing is revoked".into()),
+            (None, None) => {}
+        }
+        if new.network.init != self.cfg.network.init {
+            r.changed.push(format!("[network] init: {} seed(s)", new.network.init.len()));
+        }
+        if new.network.max_links != self.cfg.network.max_links {
+            r.changed.push(format!("[network] max_links: {}", new.network.max_links));
+        }
+        let material = Arc::new(material);
+        self.material = material.clone();
+        self.material_changed = self.shared.clock.mono();
+        self.server_cfg = server_cfg;
+        let seeds: Vec<(Mac, SocketAddr)> =
+            new.network.init.iter().map(|s| (s.mac, s.addr)).collect();
+        self.dialer.set_seeds(&seeds);
+        self.dialer.set_max_links(new.network.max_links);
+        self.cfg.ssl = new.ssl;
+        self.cfg.network.init = new.network.init;
+        self.cfg.network.max_links = new.network.max_links;
+        self.cfg.network.congestion = new.network.congestion;
+        if congestion != self.congestion {
+            r.changed.push(format!("[network] congestion: {congestion} for new links"));
+        }
+        self.set_congestion(congestion);
+        if new.control.metrics != self.cfg.control.metrics {
+            r.changed.push(format!(
+                "[control] metrics: {}",
+                new.control.metrics.as_ref().map_or("off".to_string(), |a| a.to_string())
+            ));
+        }
+        if let Some(m) = metrics {
+            self.install_metrics(m);
+        }
+        self.cfg.control.metrics = new.control.metrics;
+        super::warn_expiry(&self.material);
+        r.closed = self.reverify_links();
+        Ok(r)
+    }
+
+    /// Re-checks the peer certificate of every link and lane against the
+    /// current TLS material (CA and CRLs) as its handshake did; closes
+    /// those that fail (a link's lane goes with it). Returns `MAC: reason`
+    /// once for each peer cut off.
+    fn reverify_links(&mut self) -> Vec<String> {
+        let now = UnixTime::now();
+        let failed: Vec<(LinkId, Mac, String)> = self
+            .peer_chains
+            .iter()
+            .filter_map(|(id, pc)| self.check_peer(pc, now).err().map(|r| (*id, pc.peer, r)))
+            .collect();
+        let mut closed = Vec::new();
+        for (id, peer, reason) in failed {
+            self.peer_chains.remove(&id);
+            self.close(id, &reason);
+            let line = format!("{peer}: {reason}");
+            if !closed.contains(&line) {
+                info!("link to {peer} closed: {reason}");
+                closed.push(line);
+            }
+        }
+        closed.sort();
+        closed
+    }
+
+    /// Whether a peer certificate kept from a handshake still verifies.
+    fn check_peer(&self, pc: &PeerCert, now: UnixTime) -> Result<(), String> {
+        self.material
+            .verify_peer(&pc.chain, pc.accepted, pc.peer, now)
+            .map_err(|e| format!("peer certificate no longer valid: {}", tls::describe(&e)))
     }
 
     /// Applies a newly resolved congestion control to the sockets made from
@@ -714,30 +854,48 @@ impl Supervisor {
         }
     }
 
-    /// SIGUSR2: the new process must be able to start, or the node would
-    /// lose its interface. Checks the configuration and TLS material first.
-    fn restart_ok(&self) -> bool {
+    /// SIGUSR2 and `invpnctl restart`: the new process must be able to
+    /// start, or the node would lose its interface. Checks the
+    /// configuration and TLS material first; says what the restart applies
+    /// and what it cannot.
+    pub(super) fn restart_check(&self) -> RestartReport {
         let check = config::load(&self.cfg.path)
             .and_then(|c| cache_file::check_path(&c).map(|()| c))
             .map_err(|e| e.to_string())
             .and_then(|c| {
                 super::congestion(&c)?;
-                Material::load(&c.ssl, UnixTime::now()).map_err(|e| e.to_string())
+                super::material(&c).map(|m| (c, m))
             });
+        let mut r = RestartReport::default();
         match check {
-            Ok(m) if m.mac == self.material.mac => true,
-            Ok(m) => {
-                error!(
-                    "restart refused: the certificate is now for {}, this node is {}",
+            Ok((c, m)) if m.mac == self.material.mac => {
+                let (in_place, full) = needs_restart(&self.cfg, &c);
+                r.restarting = true;
+                r.warnings = c.warnings.clone();
+                r.warnings.extend(m.warnings(crate::daemon::clock::unix_ms() as i64 / 1000));
+                r.applied_by_restart = in_place.iter().map(|s| s.to_string()).collect();
+                r.full_restart_needed = full.iter().map(|s| s.to_string()).collect();
+                if !full.is_empty() {
+                    warn!(
+                        "restart: changed settings that need a full stop and start to take \
+                         effect: {}",
+                        full.join(", ")
+                    );
+                }
+            }
+            Ok((_, m)) => {
+                r.errors.push(format!(
+                    "the certificate is now for {}, this node is {}",
                     m.mac, self.material.mac
-                );
-                false
+                ));
+                error!("restart refused: {}", r.errors[0]);
             }
             Err(e) => {
                 error!("restart refused, the running daemon stays: {e}");
-                false
+                r.errors.push(e);
             }
         }
+        r
     }
 
     /// SIGUSR1: writes the node's state to the log.
@@ -789,12 +947,6 @@ impl Supervisor {
             })
             .collect()
     }
-}
-
-/// "X takes effect" or "X, Y take effect": the settings a reload names.
-pub fn settings_take_effect(names: &[&str]) -> String {
-    let verb = if names.len() == 1 { "takes" } else { "take" };
-    format!("{} {verb} effect", names.join(", "))
 }
 
 /// Settings that differ between two configurations and cannot change
@@ -854,15 +1006,6 @@ mod tests {
         let text =
             format!("[ssl]\nkey=k\ncert=c\nca=a\n[network]\nport=4000\n[interface]\n{interface}\n");
         config::from_str(std::path::Path::new("/etc/invpn/invpn.conf"), &text).unwrap()
-    }
-
-    #[test]
-    fn reload_names_what_a_restart_applies_in_one_sentence() {
-        assert_eq!(settings_take_effect(&["[network] port"]), "[network] port takes effect");
-        assert_eq!(
-            settings_take_effect(&["[network] port", "[interface] mtu"]),
-            "[network] port, [interface] mtu take effect"
-        );
     }
 
     #[test]

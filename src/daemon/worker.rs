@@ -427,7 +427,8 @@ impl Worker {
             link.last_rx = now.mono;
             debug!("lane up: peer={peer} addr={} link={}", link.addr, link.id);
             let stats = link.stats.clone();
-            self.shared.supervisor.send(ToSupervisor::LaneUp { id: link.id, peer, stats });
+            let chain = link.tls.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
+            self.shared.supervisor.send(ToSupervisor::LaneUp { id: link.id, peer, stats, chain });
             return true;
         }
         let ext = link.tls.alpn_protocol() == Some(tls::ALPN_INVPN2);
@@ -456,6 +457,7 @@ impl Worker {
         link.stats.health.peer_not_after.store(not_after, Ordering::Relaxed);
         link.sample_health();
         let stats = link.stats.clone();
+        let chain = link.tls.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
         if ext {
             // invpnd extensions: say what we accept (0.4 never sees this).
             let mut hello = Vec::with_capacity(8);
@@ -474,6 +476,7 @@ impl Worker {
             outbound,
             ext,
             stats,
+            chain,
         });
         true
     }
@@ -560,7 +563,6 @@ impl Worker {
                         l.lane = lane.map(|id| (id, LaneSplit::new(fastrand::u64(..))));
                     }
                 }
-                WorkerCtl::Reverify(material) => self.reverify(&material),
                 WorkerCtl::Shutdown => return false,
             }
         }
@@ -758,25 +760,6 @@ impl Worker {
                     link.rx.shrink(64 * 1024);
                     link.out.shrink();
                 }
-            }
-        }
-    }
-
-    fn reverify(&mut self, material: &crate::tls::Material) {
-        let now = rustls::pki_types::UnixTime::now();
-        for slot in self.links.occupied() {
-            let Some(link) = self.links.get(slot) else {
-                continue;
-            };
-            let (State::Up(ctx) | State::Lane(Some(ctx))) = link.state else {
-                continue;
-            };
-            let chain: Vec<_> =
-                link.tls.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
-            let accepted = !matches!(link.origin, Origin::Dialled(_) | Origin::Lane(..));
-            if let Err(e) = material.verify_peer(&chain, accepted, ctx.peer, now) {
-                let reason = format!("peer certificate no longer valid: {}", tls::describe(&e));
-                self.close(slot, &reason);
             }
         }
     }

@@ -4,6 +4,7 @@
 //! no SNI, no resumption).
 
 pub mod cert_info;
+pub mod crl;
 pub mod verify;
 
 use std::fmt;
@@ -20,6 +21,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 
 pub use cert_info::CertInfo;
+pub use crl::Crls;
 use verify::{NodeClientVerifier, NodeServerVerifier};
 
 use crate::config::Ssl;
@@ -49,6 +51,10 @@ pub enum TlsError {
     Mismatch { key: PathBuf, cert: PathBuf },
     /// The node certificate does not verify against the CA.
     Chain { cert: PathBuf, ca: PathBuf, msg: String },
+    /// A revocation list (`[ssl] crl`) is unusable.
+    Crl { path: PathBuf, msg: String },
+    /// The CRL revokes this node's own certificate.
+    Revoked { cert: PathBuf, crl: PathBuf },
 }
 
 impl fmt::Display for TlsError {
@@ -57,7 +63,8 @@ impl fmt::Display for TlsError {
             TlsError::Read { path, err } => write!(f, "{}: cannot read: {err}", path.display()),
             TlsError::Pem { path, msg }
             | TlsError::Key { path, msg }
-            | TlsError::Cert { path, msg } => write!(f, "{}: {msg}", path.display()),
+            | TlsError::Cert { path, msg }
+            | TlsError::Crl { path, msg } => write!(f, "{}: {msg}", path.display()),
             TlsError::Mismatch { key, cert } => write!(
                 f,
                 "{}: this key does not belong to the certificate {}",
@@ -69,6 +76,13 @@ impl fmt::Display for TlsError {
                 "{}: does not verify against the CA in {}: {msg}",
                 cert.display(),
                 ca.display()
+            ),
+            TlsError::Revoked { cert, crl } => write!(
+                f,
+                "{}: this node's certificate is revoked by the CRL in {}: its peers refuse \
+                 it; issue it a new certificate",
+                cert.display(),
+                crl.display()
             ),
         }
     }
@@ -89,9 +103,15 @@ pub struct Material {
     pub cert: CertInfo,
     /// Facts about each CA certificate.
     pub cas: Vec<CertInfo>,
+    /// The revocation lists of `[ssl] crl`, if set.
+    pub crls: Option<Crls>,
     provider: Arc<CryptoProvider>,
     roots: Arc<RootCertStore>,
     certified: Arc<CertifiedKey>,
+    /// Checks the nodes that connect (built once: it parses the CRLs).
+    client_verifier: Arc<NodeClientVerifier>,
+    /// The CRLs as webpki reads them, for the nodes we dial.
+    revocation: Arc<[webpki::CertRevocationList<'static>]>,
 }
 
 impl fmt::Debug for Material {
@@ -157,9 +177,10 @@ pub fn key_permissions_warning(key: &Path) -> Option<String> {
 }
 
 impl Material {
-    /// Loads and checks the key, certificate and CA named in `[ssl]`: the
-    /// certificate must be X.509 v3 with a MAC as CN, match the key, and
-    /// verify against the CA at `now`.
+    /// Loads and checks the key, certificate, CA and CRLs named in `[ssl]`:
+    /// the certificate must be X.509 v3 with a MAC as CN, match the key,
+    /// verify against the CA at `now` and not be revoked; the CRLs must be
+    /// the CA's (see [`crl`]).
     pub fn load(ssl: &Ssl, now: UnixTime) -> Result<Material, TlsError> {
         let provider = provider();
         let ca_certs = certs(&ssl.ca)?;
@@ -213,26 +234,55 @@ impl Material {
         {
             return Err(TlsError::Mismatch { key: ssl.key.clone(), cert: ssl.cert.clone() });
         }
-        verify::verify_chain(&provider, &roots, &chain[0], &chain[1..], now).map_err(|e| {
-            TlsError::Chain { cert: ssl.cert.clone(), ca: ssl.ca.clone(), msg: describe(&e) }
+        let crls = ssl.crl.as_deref().map(|p| crl::load(p, &ca_certs)).transpose()?;
+        let revocation: Arc<[webpki::CertRevocationList<'static>]> =
+            crls.as_ref().map_or_else(|| Vec::new().into(), |c| c.parsed.clone());
+        let roots = Arc::new(roots);
+        verify::verify_chain(&provider, &roots, &revocation, &chain[0], &chain[1..], now).map_err(
+            |e| match (&e, &ssl.crl) {
+                (rustls::Error::InvalidCertificate(CertificateError::Revoked), Some(crl)) => {
+                    TlsError::Revoked { cert: ssl.cert.clone(), crl: crl.clone() }
+                }
+                _ => TlsError::Chain {
+                    cert: ssl.cert.clone(),
+                    ca: ssl.ca.clone(),
+                    msg: describe(&e),
+                },
+            },
+        )?;
+        let client_verifier = NodeClientVerifier::new(
+            provider.clone(),
+            roots.clone(),
+            crls.as_ref().map_or(Vec::new(), |c| c.ders.clone()),
+        )
+        .map_err(|e| TlsError::Crl {
+            path: ssl.crl.clone().unwrap_or_default(),
+            msg: format!("rustls refuses it: {e}"),
         })?;
         Ok(Material {
             mac,
             cert,
             cas,
+            crls,
             provider,
-            roots: Arc::new(roots),
+            roots,
             certified: Arc::new(certified),
+            client_verifier: Arc::new(client_verifier),
+            revocation,
         })
+    }
+
+    /// Warnings about the material worth logging at `now` (Unix seconds):
+    /// out-of-date CRLs.
+    pub fn warnings(&self, now: i64) -> Vec<String> {
+        self.crls.as_ref().map_or(Vec::new(), |c| c.warnings(now))
     }
 
     /// The configuration for accepting links.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, rustls::Error> {
-        let verifier = NodeClientVerifier::new(self.provider.clone(), self.roots.clone())
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
         let mut c = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_client_cert_verifier(Arc::new(verifier))
+            .with_client_cert_verifier(self.client_verifier.clone())
             .with_cert_resolver(Arc::new(OwnCert(self.certified.clone())));
         c.alpn_protocols = vec![ALPN_INVPN2.to_vec(), ALPN_LANE.to_vec()];
         c.send_tls13_tickets = 0;
@@ -259,6 +309,7 @@ impl Material {
         let verifier = NodeServerVerifier {
             provider: self.provider.clone(),
             roots: self.roots.clone(),
+            crls: self.revocation.clone(),
             expected,
         };
         let mut c = ClientConfig::builder_with_provider(self.provider.clone())
@@ -272,10 +323,10 @@ impl Material {
         Ok(Arc::new(c))
     }
 
-    /// Re-checks a linked peer's chain against this material's CA (after a
-    /// reload) as its handshake did: as a client's if the peer dialled us
-    /// (`accepted`), as a server's if we dialled it. The MAC in it must
-    /// still be `peer`'s.
+    /// Re-checks a linked peer's chain against this material's CA and CRLs
+    /// (after a reload) as its handshake did: as a client's if the peer
+    /// dialled us (`accepted`), as a server's if we dialled it. The MAC in
+    /// it must still be `peer`'s.
     pub fn verify_peer(
         &self,
         chain: &[CertificateDer<'static>],
@@ -285,12 +336,10 @@ impl Material {
     ) -> Result<(), rustls::Error> {
         let (ee, rest) = chain.split_first().ok_or(rustls::Error::NoCertificatesPresented)?;
         let mac = if accepted {
-            NodeClientVerifier::new(self.provider.clone(), self.roots.clone())
-                .map_err(|e| rustls::Error::General(e.to_string()))?
-                .verify_client_cert(ee, rest, now)?;
+            self.client_verifier.verify_client_cert(ee, rest, now)?;
             verify::peer_mac(ee)?
         } else {
-            verify::verify_chain(&self.provider, &self.roots, ee, rest, now)?
+            verify::verify_chain(&self.provider, &self.roots, &self.revocation, ee, rest, now)?
         };
         if mac != peer {
             return Err(rustls::Error::General(format!(
@@ -338,7 +387,10 @@ pub fn describe(e: &rustls::Error) -> String {
                 "certificate signature does not verify (signed by another CA of the same name?)"
                     .into()
             }
-            CertificateError::Revoked => "certificate revoked".into(),
+            CertificateError::Revoked => "certificate revoked (listed in the CRL)".into(),
+            CertificateError::UnknownRevocationStatus => {
+                "revocation status unknown (no CRL of the issuer)".into()
+            }
             CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
                 "certificate not valid for TLS client/server use (extendedKeyUsage)".into()
             }
@@ -347,6 +399,7 @@ pub fn describe(e: &rustls::Error) -> String {
         },
         E::AlertReceived(a) => format!("the peer refused the handshake (alert {a:?})"),
         E::NoCertificatesPresented => "the peer presented no certificate".into(),
+        E::InvalidCertRevocationList(c) => format!("the CRL is unusable ({c:?})"),
         E::NoApplicationProtocol => "no common ALPN protocol".into(),
         E::InvalidMessage(m) => format!("not TLS or corrupt ({m:?})"),
         E::PeerIncompatible(p) => format!("incompatible TLS peer ({p:?})"),

@@ -35,7 +35,7 @@ impl Net {
         let p = |ext: &str| self.dir.path().join(format!("{name}.{ext}"));
         std::fs::write(p("crt"), &ck.cert_pem).unwrap();
         std::fs::write(p("key"), &ck.key_pem).unwrap();
-        Ssl { key: p("key"), cert: p("crt"), ca: self.dir.path().join("ca.crt") }
+        Ssl { key: p("key"), cert: p("crt"), ca: self.dir.path().join("ca.crt"), crl: None }
     }
 
     fn node(&self, name: &str, m: Mac, key: KeyType) -> Ssl {
@@ -246,4 +246,79 @@ fn extended_key_usage_must_allow_both_directions() {
             assert!(g.contains(w) && g.contains("links would fail"), "{g}");
         }
     }
+}
+
+/// A CRL of `net`'s CA revoking the certificates in `certs` (PEM files).
+fn crl_revoking(net: &Net, certs: &[&Path], next_update_days: i64) -> std::path::PathBuf {
+    let revoked = certs
+        .iter()
+        .map(|p| {
+            let der = CertificateDer::from_pem_file(p).unwrap();
+            pki::Revoked {
+                serial: crl::serial(&der).unwrap(),
+                time: 1_700_000_000,
+                reason: Some(rcgen::RevocationReason::KeyCompromise),
+                subject: String::new(),
+            }
+        })
+        .collect::<Vec<_>>();
+    let t = time::OffsetDateTime::now_utc();
+    let pem = pki::sign_crl(
+        &net.ca,
+        &revoked,
+        1,
+        t - Duration::days(2),
+        t + Duration::days(next_update_days),
+    )
+    .unwrap();
+    let path = net.dir.path().join(format!("crl{}.pem", fastrand::u32(..)));
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+#[test]
+fn a_crl_refuses_revoked_peers_in_both_directions() {
+    let net = Net::new();
+    let a_ssl = net.node("a", mac(1), KeyType::EcdsaP256);
+    let b_ssl = net.node("b", mac(2), KeyType::EcdsaP256);
+    let c_ssl = net.node("c", mac(3), KeyType::EcdsaP256);
+    let crl = crl_revoking(&net, &[&c_ssl.cert], 30);
+    let with_crl = |s: &Ssl| load(&Ssl { crl: Some(crl.clone()), ..s.clone() });
+    let a = with_crl(&a_ssl).unwrap();
+    assert_eq!(a.crls.as_ref().unwrap().info[0].revoked.len(), 1);
+    let b = with_crl(&b_ssl).unwrap();
+    // c's own material refuses to load: its certificate is revoked
+    let e = with_crl(&c_ssl).unwrap_err().to_string();
+    assert!(e.contains("c.crt: this node's certificate is revoked by the CRL in"), "{e}");
+    let c = load(&c_ssl).unwrap(); // c without the CRL (a node that kept an old one)
+    connect(&a, &b, mac(2)).2.unwrap();
+    // c dials a: a (server) refuses the client certificate
+    let e = describe(&connect(&c, &a, mac(1)).2.unwrap_err());
+    assert!(e.contains("revoked"), "{e}");
+    // a dials c: a (client) refuses the server certificate
+    let e = describe(&connect(&a, &c, mac(3)).2.unwrap_err());
+    assert!(e.contains("certificate revoked"), "{e}");
+    // a link made before the CRL came is refused on re-check (as on reload)
+    let a_old = load(&a_ssl).unwrap();
+    let (conn, _, r) = connect(&a_old, &c, mac(3));
+    r.unwrap();
+    let chain = conn.peer_certificates().unwrap();
+    a_old.verify_peer(chain, false, mac(3), now()).unwrap();
+    let e = describe(&a.verify_peer(chain, false, mac(3), now()).unwrap_err());
+    assert!(e.contains("revoked"), "{e}");
+    let (_, srv, r) = connect(&c, &a_old, mac(1));
+    r.unwrap();
+    assert!(a.verify_peer(srv.peer_certificates().unwrap(), true, mac(3), now()).is_err());
+    // an out-of-date CRL still revokes, with a warning
+    let old = crl_revoking(&net, &[&c_ssl.cert], -1);
+    let a = load(&Ssl { crl: Some(old), ..a_ssl.clone() }).unwrap();
+    let w = a.warnings(time::OffsetDateTime::now_utc().unix_timestamp());
+    assert!(w.len() == 1 && w[0].contains("out of date"), "{w:?}");
+    assert!(connect(&c, &a, mac(1)).2.is_err());
+    connect(&b, &a, mac(1)).2.unwrap();
+    // a CRL of another CA is refused when loaded
+    let other = Net::new();
+    let foreign = crl_revoking(&other, &[], 30);
+    let e = load(&Ssl { crl: Some(foreign), ..a_ssl }).unwrap_err().to_string();
+    assert!(e.contains("not by the network's CA"), "{e}");
 }

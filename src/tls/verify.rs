@@ -1,19 +1,22 @@
 //! Certificate verification for links: both sides chain to the configured
-//! CA (rustls-webpki does that), and the Common Name must be a MAC. The
+//! CA and are checked against its CRLs (rustls-webpki does that, with the
+//! policy of [`super::crl`]), and the Common Name must be a MAC. The
 //! dialler also checks that the MAC is the one it meant to reach.
 //!
-//! rustls's `ServerName` cannot hold a MAC, so the server check is a custom
-//! `ServerCertVerifier` that delegates the chain to
-//! `verify_server_cert_signed_by_trust_anchor` and compares the CN itself.
+//! rustls's `ServerName` cannot hold a MAC (and rustls's server verifier
+//! insists on a name), so the server check is a custom `ServerCertVerifier`
+//! that has webpki verify the chain, with the CRLs, for TLS server use, and
+//! compares the CN itself. The client check is rustls's
+//! `WebPkiClientVerifier` with the same CRLs and policy.
 
 use std::fmt;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore,
     SignatureScheme,
@@ -46,23 +49,68 @@ pub fn peer_mac(end_entity: &CertificateDer<'_>) -> Result<Mac, rustls::Error> {
     CertInfo::from_der(end_entity).and_then(|i| i.mac()).map_err(other)
 }
 
-/// Checks a chain against the roots, as the dialler does, with no name check.
+/// Checks a chain against the roots and CRLs for TLS server use, as the
+/// dialler does, with no name check; returns the MAC in its CN.
 pub fn verify_chain(
     provider: &CryptoProvider,
     roots: &RootCertStore,
+    crls: &[webpki::CertRevocationList<'static>],
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     now: UnixTime,
 ) -> Result<Mac, rustls::Error> {
-    let cert = ParsedCertificate::try_from(end_entity)?;
-    rustls::client::verify_server_cert_signed_by_trust_anchor(
-        &cert,
-        roots,
+    // what rustls's verify_server_cert_signed_by_trust_anchor does, with
+    // revocation (which that function does not offer)
+    let ee = webpki::EndEntityCert::try_from(end_entity)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let refs: Vec<&webpki::CertRevocationList<'_>> = crls.iter().collect();
+    let revocation = webpki::RevocationOptionsBuilder::new(&refs).ok().map(|b| {
+        b.with_depth(super::crl::DEPTH)
+            .with_status_policy(super::crl::UNKNOWN_STATUS)
+            .with_expiration_policy(super::crl::EXPIRATION)
+            .build()
+    });
+    ee.verify_for_usage(
+        provider.signature_verification_algorithms.all,
+        &roots.roots,
         intermediates,
         now,
-        provider.signature_verification_algorithms.all,
-    )?;
+        webpki::KeyUsage::server_auth(),
+        revocation,
+        None,
+    )
+    .map_err(webpki_error)?;
     peer_mac(end_entity)
+}
+
+/// webpki's verdict as the rustls error a handshake would give (rustls's
+/// own mapping is private), so that [`super::describe`] reads both alike.
+fn webpki_error(e: webpki::Error) -> rustls::Error {
+    use webpki::Error as W;
+    use CertificateError as C;
+    let c = match e {
+        W::BadDer | W::BadDerTime | W::TrailingData(_) => C::BadEncoding,
+        W::CertNotValidYet { time, not_before } => C::NotValidYetContext { time, not_before },
+        W::CertExpired { time, not_after } => C::ExpiredContext { time, not_after },
+        W::InvalidCertValidity => C::Expired,
+        W::UnknownIssuer => C::UnknownIssuer,
+        W::CertRevoked => C::Revoked,
+        W::UnknownRevocationStatus => C::UnknownRevocationStatus,
+        W::CrlExpired { time, next_update } => {
+            C::ExpiredRevocationListContext { time, next_update }
+        }
+        W::InvalidSignatureForPublicKey => C::BadSignature,
+        W::RequiredEkuNotFoundContext(_) => C::InvalidPurpose,
+        W::InvalidCrlSignatureForPublicKey
+        | W::IssuerNotCrlSigner
+        | W::UnsupportedCrlSignatureAlgorithmContext(_) => {
+            return rustls::Error::InvalidCertRevocationList(
+                rustls::CertRevocationListError::BadSignature,
+            )
+        }
+        other => C::Other(OtherError(Arc::new(other))),
+    };
+    rustls::Error::InvalidCertificate(c)
 }
 
 /// Verifies the server a node dialled: chain to the CA, CN = the MAC expected.
@@ -70,6 +118,8 @@ pub fn verify_chain(
 pub struct NodeServerVerifier {
     pub provider: Arc<CryptoProvider>,
     pub roots: Arc<RootCertStore>,
+    /// The CRLs of `[ssl] crl` (empty: no revocation check).
+    pub crls: Arc<[webpki::CertRevocationList<'static>]>,
     pub expected: Mac,
 }
 
@@ -82,7 +132,8 @@ impl ServerCertVerifier for NodeServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let mac = verify_chain(&self.provider, &self.roots, end_entity, intermediates, now)?;
+        let mac =
+            verify_chain(&self.provider, &self.roots, &self.crls, end_entity, intermediates, now)?;
         if mac != self.expected {
             return Err(other(format!(
                 "the node answering is {mac}, not {} as expected",
@@ -116,20 +167,34 @@ impl ServerCertVerifier for NodeServerVerifier {
 }
 
 /// Verifies a connecting node: webpki's client verifier (chain to the CA,
-/// a certificate required), then the CN must be a MAC.
+/// not revoked, a certificate required), then the CN must be a MAC.
 #[derive(Debug)]
 pub struct NodeClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
 }
 
 impl NodeClientVerifier {
-    /// A verifier trusting exactly `roots`.
+    /// A verifier trusting exactly `roots`, refusing what `crls` revoke
+    /// (with the policy of [`super::crl`]).
     pub fn new(
         provider: Arc<CryptoProvider>,
         roots: Arc<RootCertStore>,
+        crls: Vec<CertificateRevocationListDer<'static>>,
     ) -> Result<NodeClientVerifier, rustls::server::VerifierBuilderError> {
-        let inner = WebPkiClientVerifier::builder_with_provider(roots, provider).build()?;
-        Ok(NodeClientVerifier { inner })
+        let mut b = WebPkiClientVerifier::builder_with_provider(roots, provider).with_crls(crls);
+        // the policy of super::crl: whole chain, unknown status allowed,
+        // out-of-date lists still applied (these are the builder's defaults
+        // but for the unknown status; said here so that a change shows)
+        if super::crl::UNKNOWN_STATUS == webpki::UnknownStatusPolicy::Allow {
+            b = b.allow_unknown_revocation_status();
+        }
+        if super::crl::DEPTH == webpki::RevocationCheckDepth::EndEntity {
+            b = b.only_check_end_entity_revocation();
+        }
+        if super::crl::EXPIRATION == webpki::ExpirationPolicy::Enforce {
+            b = b.enforce_revocation_expiration();
+        }
+        Ok(NodeClientVerifier { inner: b.build()? })
     }
 }
 
