@@ -107,11 +107,37 @@ named_enum! {
     }
 }
 
-/// Counters shared by every thread; relaxed atomics.
+/// Shards of the counters: each thread adds to its own, on cache lines no
+/// other thread writes (no line bounces between the worker and TAP threads
+/// per frame); a read sums them. Threads beyond this share shards, still
+/// exactly.
+const SHARDS: usize = 16;
+/// Unused words after each shard's counters, so that two shards never
+/// share a cache line (128 bytes covers adjacent-line prefetching too).
+const PAD_WORDS: usize = 16;
+
+/// The shard of the calling thread, assigned in turn on first use.
+fn shard_index() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SHARD.with(|s| {
+        if s.get() == usize::MAX {
+            s.set(NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+        }
+        s.get()
+    })
+}
+
+/// Counters kept by every thread (relaxed atomics, one shard per thread)
+/// and summed when read.
 pub struct Stats {
-    counters: Vec<AtomicU64>,
-    drops: Vec<AtomicU64>,
-    malformed: Vec<AtomicU64>,
+    /// Per shard: counters, then drops, then malformed classes, then
+    /// padding.
+    shards: Vec<Box<[AtomicU64]>>,
 }
 
 impl Default for Stats {
@@ -120,22 +146,36 @@ impl Default for Stats {
     }
 }
 
+/// Where the three kinds of counter start in a shard.
+const DROPS_AT: usize = Counter::ALL.len();
+const MALFORMED_AT: usize = DROPS_AT + DropReason::ALL.len();
+const WORDS: usize = MALFORMED_AT + super::wire::WireError::LABELS.len();
+
 impl Stats {
     /// All zero.
     pub fn new() -> Stats {
-        Stats {
-            counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
-            drops: DropReason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
-            malformed: super::wire::WireError::LABELS.iter().map(|_| AtomicU64::new(0)).collect(),
+        let shard = || (0..WORDS + PAD_WORDS).map(|_| AtomicU64::new(0)).collect();
+        Stats { shards: (0..SHARDS).map(|_| shard()).collect() }
+    }
+
+    #[inline]
+    fn bump(&self, word: usize, n: u64) {
+        if let Some(a) = self.shards[shard_index()].get(word) {
+            a.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    fn sum(&self, word: usize) -> u64 {
+        self.shards
+            .iter()
+            .filter_map(|s| s.get(word))
+            .fold(0u64, |t, a| t.wrapping_add(a.load(Ordering::Relaxed)))
     }
 
     /// Adds `n` to a counter.
     #[inline]
     pub fn add(&self, c: Counter, n: u64) {
-        if let Some(a) = self.counters.get(c as usize) {
-            a.fetch_add(n, Ordering::Relaxed);
-        }
+        self.bump(c as usize, n);
     }
 
     /// Counts one drop.
@@ -147,35 +187,31 @@ impl Stats {
     /// Counts `n` drops.
     #[inline]
     pub fn drop_n(&self, r: DropReason, n: u64) {
-        if let Some(a) = self.drops.get(r as usize) {
-            a.fetch_add(n, Ordering::Relaxed);
-        }
+        self.bump(DROPS_AT + r as usize, n);
     }
 
     /// Counts a malformed message by its class.
     pub fn malformed(&self, e: &super::wire::WireError) {
-        if let Some(a) = self.malformed.get(e.index()) {
-            a.fetch_add(1, Ordering::Relaxed);
-        }
+        self.bump(MALFORMED_AT + e.index(), 1);
     }
 
     /// Malformed messages by class, as (label, count).
     pub fn malformed_by_class(&self) -> Vec<(&'static str, u64)> {
         super::wire::WireError::LABELS
             .iter()
-            .zip(&self.malformed)
-            .map(|(l, a)| (*l, a.load(Ordering::Relaxed)))
+            .enumerate()
+            .map(|(i, l)| (*l, self.sum(MALFORMED_AT + i)))
             .collect()
     }
 
     /// A counter's value.
     pub fn get(&self, c: Counter) -> u64 {
-        self.counters.get(c as usize).map_or(0, |a| a.load(Ordering::Relaxed))
+        self.sum(c as usize)
     }
 
     /// A drop counter's value.
     pub fn drops(&self, r: DropReason) -> u64 {
-        self.drops.get(r as usize).map_or(0, |a| a.load(Ordering::Relaxed))
+        self.sum(DROPS_AT + r as usize)
     }
 }
 
@@ -195,6 +231,35 @@ mod tests {
         let labels: std::collections::HashSet<_> =
             DropReason::ALL.iter().map(|r| r.label()).collect();
         assert_eq!(labels.len(), DropReason::ALL.len());
+    }
+
+    #[test]
+    fn threads_count_in_their_own_shards_and_reads_sum_them() {
+        let s = std::sync::Arc::new(Stats::new());
+        let threads: Vec<_> = (0..20)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        s.add(Counter::MessagesIn, 2);
+                        s.drop_n(DropReason::Duplicate, 1);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(s.get(Counter::MessagesIn), 40_000);
+        assert_eq!(s.drops(DropReason::Duplicate), 20_000);
+        assert_eq!(s.drops(DropReason::NoRoute), 0);
+        // more threads than shards: some shards were shared, none lost a count
+        let used = s
+            .shards
+            .iter()
+            .filter(|sh| sh[Counter::MessagesIn as usize].load(Ordering::Relaxed) > 0)
+            .count();
+        assert!(used > 1, "one shard for all threads");
     }
 
     #[test]
