@@ -255,7 +255,7 @@ impl Sim {
             if !end.up {
                 continue;
             }
-            if bytes.get(2).is_some_and(|t| *t < 0x80) {
+            if wire::kind_of(&bytes).is_some_and(wire::is_control) {
                 self.control_bytes += bytes.len() as u64;
                 self.control_msgs += 1;
             }

@@ -541,6 +541,22 @@ pub enum Carries {
     },
 }
 
+/// The type of a whole message (`len | type | body`), if it has one.
+pub fn kind_of(msg: &[u8]) -> Option<u8> {
+    msg.get(LEN_PREFIX).copied()
+}
+
+/// Whether a message type is a control message (announcements, health,
+/// hello: below 0x80) rather than a frame.
+pub fn is_control(kind: u8) -> bool {
+    kind < 0x80
+}
+
+/// Parses a whole message (`len | type | body`, as queued for a link).
+pub fn parse_whole(msg: &[u8]) -> Result<Message<'_>, WireError> {
+    parse(msg.get(LEN_PREFIX..).unwrap_or_default())
+}
+
 /// Classifies a whole message (`len | type | body`). A message too short
 /// for its frame header is [`Carries::Control`] (it is not sent anyway).
 pub fn carries(msg: &[u8]) -> Carries {

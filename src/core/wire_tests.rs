@@ -283,3 +283,14 @@ fn hello_and_offloaded_round_trip() {
     encode_offloaded(&mut out, &bad, &frame);
     assert!(matches!(parse(&out[2..]), Err(WireError::BadOffload(_))));
 }
+
+#[test]
+fn whole_messages_name_their_type_and_parse() {
+    let mut m = Vec::new();
+    encode_hello(&mut m, 3);
+    assert_eq!(kind_of(&m), Some(kind::HELLO));
+    assert!(is_control(kind::HELLO) && !is_control(kind::UNICAST));
+    assert_eq!(parse_whole(&m), Ok(Message::Hello(Hello { version: VERSION, flags: 3 })));
+    assert_eq!(kind_of(&m[..LEN_PREFIX]), None);
+    assert!(parse_whole(&m[..1]).is_err());
+}

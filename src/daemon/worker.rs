@@ -156,8 +156,7 @@ impl Out<'_> {
 
     /// Queues a `0x82` message as ordinary `0x80` frames.
     fn queue_segmented(&mut self, slot: usize, msg: &[u8]) {
-        let Some(Ok(wire::Message::Offloaded(o))) = msg.get(wire::LEN_PREFIX..).map(wire::parse)
-        else {
+        let Ok(wire::Message::Offloaded(o)) = wire::parse_whole(msg) else {
             return;
         };
         let mut segs: Vec<Vec<u8>> = Vec::new();
@@ -501,7 +500,7 @@ impl Worker {
         let mut announced = false;
         while let Some(msg) = rx.next_message() {
             count += 1;
-            announced |= msg.get(2) == Some(&crate::core::wire::kind::DIRECT_ANNOUNCE);
+            announced |= wire::kind_of(msg) == Some(wire::kind::DIRECT_ANNOUNCE);
             match engine.handle_message(&ctx, msg, now, &mut out) {
                 Verdict::Malformed(e) => bad.push(e),
                 Verdict::Dropped(r) => suspicious = suspicious.or(suspicion(r)),
