@@ -26,6 +26,13 @@ fn entries(a: &Node, b: &Node, want: bool, secs: u64) -> (serde_json::Value, ser
     got
 }
 
+/// Whether the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = run("uname", &["-r"]);
+    let mut v = release.trim().split(|c: char| !c.is_ascii_digit()).map(|p| p.parse().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (major, minor)
+}
+
 fn counter(n: &Node, name: &str) -> u64 {
     n.query("status")["counters"][name].as_u64().unwrap_or(0)
 }
@@ -82,6 +89,24 @@ fn sparse_flows_take_the_lane_both_ways() {
         assert!(i > Some(1000) && o > Some(1000), "{name}'s lane carried too little: {e}");
     }
     assert!(b.log_count("link down") == 0 && a.log_count("link down") == 0, "a link went down");
+    // the lane's loss timers are short (kernels from 6.15 on), the link's
+    // the kernel's
+    let rtos = |i: usize| -> Vec<u64> {
+        let out = run("ip", &["netns", "exec", lab.ns(i), "ss", "-tin", "state", "established"]);
+        out.split_whitespace()
+            .filter_map(|w| w.strip_prefix("rto:"))
+            .filter_map(|v| v.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .collect()
+    };
+    for i in 0..2 {
+        let r = rtos(i);
+        assert_eq!(r.len(), 2, "a link and a lane: {r:?}");
+        if kernel_at_least(6, 15) {
+            assert!(r.iter().any(|&v| v < 100), "the lane's timers are the kernel's: {r:?}");
+        }
+        assert!(r.iter().any(|&v| v >= 200), "the link's timers changed: {r:?}");
+    }
     // A accepted the lane on whichever worker came next; it runs on its
     // link's worker (moved there if need be)
     let moved = a.log_count("moved to the worker of its link");

@@ -37,6 +37,12 @@ const HANDSHAKE_WARNINGS_PER_MINUTE: u32 = 10;
 const GATED_RETRY: Duration = Duration::from_millis(1);
 /// Channel items handled per loop turn before the sockets get a look again.
 const BATCH: usize = 1024;
+/// A lane's least retransmission timeout (µs), against the kernel's 200 ms.
+const LANE_RTO_MIN_US: u32 = 50_000;
+/// The longest a lane's end delays an ACK (µs), against the kernel's 200
+/// ms: a lone lost packet is probed for 1.5 round trips plus this after it
+/// was sent.
+const LANE_DELACK_MAX_US: u32 = 12_000;
 
 /// The links of one worker, by slot (slot + 1 is the mio token).
 #[derive(Default)]
@@ -423,6 +429,15 @@ impl Worker {
         if link.tls.alpn_protocol() == Some(tls::ALPN_LANE) {
             // a lane: the supervisor pairs it with the link to its peer
             link.state = State::Lane(None);
+            // a lane carries a packet or two at a time: a lost one is
+            // found by a timer, not by the packets behind it (none)
+            if let Err(e) = crate::sys::tcp_quick_loss_timers(
+                std::os::fd::AsRawFd::as_raw_fd(&link.sock),
+                LANE_RTO_MIN_US,
+                LANE_DELACK_MAX_US,
+            ) {
+                debug!("lane {}: loss timers left as they are: {e}", link.id);
+            }
             link.last_rx = now.mono;
             debug!("lane up: peer={peer} addr={} link={}", link.addr, link.id);
             let stats = link.stats.clone();
