@@ -250,5 +250,10 @@ fn print_check(
         p.notsent_lowat / 1024,
         if p.inflight_cap { "on" } else { "off" }
     )?;
+    writeln!(
+        out,
+        "lanes:           {}",
+        if p.lanes { "yes (a second connection per invpnd link for sparse flows)" } else { "no" }
+    )?;
     out.flush()
 }
