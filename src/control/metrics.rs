@@ -234,6 +234,14 @@ pub fn render(s: &Status, links: &[LinkEntry], now_unix: f64) -> String {
     for (reason, n) in &s.drops {
         x.sample("invpn_dropped_total", &[("reason", reason)], Value::U(*n));
     }
+    x.family(
+        "invpn_link_closes_total",
+        Kind::Counter,
+        "Links and connections closed, by cause (see CLOSE CAUSES in invpnctl(8)).",
+    );
+    for (cause, n) in &s.closes {
+        x.sample("invpn_link_closes_total", &[("cause", cause)], Value::U(*n));
+    }
     x.family("invpn_malformed_messages_total", Kind::Counter, "Malformed messages, by class.");
     for (class, n) in &s.malformed {
         x.sample("invpn_malformed_messages_total", &[("class", class)], Value::U(*n));

@@ -220,6 +220,10 @@ pub struct Status {
     /// Malformed messages by class.
     #[serde(default)]
     pub malformed: BTreeMap<String, u64>,
+    /// Links (and connections that never became links) closed, by cause
+    /// (see CLOSE CAUSES in invpnctl(8)).
+    #[serde(default)]
+    pub closes: BTreeMap<String, u64>,
     /// Incoming handshakes pending now.
     #[serde(default)]
     pub pending_handshakes: usize,

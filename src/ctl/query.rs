@@ -160,6 +160,11 @@ pub fn format_status(s: &Status) -> String {
     if !bad.is_empty() {
         t.push_str(&format!("malformed:    {}\n", bad.join(" ")));
     }
+    let closes: Vec<String> =
+        s.closes.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+    if !closes.is_empty() {
+        t.push_str(&format!("closes:       {}\n", closes.join(" ")));
+    }
     t.push_str(&format!(
         "handshakes:   {} pending, {} connections refused\n",
         s.pending_handshakes,

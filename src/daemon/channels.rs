@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::core::links::CloseReason;
 use crate::core::{Event, LinkCtx, LinkId, Mac};
 
 /// A limit on the bytes waiting in a queue, shared by its senders and its
@@ -94,7 +95,7 @@ pub enum WorkerCtl {
     /// request); never dropped.
     Flood { msg: Arc<[u8]>, ext_only: bool },
     /// Close a link, saying why.
-    Close { id: LinkId, reason: String },
+    Close { id: LinkId, reason: CloseReason },
     /// Pair a lane with its link (whose context it takes for what arrives
     /// on it), or close it (`None`: no link to pair it with).
     PairLane { lane: LinkId, link: Option<LinkCtx> },
@@ -130,9 +131,7 @@ pub enum ToSupervisor {
         /// The peer, if the handshake had finished.
         peer: Option<Mac>,
         origin: Origin,
-        reason: String,
-        /// The connection reached ourselves.
-        was_self: bool,
+        reason: CloseReason,
     },
     /// A link's peer said in its hello that it takes a lane, and we dialled
     /// the link: dial the lane.

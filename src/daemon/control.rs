@@ -25,7 +25,7 @@ use crate::control::{
     TraceNode, MAX_REQUEST,
 };
 use crate::core::mac::Mac;
-use crate::core::stats::{Counter, DropReason};
+use crate::core::stats::{CloseCause, Counter, DropReason};
 use crate::core::wire::HealthReport;
 use crate::logging::{self, FollowerId};
 
@@ -494,6 +494,10 @@ impl Supervisor {
                 .malformed_by_class()
                 .into_iter()
                 .map(|(l, n)| (l.to_string(), n))
+                .collect(),
+            closes: CloseCause::ALL
+                .iter()
+                .map(|c| (c.label().to_string(), stats.closes(*c)))
                 .collect(),
             pending_handshakes: self.admission.pending(),
             congestion: self.congestion_in_use(),

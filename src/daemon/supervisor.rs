@@ -30,7 +30,7 @@ use crate::core::admission::{self, Admission};
 use crate::core::cache::NodeCache;
 use crate::core::dialer::{Dial, Dialer};
 use crate::core::lane::{self, LanePairs};
-use crate::core::links::{self, LinkInfo, LinkTable};
+use crate::core::links::{self, CloseReason, LinkInfo, LinkTable};
 use crate::core::stats::Counter;
 use crate::core::{Event, LinkCtx, LinkId, Mac};
 use crate::tls::{self, Material};
@@ -79,7 +79,7 @@ pub struct Supervisor {
     pub(super) last_accept_error: u64,
     /// The last dial error logged for each node, so that a node failing the
     /// same way again and again is logged once (at warning level).
-    pub(super) dial_errors: HashMap<Mac, String>,
+    pub(super) dial_errors: HashMap<Mac, CloseReason>,
     pub(super) next_prune: u64,
     /// Incoming connections whose handshake is pending, capped.
     pub(super) admission: Admission,
@@ -374,7 +374,9 @@ impl Supervisor {
         let stream = match net::connect(d.addr, &self.tuning) {
             Ok(s) => s,
             Err(e) => {
-                self.dial_failed(d.mac, d.addr, &e.to_string());
+                let reason = CloseReason::ConnectFailed(e.kind());
+                self.shared.engine.stats().closed(reason.cause());
+                self.dial_failed(d.mac, d.addr, reason);
                 self.dialer.failed(d.mac, now);
                 return;
             }
@@ -444,7 +446,7 @@ impl Supervisor {
                         }
                         admission::Admit::AcceptEvicting(old) => {
                             self.shared.engine.stats().add(Counter::ConnectionsRefused, 1);
-                            self.close(old, "too many handshakes pending: the oldest makes room");
+                            self.close(old, CloseReason::Admission);
                         }
                         admission::Admit::Accept => {}
                     }
@@ -476,9 +478,9 @@ impl Supervisor {
         }
     }
 
-    fn close(&self, id: LinkId, reason: &str) {
+    fn close(&self, id: LinkId, reason: CloseReason) {
         if let Some(w) = self.shared.workers.get(id.worker()) {
-            w.send_ctl(WorkerCtl::Close { id, reason: reason.to_string() });
+            w.send_ctl(WorkerCtl::Close { id, reason });
         }
     }
 
@@ -493,7 +495,7 @@ impl Supervisor {
                 let hs = self.shared.settings.handshake_timeout + 1000;
                 if self.material_changed > 0 && now.mono <= self.material_changed + hs {
                     if let Err(reason) = self.check_peer(&pc, UnixTime::now()) {
-                        self.close(id, &reason);
+                        self.close(id, reason);
                         return None;
                     }
                 }
@@ -504,11 +506,11 @@ impl Supervisor {
                     links::Admit::Replace(old) => {
                         self.link_stats.remove(&old);
                         self.peer_chains.remove(&old);
-                        self.close(old, "replaced by a newer link to the same node");
+                        self.close(old, CloseReason::Replaced);
                     }
                     links::Admit::Reject(_) => {
                         self.peer_chains.remove(&id);
-                        self.close(id, "duplicate link: the one dialled by the lower MAC is kept");
+                        self.close(id, CloseReason::Duplicate);
                         return None;
                     }
                 }
@@ -519,7 +521,8 @@ impl Supervisor {
             }
             ToSupervisor::WantLane { link, peer } => self.dial_lane(link, peer),
             ToSupervisor::LaneUp { id, peer, stats, chain } => self.lane_up(id, peer, stats, chain),
-            ToSupervisor::LinkDown { id, peer: _, origin, reason, was_self } => {
+            ToSupervisor::LinkDown { id, peer: _, origin, reason } => {
+                self.shared.engine.stats().closed(reason.cause());
                 let pending = self.pending.remove(&id);
                 self.admission.done(id);
                 self.link_stats.remove(&id);
@@ -532,7 +535,7 @@ impl Supervisor {
                     }
                     lane::Closed::LinkWithLane(lane) => {
                         self.lane_stats.remove(&id);
-                        self.close(lane, "its link closed");
+                        self.close(lane, CloseReason::LaneWithoutLink);
                     }
                     lane::Closed::Neither => {}
                 }
@@ -547,11 +550,11 @@ impl Supervisor {
                         self.announce_now = true;
                     }
                 } else if let Origin::Dialled(mac) = origin {
-                    if was_self {
+                    if reason == CloseReason::OwnNode {
                         self.dialer.is_self(mac);
                     } else if self.links.to_peer(&mac).is_none() {
                         if let Some((_, addr)) = pending {
-                            self.dial_failed(mac, addr, &reason);
+                            self.dial_failed(mac, addr, reason);
                         }
                         self.dialer.failed(mac, now.mono);
                     } else {
@@ -649,7 +652,7 @@ impl Supervisor {
         };
         if let Some(old) = self.lanes.paired(lane, ctx.id) {
             self.peer_chains.remove(&old);
-            self.close(old, "replaced by a newer lane");
+            self.close(old, CloseReason::Replaced);
         }
         self.peer_chains.insert(lane, PeerCert { chain, accepted, peer });
         self.lane_stats.insert(ctx.id, stats);
@@ -783,7 +786,7 @@ impl Supervisor {
     /// once for each peer cut off.
     fn reverify_links(&mut self) -> Vec<String> {
         let now = UnixTime::now();
-        let failed: Vec<(LinkId, Mac, String)> = self
+        let failed: Vec<(LinkId, Mac, CloseReason)> = self
             .peer_chains
             .iter()
             .filter_map(|(id, pc)| self.check_peer(pc, now).err().map(|r| (*id, pc.peer, r)))
@@ -791,22 +794,22 @@ impl Supervisor {
         let mut closed = Vec::new();
         for (id, peer, reason) in failed {
             self.peer_chains.remove(&id);
-            self.close(id, &reason);
             let line = format!("{peer}: {reason}");
             if !closed.contains(&line) {
                 info!("link to {peer} closed: {reason}");
                 closed.push(line);
             }
+            self.close(id, reason);
         }
         closed.sort();
         closed
     }
 
     /// Whether a peer certificate kept from a handshake still verifies.
-    fn check_peer(&self, pc: &PeerCert, now: UnixTime) -> Result<(), String> {
+    fn check_peer(&self, pc: &PeerCert, now: UnixTime) -> Result<(), CloseReason> {
         self.material
             .verify_peer(&pc.chain, pc.accepted, pc.peer, now)
-            .map_err(|e| format!("peer certificate no longer valid: {}", tls::describe(&e)))
+            .map_err(|e| CloseReason::Certificate(tls::describe(&e)))
     }
 
     /// Applies a newly resolved congestion control to the sockets made from
@@ -845,12 +848,12 @@ impl Supervisor {
             .unwrap_or_else(|| self.congestion.actual.clone())
     }
 
-    fn dial_failed(&mut self, mac: Mac, addr: SocketAddr, reason: &str) {
-        if self.dial_errors.get(&mac).map(String::as_str) == Some(reason) {
+    fn dial_failed(&mut self, mac: Mac, addr: SocketAddr, reason: CloseReason) {
+        if self.dial_errors.get(&mac) == Some(&reason) {
             debug!("cannot link to {mac} at {addr}: {reason}");
         } else {
             warn!("cannot link to {mac} at {addr}: {reason} (retrying with back-off)");
-            self.dial_errors.insert(mac, reason.to_string());
+            self.dial_errors.insert(mac, reason);
         }
     }
 
