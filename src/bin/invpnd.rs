@@ -85,6 +85,9 @@ fn main() -> ExitCode {
         return fail(&e);
     }
     if let Err(e) = cache_file::check_directory(&cfg) {
+        return fail(&e);
+    }
+    if let Err(e) = cache_file::check_writable(&cfg) {
         if check {
             return fail(&e);
         }

@@ -148,6 +148,10 @@ fn counter_metric(c: Counter) -> (&'static str, &'static str) {
         Counter::SoftwareSegments => {
             ("invpn_software_segments_total", "Frames cut out of super-frames in software.")
         }
+        Counter::LinksCertExpired => (
+            "invpn_links_closed_cert_expired_total",
+            "Links closed because the peer's certificate expired while they were up.",
+        ),
     }
 }
 

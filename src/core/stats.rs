@@ -47,6 +47,9 @@ named_enum! {
         SoftwareSegments = "software_segments",
         /// Frames sent on a link's lane rather than the link (`core::lane`).
         LaneFrames = "lane_frames",
+        /// Links and lanes closed because the peer's certificate expired
+        /// while they were up (`core::expiry`).
+        LinksCertExpired = "links_closed_cert_expired",
     }
 }
 

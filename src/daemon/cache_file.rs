@@ -104,7 +104,7 @@ pub fn looks_like_cache(bytes: &[u8]) -> bool {
 const CACHE_HEADER: &str = "# invpnd node cache";
 
 /// Checks `[network] cache` before the daemon starts (and in `invpnd -t`):
-/// it must not be the key, certificate, CA or configuration file, and an
+/// it must not be the key, certificate, CA, CRL or configuration file, and an
 /// existing file there must be a node cache. Errors name the `cache` line
 /// of the configuration.
 pub fn check_path(cfg: &Config) -> Result<(), ConfigError> {
@@ -114,12 +114,13 @@ pub fn check_path(cfg: &Config) -> Result<(), ConfigError> {
     match std::fs::metadata(cache) {
         Ok(m) => {
             let others = [
-                (&cfg.ssl.key, "the node's private key ([ssl] key)"),
-                (&cfg.ssl.cert, "the node's certificate ([ssl] cert)"),
-                (&cfg.ssl.ca, "the CA certificate ([ssl] ca)"),
-                (&cfg.path, "this configuration file"),
+                (Some(&cfg.ssl.key), "the node's private key ([ssl] key)"),
+                (Some(&cfg.ssl.cert), "the node's certificate ([ssl] cert)"),
+                (Some(&cfg.ssl.ca), "the CA certificate ([ssl] ca)"),
+                (cfg.ssl.crl.as_ref(), "the revocation list ([ssl] crl)"),
+                (Some(&cfg.path), "this configuration file"),
             ];
-            for (other, what) in others {
+            for (other, what) in others.iter().filter_map(|(p, w)| Some((p.as_ref()?, w))) {
                 let same = std::fs::metadata(other)
                     .is_ok_and(|o| o.dev() == m.dev() && o.ino() == m.ino());
                 if same {
@@ -148,22 +149,27 @@ pub fn check_path(cfg: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Checks that the directory of `[network] cache` exists and that invpnd
-/// may create files in it: an error for `invpnd -t`, a warning when the
-/// daemon starts (a node without its cache still works).
+/// Checks that the directory of `[network] cache` exists: an error for
+/// `invpnd -t` and at start alike (a mistyped path, not a passing state).
 pub fn check_directory(cfg: &Config) -> Result<(), ConfigError> {
     let err = |msg: String| cfg.error("network", "cache", msg);
     let dir = directory(&cfg.network.cache);
     match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(err(format!("{} is not a directory", dir.display()))),
-        Err(e) => {
-            return Err(err(format!(
-                "its directory {}: {e} (create it: invpnd keeps the cache there)",
-                dir.display()
-            )))
-        }
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(err(format!("{} is not a directory", dir.display()))),
+        Err(e) => Err(err(format!(
+            "its directory {}: {e} (create it: invpnd keeps the cache there)",
+            dir.display()
+        ))),
     }
+}
+
+/// Checks that invpnd may create files in the directory of `[network]
+/// cache`: an error for `invpnd -t`, a warning when the daemon starts (a
+/// read-only or full disk is a state a node without its cache survives).
+pub fn check_writable(cfg: &Config) -> Result<(), ConfigError> {
+    let err = |msg: String| cfg.error("network", "cache", msg);
+    let dir = directory(&cfg.network.cache);
     if !crate::sys::can_create_in(dir) {
         return Err(err(format!(
             "its directory {} is not writable by invpnd: the cache could not be saved",
