@@ -208,6 +208,11 @@ fn print_check(
         }
     )?;
     writeln!(out, "max links:       {}", n.max_links)?;
+    writeln!(
+        out,
+        "dial targets:    {} learnt from announcements, {} per neighbour",
+        cfg.limits.dial_targets, cfg.limits.dial_targets_per_link
+    )?;
     writeln!(out, "TCP congestion:  {congestion}")?;
     writeln!(
         out,
