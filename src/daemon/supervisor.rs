@@ -85,10 +85,11 @@ pub struct Supervisor {
     /// same way again and again is logged once (at warning level).
     pub(super) dial_errors: HashMap<Mac, String>,
     pub(super) next_prune: u64,
-    /// When hearsay dial targets are next aged, and refusals of unusable
-    /// addresses next logged (monotonic ms).
+    /// When hearsay dial targets are next aged (monotonic ms).
     pub(super) next_dialer_prune: u64,
-    /// Refusals counted when they were last logged.
+    /// When refusals of unusable addresses may next be logged (monotonic
+    /// ms), and how many had been counted when they last were.
+    pub(super) next_refusal_log: u64,
     pub(super) refusals_logged: u64,
     /// Certificate expiry: this node's own, and its peers' links.
     pub(super) expiry: Expiry,
@@ -254,6 +255,7 @@ impl Supervisor {
             dial_errors: HashMap::new(),
             next_prune: 600_000,
             next_dialer_prune: 60_000,
+            next_refusal_log: 0,
             refusals_logged: 0,
             expiry,
             admission: Admission::new(admission::PER_ADDRESS, admission::TOTAL),
@@ -375,8 +377,8 @@ impl Supervisor {
         if now.mono >= self.next_dialer_prune {
             self.next_dialer_prune = now.mono + 60_000;
             self.dialer.prune(now.mono);
-            self.log_refusals();
         }
+        self.log_refusals(now.mono);
         // Every 10 minutes: addresses are learned only when they change, so
         // the hearsay of nodes still announcing the address they had is
         // refreshed from the routes, and the cache entries of the nodes we
@@ -404,22 +406,26 @@ impl Supervisor {
         }
     }
 
-    /// Logs, at most once a minute, how many announced addresses were
-    /// refused as unusable since the last time, with the latest one.
-    fn log_refusals(&mut self) {
-        let total = self.dialer.stats().refused;
-        if let Some(r) = self.dialer.take_refusal() {
-            warn!(
-                "not dialling {} announced address(es) that cannot be a node's, such as \
-                 {}@{} ({}) from neighbour {}",
-                total - self.refusals_logged,
-                r.mac,
-                r.addr,
-                r.why,
-                r.via
-            );
+    /// Logs how many announced addresses were refused as unusable since
+    /// the last time, with the latest one: the first at once, then at most
+    /// once a minute.
+    fn log_refusals(&mut self, now: u64) {
+        if now < self.next_refusal_log {
+            return;
         }
+        let Some(r) = self.dialer.take_refusal() else { return };
+        let total = self.dialer.stats().refused;
+        warn!(
+            "not dialling {} announced address(es) that cannot be a node's, such as {}@{} \
+             ({}) from neighbour {}",
+            total - self.refusals_logged,
+            r.mac,
+            r.addr,
+            r.why,
+            r.via
+        );
         self.refusals_logged = total;
+        self.next_refusal_log = now + 60_000;
     }
 
     /// Warns of this node's certificates expiring, and closes the links
@@ -469,6 +475,7 @@ impl Supervisor {
     }
 
     fn start_dial(&mut self, d: Dial, now: u64) {
+        debug!("dialling {}@{}", d.mac, d.addr);
         let stream = match net::connect(d.addr, &self.tuning) {
             Ok(s) => s,
             Err(e) => {
@@ -482,7 +489,6 @@ impl Supervisor {
         });
         match conn {
             Ok(c) => {
-                debug!("dialling {}@{}", d.mac, d.addr);
                 let id = self.new_link_id();
                 self.hand_over(
                     id,
@@ -667,7 +673,9 @@ impl Supervisor {
             }
             // Hearsay: dialled (within the neighbour's share), never cached.
             ToSupervisor::Engine(Event::Learned { mac, addr, via }) => {
-                self.dialer.learn(mac, addr, via, now.mono);
+                if let Learn::Refused(_) = self.dialer.learn(mac, addr, via, now.mono) {
+                    self.log_refusals(now.mono);
+                }
             }
             ToSupervisor::Engine(Event::Forgot { mac }) => self.dialer.forget(mac),
             ToSupervisor::Engine(Event::Health(report)) => self.trace_answer(report),
