@@ -93,6 +93,12 @@ impl AddrPolicy {
             || seeds.iter().any(|s| s.ip().to_canonical().is_loopback())
     }
 
+    /// Changes whether loopback addresses may be dialled (the seeds
+    /// changed on reload).
+    pub fn set_loopback_allowed(&mut self, allow: bool) {
+        self.allow_loopback = allow;
+    }
+
     /// Remembers an address this node is reached at (a neighbour connected
     /// to it there), so that an announcement of it is not dialled.
     pub fn add_own(&mut self, addr: SocketAddr) {
@@ -207,9 +213,11 @@ mod tests {
         assert!(AddrPolicy::loopback_allowed(Some("::1".parse().unwrap()), &[]));
         assert!(!AddrPolicy::loopback_allowed(None, &[a("198.18.1.1:41744")]));
         assert!(!AddrPolicy::loopback_allowed(Some("0.0.0.0".parse().unwrap()), &[]));
-        let p = AddrPolicy::new(&[a("127.0.0.1:41744")], true);
+        let mut p = AddrPolicy::new(&[a("127.0.0.1:41744")], true);
         assert_eq!(p.check(a("127.0.0.1:41745")), Ok(()));
         assert_eq!(p.check(a("127.0.0.1:41744")), Err(Unusable::Own), "still not itself");
+        p.set_loopback_allowed(false);
+        assert_eq!(p.check(a("127.0.0.1:41745")), Err(Unusable::Loopback));
     }
 
     #[test]

@@ -206,8 +206,9 @@ impl Supervisor {
         // and goes like any other.
         let mut refused = Vec::new();
         let entries: Vec<_> = cache.entries().collect();
+        let mono = shared.clock.mono();
         for (mac, e) in entries {
-            if let Learn::Refused(why) = dialer.learn(mac, e.addr, me, 0) {
+            if let Learn::Refused(why) = dialer.learn(mac, e.addr, me, mono) {
                 refused.push(format!("{mac}@{} ({why})", e.addr));
                 cache.forget(&mac);
             }
@@ -870,6 +871,10 @@ impl Supervisor {
         let seeds: Vec<(Mac, SocketAddr)> =
             new.network.init.iter().map(|s| (s.mac, s.addr)).collect();
         self.dialer.set_seeds(&seeds);
+        let seed_addrs: Vec<SocketAddr> = seeds.iter().map(|s| s.1).collect();
+        self.dialer
+            .policy_mut()
+            .set_loopback_allowed(AddrPolicy::loopback_allowed(self.cfg.network.bind, &seed_addrs));
         self.dialer.set_max_links(new.network.max_links);
         self.dialer.set_limits(dial_limits(&new));
         self.cfg.ssl = new.ssl;
