@@ -222,8 +222,9 @@ pub fn engine_sequence(data: &[u8]) {
 /// by four neighbours (usable, invented and unusable ones), dials started,
 /// failing, linking and ending, time passing, seeds and limits changed.
 /// Checks after each step that the bookkeeping is consistent, that hearsay
-/// stays within its total and each neighbour's share, and that nothing is
-/// dialled at an address the rule refuses unless it is the node's seed.
+/// stays within its total and each neighbour's share, that nothing is
+/// dialled at an address the rule refuses unless it is the node's seed, and
+/// that no address is dialled twice at once.
 pub fn dialer_sequence(data: &[u8]) {
     use crate::core::addrs::AddrPolicy;
     use crate::core::dialer::{Dialer, Limits};
@@ -250,7 +251,7 @@ pub fn dialer_sequence(data: &[u8]) {
         }
     };
     let mut seeds: HashMap<Mac, SocketAddr> = HashMap::new();
-    let mut dialing: Vec<Mac> = Vec::new();
+    let mut dialing: Vec<(Mac, SocketAddr)> = Vec::new();
     let mut linked: Vec<Mac> = Vec::new();
     let mut now = 0u64;
     for pair in data.chunks_exact(2) {
@@ -269,14 +270,15 @@ pub fn dialer_sequence(data: &[u8]) {
                         dial.mac,
                         dial.addr
                     );
-                    assert!(!dialing.contains(&dial.mac) && !linked.contains(&dial.mac));
+                    assert!(!dialing.iter().any(|(m, a)| *m == dial.mac || *a == dial.addr));
+                    assert!(!linked.contains(&dial.mac));
                     assert_ne!(dial.mac, me, "dialled itself");
-                    dialing.push(dial.mac);
+                    dialing.push((dial.mac, dial.addr));
                 }
                 assert!(dialing.len() + linked.len() <= 6 || dialing.is_empty());
             }
             4 | 5 if !dialing.is_empty() => {
-                let m = dialing.swap_remove(usize::from(arg) % dialing.len());
+                let (m, _) = dialing.swap_remove(usize::from(arg) % dialing.len());
                 if op % 10 == 4 {
                     d.failed(m, now);
                 } else {
@@ -297,7 +299,10 @@ pub fn dialer_sequence(data: &[u8]) {
                     d.forget(mac(arg >> 1));
                 } else {
                     let m = mac(arg >> 1);
-                    if !dialing.contains(&m) && !linked.contains(&m) {
+                    if let Some(i) = dialing.iter().position(|(x, _)| *x == m) {
+                        dialing.swap_remove(i);
+                        d.is_self(m);
+                    } else if !linked.contains(&m) {
                         d.is_self(m);
                     }
                 }

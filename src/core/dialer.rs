@@ -16,13 +16,16 @@
 //!   in a row, or when not announced for [`HEARSAY_MAX_AGE`].
 //!
 //! Addresses that cannot be a node's ([`AddrPolicy`]) are never dialled.
-//! So a neighbour announcing invented nodes costs only its own share, and
-//! invented addresses leave by themselves.
+//! An address is dialled once at a time and backs off as it fails,
+//! whatever MAC it was announced for: a neighbour announcing many invented
+//! MACs at one real node's address does not make every node in the mesh
+//! hammer that node. So a neighbour announcing invented nodes costs only
+//! its own share, and invented addresses leave by themselves.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 
 use super::addrs::{canonical, AddrPolicy, Unusable};
 use super::mac::Mac;
@@ -37,6 +40,24 @@ pub const HEARSAY_MAX_FAILURES: u32 = 5;
 pub const HEARSAY_MAX_AGE: u64 = 3_600_000;
 /// Most confirmed addresses kept (the oldest confirmed makes room).
 pub const MAX_CONFIRMED: usize = 10_000;
+/// Most addresses whose failures are remembered (beyond, a failing address
+/// backs off only per node).
+pub const MAX_ADDR_BACKOFF: usize = 32_768;
+
+/// The back-off after `failures` failures in a row, for a random `r` in
+/// [0, 1): doubling from [`BACKOFF_MIN`] to [`BACKOFF_MAX`], +-20% so that
+/// nodes restarted together do not dial in step.
+fn backoff(failures: u32, r: f64) -> u64 {
+    let base = BACKOFF_MIN.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(BACKOFF_MAX);
+    (base as f64 * (0.8 + 0.4 * r)) as u64
+}
+
+/// Failures at one address, whatever node it was dialled for.
+#[derive(Debug, Clone, Copy)]
+struct AddrBackoff {
+    failures: u32,
+    next_try: u64,
+}
 
 /// The bounds on hearsay (`[limits] dial_targets` and
 /// `dial_targets_per_link`).
@@ -199,6 +220,10 @@ pub struct Dialer {
     /// Confirmed addresses, oldest first.
     confirmed: BTreeSet<(u64, Mac)>,
     next_order: u64,
+    /// Addresses being dialled now.
+    in_flight: HashSet<SocketAddr>,
+    /// Addresses that failed lately, with their back-off.
+    addr_backoff: HashMap<SocketAddr, AddrBackoff>,
     refused: u64,
     evicted: u64,
     expired: u64,
@@ -220,6 +245,8 @@ impl Dialer {
             hearsay: 0,
             confirmed: BTreeSet::new(),
             next_order: 0,
+            in_flight: HashSet::new(),
+            addr_backoff: HashMap::new(),
             refused: 0,
             evicted: 0,
             expired: 0,
@@ -404,7 +431,22 @@ impl Dialer {
         }
     }
 
+    /// Ends the dial under way to `mac`, if any; returns its address.
+    fn end_dial(&mut self, mac: Mac) -> Option<SocketAddr> {
+        let a = self.targets.get_mut(&mac)?.dialing.take()?;
+        self.in_flight.remove(&a);
+        Some(a)
+    }
+
+    /// Whether `addr` may be dialled at `now`: no dial to it under way,
+    /// and its back-off over.
+    fn addr_ready(&self, addr: SocketAddr, now: u64) -> bool {
+        !self.in_flight.contains(&addr)
+            && self.addr_backoff.get(&addr).is_none_or(|b| b.next_try <= now)
+    }
+
     fn remove_target(&mut self, mac: Mac) {
+        self.end_dial(mac);
         self.remove_heard(mac);
         if let Some(t) = self.targets.remove(&mac) {
             if let Some((_, o)) = t.confirmed {
@@ -426,10 +468,13 @@ impl Dialer {
         if !self.wanted(mac) {
             return false;
         }
+        self.end_dial(mac);
+        if let Some(a) = dialled {
+            self.addr_backoff.remove(&canonical(a));
+        }
         let t = self.targets.entry(mac).or_insert_with(Target::new);
         t.state = State::Linked;
         t.failures = 0;
-        t.dialing = None;
         if let Some(h) = t.heard.as_mut() {
             h.failures = 0;
         }
@@ -450,20 +495,32 @@ impl Dialer {
         }
     }
 
-    /// A dial to `mac` failed: back off; hearsay that failed too often in a
-    /// row is given up.
+    /// A dial to `mac` failed: the node and the address back off; hearsay
+    /// that failed too often in a row is given up.
     pub fn failed(&mut self, mac: Mac, now: u64) {
-        let r = self.rng.f64();
+        let (r, r_addr) = (self.rng.f64(), self.rng.f64());
+        let dialled = self.end_dial(mac);
+        if let Some(a) = dialled {
+            let room = self.addr_backoff.len() < MAX_ADDR_BACKOFF;
+            let entry = match self.addr_backoff.get_mut(&a) {
+                Some(b) => Some(b),
+                None if room => Some(
+                    self.addr_backoff.entry(a).or_insert(AddrBackoff { failures: 0, next_try: 0 }),
+                ),
+                None => None,
+            };
+            if let Some(b) = entry {
+                b.failures = b.failures.saturating_add(1);
+                b.next_try = now + backoff(b.failures, r_addr);
+            }
+        }
         let Some(t) = self.targets.get_mut(&mac) else { return };
         if t.state == State::Linked {
             return;
         }
         t.state = State::Idle;
         t.failures = t.failures.saturating_add(1);
-        let base = BACKOFF_MIN.saturating_mul(1 << (t.failures - 1).min(16)).min(BACKOFF_MAX);
-        // +-20% so that nodes restarted together do not dial in step
-        t.next_try = now + (base as f64 * (0.8 + 0.4 * r)) as u64;
-        let dialled = t.dialing.take();
+        t.next_try = now + backoff(t.failures, r);
         let mut give_up = false;
         if let Some(h) = t.heard.as_mut().filter(|h| dialled.is_none_or(|d| d == h.addr)) {
             h.failures += 1;
@@ -478,8 +535,21 @@ impl Dialer {
         }
     }
 
-    /// A dial that turned out to reach this node itself: never again.
+    /// A dial that turned out to reach this node itself: never again, and
+    /// its address is this node's own from now on.
     pub fn is_self(&mut self, mac: Mac) {
+        if let Some(a) = self.end_dial(mac) {
+            self.policy.add_own(a);
+            if self.policy.check(a).is_err() {
+                let there: Vec<Mac> = self
+                    .targets
+                    .iter()
+                    .filter(|(_, t)| t.heard.is_some_and(|h| h.addr == a))
+                    .map(|(m, _)| *m)
+                    .collect();
+                there.into_iter().for_each(|m| self.remove_heard(m));
+            }
+        }
         self.remove_target(mac);
     }
 
@@ -498,6 +568,8 @@ impl Dialer {
             self.remove_heard(*m);
         }
         self.expired += old.len() as u64;
+        // addresses not dialled for an hour start afresh
+        self.addr_backoff.retain(|_, b| now.saturating_sub(b.next_try) <= HEARSAY_MAX_AGE);
         old.len()
     }
 
@@ -512,29 +584,47 @@ impl Dialer {
         let mut due: Vec<Mac> = self
             .targets
             .iter()
-            .filter(|(_, t)| t.state == State::Idle && t.next_try <= now && t.addr().is_some())
+            .filter(|(_, t)| {
+                t.state == State::Idle
+                    && t.next_try <= now
+                    && t.addr().is_some_and(|a| self.addr_ready(a, now))
+            })
             .map(|(m, _)| *m)
             .collect();
         due.sort_unstable();
         self.rng.shuffle(&mut due);
-        due.truncate(room);
-        due.into_iter()
-            .filter_map(|mac| {
-                let t = self.targets.get_mut(&mac)?;
-                let addr = t.addr()?;
-                t.state = State::Dialing;
-                t.dialing = Some(addr);
-                Some(Dial { mac, addr })
-            })
-            .collect()
+        let mut dials = Vec::new();
+        for mac in due {
+            if dials.len() == room {
+                break;
+            }
+            let Some(t) = self.targets.get_mut(&mac) else { continue };
+            let Some(addr) = t.addr() else { continue };
+            // two nodes announced at one address: one dial at a time
+            if !self.in_flight.insert(addr) {
+                continue;
+            }
+            t.state = State::Dialing;
+            t.dialing = Some(addr);
+            dials.push(Dial { mac, addr });
+        }
+        dials
     }
 
-    /// When [`Dialer::poll`] may next have something to do.
+    /// When [`Dialer::poll`] may next have something to do (a node whose
+    /// address is being dialled for another is due when that dial ends).
     pub fn next_due(&self) -> Option<u64> {
         self.targets
             .values()
-            .filter(|t| t.state == State::Idle && t.addr().is_some())
-            .map(|t| t.next_try)
+            .filter(|t| t.state == State::Idle)
+            .filter_map(|t| {
+                let a = t.addr()?;
+                if self.in_flight.contains(&a) {
+                    return None;
+                }
+                let b = self.addr_backoff.get(&a).map_or(0, |b| b.next_try);
+                Some(t.next_try.max(b))
+            })
             .min()
     }
 
@@ -601,6 +691,24 @@ impl Dialer {
         }
         if self.targets.contains_key(&self.me) {
             return Err("a target for this node itself".into());
+        }
+        let dialling: Vec<SocketAddr> = self.targets.values().filter_map(|t| t.dialing).collect();
+        if dialling.len() != self.in_flight.len()
+            || dialling.iter().any(|a| !self.in_flight.contains(a))
+        {
+            return Err(format!(
+                "{} dials under way, {} in flight",
+                dialling.len(),
+                self.in_flight.len()
+            ));
+        }
+        if let Some((m, _)) =
+            self.targets.iter().find(|(_, t)| t.dialing.is_some() != (t.state == State::Dialing))
+        {
+            return Err(format!("{m}: dialling state and address disagree"));
+        }
+        if self.addr_backoff.len() > MAX_ADDR_BACKOFF {
+            return Err(format!("{} addresses backing off", self.addr_backoff.len()));
         }
         if let Some((m, _)) = self.targets.iter().find(|(_, t)| t.is_empty()) {
             return Err(format!("an empty target for {m} kept"));

@@ -280,3 +280,59 @@ fn forgetting_drops_hearsay_only() {
     assert_eq!(d.known(), 1, "a confirmed address stays");
     d.audit().unwrap();
 }
+
+#[test]
+fn many_nodes_announced_at_one_address_are_dialled_once_at_a_time_with_one_backoff() {
+    let mut d = dialer(100, 11);
+    // a neighbour announces 50 invented MACs at an honest node's address
+    for i in 0..50 {
+        d.learn(inv(i), a(2), via(66), 0);
+    }
+    let mut now = 0;
+    let mut dials = 0;
+    for _ in 0..20 {
+        let got = d.poll(now, 0);
+        assert!(got.len() <= 1, "one dial at a time to one address: {got:?}");
+        for dial in got {
+            dials += 1;
+            d.failed(dial.mac, now); // the node there is not that MAC
+        }
+        d.audit().unwrap();
+        now = d.next_due().unwrap_or(now + 1);
+    }
+    // 20 rounds, each after the address's back-off: not 50 dials at once
+    assert_eq!(dials, 20);
+    assert!(now >= 5 * BACKOFF_MAX, "the address backed off: {now}");
+    // the honest node itself is reached there: its success clears it
+    d.learn(m(2), a(2), via(1), now);
+    let mut linked = false;
+    for _ in 0..100 {
+        for dial in d.poll(now, 0) {
+            if dial.mac == m(2) {
+                d.linked(m(2), Some(dial.addr));
+                linked = true;
+            } else {
+                d.failed(dial.mac, now);
+            }
+        }
+        if linked {
+            break;
+        }
+        now = d.next_due().unwrap();
+    }
+    assert!(linked);
+    assert!(d.addr_backoff.is_empty());
+    d.audit().unwrap();
+}
+
+#[test]
+fn an_address_that_reached_this_node_is_its_own() {
+    let mut d = dialer(10, 12);
+    d.learn(m(2), a(7), via(1), 0);
+    assert_eq!(d.poll(0, 0)[0].addr, a(7));
+    d.learn(m(4), a(7), via(2), 0);
+    d.is_self(m(2));
+    assert_eq!(d.stats().hearsay, 0, "others announced there went too");
+    assert_eq!(d.learn(m(3), a(7), via(1), 0), Learn::Refused(Unusable::Own));
+    d.audit().unwrap();
+}
