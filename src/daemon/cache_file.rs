@@ -91,13 +91,25 @@ pub fn looks_like_cache(bytes: &[u8]) -> bool {
     if text.starts_with(CACHE_HEADER) {
         return !text.contains('\0');
     }
-    // 0.4's has one section, [General]; invpnd's none
-    let only_general = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with('['))
-        .all(|h| h.eq_ignore_ascii_case("[general]"));
-    !text.contains('\0') && only_general && NodeCache::parse(text).skipped.is_empty()
+    if text.contains('\0') {
+        return false;
+    }
+    // 0.4's has one section, [General], and keys that are MACs with ':'
+    // escaped as %3A (some mangled, such as `%3A%3A=, 0`: still a cache)
+    let lines = || text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let general = |l: &str| l.eq_ignore_ascii_case("[general]");
+    if lines().next().is_some_and(general) {
+        return lines().filter(|l| !general(l)).all(|l| {
+            l.starts_with(';')
+                || l.split_once('=').is_some_and(|(k, _)| {
+                    let k = k.trim().replace("%3A", ":").replace("%3a", ":");
+                    !k.is_empty() && k.chars().all(|c| c == ':' || c.is_ascii_hexdigit())
+                })
+        });
+    }
+    // invpnd's without its header (written before it had one): every line
+    // an entry
+    !lines().any(|l| l.starts_with('[')) && NodeCache::parse(text).skipped.is_empty()
 }
 
 /// The first bytes of every cache file invpnd writes.
@@ -199,7 +211,15 @@ mod tests {
         assert!(looks_like_cache(NodeCache::new().to_text().as_bytes()));
         assert!(looks_like_cache(b""));
         assert!(looks_like_cache(b"[General]\n02%3A50%3A56%3A00%3A00%3A02=198.18.0.2, 47742\n"));
+        // 0.4's caches hold mangled keys too
+        assert!(looks_like_cache(
+            b"[General]\n02%3A50%3A56%3A00%3A00%3A02=198.18.0.2, 47742\n%3A%3A=, 0\n"
+        ));
+        assert!(!looks_like_cache(b"[General]\nkey=/etc/invpn/invpn.key\n"));
+        assert!(!looks_like_cache(b"[General]\n02%3A50=1\n[ssl]\nkey=k\n"));
         assert!(looks_like_cache(b"02:50:56:00:00:02 198.18.0.2:41744 17\n"));
+        assert!(looks_like_cache(b"02:50:56:00:00:03 [fd00::3]:41744 17\n"));
+        assert!(!looks_like_cache(b"[ssl]\n"));
         assert!(!looks_like_cache(
             b"-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n"
         ));
