@@ -391,6 +391,15 @@ fn operator_mistakes_fail_with_file_and_line() {
     assert_eq!(std::fs::read_to_string(d.join("ca.crl")).unwrap(), crl_pem);
     assert!(std::fs::read_to_string(&key).unwrap().contains("PRIVATE KEY"));
     assert_eq!(std::fs::read_to_string(d.join("notes.txt")).unwrap(), "things to do\n");
+    // an invpn 0.4 cache, mangled keys and all, is a cache
+    std::fs::write(
+        d.join("old.cache"),
+        "[General]\n02%3A50%3A56%3A00%3A00%3A02=198.18.0.2, 47742\n%3A%3A=, 0\n",
+    )
+    .unwrap();
+    let (code, out, err) = invpnd(&["-t", "-c", cached(&d.join("old.cache")).to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("old.cache (1 nodes)"), "{out}");
 
     // an unwritable directory (root may write anywhere)
     if running_as_root() {
