@@ -203,6 +203,25 @@ pub fn render(s: &Status, links: &[LinkEntry], now_unix: f64) -> String {
     );
     x.sample("invpn_dedup_sources", &[("kind", "broadcast")], Value::U(s.dedup_sources as u64));
     x.sample("invpn_dedup_sources", &[("kind", "health")], Value::U(s.health_sources as u64));
+    let d = &s.dialer;
+    x.family("invpn_dial_targets", Kind::Gauge, "Nodes the dialer may dial, by kind of address.");
+    x.sample("invpn_dial_targets", &[("kind", "seed")], Value::U(d.seeds as u64));
+    x.sample("invpn_dial_targets", &[("kind", "confirmed")], Value::U(d.confirmed as u64));
+    x.sample("invpn_dial_targets", &[("kind", "hearsay")], Value::U(d.hearsay as u64));
+    x.single(
+        "invpn_dial_hearsay_largest_share",
+        Kind::Gauge,
+        "The most announced addresses charged to one neighbour.",
+        Value::U(d.hearsay_largest_share as u64),
+    );
+    x.family(
+        "invpn_dial_addresses_total",
+        Kind::Counter,
+        "Announced addresses refused as unusable, evicted to make room, or given up.",
+    );
+    x.sample("invpn_dial_addresses_total", &[("fate", "refused")], Value::U(d.refused));
+    x.sample("invpn_dial_addresses_total", &[("fate", "evicted")], Value::U(d.evicted));
+    x.sample("invpn_dial_addresses_total", &[("fate", "expired")], Value::U(d.expired));
     x.single(
         "invpn_certificate_expiry_timestamp_seconds",
         Kind::Gauge,

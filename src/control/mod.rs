@@ -247,6 +247,36 @@ pub struct Status {
     /// Sources the de-duplication window of health requests tracks.
     #[serde(default)]
     pub health_sources: usize,
+    /// The dialer's targets and what became of announced addresses.
+    #[serde(default)]
+    pub dialer: DialerStatus,
+}
+
+/// `status`'s `dialer`: the nodes this node may dial, by class (see
+/// invpnd(8), DIALLING).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialerStatus {
+    /// Nodes with a seed (`[network] init`).
+    pub seeds: usize,
+    /// Nodes with an address a link we dialled proved.
+    pub confirmed: usize,
+    /// Addresses announced by neighbours (or read from the cache), not yet
+    /// proved.
+    pub hearsay: usize,
+    /// Neighbours with hearsay charged to them.
+    pub hearsay_neighbours: usize,
+    /// The most hearsay charged to one neighbour.
+    pub hearsay_largest_share: usize,
+    /// `[limits] dial_targets` and `dial_targets_per_link`.
+    pub hearsay_limit: usize,
+    pub hearsay_per_link_limit: usize,
+    /// Announced addresses refused as unusable (loopback, multicast, ...),
+    /// since start.
+    pub refused: u64,
+    /// Hearsay evicted to make room, since start.
+    pub evicted: u64,
+    /// Hearsay given up: failed too often, or not announced for an hour.
+    pub expired: u64,
 }
 
 /// One entry of `links`.

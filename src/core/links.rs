@@ -48,6 +48,9 @@ pub enum CloseReason {
     Replaced,
     /// The peer's certificate is no longer valid (described).
     Certificate(String),
+    /// The peer's certificate (or one of its chain) expired at this time
+    /// (Unix seconds) while the link was up.
+    CertificateExpired(i64),
     /// A lane whose link closed, or that found no link to pair with.
     LaneWithoutLink,
     /// A lane not paired with a link within the handshake timeout.
@@ -73,6 +76,7 @@ impl CloseReason {
             R::Admission => CloseCause::Admission,
             R::Duplicate | R::Replaced => CloseCause::Duplicate,
             R::Certificate(_) => CloseCause::Certificate,
+            R::CertificateExpired(_) => CloseCause::CertificateExpired,
             R::LaneWithoutLink | R::LaneUnpaired => CloseCause::Lane,
             R::Unwatchable(_) => CloseCause::Internal,
         }
@@ -96,6 +100,9 @@ impl std::fmt::Display for CloseReason {
             R::Duplicate => f.write_str("duplicate link: the one dialled by the lower MAC is kept"),
             R::Replaced => f.write_str("replaced by a newer link to the same node"),
             R::Certificate(d) => write!(f, "peer certificate no longer valid: {d}"),
+            R::CertificateExpired(t) => {
+                write!(f, "peer certificate expired on {}", super::expiry::unix_to_text(*t))
+            }
             R::LaneWithoutLink => f.write_str("a lane without its link"),
             R::LaneUnpaired => f.write_str("lane not paired with a link in time"),
             R::Unwatchable(k) => write!(f, "cannot watch the socket: {k}"),

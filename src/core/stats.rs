@@ -134,9 +134,12 @@ named_enum! {
         /// A second link to the same node lost the duplicate decision, or
         /// a newer link replaced an older one.
         Duplicate = "duplicate",
-        /// The peer's certificate is no longer valid (expired, revoked, or
-        /// refused after a reload).
+        /// The peer's certificate is no longer valid: revoked, or refused
+        /// after a reload.
         Certificate = "certificate",
+        /// The peer's certificate (or one of its chain) expired while the
+        /// link was up (`core::expiry`).
+        CertificateExpired = "certificate_expired",
         /// A lane ended with its link, or found none to pair with.
         Lane = "lane",
         /// The event loop could not watch the socket.

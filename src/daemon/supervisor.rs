@@ -26,9 +26,11 @@ use super::notify::notify;
 use super::Shared;
 use crate::config::{self, Config};
 use crate::control::{ReloadReport, RestartReport};
+use crate::core::addrs::AddrPolicy;
 use crate::core::admission::{self, Admission};
 use crate::core::cache::NodeCache;
-use crate::core::dialer::{Dial, Dialer};
+use crate::core::dialer::{self, Dial, Dialer, Learn};
+use crate::core::expiry::{Expiry, ExpiryAction};
 use crate::core::lane::{self, LanePairs};
 use crate::core::links::{self, CloseReason, LinkInfo, LinkTable};
 use crate::core::stats::Counter;
@@ -75,12 +77,22 @@ pub struct Supervisor {
     pub(super) next_announce: u64,
     pub(super) next_tick: u64,
     pub(super) announce_now: bool,
-    pub(super) last_cache_write: u64,
+    /// When the node cache was last written (monotonic ms; `None`: not
+    /// yet by this process).
+    pub(super) last_cache_write: Option<u64>,
     pub(super) last_accept_error: u64,
     /// The last dial error logged for each node, so that a node failing the
     /// same way again and again is logged once (at warning level).
     pub(super) dial_errors: HashMap<Mac, CloseReason>,
     pub(super) next_prune: u64,
+    /// When hearsay dial targets are next aged (monotonic ms).
+    pub(super) next_dialer_prune: u64,
+    /// When refusals of unusable addresses may next be logged (monotonic
+    /// ms), and how many had been counted when they last were.
+    pub(super) next_refusal_log: u64,
+    pub(super) refusals_logged: u64,
+    /// Certificate expiry: this node's own, and its peers' links.
+    pub(super) expiry: Expiry,
     /// Incoming connections whose handshake is pending, capped.
     pub(super) admission: Admission,
     pub(super) control: Option<ControlServer>,
@@ -108,6 +120,8 @@ pub struct Supervisor {
 /// again needs.
 pub struct PeerCert {
     pub chain: Vec<CertificateDer<'static>>,
+    /// The earliest notAfter in the chain (Unix seconds; 0 if unknown).
+    pub not_after: i64,
     /// The peer dialled us (its certificate was checked as a client's).
     pub accepted: bool,
     pub peer: Mac,
@@ -175,15 +189,40 @@ impl Supervisor {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let me = material.mac;
-        let mut dialer = Dialer::new(me, cfg.network.max_links, fastrand::u64(..));
+        let mut dialer = Dialer::new(
+            me,
+            cfg.network.max_links,
+            dial_limits(&cfg),
+            addr_policy(&cfg, info.listen),
+            fastrand::u64(..),
+        );
         for s in &cfg.network.init {
             dialer.add_seed(s.mac, s.addr);
         }
         // Entries without a date (from a 0.4 cache) age from now on.
         cache.date_undated(crate::daemon::clock::unix_ms() / 1000);
-        for (mac, e) in cache.entries() {
-            dialer.learn(mac, e.addr, 0);
+        // Until a link proves them again, cached addresses are dialled as
+        // hearsay charged to this node itself: an old cache's poison fails
+        // and goes like any other.
+        let mut refused = Vec::new();
+        let entries: Vec<_> = cache.entries().collect();
+        let mono = shared.clock.mono();
+        for (mac, e) in entries {
+            if let Learn::Refused(why) = dialer.learn(mac, e.addr, me, mono) {
+                refused.push(format!("{mac}@{} ({why})", e.addr));
+                cache.forget(&mac);
+            }
         }
+        if let Some(first) = refused.first() {
+            warn!(
+                "node cache {}: {} entr(ies) with addresses that cannot be a node's dropped, \
+                 such as {first}",
+                cfg.network.cache.display(),
+                refused.len()
+            );
+        }
+        let _ = dialer.take_refusal();
+        let expiry = own_expiry(&material);
         let tuning = TcpTuning::new(
             cfg.network.announce_interval,
             cfg.performance.notsent_lowat,
@@ -212,10 +251,14 @@ impl Supervisor {
             next_announce: 0,
             next_tick: 0,
             announce_now: true,
-            last_cache_write: 0,
+            last_cache_write: None,
             last_accept_error: 0,
             dial_errors: HashMap::new(),
             next_prune: 600_000,
+            next_dialer_prune: 60_000,
+            next_refusal_log: 0,
+            refusals_logged: 0,
+            expiry,
             admission: Admission::new(admission::PER_ADDRESS, admission::TOTAL),
             control,
             metrics: None,
@@ -331,29 +374,88 @@ impl Supervisor {
         let now = self.shared.clock.now();
         self.shared.engine.tick(now);
         self.next_tick = now.mono + 1000;
-        // Write the cache when it changed (at most every 2 s); every 10
-        // minutes drop stale entries and write the refreshed timestamps.
+        self.check_expiry(now.unix_ms as i64 / 1000);
+        if now.mono >= self.next_dialer_prune {
+            self.next_dialer_prune = now.mono + 60_000;
+            self.dialer.prune(now.mono);
+        }
+        self.log_refusals(now.mono);
+        // Every 10 minutes: addresses are learned only when they change, so
+        // the hearsay of nodes still announcing the address they had is
+        // refreshed from the routes, and the cache entries of the nodes we
+        // are linked to are seen now; stale cache entries go.
         if now.mono >= self.next_prune {
             self.next_prune = now.mono + 600_000;
-            // nodes still announcing the address they had are seen now:
-            // addresses are learned only when they change
-            let secs = now.unix_ms / 1000;
             for (mac, route) in self.shared.engine.routes().snapshot() {
                 if let Some(addr) = route.addr {
-                    self.cache.learn(mac, addr, secs);
+                    self.dialer.learn(mac, addr, route.via, now.mono);
                 }
+            }
+            let secs = now.unix_ms / 1000;
+            for l in self.links.all().into_iter().filter(|l| l.outbound) {
+                self.cache.learn(l.peer, l.addr, secs);
             }
             self.cache.prune(secs);
             self.cache.touch();
         }
-        if self.cache.is_dirty() && now.mono.saturating_sub(self.last_cache_write) >= 2000 {
+        // The first change soon (a node that just joined keeps what it
+        // found), then at most once a minute.
+        let due =
+            self.last_cache_write.is_none_or(|t| now.mono.saturating_sub(t) >= CACHE_WRITE_MS);
+        if self.cache.is_dirty() && due {
             self.save_cache();
+        }
+    }
+
+    /// Logs how many announced addresses were refused as unusable since
+    /// the last time, with the latest one: the first at once, then at most
+    /// once a minute.
+    fn log_refusals(&mut self, now: u64) {
+        if now < self.next_refusal_log {
+            return;
+        }
+        let Some(r) = self.dialer.take_refusal() else { return };
+        let total = self.dialer.stats().refused;
+        warn!(
+            "not dialling {} announced address(es) that cannot be a node's, such as {}@{} \
+             ({}) from neighbour {}",
+            total - self.refusals_logged,
+            r.mac,
+            r.addr,
+            r.why,
+            r.via
+        );
+        self.refusals_logged = total;
+        self.next_refusal_log = now + 60_000;
+    }
+
+    /// Warns of this node's certificates expiring, and closes the links
+    /// whose peer's certificate has expired, at `now` (Unix seconds).
+    fn check_expiry(&mut self, now: i64) {
+        let links = self.peer_chains.iter().map(|(id, pc)| (*id, pc.peer, pc.not_after));
+        for action in self.expiry.tick(now, links) {
+            match action {
+                ExpiryAction::Warn { cert, days_left, not_after } => warn!(
+                    "{cert} expires in {days_left} day(s), on {}",
+                    tls::cert_info::unix_to_text(not_after)
+                ),
+                ExpiryAction::Expired { cert, not_after } => error!(
+                    "{cert} expired on {}: nodes refuse new links with this node until it \
+                     is renewed (then invpnctl reload)",
+                    tls::cert_info::unix_to_text(not_after)
+                ),
+                ExpiryAction::Close { link, peer, reason } => {
+                    self.peer_chains.remove(&link);
+                    info!("link to {peer} closed: {reason} (cause={})", reason.cause().label());
+                    self.close(link, reason);
+                }
+            }
         }
     }
 
     /// Writes the node cache now (also at exit and before a restart).
     pub fn save_cache(&mut self) {
-        self.last_cache_write = self.shared.clock.mono();
+        self.last_cache_write = Some(self.shared.clock.mono());
         match cache_file::save(&self.cfg.network.cache, &self.cache) {
             Ok(()) => self.cache.mark_written(),
             Err(e) => {
@@ -371,6 +473,7 @@ impl Supervisor {
     }
 
     fn start_dial(&mut self, d: Dial, now: u64) {
+        debug!("dialling {}@{}", d.mac, d.addr);
         let stream = match net::connect(d.addr, &self.tuning) {
             Ok(s) => s,
             Err(e) => {
@@ -386,7 +489,6 @@ impl Supervisor {
         });
         match conn {
             Ok(c) => {
-                debug!("dialling {}@{}", d.mac, d.addr);
                 let id = self.new_link_id();
                 self.hand_over(
                     id,
@@ -434,6 +536,10 @@ impl Supervisor {
             match listener.accept() {
                 Ok((stream, addr)) => {
                     let addr = net::canonical(addr);
+                    if let Ok(local) = stream.local_addr() {
+                        // where neighbours reach us: never to be dialled
+                        self.dialer.policy_mut().add_own(local);
+                    }
                     if let Err(e) = net::tune(&SockRef::from(&stream), &self.tuning) {
                         debug!("connection from {addr}: socket options: {e}");
                     }
@@ -490,7 +596,7 @@ impl Supervisor {
             ToSupervisor::LinkUp { id, peer, addr, outbound, ext, stats, chain } => {
                 self.pending.remove(&id);
                 self.admission.done(id);
-                let pc = PeerCert { chain, accepted: !outbound, peer };
+                let pc = PeerCert::new(chain, !outbound, peer);
                 // a handshake begun before a reload ran with the old material
                 let hs = self.shared.settings.handshake_timeout + 1000;
                 if self.material_changed > 0 && now.mono <= self.material_changed + hs {
@@ -515,7 +621,11 @@ impl Supervisor {
                     }
                 }
                 self.link_stats.insert(id, stats);
-                self.dialer.linked(peer);
+                // a link we dialled proves the address: the cache keeps it
+                self.dialer.linked(peer, outbound.then_some(addr));
+                if outbound {
+                    self.cache.learn(peer, addr, now.unix_ms / 1000);
+                }
                 self.dial_errors.remove(&peer);
                 self.announce_now = true;
             }
@@ -558,18 +668,17 @@ impl Supervisor {
                         }
                         self.dialer.failed(mac, now.mono);
                     } else {
-                        self.dialer.linked(mac);
+                        self.dialer.linked(mac, None);
                     }
                 }
             }
-            ToSupervisor::Engine(Event::Learned { mac, addr }) => {
-                self.dialer.learn(mac, addr, now.mono);
-                self.cache.learn(mac, addr, now.unix_ms / 1000);
+            // Hearsay: dialled (within the neighbour's share), never cached.
+            ToSupervisor::Engine(Event::Learned { mac, addr, via }) => {
+                if let Learn::Refused(_) = self.dialer.learn(mac, addr, via, now.mono) {
+                    self.log_refusals(now.mono);
+                }
             }
-            ToSupervisor::Engine(Event::Forgot { mac }) => {
-                self.dialer.forget(mac);
-                self.cache.forget(&mac);
-            }
+            ToSupervisor::Engine(Event::Forgot { mac }) => self.dialer.forget(mac),
             ToSupervisor::Engine(Event::Health(report)) => self.trace_answer(report),
             ToSupervisor::Fatal(msg) => return Some(Exit::Fatal(msg)),
         }
@@ -654,7 +763,7 @@ impl Supervisor {
             self.peer_chains.remove(&old);
             self.close(old, CloseReason::Replaced);
         }
-        self.peer_chains.insert(lane, PeerCert { chain, accepted, peer });
+        self.peer_chains.insert(lane, PeerCert::new(chain, accepted, peer));
         self.lane_stats.insert(ctx.id, stats);
         self.set_lane(ctx.id, Some(lane));
     }
@@ -749,6 +858,12 @@ impl Supervisor {
         if new.network.max_links != self.cfg.network.max_links {
             r.changed.push(format!("[network] max_links: {}", new.network.max_links));
         }
+        if new.limits != self.cfg.limits {
+            r.changed.push(format!(
+                "[limits] dial_targets: {}, dial_targets_per_link: {}",
+                new.limits.dial_targets, new.limits.dial_targets_per_link
+            ));
+        }
         let material = Arc::new(material);
         self.material = material.clone();
         self.material_changed = self.shared.clock.mono();
@@ -756,10 +871,16 @@ impl Supervisor {
         let seeds: Vec<(Mac, SocketAddr)> =
             new.network.init.iter().map(|s| (s.mac, s.addr)).collect();
         self.dialer.set_seeds(&seeds);
+        let seed_addrs: Vec<SocketAddr> = seeds.iter().map(|s| s.1).collect();
+        self.dialer
+            .policy_mut()
+            .set_loopback_allowed(AddrPolicy::loopback_allowed(self.cfg.network.bind, &seed_addrs));
         self.dialer.set_max_links(new.network.max_links);
+        self.dialer.set_limits(dial_limits(&new));
         self.cfg.ssl = new.ssl;
         self.cfg.network.init = new.network.init;
         self.cfg.network.max_links = new.network.max_links;
+        self.cfg.limits = new.limits;
         self.cfg.network.congestion = new.network.congestion;
         if congestion != self.congestion {
             r.changed.push(format!("[network] congestion: {congestion} for new links"));
@@ -775,7 +896,8 @@ impl Supervisor {
             self.install_metrics(m);
         }
         self.cfg.control.metrics = new.control.metrics;
-        super::warn_expiry(&self.material);
+        // warned of again, at the next tick
+        self.expiry = own_expiry(&self.material);
         r.closed = self.reverify_links();
         Ok(r)
     }
@@ -864,6 +986,7 @@ impl Supervisor {
     pub(super) fn restart_check(&self) -> RestartReport {
         let check = config::load(&self.cfg.path)
             .and_then(|c| cache_file::check_path(&c).map(|()| c))
+            .and_then(|c| cache_file::check_directory(&c).map(|()| c))
             .map_err(|e| e.to_string())
             .and_then(|c| {
                 super::congestion(&c)?;
@@ -950,6 +1073,41 @@ impl Supervisor {
             })
             .collect()
     }
+}
+
+/// How often the node cache is written at most, once it has been (ms).
+const CACHE_WRITE_MS: u64 = 60_000;
+
+impl PeerCert {
+    /// A chain kept from a handshake, with its earliest expiry.
+    pub fn new(chain: Vec<CertificateDer<'static>>, accepted: bool, peer: Mac) -> PeerCert {
+        let not_after = chain
+            .iter()
+            .filter_map(|c| tls::CertInfo::from_der(c).ok())
+            .map(|i| i.not_after)
+            .min()
+            .unwrap_or(0);
+        PeerCert { chain, not_after, accepted, peer }
+    }
+}
+
+/// The hearsay bounds of `[limits]`.
+fn dial_limits(cfg: &Config) -> dialer::Limits {
+    dialer::Limits { total: cfg.limits.dial_targets, per_link: cfg.limits.dial_targets_per_link }
+}
+
+/// The address rule: this node's listening address (if it names one) is
+/// its own; loopback is dialled only by a node that lives there.
+fn addr_policy(cfg: &Config, listen: Option<SocketAddr>) -> AddrPolicy {
+    let own: Vec<SocketAddr> = listen.filter(|a| !a.ip().is_unspecified()).into_iter().collect();
+    let seeds: Vec<SocketAddr> = cfg.network.init.iter().map(|s| s.addr).collect();
+    AddrPolicy::new(&own, AddrPolicy::loopback_allowed(cfg.network.bind, &seeds))
+}
+
+/// The expiry watch of the node's own certificate and CA.
+fn own_expiry(m: &Material) -> Expiry {
+    let cas: Vec<(String, i64)> = m.cas.iter().map(|c| (c.subject.clone(), c.not_after)).collect();
+    Expiry::new((m.cert.subject.clone(), m.cert.not_after), &cas)
 }
 
 /// Settings that differ between two configurations and cannot change
