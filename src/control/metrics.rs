@@ -42,8 +42,11 @@ impl Kind {
 /// A sample's value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value {
+    /// A counter or a count.
     U(u64),
+    /// A signed value (a timestamp that may be before 1970).
     I(i64),
+    /// A fraction or a time in seconds.
     F(f64),
 }
 

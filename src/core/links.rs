@@ -113,8 +113,11 @@ impl std::fmt::Display for CloseReason {
 /// What the node knows about one established link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
+    /// The link.
     pub id: LinkId,
+    /// The neighbour's MAC, from its certificate.
     pub peer: Mac,
+    /// Its address on the TCP connection.
     pub addr: SocketAddr,
     /// Whether this node dialled it.
     pub outbound: bool,
