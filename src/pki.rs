@@ -48,7 +48,9 @@ impl KeyType {
 /// A certificate and its private key, PEM encoded.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CertAndKey {
+    /// The certificate.
     pub cert_pem: String,
+    /// The private key (PKCS#8).
     pub key_pem: String,
 }
 
@@ -196,7 +198,9 @@ fn err(what: &'static str) -> impl Fn(rcgen::Error) -> PkiError {
 /// The validity period of a new certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity {
+    /// The first moment it is valid.
     pub not_before: OffsetDateTime,
+    /// The last.
     pub not_after: OffsetDateTime,
 }
 

@@ -14,6 +14,7 @@ use std::path::Path;
 /// What TUNGETIFF says about a TUN/TAP descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunInfo {
+    /// The interface's name.
     pub name: String,
     /// Whether it is a TAP (Ethernet frames), not a TUN.
     pub tap: bool,

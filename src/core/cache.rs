@@ -19,6 +19,7 @@ pub const MAX_ENTRIES: usize = 10_000;
 /// One known node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheEntry {
+    /// Where the node was reached.
     pub addr: SocketAddr,
     /// Unix seconds when the address was last announced (0: unknown, e.g.
     /// from a 0.4 cache).
@@ -35,6 +36,7 @@ pub struct NodeCache {
 /// What could not be read from a cache file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheParse {
+    /// The entries read.
     pub cache: NodeCache,
     /// Lines skipped, with their numbers and why (the rest is kept).
     pub skipped: Vec<(usize, String)>,

@@ -159,7 +159,9 @@ impl Target {
 /// A dial the daemon should start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dial {
+    /// The node expected to answer (its certificate's MAC is checked).
     pub mac: Mac,
+    /// Where to dial it.
     pub addr: SocketAddr,
 }
 
@@ -179,10 +181,13 @@ pub enum Learn {
 /// The last address refused, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
+    /// The node announced.
     pub mac: Mac,
+    /// The address refused.
     pub addr: SocketAddr,
     /// The neighbour that announced it.
     pub via: Mac,
+    /// What is wrong with the address.
     pub why: Unusable,
 }
 

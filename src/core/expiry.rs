@@ -56,12 +56,31 @@ impl fmt::Display for Own {
 pub enum ExpiryAction {
     /// One of this node's certificates expires in `days_left` whole days
     /// (at most one of [`WARN_DAYS`]): warn.
-    Warn { cert: Own, days_left: i64, not_after: i64 },
+    Warn {
+        /// Which certificate.
+        cert: Own,
+        /// Whole days left.
+        days_left: i64,
+        /// Its notAfter (Unix seconds).
+        not_after: i64,
+    },
     /// One of this node's certificates has expired: peers refuse new links
     /// (say it once, as an error).
-    Expired { cert: Own, not_after: i64 },
+    Expired {
+        /// Which certificate.
+        cert: Own,
+        /// Its notAfter (Unix seconds).
+        not_after: i64,
+    },
     /// Close this link: its peer's certificate has expired.
-    Close { link: LinkId, peer: Mac, reason: CloseReason },
+    Close {
+        /// The link (or lane).
+        link: LinkId,
+        /// Its peer.
+        peer: Mac,
+        /// [`CloseReason::CertificateExpired`].
+        reason: CloseReason,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -48,9 +48,11 @@ pub struct Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
     /// The announcement is new: the route now points at its link.
-    /// `addr_changed` says whether the announced address differs from the
-    /// one known before (or the node was not known).
-    Accepted { addr_changed: bool },
+    Accepted {
+        /// Whether the announced address differs from the one known
+        /// before (or the node was not known).
+        addr_changed: bool,
+    },
     /// An announcement with this id or a newer one was seen already.
     Stale,
     /// A new node, but the table holds as many as it may.

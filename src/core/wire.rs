@@ -72,15 +72,33 @@ pub enum WireError {
     /// `len = 0`: a message without even a type byte.
     Empty,
     /// The body ends before `field` is complete.
-    Truncated { kind: u8, field: &'static str },
+    Truncated {
+        /// The message type.
+        kind: u8,
+        /// The field cut short.
+        field: &'static str,
+    },
     /// Bytes after the last field of a fixed-layout message.
-    Trailing { kind: u8, extra: usize },
+    Trailing {
+        /// The message type.
+        kind: u8,
+        /// How many bytes too many.
+        extra: usize,
+    },
     /// An announce address type other than 0, 1 or 2.
     BadAddressType(u8),
     /// A list of MACs whose byte length is not a multiple of 6.
-    Misaligned { kind: u8, field: &'static str },
+    Misaligned {
+        /// The message type.
+        kind: u8,
+        /// The list.
+        field: &'static str,
+    },
     /// An Ethernet payload shorter than its EtherType.
-    RuntFrame { kind: u8 },
+    RuntFrame {
+        /// The message type.
+        kind: u8,
+    },
     /// An offloaded frame whose header does not fit the frame.
     BadOffload(&'static str),
 }
@@ -265,19 +283,28 @@ impl AnnouncedAddr {
 /// `0x00`: a neighbour announcing itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DirectAnnounce {
+    /// The protocol version byte (0.4 sends 1).
     pub version: u8,
+    /// Its id: the sender's clock in ms, made unique (`core::ids`).
     pub id: u64,
+    /// The neighbour's MAC.
     pub mac: Mac,
+    /// The port it listens on (0: none).
     pub port: u16,
 }
 
 /// `0x01`: an announcement relayed through the mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Announce {
+    /// The protocol version byte (0.4 sends 1).
     pub version: u8,
+    /// The announcing node's id for it (its clock in ms, made unique).
     pub id: u64,
+    /// The node announced.
     pub mac: Mac,
+    /// The port it listens on (0: none).
     pub port: u16,
+    /// Its address as the first relay saw it, if any.
     pub addr: AnnouncedAddr,
 }
 
@@ -293,8 +320,11 @@ impl Announce {
 /// `0x02`: a health request flooded from `origin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthRequest<'a> {
+    /// The protocol version byte (0.4 sends 1).
     pub version: u8,
+    /// The origin's id for it.
     pub id: u64,
+    /// The node that asks, to which answers go.
     pub origin: Mac,
     /// MACs of the nodes that forwarded the request, in order.
     pub trace: MacList<'a>,
@@ -303,6 +333,7 @@ pub struct HealthRequest<'a> {
 /// `0x03`: one node's answer to a health request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthResponse<'a> {
+    /// The protocol version byte (0.4 sends 1).
     pub version: u8,
     /// The requester.
     pub dst: Mac,
@@ -350,7 +381,9 @@ impl fmt::Debug for RoutePairs<'_> {
 /// `0x80`: a unicast Ethernet frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unicast<'a> {
+    /// The frame's destination MAC.
     pub dst: Mac,
+    /// Its source MAC.
     pub src: Mac,
     /// The whole Ethernet frame (dst, src, EtherType, ...): exactly what the
     /// TAP takes.
@@ -360,7 +393,9 @@ pub struct Unicast<'a> {
 /// `0x81`: a broadcast frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Broadcast<'a> {
+    /// The source's id for it, for de-duplication.
     pub id: u64,
+    /// The frame's source MAC (the destination is broadcast).
     pub src: Mac,
     /// The Ethernet payload from the EtherType on.
     pub payload: &'a [u8],
@@ -369,6 +404,7 @@ pub struct Broadcast<'a> {
 /// `0x04`: what an invpnd neighbour accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
+    /// The protocol version byte (0.4 sends 1).
     pub version: u8,
     /// [`hello_flags`] bits.
     pub flags: u32,
@@ -387,8 +423,11 @@ pub mod hello_flags {
 /// `0x82`: a unicast frame with its offload header, checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offloaded<'a> {
+    /// How the frame is to be segmented or checksummed.
     pub hdr: super::offload::VnetHdr,
+    /// The frame's destination MAC.
     pub dst: Mac,
+    /// Its source MAC.
     pub src: Mac,
     /// The whole Ethernet frame (a TCP super-frame, or a frame whose
     /// checksum is still partial).
@@ -398,13 +437,21 @@ pub struct Offloaded<'a> {
 /// A parsed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
+    /// `0x00`.
     DirectAnnounce(DirectAnnounce),
+    /// `0x01`.
     Announce(Announce),
+    /// `0x02`.
     HealthRequest(HealthRequest<'a>),
+    /// `0x03`.
     HealthResponse(HealthResponse<'a>),
+    /// `0x80`.
     Unicast(Unicast<'a>),
+    /// `0x81`.
     Broadcast(Broadcast<'a>),
+    /// `0x04` (invpnd links only).
     Hello(Hello),
+    /// `0x82` (invpnd links only).
     Offloaded(Offloaded<'a>),
     /// A type this implementation does not know; ignored (PROTOCOL.md §3).
     Unknown(u8),
@@ -641,12 +688,19 @@ pub fn encode_health_request(
 /// The content of a `0x03` health response, for encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HealthReport {
+    /// The requester.
     pub dst: Mac,
+    /// The node answering.
     pub responder: Mac,
+    /// The id of the request answered.
     pub request_id: u64,
+    /// The responder's linked neighbours.
     pub links: Vec<Mac>,
+    /// The responder's routes as (target, next hop) pairs.
     pub routes: Vec<(Mac, Mac)>,
+    /// The request's traceroute as it reached the responder.
     pub trace: Vec<Mac>,
+    /// The responder, then each node that forwarded the response.
     pub reverse: Vec<Mac>,
 }
 

@@ -64,8 +64,11 @@ struct Client {
 
 /// A trace under way.
 pub struct PendingTrace {
+    /// When to answer (monotonic ms).
     pub deadline: u64,
+    /// When the request was flooded (monotonic ms).
     pub started: u64,
+    /// The answers so far, this node first.
     pub nodes: Vec<TraceNode>,
     /// Responders heard so far (each is listed once).
     pub heard: hashbrown::HashSet<Mac>,
@@ -73,6 +76,7 @@ pub struct PendingTrace {
 
 /// What the supervisor does with a request.
 pub enum Reply {
+    /// Answer now.
     Now(Response),
     /// Answer when the trace with this id is complete.
     Later(u64),
