@@ -9,6 +9,7 @@ pub mod deframer;
 pub mod dialer;
 pub mod engine;
 pub mod fq;
+pub mod health;
 pub mod ids;
 pub mod inflight;
 pub mod lane;
