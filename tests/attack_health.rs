@@ -224,4 +224,5 @@ fn a_clock_stepping_back_ten_minutes_leaves_broadcasts_flowing() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(a.links_up(), 1, "{}", a.log_text());
+    assert!(b.wait_log(5, "the wall clock stepped back"), "{}", b.log_text());
 }
