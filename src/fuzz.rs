@@ -218,7 +218,9 @@ pub fn engine_sequence(data: &[u8]) {
                     _ => {}
                 }
                 if let (Some(id), Verdict::Done) = (answer, v) {
-                    let t = traces.get_mut(&id).expect("took an answer for no trace of ours");
+                    let Some(t) = traces.get_mut(&id) else {
+                        panic!("took an answer for no trace of ours")
+                    };
                     assert!(now.mono <= t.0, "took an answer after its trace ended");
                     t.1 += 1;
                     t.2 += raw.len() as u64;
