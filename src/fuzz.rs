@@ -184,10 +184,7 @@ pub fn engine_sequence(data: &[u8]) {
                     _ => None,
                 };
                 let on_path = bcast.is_some_and(|(src, _)| {
-                    src == link.peer
-                        || e.routes().get(&src).is_some_and(|r| {
-                            r.link == link.id || r.alt.is_some_and(|(l, _)| l == link.id)
-                        })
+                    src == link.peer || e.routes().next_hop(&src) == Some(link.id)
                 });
                 let request = matches!(parsed, Ok(Message::HealthRequest(_)));
                 let answer = match parsed {

@@ -329,7 +329,8 @@ impl Engine {
 
     /// Whether a broadcast or health request naming `src` as its source is
     /// plausible on `link`: `src` is the neighbour itself, or the route to
-    /// `src` (or its second path) uses `link`. This is the reverse-path
+    /// `src` uses `link` (not its second path: a forger there would reach
+    /// every node downstream). This is the reverse-path
     /// check of multicast routing: every node floods what it accepts, so
     /// the copy on the path from the source arrives, and copies on other
     /// links are redundant. A node that is not on the path from `src` can
@@ -343,7 +344,7 @@ impl Engine {
         }
         match self.routes.get(&src) {
             None => Err(DropReason::UnknownSource),
-            Some(r) if r.link == link.id || r.alt.is_some_and(|(l, _)| l == link.id) => Ok(()),
+            Some(r) if r.link == link.id => Ok(()),
             Some(_) => Err(DropReason::OffPath),
         }
     }
