@@ -2,7 +2,7 @@
 # fuzz.sh - run the coverage-guided fuzz targets (libFuzzer via cargo-fuzz)
 # on the stable toolchain (RUSTC_BOOTSTRAP=1 lets cargo-fuzz use the
 # sanitizer flags it needs). Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
-# Default: 60 seconds for each of wire, engine, offload, text. The seed
+# Default: 60 seconds for each of wire, engine, offload, text, dialer. The seed
 # corpus in fuzz/corpus/ is read only; what the fuzzer finds goes to
 # fuzz/corpus-work/ (kept between runs), crashes to fuzz/artifacts/.
 # FUZZ_ARGS adds libFuzzer options, e.g. FUZZ_ARGS=-len_control=0 to try
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(wire engine offload text)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(wire engine offload text dialer)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 cd fuzz

@@ -316,6 +316,119 @@ pub fn engine_sequence(data: &[u8]) {
     assert!(id > last_id, "id {id} after {last_id}");
 }
 
+/// Drives a dialer through a sequence of operations decoded from `data`
+/// (two bytes each: an operation and its argument): addresses announced
+/// by four neighbours (usable, invented and unusable ones), dials started,
+/// failing, linking and ending, time passing, seeds and limits changed.
+/// Checks after each step that the bookkeeping is consistent, that hearsay
+/// stays within its total and each neighbour's share, that nothing is
+/// dialled at an address the rule refuses unless it is the node's seed, and
+/// that no address is dialled twice at once.
+pub fn dialer_sequence(data: &[u8]) {
+    use crate::core::addrs::AddrPolicy;
+    use crate::core::dialer::{Dialer, Limits};
+    use std::collections::HashMap;
+
+    let me = Mac([2, 0x50, 0x56, 0, 0, 1]);
+    let own: SocketAddr = ([198, 18, 0, 1], 41744).into();
+    let policy = AddrPolicy::new(&[own], false);
+    let mut limits = Limits { total: 24, per_link: 8 };
+    let mut d = Dialer::new(me, 6, limits, policy.clone(), 1);
+    // MACs 0..64: 1 is this node, odd first bytes are group addresses
+    let mac = |b: u8| Mac([2 | (b >> 6 & 1), 0x50, 0x56, 0, 0, b % 64]);
+    let addr = |b: u8| -> SocketAddr {
+        match b % 16 {
+            0 => ([127, 0, 0, 1], 41744).into(),
+            1 => ([224, 0, 0, 1], 41744).into(),
+            2 => ([0, 0, 0, 0], 41744).into(),
+            3 => ([169, 254, 0, 1], 41744).into(),
+            4 => ([198, 18, 0, 9], 0).into(),
+            5 => own,
+            6 => (std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), 41744).into(),
+            7 => ([255, 255, 255, 255], 41744).into(),
+            n => ([198, 18, 0, 2 + n], 41744).into(),
+        }
+    };
+    let mut seeds: HashMap<Mac, SocketAddr> = HashMap::new();
+    let mut dialing: Vec<(Mac, SocketAddr)> = Vec::new();
+    let mut linked: Vec<Mac> = Vec::new();
+    let mut now = 0u64;
+    for pair in data.chunks_exact(2) {
+        let (op, arg) = (pair[0], pair[1]);
+        match op % 10 {
+            0..=2 => {
+                let via = Mac([2, 0xee, 0, 0, 0, op >> 4 & 3]);
+                d.learn(mac(arg), addr(arg.rotate_left(3) ^ op), via, now);
+            }
+            3 => {
+                for dial in d.poll(now, linked.len()) {
+                    let seeded = seeds.get(&dial.mac) == Some(&dial.addr);
+                    assert!(
+                        seeded || policy.check(dial.addr).is_ok(),
+                        "dialled {}@{}, which the address rule refuses",
+                        dial.mac,
+                        dial.addr
+                    );
+                    assert!(!dialing.iter().any(|(m, a)| *m == dial.mac || *a == dial.addr));
+                    assert!(!linked.contains(&dial.mac));
+                    assert_ne!(dial.mac, me, "dialled itself");
+                    dialing.push((dial.mac, dial.addr));
+                }
+                assert!(dialing.len() + linked.len() <= 6 || dialing.is_empty());
+            }
+            4 | 5 if !dialing.is_empty() => {
+                let (m, _) = dialing.swap_remove(usize::from(arg) % dialing.len());
+                if op % 10 == 4 {
+                    d.failed(m, now);
+                } else {
+                    d.linked(m, Some(addr(arg)).filter(|a| policy.check(*a).is_ok()));
+                    linked.push(m);
+                }
+            }
+            6 if !linked.is_empty() => {
+                let m = linked.swap_remove(usize::from(arg) % linked.len());
+                d.unlinked(m, now);
+            }
+            7 => {
+                now += u64::from(arg) * 60_000;
+                d.prune(now);
+            }
+            8 => {
+                if arg & 1 == 0 {
+                    d.forget(mac(arg >> 1));
+                } else {
+                    let m = mac(arg >> 1);
+                    if let Some(i) = dialing.iter().position(|(x, _)| *x == m) {
+                        dialing.swap_remove(i);
+                        d.is_self(m);
+                    } else if !linked.contains(&m) {
+                        d.is_self(m);
+                    }
+                }
+            }
+            9 => {
+                if arg & 1 == 0 {
+                    let list: Vec<(Mac, SocketAddr)> =
+                        (0..arg % 4).map(|i| (mac(arg.wrapping_add(i * 7)), addr(i))).collect();
+                    seeds = list.iter().copied().filter(|(m, _)| m.is_node_address()).collect();
+                    d.set_seeds(&list);
+                } else {
+                    limits =
+                        Limits { total: usize::from(arg % 32), per_link: usize::from(arg % 9) };
+                    d.set_limits(limits);
+                }
+            }
+            _ => {}
+        }
+        if let Err(e) = d.audit() {
+            panic!("dialer bookkeeping: {e}");
+        }
+        let s = d.stats();
+        assert!(s.hearsay <= limits.total, "{s:?} beyond {limits:?}");
+        assert!(s.hearsay_largest_share <= limits.per_link, "{s:?} beyond {limits:?}");
+    }
+}
+
 /// An offload header and frame from arbitrary bytes: checking, completing
 /// the checksum and segmenting must never read outside the frame, and the
 /// segments must carry exactly the payload.

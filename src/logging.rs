@@ -29,7 +29,9 @@ pub const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace", 
 pub struct Line {
     /// Unix milliseconds.
     pub time_ms: u64,
+    /// Its level.
     pub level: Level,
+    /// The message, without time or level.
     pub msg: String,
 }
 

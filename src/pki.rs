@@ -60,18 +60,137 @@ impl fmt::Debug for CertAndKey {
 
 /// Why a certificate operation failed.
 #[derive(Debug)]
-pub struct PkiError(pub String);
+pub enum PkiError {
+    /// rcgen could not make, read or sign something; `what` names the step.
+    Rcgen {
+        /// The step, such as `signing the request`.
+        what: &'static str,
+        /// rcgen's error.
+        source: rcgen::Error,
+    },
+    /// The system's cryptographic random generator failed.
+    Random,
+    /// A node certificate or request asked for a MAC that is not unicast.
+    NotUnicast(Mac),
+    /// A certificate signing request that cannot be signed.
+    Request(RequestError),
+    /// A file of a CA directory could not be read.
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file of a CA directory holds no usable key or certificate.
+    Unusable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it (the parser's words).
+        detail: String,
+    },
+    /// The CA directory's certificate is not a CA certificate.
+    NotCa(std::path::PathBuf),
+    /// The CA directory's key does not belong to its certificate.
+    KeyMismatch {
+        /// The key file.
+        key: std::path::PathBuf,
+        /// The certificate file.
+        cert: std::path::PathBuf,
+    },
+    /// Not a serial number in hex (the text given).
+    BadSerial(String),
+    /// A revocation time outside what a CRL can hold (the serial revoked).
+    BadRevocationTime(String),
+    /// The CA certificate's keyUsage does not allow signing CRLs.
+    CannotSignCrls,
+}
+
+/// What is wrong with a certificate signing request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not PEM (the parser's words).
+    NotPem(String),
+    /// PEM, but not a signing request (the parser's words).
+    NotParsed(String),
+    /// Its signature does not verify.
+    BadSignature,
+    /// It has no Common Name.
+    NoCommonName,
+    /// Its Common Name is not a MAC address.
+    NotAMac(String),
+    /// Its public key is of a kind rcgen cannot sign for (the reason).
+    UnsupportedKey(String),
+}
 
 impl fmt::Display for PkiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            PkiError::Rcgen { what, source } => write!(f, "{what}: {source}"),
+            PkiError::Random => f.write_str("the system's random generator failed"),
+            PkiError::NotUnicast(mac) => write!(f, "{mac} is not a unicast MAC: a node needs one"),
+            PkiError::Request(r) => write!(f, "{r}"),
+            PkiError::Read { path, source } => {
+                write!(f, "{}: cannot read: {source}", path.display())
+            }
+            PkiError::Unusable { path, detail } => write!(f, "{}: {detail}", path.display()),
+            PkiError::NotCa(path) => write!(
+                f,
+                "{}: not a CA certificate (basicConstraints CA:TRUE missing)",
+                path.display()
+            ),
+            PkiError::KeyMismatch { key, cert } => write!(
+                f,
+                "{}: this key does not belong to the CA certificate {}",
+                key.display(),
+                cert.display()
+            ),
+            PkiError::BadSerial(s) => {
+                write!(f, "{s:?} is not a serial number in hex (such as 4f:2a:01)")
+            }
+            PkiError::BadRevocationTime(serial) => {
+                write!(f, "revocation time of {serial}: out of range")
+            }
+            PkiError::CannotSignCrls => f.write_str(
+                "the CA certificate may not sign CRLs (its keyUsage lacks cRLSign): \
+                 make a new CA, or add cRLSign with openssl",
+            ),
+        }
     }
 }
 
-impl std::error::Error for PkiError {}
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::NotPem(e) => write!(f, "not a PEM certificate signing request: {e}"),
+            RequestError::NotParsed(e) => {
+                write!(f, "not a valid certificate signing request: {e}")
+            }
+            RequestError::BadSignature => {
+                f.write_str("the request's signature does not verify (corrupt or forged)")
+            }
+            RequestError::NoCommonName => f.write_str("the request has no Common Name"),
+            RequestError::NotAMac(cn) => {
+                write!(f, "the request's Common Name {cn:?} is not a MAC address")
+            }
+            RequestError::UnsupportedKey(e) => {
+                write!(f, "the request's public key is not supported: {e}")
+            }
+        }
+    }
+}
 
-fn err(what: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
-    move |e| PkiError(format!("{what}: {e}"))
+impl std::error::Error for PkiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PkiError::Rcgen { source, .. } => Some(source),
+            PkiError::Read { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn err(what: &'static str) -> impl Fn(rcgen::Error) -> PkiError {
+    move |source| PkiError::Rcgen { what, source }
 }
 
 /// The validity period of a new certificate.
@@ -95,9 +214,7 @@ impl Validity {
 /// Fills `b` from the system's cryptographic random generator.
 fn random_bytes(b: &mut [u8]) -> Result<(), PkiError> {
     use ring::rand::SecureRandom;
-    ring::rand::SystemRandom::new()
-        .fill(b)
-        .map_err(|_| PkiError("the system's random generator failed".into()))
+    ring::rand::SystemRandom::new().fill(b).map_err(|_| PkiError::Random)
 }
 
 /// A random serial number (RFC 5280: positive, at most 20 octets; 127 bits
@@ -175,7 +292,7 @@ pub fn new_node(
     key: KeyType,
 ) -> Result<CertAndKey, PkiError> {
     if !mac.is_node_address() {
-        return Err(PkiError(format!("{mac} is not a unicast MAC: a node needs one")));
+        return Err(PkiError::NotUnicast(mac));
     }
     issue(ca, &mac.to_string(), validity, key)
 }
@@ -184,7 +301,7 @@ pub fn new_node(
 /// the node; the request goes to the CA). Returns (request PEM, key PEM).
 pub fn new_request(mac: Mac, key: KeyType) -> Result<(String, String), PkiError> {
     if !mac.is_node_address() {
-        return Err(PkiError(format!("{mac} is not a unicast MAC: a node needs one")));
+        return Err(PkiError::NotUnicast(mac));
     }
     let kp = KeyPair::generate_for(key.alg()).map_err(err("generating the node key"))?;
     let mut p = CertificateParams::default();
@@ -208,28 +325,25 @@ pub fn sign_request(
     use rustls_pki_types::pem::PemObject;
     use x509_parser::prelude::FromDer;
     let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
-        .map_err(|e| PkiError(format!("not a PEM certificate signing request: {e}")))?;
+        .map_err(|e| PkiError::Request(RequestError::NotPem(e.to_string())))?;
     let (_, csr) =
         x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
-            .map_err(|e| PkiError(format!("not a valid certificate signing request: {e}")))?;
-    csr.verify_signature().map_err(|_| {
-        PkiError("the request's signature does not verify (corrupt or forged)".into())
-    })?;
+            .map_err(|e| PkiError::Request(RequestError::NotParsed(e.to_string())))?;
+    csr.verify_signature().map_err(|_| PkiError::Request(RequestError::BadSignature))?;
     let info = &csr.certification_request_info;
     let cn = info
         .subject
         .iter_common_name()
         .next()
         .and_then(|c| c.as_str().ok())
-        .ok_or_else(|| PkiError("the request has no Common Name".into()))?;
-    let mac: Mac = cn
-        .parse()
-        .map_err(|_| PkiError(format!("the request's Common Name {cn:?} is not a MAC address")))?;
+        .ok_or(PkiError::Request(RequestError::NoCommonName))?;
+    let mac: Mac =
+        cn.parse().map_err(|_| PkiError::Request(RequestError::NotAMac(cn.to_string())))?;
     if !mac.is_node_address() {
-        return Err(PkiError(format!("the request's Common Name {mac} is not a unicast MAC")));
+        return Err(PkiError::NotUnicast(mac));
     }
     let key = rcgen::SubjectPublicKeyInfo::from_der(info.subject_pki.raw)
-        .map_err(|e| PkiError(format!("the request's public key is not supported: {e}")))?;
+        .map_err(|e| PkiError::Request(RequestError::UnsupportedKey(e.to_string())))?;
     let cert = node_params(&mac.to_string(), validity)?
         .signed_by(&key, &issuer(ca)?)
         .map_err(err("signing the request"))?;
@@ -240,50 +354,37 @@ pub fn sign_request(
 /// (invpnctl, modern openssl), PKCS#1 RSA or SEC1 EC (older openssl, as
 /// 0.4's instructions made them).
 pub fn load_ca(dir: &std::path::Path) -> Result<CertAndKey, PkiError> {
-    let read = |name: &str| {
-        let p = dir.join(name);
-        std::fs::read_to_string(&p)
-            .map_err(|e| PkiError(format!("{}: cannot read: {e}", p.display())))
+    use rustls_pki_types::pem::PemObject;
+    let (crt, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|source| PkiError::Read { path: path.to_path_buf(), source })
     };
-    let cert_pem = read("ca.crt")?;
-    let key_pem = read("ca.key")?;
-    let key_pem = to_pkcs8_pem(&key_pem)
-        .map_err(|e| PkiError(format!("{}: {e}", dir.join("ca.key").display())))?;
-    let info = crate::tls::CertInfo::from_der(
-        &<rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::from_pem_slice(
-            cert_pem.as_bytes(),
-        )
-        .map_err(|e| PkiError(format!("{}: no certificate: {e}", dir.join("ca.crt").display())))?,
-    )
-    .map_err(|e| PkiError(format!("{}: {e}", dir.join("ca.crt").display())))?;
+    let unusable = |path: &std::path::Path, detail: String| PkiError::Unusable {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let cert_pem = read(&crt)?;
+    let key_pem = to_pkcs8_pem(&read(&key)?).map_err(|e| unusable(&key, e))?;
+    let cert_der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| unusable(&crt, format!("no certificate: {e}")))?;
+    let info = crate::tls::CertInfo::from_der(&cert_der).map_err(|e| unusable(&crt, e))?;
     if !info.is_ca {
-        return Err(PkiError(format!(
-            "{}: not a CA certificate (basicConstraints CA:TRUE missing)",
-            dir.join("ca.crt").display()
-        )));
+        return Err(PkiError::NotCa(crt));
     }
     let ck = CertAndKey { cert_pem, key_pem };
-    issuer(&ck).map_err(|e| PkiError(format!("{}: {e}", dir.display())))?;
+    issuer(&ck).map_err(|e| unusable(dir, e.to_string()))?;
     // The key must be the one the CA certificate was made for, or every
     // certificate signed with it fails to verify.
     let kp = KeyPair::from_pem(&ck.key_pem).map_err(err("reading the CA key"))?;
-    let cert_der =
-        <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::from_pem_slice(
-            ck.cert_pem.as_bytes(),
-        )
-        .map_err(|e| PkiError(format!("{}: {e}", dir.join("ca.crt").display())))?;
     let spki = {
         use x509_parser::prelude::FromDer;
         x509_parser::certificate::X509Certificate::from_der(cert_der.as_ref())
             .map(|(_, c)| c.public_key().raw.to_vec())
-            .map_err(|e| PkiError(format!("{}: {e}", dir.join("ca.crt").display())))?
+            .map_err(|e| unusable(&crt, e.to_string()))?
     };
     if rcgen::PublicKeyData::subject_public_key_info(&kp) != spki {
-        return Err(PkiError(format!(
-            "{}: this key does not belong to the CA certificate {}",
-            dir.join("ca.key").display(),
-            dir.join("ca.crt").display()
-        )));
+        return Err(PkiError::KeyMismatch { key, cert: crt });
     }
     Ok(ck)
 }
@@ -422,7 +523,7 @@ pub struct Revoked {
 /// (`01:a2:...`, `01a2...`, `0x01a2`), into its bytes.
 pub fn parse_serial(s: &str) -> Result<Vec<u8>, PkiError> {
     let hex: String = s.trim().trim_start_matches("0x").chars().filter(|c| *c != ':').collect();
-    let bad = || PkiError(format!("{s:?} is not a serial number in hex (such as 4f:2a:01)"));
+    let bad = || PkiError::BadSerial(s.to_string());
     if hex.is_empty() || hex.len() > 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(bad());
     }
@@ -448,7 +549,7 @@ pub fn sign_crl(
             Ok(rcgen::RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&parse_serial(&r.serial)?),
                 revocation_time: OffsetDateTime::from_unix_timestamp(r.time)
-                    .map_err(|e| PkiError(format!("revocation time of {}: {e}", r.serial)))?,
+                    .map_err(|_| PkiError::BadRevocationTime(r.serial.clone()))?,
                 reason_code: r.reason,
                 invalidity_date: None,
             })
@@ -464,12 +565,8 @@ pub fn sign_crl(
             .map_or(rcgen::KeyIdMethod::Sha256, rcgen::KeyIdMethod::PreSpecified),
     };
     let crl = params.signed_by(&issuer(ca)?).map_err(|e| match e {
-        rcgen::Error::IssuerNotCrlSigner => PkiError(
-            "the CA certificate may not sign CRLs (its keyUsage lacks cRLSign): \
-             make a new CA, or add cRLSign with openssl"
-                .into(),
-        ),
-        e => PkiError(format!("signing the CRL: {e}")),
+        rcgen::Error::IssuerNotCrlSigner => PkiError::CannotSignCrls,
+        source => PkiError::Rcgen { what: "signing the CRL", source },
     })?;
     crl.pem().map_err(err("encoding the CRL"))
 }
@@ -487,4 +584,41 @@ fn ca_key_id(ca: &CertAndKey) -> Option<Vec<u8>> {
         _ => None,
     });
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_what_is_wrong_by_kind() {
+        assert!(matches!(parse_serial("zz"), Err(PkiError::BadSerial(s)) if s == "zz"));
+        assert!(matches!(
+            sign_request(
+                &new_ca("t", Validity::days_from_now(1), KeyType::EcdsaP256).unwrap(),
+                "junk",
+                Validity::days_from_now(1)
+            ),
+            Err(PkiError::Request(RequestError::NotPem(_)))
+        ));
+        let multicast = Mac([0x01, 0, 0, 0, 0, 1]);
+        let e = new_request(multicast, KeyType::EcdsaP256).unwrap_err();
+        assert!(matches!(e, PkiError::NotUnicast(m) if m == multicast));
+        assert_eq!(e.to_string(), "01:00:00:00:00:01 is not a unicast MAC: a node needs one");
+
+        // a CA directory whose certificate is a node's
+        let dir = std::env::temp_dir().join(format!("invpn-pki-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = new_ca("t", Validity::days_from_now(1), KeyType::EcdsaP256).unwrap();
+        let node =
+            new_node(&ca, Mac([2, 0, 0, 0, 0, 1]), Validity::days_from_now(1), KeyType::EcdsaP256)
+                .unwrap();
+        std::fs::write(dir.join("ca.crt"), &node.cert_pem).unwrap();
+        std::fs::write(dir.join("ca.key"), &node.key_pem).unwrap();
+        let e = load_ca(&dir).unwrap_err();
+        assert!(matches!(&e, PkiError::NotCa(p) if p.ends_with("ca.crt")), "{e}");
+        std::fs::remove_file(dir.join("ca.crt")).unwrap();
+        assert!(matches!(load_ca(&dir), Err(PkiError::Read { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -16,13 +16,17 @@ use crate::core::{Engine, EngineConfig, Event, LinkCtx, LinkId, Mac, Now, Output
 /// Shape and timing of a simulated mesh.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
+    /// How many nodes.
     pub nodes: usize,
     /// Each node gets a degree drawn from this range (inclusive).
     pub degree: (usize, usize),
     /// One-way latency of each link, drawn from this range (ms).
     pub latency: (u64, u64),
+    /// Each node's announce interval (ms).
     pub announce_interval: u64,
+    /// How long a route lives without a fresh announcement (ms).
     pub route_ttl: u64,
+    /// Seeds the topology, latencies and the nodes' randomness.
     pub seed: u64,
 }
 
@@ -94,6 +98,7 @@ pub type Deliveries = Rc<RefCell<Vec<(usize, Vec<u8>)>>>;
 
 /// The whole simulated mesh.
 pub struct Sim {
+    /// What it was built from.
     pub cfg: SimConfig,
     now: u64,
     seq: u64,
@@ -101,6 +106,7 @@ pub struct Sim {
     queue: BinaryHeap<Reverse<Due>>,
     /// Bytes and messages of types below 0x80 (control) sent on links.
     pub control_bytes: u64,
+    /// See `control_bytes`.
     pub control_msgs: u64,
     /// Frames written to TAPs.
     pub delivered: Deliveries,

@@ -329,6 +329,8 @@ fn operator_mistakes_fail_with_file_and_line() {
         &["pkcs8", "-topk8", "-in", key.to_str().unwrap(), "-out", "enc.key", "-passout", "pass:x"],
     );
     std::fs::write(d.join("notes.txt"), "things to do\n").unwrap();
+    let crl_pem = common::crl(d, &[]).pem().unwrap();
+    std::fs::write(d.join("ca.crl"), &crl_pem).unwrap();
 
     let cached = |cache: &Path| write_conf_cache(d, &key, &cert, &ca, cache, "");
     let own = write_conf_cache(d, &key, &cert, &ca, Path::new("PLACEHOLDER"), "");
@@ -344,6 +346,11 @@ fn operator_mistakes_fail_with_file_and_line() {
             "cache is some other file",
             cached(&d.join("notes.txt")),
             vec![".conf:6: [network] cache:", "is not a node cache"],
+        ),
+        (
+            "cache is the CRL",
+            write_conf_cache(d, &key, &cert, &ca, &d.join("ca.crl"), "[ssl]\ncrl=ca.crl\n"),
+            vec![".conf:6: [network] cache:", "revocation list"],
         ),
         (
             "cache directory missing",
@@ -374,9 +381,25 @@ fn operator_mistakes_fail_with_file_and_line() {
             assert!(err.contains(w), "{what}: {w:?} not in {err:?}");
         }
     }
+    // a missing cache directory stops the daemon itself too, before it
+    // touches anything (no root needed to get that far)
+    let conf = cached(&d.join("missing/invpn.cache"));
+    let (code, _, err) = invpnd(&["-c", conf.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(".conf:6: [network] cache:") && err.contains("its directory"), "{err}");
     // nothing was overwritten
+    assert_eq!(std::fs::read_to_string(d.join("ca.crl")).unwrap(), crl_pem);
     assert!(std::fs::read_to_string(&key).unwrap().contains("PRIVATE KEY"));
     assert_eq!(std::fs::read_to_string(d.join("notes.txt")).unwrap(), "things to do\n");
+    // an invpn 0.4 cache, mangled keys and all, is a cache
+    std::fs::write(
+        d.join("old.cache"),
+        "[General]\n02%3A50%3A56%3A00%3A00%3A02=198.18.0.2, 47742\n%3A%3A=, 0\n",
+    )
+    .unwrap();
+    let (code, out, err) = invpnd(&["-t", "-c", cached(&d.join("old.cache")).to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("old.cache (1 nodes)"), "{out}");
 
     // an unwritable directory (root may write anywhere)
     if running_as_root() {

@@ -29,6 +29,11 @@ fn engine_corpus() {
 }
 
 #[test]
+fn dialer_corpus() {
+    each("dialer", invpn::fuzz::dialer_sequence);
+}
+
+#[test]
 fn offload_corpus() {
     each("offload", invpn::fuzz::offload_input);
 }

@@ -182,6 +182,11 @@ proptest! {
     }
 
     #[test]
+    fn dialer_bounds_hold_for_arbitrary_sequences(data in prop::collection::vec(any::<u8>(), 0..800)) {
+        fuzz::dialer_sequence(&data);
+    }
+
+    #[test]
     fn segmentation_carries_exactly_the_payload(
         v6 in any::<bool>(),
         payload in prop::collection::vec(any::<u8>(), 0..5000),

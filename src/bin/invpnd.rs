@@ -85,6 +85,9 @@ fn main() -> ExitCode {
         return fail(&e);
     }
     if let Err(e) = cache_file::check_directory(&cfg) {
+        return fail(&e);
+    }
+    if let Err(e) = cache_file::check_writable(&cfg) {
         if check {
             return fail(&e);
         }
@@ -205,6 +208,11 @@ fn print_check(
         }
     )?;
     writeln!(out, "max links:       {}", n.max_links)?;
+    writeln!(
+        out,
+        "dial targets:    {} learnt from announcements, {} per neighbour",
+        cfg.limits.dial_targets, cfg.limits.dial_targets_per_link
+    )?;
     writeln!(out, "TCP congestion:  {congestion}")?;
     writeln!(
         out,

@@ -201,6 +201,15 @@ pub struct Performance {
     pub lanes: bool,
 }
 
+/// `[limits]`: how much state one neighbour may make this node keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most dial targets learnt from announcements (hearsay), in all.
+    pub dial_targets: usize,
+    /// Most of them charged to one neighbour.
+    pub dial_targets_per_link: usize,
+}
+
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -211,6 +220,7 @@ pub struct Config {
     pub interface: Interface,
     pub control: Control,
     pub performance: Performance,
+    pub limits: Limits,
     /// Things worth telling the operator (unknown keys, odd values).
     pub warnings: Vec<String>,
     /// What the file said, line by line (for errors found later).
@@ -316,6 +326,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "lanes",
         ],
     ),
+    ("limits", &["dial_targets", "dial_targets_per_link"]),
 ];
 
 /// Reads and validates a configuration file (as bytes: see `ini`).
@@ -459,6 +470,19 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
             }
         })?,
     };
+    let dial = crate::core::dialer::Limits::DEFAULT;
+    let count = |what: &'static str| {
+        move |v: &str| v.parse::<usize>().map_err(|_| format!("{v:?}: expected a number of {what}"))
+    };
+    let limits = Limits {
+        dial_targets: r.get("limits", "dial_targets", dial.total, count("dial targets"))?,
+        dial_targets_per_link: r.get(
+            "limits",
+            "dial_targets_per_link",
+            dial.per_link,
+            count("dial targets"),
+        )?,
+    };
     Ok(Config {
         path: path.to_path_buf(),
         ssl,
@@ -466,6 +490,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         interface,
         control,
         performance,
+        limits,
         warnings: r.warnings,
         entries,
     })

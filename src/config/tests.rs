@@ -286,3 +286,14 @@ fn every_key_is_in_the_example_and_the_manual() {
         }
     }
 }
+
+#[test]
+fn limits_default_and_are_numbers() {
+    let c = load_text(MINIMAL).unwrap();
+    assert_eq!((c.limits.dial_targets, c.limits.dial_targets_per_link), (10_000, 2_500));
+    let c = load_text(&format!("{MINIMAL}[limits]\ndial_targets=50\ndial_targets_per_link=0\n"))
+        .unwrap();
+    assert_eq!((c.limits.dial_targets, c.limits.dial_targets_per_link), (50, 0));
+    let e = err(&format!("{MINIMAL}[limits]\ndial_targets_per_link=lots\n"));
+    assert!(e.starts_with("/etc/invpn/invpn.conf:6: [limits] dial_targets_per_link:"), "{e}");
+}

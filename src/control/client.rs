@@ -11,9 +11,19 @@ use super::{FollowLine, Request, Response};
 #[derive(Debug)]
 pub enum ClientError {
     /// No daemon at the socket.
-    Connect { path: String, err: std::io::Error },
+    Connect {
+        /// The control socket's path.
+        path: String,
+        /// Why connecting failed.
+        err: std::io::Error,
+    },
     /// The daemon did not answer in time, or the connection broke.
-    Io { path: String, err: std::io::Error },
+    Io {
+        /// The control socket's path.
+        path: String,
+        /// The error, a timeout included.
+        err: std::io::Error,
+    },
     /// The answer was not a response.
     Garbled(String),
     /// The daemon refused the request.

@@ -42,8 +42,11 @@ impl Kind {
 /// A sample's value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value {
+    /// A counter or a count.
     U(u64),
+    /// A signed value (a timestamp that may be before 1970).
     I(i64),
+    /// A fraction or a time in seconds.
     F(f64),
 }
 
@@ -203,6 +206,25 @@ pub fn render(s: &Status, links: &[LinkEntry], now_unix: f64) -> String {
     );
     x.sample("invpn_dedup_sources", &[("kind", "broadcast")], Value::U(s.dedup_sources as u64));
     x.sample("invpn_dedup_sources", &[("kind", "health")], Value::U(s.health_sources as u64));
+    let d = &s.dialer;
+    x.family("invpn_dial_targets", Kind::Gauge, "Nodes the dialer may dial, by kind of address.");
+    x.sample("invpn_dial_targets", &[("kind", "seed")], Value::U(d.seeds as u64));
+    x.sample("invpn_dial_targets", &[("kind", "confirmed")], Value::U(d.confirmed as u64));
+    x.sample("invpn_dial_targets", &[("kind", "hearsay")], Value::U(d.hearsay as u64));
+    x.single(
+        "invpn_dial_hearsay_largest_share",
+        Kind::Gauge,
+        "The most announced addresses charged to one neighbour.",
+        Value::U(d.hearsay_largest_share as u64),
+    );
+    x.family(
+        "invpn_dial_addresses_total",
+        Kind::Counter,
+        "Announced addresses refused as unusable, evicted to make room, or given up.",
+    );
+    x.sample("invpn_dial_addresses_total", &[("fate", "refused")], Value::U(d.refused));
+    x.sample("invpn_dial_addresses_total", &[("fate", "evicted")], Value::U(d.evicted));
+    x.sample("invpn_dial_addresses_total", &[("fate", "expired")], Value::U(d.expired));
     x.single(
         "invpn_certificate_expiry_timestamp_seconds",
         Kind::Gauge,
@@ -233,6 +255,14 @@ pub fn render(s: &Status, links: &[LinkEntry], now_unix: f64) -> String {
     );
     for (reason, n) in &s.drops {
         x.sample("invpn_dropped_total", &[("reason", reason)], Value::U(*n));
+    }
+    x.family(
+        "invpn_link_closes_total",
+        Kind::Counter,
+        "Links and connections closed, by cause (see CLOSE CAUSES in invpnctl(8)).",
+    );
+    for (cause, n) in &s.closes {
+        x.sample("invpn_link_closes_total", &[("cause", cause)], Value::U(*n));
     }
     x.family("invpn_malformed_messages_total", Kind::Counter, "Malformed messages, by class.");
     for (class, n) in &s.malformed {

@@ -140,3 +140,15 @@ fn one_series_per_peer() {
         "invpn_link_last_receive_timestamp_seconds{peer=\"02:50:56:00:00:02\"} 1796315637.344\n"
     ), "{out}");
 }
+
+#[test]
+fn the_dialer_is_exposed() {
+    let mut s = status();
+    s.dialer.hearsay = 200;
+    s.dialer.refused = 250;
+    s.closes.insert("certificate_expired".into(), 1);
+    let out = render(&s, &[], 1000.0);
+    assert!(out.contains("invpn_dial_targets{kind=\"hearsay\"} 200\n"), "{out}");
+    assert!(out.contains("invpn_dial_addresses_total{fate=\"refused\"} 250\n"), "{out}");
+    assert!(out.contains("invpn_link_closes_total{cause=\"certificate_expired\"} 1\n"), "{out}");
+}

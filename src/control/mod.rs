@@ -48,7 +48,10 @@ pub enum Request {
     /// Every route.
     Routes,
     /// Floods a health request and collects the answers for `wait_ms`.
-    Trace { wait_ms: u64 },
+    Trace {
+        /// How long to collect answers (ms).
+        wait_ms: u64,
+    },
     /// Everything `status` and `links` show, in the Prometheus text
     /// exposition format (the answer is one string; see [`metrics`]).
     Metrics,
@@ -58,6 +61,7 @@ pub enum Request {
     Restart,
     /// The log level of invpnd's own messages; sets it if `level` is given.
     Log {
+        /// The new level (`error` ... `trace`), or `None` to ask.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         level: Option<String>,
     },
@@ -118,6 +122,7 @@ pub struct RestartReport {
     pub restarting: bool,
     /// Why it refused.
     pub errors: Vec<String>,
+    /// What is worth a look but did not stop it.
     pub warnings: Vec<String>,
     /// Changed settings the new process applies.
     pub applied_by_restart: Vec<String>,
@@ -139,7 +144,14 @@ pub struct LogLevel {
 #[serde(rename_all = "lowercase")]
 pub enum FollowLine {
     /// A log line.
-    Line { time_ms: u64, level: String, msg: String },
+    Line {
+        /// When it was logged (ms since the Unix epoch).
+        time_ms: u64,
+        /// Its level: `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
+        level: String,
+        /// The message.
+        msg: String,
+    },
     /// This many lines were dropped here: the client read too slowly.
     Dropped(u64),
 }
@@ -147,9 +159,12 @@ pub enum FollowLine {
 /// The answer to a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
+    /// Whether the request succeeded (`result` set) or not (`error` set).
     pub ok: bool,
+    /// The answer: one of this module's types, as JSON.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub result: Option<serde_json::Value>,
+    /// Why the request failed, for people.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
 }
@@ -203,23 +218,39 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
 /// `status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
+    /// invpnd's version.
     pub version: String,
+    /// The node's MAC (its certificate's CN).
     pub mac: String,
+    /// The TAP interface's name.
     pub interface: String,
+    /// Its interface index.
     pub ifindex: u32,
+    /// Its MTU.
     pub mtu: u16,
     /// `None` when the node takes no connections.
     pub listen: Option<String>,
+    /// Seconds since the daemon started or last restarted in place.
     pub uptime_secs: u64,
+    /// Links up.
     pub links: usize,
+    /// Routes in the table.
     pub routes: usize,
+    /// Nodes in the node cache.
     pub cached_nodes: usize,
+    /// Worker threads.
     pub workers: usize,
+    /// Traffic counters by label (`core::stats::Counter`).
     pub counters: BTreeMap<String, u64>,
+    /// Drops by reason (DROP COUNTERS in invpnctl(8)).
     pub drops: BTreeMap<String, u64>,
     /// Malformed messages by class.
     #[serde(default)]
     pub malformed: BTreeMap<String, u64>,
+    /// Links (and connections that never became links) closed, by cause
+    /// (see CLOSE CAUSES in invpnctl(8)).
+    #[serde(default)]
+    pub closes: BTreeMap<String, u64>,
     /// Incoming handshakes pending now.
     #[serde(default)]
     pub pending_handshakes: usize,
@@ -243,20 +274,57 @@ pub struct Status {
     /// Sources the de-duplication window of health requests tracks.
     #[serde(default)]
     pub health_sources: usize,
+    /// The dialer's targets and what became of announced addresses.
+    #[serde(default)]
+    pub dialer: DialerStatus,
+}
+
+/// `status`'s `dialer`: the nodes this node may dial, by class (see
+/// invpnd(8), DIALLING).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialerStatus {
+    /// Nodes with a seed (`[network] init`).
+    pub seeds: usize,
+    /// Nodes with an address a link we dialled proved.
+    pub confirmed: usize,
+    /// Addresses announced by neighbours (or read from the cache), not yet
+    /// proved.
+    pub hearsay: usize,
+    /// Neighbours with hearsay charged to them.
+    pub hearsay_neighbours: usize,
+    /// The most hearsay charged to one neighbour.
+    pub hearsay_largest_share: usize,
+    /// `[limits] dial_targets`.
+    pub hearsay_limit: usize,
+    /// `[limits] dial_targets_per_link`.
+    pub hearsay_per_link_limit: usize,
+    /// Announced addresses refused as unusable (loopback, multicast, ...),
+    /// since start.
+    pub refused: u64,
+    /// Hearsay evicted to make room, since start.
+    pub evicted: u64,
+    /// Hearsay given up: failed too often, or not announced for an hour.
+    pub expired: u64,
 }
 
 /// One entry of `links`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkEntry {
+    /// The neighbour's MAC.
     pub peer: String,
+    /// Its address and port on the TCP connection.
     pub addr: String,
     /// "in" or "out".
     pub direction: String,
     /// "invpnd" (ALPN invpn/2) or "invpn-0.4".
     pub protocol: String,
+    /// Seconds since the link came up.
     pub uptime_secs: u64,
+    /// Bytes received (TLS records included).
     pub bytes_in: u64,
+    /// Bytes sent.
     pub bytes_out: u64,
+    /// Messages received.
     pub messages_in: u64,
     /// Bytes waiting in the link's queues (here and below, the queue of
     /// its lane included).
@@ -274,18 +342,22 @@ pub struct LinkEntry {
     /// Frames marked CE (ECN) instead of dropped.
     #[serde(default)]
     pub ecn_marks: u64,
+    /// Malformed messages received.
     pub malformed: u64,
     /// Whether the link has a lane (a second connection for the frames of
     /// sparse flows), and the bytes it carried.
     #[serde(default)]
     pub lane: bool,
+    /// Bytes received on the lane.
     #[serde(default)]
     pub lane_bytes_in: u64,
+    /// Bytes sent on the lane.
     #[serde(default)]
     pub lane_bytes_out: u64,
     /// Messages received and sent on the lane.
     #[serde(default)]
     pub lane_messages_in: u64,
+    /// Messages sent on the lane.
     #[serde(default)]
     pub lane_messages_out: u64,
     /// Messages sent (handed to TLS).
@@ -316,10 +388,13 @@ pub struct LinkEntry {
 /// One entry of `routes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteEntry {
+    /// The node's MAC.
     pub target: String,
+    /// The neighbour frames for it go to.
     pub next_hop: String,
     /// The second path, if one is known.
     pub alternative: Option<String>,
+    /// Seconds since the node's announcement last refreshed it.
     pub age_secs: u64,
     /// The address the node announced, if any.
     pub addr: Option<String>,
@@ -328,9 +403,11 @@ pub struct RouteEntry {
 /// One node's answer to a trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceNode {
+    /// The node's MAC.
     pub mac: String,
     /// The node that asked (its own state, not an answer from the wire).
     pub origin: bool,
+    /// Its neighbours' MACs.
     pub links: Vec<String>,
     /// (target, next hop) pairs.
     pub routes: Vec<(String, String)>,
@@ -343,8 +420,11 @@ pub struct TraceNode {
 /// `trace`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trace {
+    /// The id of the health request flooded.
     pub request_id: u64,
+    /// How long answers were collected (ms).
     pub waited_ms: u64,
+    /// The nodes that answered, this node first.
     pub nodes: Vec<TraceNode>,
 }
 

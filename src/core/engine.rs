@@ -93,8 +93,10 @@ pub struct LinkCtx {
 /// Something the rest of the daemon should know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A node announced an address to dial it on.
-    Learned { mac: Mac, addr: SocketAddr },
+    /// A node announced an address to dial it on; `via` is the neighbour
+    /// that passed the announcement on (whose share of dial targets it
+    /// takes, see `core::dialer`).
+    Learned { mac: Mac, addr: SocketAddr, via: Mac },
     /// A node announced that it takes no connections.
     Forgot { mac: Mac },
     /// A health response addressed to us.
@@ -544,7 +546,7 @@ impl Engine {
                 self.stats.add(Counter::AnnouncementsAccepted, 1);
                 if addr_changed {
                     out.event(match addr {
-                        Some(addr) => Event::Learned { mac: a.mac, addr },
+                        Some(addr) => Event::Learned { mac: a.mac, addr, via: link.peer },
                         None => Event::Forgot { mac: a.mac },
                     });
                 }

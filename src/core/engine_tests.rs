@@ -149,7 +149,11 @@ fn direct_announce_becomes_announce_with_seen_address() {
     assert_eq!(
         acts,
         vec![
-            Act::Event(Event::Learned { mac: m(2), addr: "198.18.0.2:41744".parse().unwrap() }),
+            Act::Event(Event::Learned {
+                mac: m(2),
+                addr: "198.18.0.2:41744".parse().unwrap(),
+                via: m(2)
+            }),
             Act::Flood(Some(LinkId(10)), want, false),
         ]
     );

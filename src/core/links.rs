@@ -11,13 +11,113 @@ use std::net::SocketAddr;
 use hashbrown::HashMap;
 
 use super::mac::Mac;
+use super::stats::CloseCause;
 use super::LinkId;
+
+/// Why a link, or a connection that never became one, closed. Each has a
+/// [`CloseCause`] that is counted (`invpnctl status`, the metrics); the
+/// details are for the log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The TCP connection could not be made.
+    ConnectFailed(std::io::ErrorKind),
+    /// The socket failed after it connected.
+    Socket(std::io::ErrorKind),
+    /// The peer closed the connection.
+    PeerClosed,
+    /// TLS refused the handshake or a record (rustls's error, described).
+    Tls(String),
+    /// The peer presented no certificate.
+    NoCertificate,
+    /// The peer's certificate names no MAC we accept (described).
+    BadPeerName(String),
+    /// The connection reached this node itself.
+    OwnNode,
+    /// The peer kept sending malformed messages.
+    Malformed,
+    /// The handshake did not finish within this many milliseconds.
+    HandshakeTimeout(u64),
+    /// Nothing was received for this many milliseconds.
+    Silent(u64),
+    /// Too many handshakes were pending: the oldest made room.
+    Admission,
+    /// Another link to the same node won the duplicate decision: the one
+    /// dialled by the lower MAC is kept.
+    Duplicate,
+    /// A newer link (or lane) to the same node replaced this one.
+    Replaced,
+    /// The peer's certificate is no longer valid (described).
+    Certificate(String),
+    /// The peer's certificate (or one of its chain) expired at this time
+    /// (Unix seconds) while the link was up.
+    CertificateExpired(i64),
+    /// A lane whose link closed, or that found no link to pair with.
+    LaneWithoutLink,
+    /// A lane not paired with a link within the handshake timeout.
+    LaneUnpaired,
+    /// The event loop could not watch the socket.
+    Unwatchable(std::io::ErrorKind),
+}
+
+impl CloseReason {
+    /// What it is counted as.
+    pub fn cause(&self) -> CloseCause {
+        use CloseReason as R;
+        match self {
+            R::ConnectFailed(_) => CloseCause::ConnectFailed,
+            R::Socket(_) => CloseCause::SocketError,
+            R::PeerClosed => CloseCause::PeerClosed,
+            R::Tls(_) => CloseCause::Tls,
+            R::NoCertificate | R::BadPeerName(_) => CloseCause::NoCertificate,
+            R::OwnNode => CloseCause::OwnNode,
+            R::Malformed => CloseCause::Malformed,
+            R::HandshakeTimeout(_) => CloseCause::HandshakeTimeout,
+            R::Silent(_) => CloseCause::Silent,
+            R::Admission => CloseCause::Admission,
+            R::Duplicate | R::Replaced => CloseCause::Duplicate,
+            R::Certificate(_) => CloseCause::Certificate,
+            R::CertificateExpired(_) => CloseCause::CertificateExpired,
+            R::LaneWithoutLink | R::LaneUnpaired => CloseCause::Lane,
+            R::Unwatchable(_) => CloseCause::Internal,
+        }
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use CloseReason as R;
+        match self {
+            R::ConnectFailed(k) => write!(f, "connect failed: {k}"),
+            R::Socket(k) => write!(f, "{k}"),
+            R::PeerClosed => f.write_str("connection closed by the peer"),
+            R::Tls(d) | R::BadPeerName(d) => f.write_str(d),
+            R::NoCertificate => f.write_str("the peer presented no certificate"),
+            R::OwnNode => f.write_str("connected to ourselves"),
+            R::Malformed => f.write_str("too many malformed messages"),
+            R::HandshakeTimeout(ms) => write!(f, "handshake timed out after {} s", ms / 1000),
+            R::Silent(ms) => write!(f, "nothing received for {:.1} s", *ms as f64 / 1000.0),
+            R::Admission => f.write_str("too many handshakes pending: the oldest makes room"),
+            R::Duplicate => f.write_str("duplicate link: the one dialled by the lower MAC is kept"),
+            R::Replaced => f.write_str("replaced by a newer link to the same node"),
+            R::Certificate(d) => write!(f, "peer certificate no longer valid: {d}"),
+            R::CertificateExpired(t) => {
+                write!(f, "peer certificate expired on {}", super::expiry::unix_to_text(*t))
+            }
+            R::LaneWithoutLink => f.write_str("a lane without its link"),
+            R::LaneUnpaired => f.write_str("lane not paired with a link in time"),
+            R::Unwatchable(k) => write!(f, "cannot watch the socket: {k}"),
+        }
+    }
+}
 
 /// What the node knows about one established link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
+    /// The link.
     pub id: LinkId,
+    /// The neighbour's MAC, from its certificate.
     pub peer: Mac,
+    /// Its address on the TCP connection.
     pub addr: SocketAddr,
     /// Whether this node dialled it.
     pub outbound: bool,
@@ -149,6 +249,19 @@ impl LinkTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_reasons_are_counted_by_cause_and_read_well() {
+        let silent = CloseReason::Silent(12_500);
+        assert_eq!(silent.cause(), CloseCause::Silent);
+        assert_eq!(silent.to_string(), "nothing received for 12.5 s");
+        let refused = CloseReason::ConnectFailed(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(refused.cause(), CloseCause::ConnectFailed);
+        assert_eq!(refused.to_string(), "connect failed: connection refused");
+        // both ends of the duplicate decision count as one cause
+        assert_eq!(CloseReason::Replaced.cause(), CloseReason::Duplicate.cause());
+        assert_eq!(CloseReason::LaneUnpaired.cause(), CloseCause::Lane);
+    }
 
     fn m(n: u8) -> Mac {
         Mac([2, 0, 0, 0, 0, n])

@@ -2,12 +2,14 @@
 //! and health. Nothing here reads a clock, opens a socket or touches the
 //! TAP; time comes in as [`Now`] and work goes out through [`engine::Output`].
 
+pub mod addrs;
 pub mod admission;
 pub mod cache;
 pub mod dedup;
 pub mod deframer;
 pub mod dialer;
 pub mod engine;
+pub mod expiry;
 pub mod fq;
 pub mod health;
 pub mod ids;

@@ -19,9 +19,11 @@ pub const VNET_HDR_LEN: usize = 10;
 pub const F_NEEDS_CSUM: u8 = 1;
 /// `flags`: the checksum is known to be valid.
 pub const F_DATA_VALID: u8 = 2;
-/// `gso_type` values.
+/// `gso_type`: not a super-frame.
 pub const GSO_NONE: u8 = 0;
+/// `gso_type`: a TCP over IPv4 super-frame.
 pub const GSO_TCPV4: u8 = 1;
+/// `gso_type`: a TCP over IPv6 super-frame.
 pub const GSO_TCPV6: u8 = 4;
 /// `gso_type` flag: TCP ECN (CWR) in use.
 pub const GSO_ECN: u8 = 0x80;
@@ -34,11 +36,17 @@ const IPPROTO_TCP: u8 = 6;
 /// A virtio-net header, host independent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VnetHdr {
+    /// [`F_NEEDS_CSUM`], [`F_DATA_VALID`].
     pub flags: u8,
+    /// [`GSO_NONE`], [`GSO_TCPV4`] or [`GSO_TCPV6`], maybe with [`GSO_ECN`].
     pub gso_type: u8,
+    /// Bytes of headers (Ethernet, IP, TCP) before the payload.
     pub hdr_len: u16,
+    /// Payload bytes per segment of a super-frame.
     pub gso_size: u16,
+    /// Where checksumming starts (from the Ethernet header).
     pub csum_start: u16,
+    /// Where in that the checksum goes.
     pub csum_offset: u16,
 }
 

@@ -11,7 +11,9 @@ pub struct TokenBucket {
 /// A rate: `per_sec` tokens per second, at most `burst` saved up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
+    /// Tokens added per second.
     pub per_sec: u32,
+    /// Tokens that can be saved up.
     pub burst: u32,
 }
 

@@ -115,6 +115,46 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// Why links (and connections that never became links) closed: the
+    /// cause of a [`super::links::CloseReason`], counted per cause.
+    CloseCause {
+        /// The TCP connection could not be made.
+        ConnectFailed = "connect_failed",
+        /// The socket failed after it connected (reset, timeout).
+        SocketError = "socket_error",
+        /// The peer closed the connection.
+        PeerClosed = "peer_closed",
+        /// TLS refused the handshake or a record.
+        Tls = "tls",
+        /// The peer presented no usable certificate (none, or no MAC).
+        NoCertificate = "no_certificate",
+        /// The connection reached this node itself.
+        OwnNode = "own_node",
+        /// The peer kept sending malformed messages.
+        Malformed = "malformed",
+        /// The handshake did not finish in time.
+        HandshakeTimeout = "handshake_timeout",
+        /// Nothing was received for too long.
+        Silent = "silent",
+        /// Too many handshakes were pending: the oldest made room.
+        Admission = "admission",
+        /// A second link to the same node lost the duplicate decision, or
+        /// a newer link replaced an older one.
+        Duplicate = "duplicate",
+        /// The peer's certificate is no longer valid: revoked, or refused
+        /// after a reload.
+        Certificate = "certificate",
+        /// The peer's certificate (or one of its chain) expired while the
+        /// link was up (`core::expiry`).
+        CertificateExpired = "certificate_expired",
+        /// A lane ended with its link, or found none to pair with.
+        Lane = "lane",
+        /// The event loop could not watch the socket.
+        Internal = "internal",
+    }
+}
+
 /// Shards of the counters: each thread adds to its own, on cache lines no
 /// other thread writes (no line bounces between the worker and TAP threads
 /// per frame); a read sums them. Threads beyond this share shards, still
@@ -144,7 +184,7 @@ fn shard_index() -> usize {
 /// and summed when read.
 pub struct Stats {
     /// Per shard: counters, then drops, then malformed classes, then
-    /// padding.
+    /// close causes, then padding.
     shards: Vec<Box<[AtomicU64]>>,
 }
 
@@ -157,7 +197,8 @@ impl Default for Stats {
 /// Where the three kinds of counter start in a shard.
 const DROPS_AT: usize = Counter::ALL.len();
 const MALFORMED_AT: usize = DROPS_AT + DropReason::ALL.len();
-const WORDS: usize = MALFORMED_AT + super::wire::WireError::LABELS.len();
+const CLOSES_AT: usize = MALFORMED_AT + super::wire::WireError::LABELS.len();
+const WORDS: usize = CLOSES_AT + CloseCause::ALL.len();
 
 impl Stats {
     /// All zero.
@@ -201,6 +242,16 @@ impl Stats {
     /// Counts a malformed message by its class.
     pub fn malformed(&self, e: &super::wire::WireError) {
         self.bump(MALFORMED_AT + e.index(), 1);
+    }
+
+    /// Counts a link (or connection) closed for this cause.
+    pub fn closed(&self, c: CloseCause) {
+        self.bump(CLOSES_AT + c as usize, 1);
+    }
+
+    /// Links closed for this cause.
+    pub fn closes(&self, c: CloseCause) -> u64 {
+        self.sum(CLOSES_AT + c as usize)
     }
 
     /// Malformed messages by class, as (label, count).
@@ -268,6 +319,30 @@ mod tests {
             .filter(|sh| sh[Counter::MessagesIn as usize].load(Ordering::Relaxed) > 0)
             .count();
         assert!(used > 1, "one shard for all threads");
+    }
+
+    #[test]
+    fn close_causes_count_apart_from_drops() {
+        let s = Stats::new();
+        s.closed(CloseCause::Silent);
+        s.closed(CloseCause::Silent);
+        s.drop(DropReason::Malformed);
+        assert_eq!(s.closes(CloseCause::Silent), 2);
+        assert_eq!(s.closes(CloseCause::Malformed), 0);
+        assert_eq!(s.drops(DropReason::Malformed), 1);
+        let last = *CloseCause::ALL.last().unwrap();
+        s.closed(last);
+        assert_eq!(s.closes(last), 1);
+    }
+
+    #[test]
+    fn every_close_cause_is_documented() {
+        let man = include_str!("../../man/invpnctl.8");
+        let section = man.split(".SH CLOSE CAUSES").nth(1).expect("a CLOSE CAUSES section");
+        for c in CloseCause::ALL {
+            let entry = format!(".TP\n.B {}\n", c.label());
+            assert!(section.contains(&entry), "{} is not in invpnctl(8)", c.label());
+        }
     }
 
     #[test]

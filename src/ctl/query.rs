@@ -160,10 +160,28 @@ pub fn format_status(s: &Status) -> String {
     if !bad.is_empty() {
         t.push_str(&format!("malformed:    {}\n", bad.join(" ")));
     }
+    let closes: Vec<String> =
+        s.closes.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+    if !closes.is_empty() {
+        t.push_str(&format!("closes:       {}\n", closes.join(" ")));
+    }
     t.push_str(&format!(
         "handshakes:   {} pending, {} connections refused\n",
         s.pending_handshakes,
         c("connections_refused")
+    ));
+    let d = &s.dialer;
+    t.push_str(&format!(
+        "dial targets: {} seeds, {} confirmed, {} hearsay (largest share {} of {}); \
+         {} refused, {} evicted, {} given up\n",
+        d.seeds,
+        d.confirmed,
+        d.hearsay,
+        d.hearsay_largest_share,
+        d.hearsay_per_link_limit,
+        d.refused,
+        d.evicted,
+        d.expired
     ));
     t
 }
@@ -324,5 +342,18 @@ mod tests {
         assert!(format_status(&s).contains("\ncongestion:   bbr (default)\n"));
         // a daemon that does not say: no line
         assert!(!format_status(&status(serde_json::json!({}))).contains("congestion"));
+    }
+
+    #[test]
+    fn status_shows_the_dial_targets() {
+        let s = status(serde_json::json!({"dialer": {
+            "seeds": 1, "confirmed": 3, "hearsay": 200, "hearsay_neighbours": 2,
+            "hearsay_largest_share": 190, "hearsay_limit": 10000,
+            "hearsay_per_link_limit": 2500, "refused": 250, "evicted": 2451, "expired": 88
+        }}));
+        assert!(format_status(&s).contains(
+            "\ndial targets: 1 seeds, 3 confirmed, 200 hearsay (largest share 190 of 2500); \
+             250 refused, 2451 evicted, 88 given up\n"
+        ));
     }
 }

@@ -57,6 +57,7 @@ fn parse_reason(s: &str) -> Result<Option<RevocationReason>, CtlError> {
 /// The list of revoked certificates kept in the CA directory.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct State {
+    /// The certificates revoked, in the order they were.
     pub revoked: Vec<Revoked>,
     /// The number the next CRL gets.
     pub next_number: u64,

@@ -22,9 +22,13 @@ const INTERVAL: Duration = Duration::from_secs(1);
 /// link is new or its counters went back (a new link to the same peer).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Rates {
+    /// Bytes received per second.
     pub bytes_in: Option<f64>,
+    /// Bytes sent per second.
     pub bytes_out: Option<f64>,
+    /// Messages received per second.
     pub msgs_in: Option<f64>,
+    /// Messages sent per second.
     pub msgs_out: Option<f64>,
 }
 

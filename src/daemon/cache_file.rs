@@ -91,20 +91,32 @@ pub fn looks_like_cache(bytes: &[u8]) -> bool {
     if text.starts_with(CACHE_HEADER) {
         return !text.contains('\0');
     }
-    // 0.4's has one section, [General]; invpnd's none
-    let only_general = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with('['))
-        .all(|h| h.eq_ignore_ascii_case("[general]"));
-    !text.contains('\0') && only_general && NodeCache::parse(text).skipped.is_empty()
+    if text.contains('\0') {
+        return false;
+    }
+    // 0.4's has one section, [General], and keys that are MACs with ':'
+    // escaped as %3A (some mangled, such as `%3A%3A=, 0`: still a cache)
+    let lines = || text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let general = |l: &str| l.eq_ignore_ascii_case("[general]");
+    if lines().next().is_some_and(general) {
+        return lines().filter(|l| !general(l)).all(|l| {
+            l.starts_with(';')
+                || l.split_once('=').is_some_and(|(k, _)| {
+                    let k = k.trim().replace("%3A", ":").replace("%3a", ":");
+                    !k.is_empty() && k.chars().all(|c| c == ':' || c.is_ascii_hexdigit())
+                })
+        });
+    }
+    // invpnd's without its header (written before it had one): every line
+    // an entry
+    !lines().any(|l| l.starts_with('[')) && NodeCache::parse(text).skipped.is_empty()
 }
 
 /// The first bytes of every cache file invpnd writes.
 const CACHE_HEADER: &str = "# invpnd node cache";
 
 /// Checks `[network] cache` before the daemon starts (and in `invpnd -t`):
-/// it must not be the key, certificate, CA or configuration file, and an
+/// it must not be the key, certificate, CA, CRL or configuration file, and an
 /// existing file there must be a node cache. Errors name the `cache` line
 /// of the configuration.
 pub fn check_path(cfg: &Config) -> Result<(), ConfigError> {
@@ -114,12 +126,13 @@ pub fn check_path(cfg: &Config) -> Result<(), ConfigError> {
     match std::fs::metadata(cache) {
         Ok(m) => {
             let others = [
-                (&cfg.ssl.key, "the node's private key ([ssl] key)"),
-                (&cfg.ssl.cert, "the node's certificate ([ssl] cert)"),
-                (&cfg.ssl.ca, "the CA certificate ([ssl] ca)"),
-                (&cfg.path, "this configuration file"),
+                (Some(&cfg.ssl.key), "the node's private key ([ssl] key)"),
+                (Some(&cfg.ssl.cert), "the node's certificate ([ssl] cert)"),
+                (Some(&cfg.ssl.ca), "the CA certificate ([ssl] ca)"),
+                (cfg.ssl.crl.as_ref(), "the revocation list ([ssl] crl)"),
+                (Some(&cfg.path), "this configuration file"),
             ];
-            for (other, what) in others {
+            for (other, what) in others.iter().filter_map(|(p, w)| Some((p.as_ref()?, w))) {
                 let same = std::fs::metadata(other)
                     .is_ok_and(|o| o.dev() == m.dev() && o.ino() == m.ino());
                 if same {
@@ -148,22 +161,27 @@ pub fn check_path(cfg: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Checks that the directory of `[network] cache` exists and that invpnd
-/// may create files in it: an error for `invpnd -t`, a warning when the
-/// daemon starts (a node without its cache still works).
+/// Checks that the directory of `[network] cache` exists: an error for
+/// `invpnd -t` and at start alike (a mistyped path, not a passing state).
 pub fn check_directory(cfg: &Config) -> Result<(), ConfigError> {
     let err = |msg: String| cfg.error("network", "cache", msg);
     let dir = directory(&cfg.network.cache);
     match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(err(format!("{} is not a directory", dir.display()))),
-        Err(e) => {
-            return Err(err(format!(
-                "its directory {}: {e} (create it: invpnd keeps the cache there)",
-                dir.display()
-            )))
-        }
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(err(format!("{} is not a directory", dir.display()))),
+        Err(e) => Err(err(format!(
+            "its directory {}: {e} (create it: invpnd keeps the cache there)",
+            dir.display()
+        ))),
     }
+}
+
+/// Checks that invpnd may create files in the directory of `[network]
+/// cache`: an error for `invpnd -t`, a warning when the daemon starts (a
+/// read-only or full disk is a state a node without its cache survives).
+pub fn check_writable(cfg: &Config) -> Result<(), ConfigError> {
+    let err = |msg: String| cfg.error("network", "cache", msg);
+    let dir = directory(&cfg.network.cache);
     if !crate::sys::can_create_in(dir) {
         return Err(err(format!(
             "its directory {} is not writable by invpnd: the cache could not be saved",
@@ -193,7 +211,15 @@ mod tests {
         assert!(looks_like_cache(NodeCache::new().to_text().as_bytes()));
         assert!(looks_like_cache(b""));
         assert!(looks_like_cache(b"[General]\n02%3A50%3A56%3A00%3A00%3A02=198.18.0.2, 47742\n"));
+        // 0.4's caches hold mangled keys too
+        assert!(looks_like_cache(
+            b"[General]\n02%3A50%3A56%3A00%3A00%3A02=198.18.0.2, 47742\n%3A%3A=, 0\n"
+        ));
+        assert!(!looks_like_cache(b"[General]\nkey=/etc/invpn/invpn.key\n"));
+        assert!(!looks_like_cache(b"[General]\n02%3A50=1\n[ssl]\nkey=k\n"));
         assert!(looks_like_cache(b"02:50:56:00:00:02 198.18.0.2:41744 17\n"));
+        assert!(looks_like_cache(b"02:50:56:00:00:03 [fd00::3]:41744 17\n"));
+        assert!(!looks_like_cache(b"[ssl]\n"));
         assert!(!looks_like_cache(
             b"-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n"
         ));

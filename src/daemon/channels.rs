@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::core::links::CloseReason;
 use crate::core::{Event, LinkCtx, LinkId, Mac};
 
 /// A limit on the bytes waiting in a queue, shared by its senders and its
@@ -53,9 +54,21 @@ impl Budget {
 /// Frames and messages for a worker's links (bounded: dropped when full).
 pub enum ToWorker {
     /// A message for one of the worker's links.
-    Send { link: LinkId, msg: Vec<u8> },
+    Send {
+        /// The link.
+        link: LinkId,
+        /// The whole message, length prefix included.
+        msg: Vec<u8>,
+    },
     /// A message for every link of the worker but `except`.
-    Flood { except: Option<LinkId>, msg: Arc<[u8]>, ext_only: bool },
+    Flood {
+        /// The link it came on, which does not get it back.
+        except: Option<LinkId>,
+        /// The whole message, shared by every link's queue.
+        msg: Arc<[u8]>,
+        /// Only for links to invpnd nodes (an extension 0.4 does not know).
+        ext_only: bool,
+    },
 }
 
 impl ToWorker {
@@ -84,29 +97,61 @@ pub enum Origin {
 pub enum WorkerCtl {
     /// Take over a connection: run its TLS handshake and then the link.
     Adopt {
+        /// The id the supervisor gave it (naming this worker).
         id: LinkId,
+        /// The connected (or connecting) socket.
         stream: mio::net::TcpStream,
+        /// The peer's address.
         addr: SocketAddr,
+        /// Dialled, accepted, or a lane.
         origin: Origin,
+        /// The TLS state, client or server, before its handshake.
         tls: Box<rustls::Connection>,
     },
     /// A message for every link of the worker (our announcement, a health
     /// request); never dropped.
-    Flood { msg: Arc<[u8]>, ext_only: bool },
+    Flood {
+        /// The whole message.
+        msg: Arc<[u8]>,
+        /// Only for links to invpnd nodes.
+        ext_only: bool,
+    },
     /// Close a link, saying why.
-    Close { id: LinkId, reason: String },
+    Close {
+        /// The link (or a connection still in its handshake).
+        id: LinkId,
+        /// Why: logged, and counted by the supervisor.
+        reason: CloseReason,
+    },
     /// Pair a lane with its link (whose context it takes for what arrives
     /// on it), or close it (`None`: no link to pair it with).
-    PairLane { lane: LinkId, link: Option<LinkCtx> },
+    PairLane {
+        /// The lane, on this worker.
+        lane: LinkId,
+        /// Its link's context, or `None` to close the lane.
+        link: Option<LinkCtx>,
+    },
     /// Hand a lane over to the worker of its link, under the id `to` (of
     /// that worker), paired with the link: a lane on the link's own worker
     /// costs sparse frames no hop between threads.
-    MoveLane { lane: LinkId, to: LinkId, link: LinkCtx },
+    MoveLane {
+        /// The lane, on this worker.
+        lane: LinkId,
+        /// Its id on the worker of its link.
+        to: LinkId,
+        /// The link it is paired with.
+        link: LinkCtx,
+    },
     /// Take over a lane moved from another worker.
     AdoptLane(Box<super::link::Link>),
     /// Frames of sparse flows on this link go to this lane from now on
     /// (`None`: the lane is gone, all go on the link).
-    SetLane { link: LinkId, lane: Option<LinkId> },
+    SetLane {
+        /// The link, on this worker.
+        link: LinkId,
+        /// Its lane (on this worker too), or `None`.
+        lane: Option<LinkId>,
+    },
     /// Stop the loop.
     Shutdown,
 }
@@ -115,32 +160,47 @@ pub enum WorkerCtl {
 pub enum ToSupervisor {
     /// A link finished its handshake.
     LinkUp {
+        /// The link.
         id: LinkId,
+        /// The peer's MAC, from its certificate.
         peer: Mac,
+        /// The peer's address on the TCP connection.
         addr: SocketAddr,
+        /// Whether this node dialled it.
         outbound: bool,
+        /// Whether the invpnd extensions were agreed (ALPN invpn/2).
         ext: bool,
+        /// The link's counters, which `invpnctl links` reads.
         stats: Arc<super::link::LinkStats>,
         /// The peer's certificate chain, checked again on reload.
         chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     },
     /// A link (or a connection that never became one) closed.
     LinkDown {
+        /// The link or connection.
         id: LinkId,
         /// The peer, if the handshake had finished.
         peer: Option<Mac>,
+        /// Dialled, accepted, or a lane.
         origin: Origin,
-        reason: String,
-        /// The connection reached ourselves.
-        was_self: bool,
+        /// Why it closed.
+        reason: CloseReason,
     },
     /// A link's peer said in its hello that it takes a lane, and we dialled
     /// the link: dial the lane.
-    WantLane { link: LinkId, peer: Mac },
+    WantLane {
+        /// The link.
+        link: LinkId,
+        /// Its peer, whose address the lane is dialled to.
+        peer: Mac,
+    },
     /// A lane finished its handshake: pair it with the link to `peer`.
     LaneUp {
+        /// The lane.
         id: LinkId,
+        /// The peer's MAC, from its certificate.
         peer: Mac,
+        /// The lane's counters, added to its link's.
         stats: Arc<super::link::LinkStats>,
         /// The peer's certificate chain, checked again on reload.
         chain: Vec<rustls::pki_types::CertificateDer<'static>>,
@@ -251,9 +311,13 @@ impl Spinner {
 /// The way into a worker.
 #[derive(Clone)]
 pub struct WorkerHandle {
+    /// Frames and messages (bounded; see [`WorkerHandle::send_data`]).
     pub data: Sender<ToWorker>,
+    /// Control requests (never dropped).
     pub ctl: Sender<WorkerCtl>,
+    /// Wakes the worker's poll.
     pub wake: Arc<Wake>,
+    /// The bytes queued in `data`, bounded.
     pub budget: Arc<Budget>,
 }
 
@@ -287,9 +351,13 @@ impl WorkerHandle {
 
 /// The receiving ends a worker owns.
 pub struct WorkerInbox {
+    /// Frames and messages; the worker gives their bytes back to `budget`.
     pub data: Receiver<ToWorker>,
+    /// Control requests.
     pub ctl: Receiver<WorkerCtl>,
+    /// What the senders nudge.
     pub wake: Arc<Wake>,
+    /// Shared with the [`WorkerHandle`]s.
     pub budget: Arc<Budget>,
 }
 
@@ -302,6 +370,7 @@ pub struct SupervisorHandle {
     /// dropped when full, since a hostile flood of announcements could
     /// otherwise make them pile up.
     pub events: Sender<ToSupervisor>,
+    /// Wakes the supervisor's poll.
     pub wake: Arc<Wake>,
 }
 

@@ -54,7 +54,8 @@ pub fn unix_ms() -> u64 {
 /// §3) is shifted by the signed number of milliseconds the file holds,
 /// re-read at most every 100 ms (a missing or unreadable file shifts
 /// nothing). Namespace tests use it to step one daemon's clock without
-/// touching the system's. Certificate and cache dates are not shifted.
+/// touching the system's. Whatever else is timed by [`Clock::now`] shifts
+/// with it; [`unix_ms`] does not.
 pub const TEST_OFFSET_VAR: &str = "INVPN_TEST_CLOCK_OFFSET_FILE";
 
 /// The offset [`TEST_OFFSET_VAR`] asks for now (0 without it).

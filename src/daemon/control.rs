@@ -21,11 +21,11 @@ use super::channels::WorkerCtl;
 use super::supervisor::Exit;
 use super::supervisor::Supervisor;
 use crate::control::{
-    parse_request, FollowLine, LinkEntry, LogLevel, Request, Response, RouteEntry, Status, Trace,
-    TraceNode, MAX_REQUEST,
+    parse_request, DialerStatus, FollowLine, LinkEntry, LogLevel, Request, Response, RouteEntry,
+    Status, Trace, TraceNode, MAX_REQUEST,
 };
 use crate::core::mac::Mac;
-use crate::core::stats::{Counter, DropReason};
+use crate::core::stats::{CloseCause, Counter, DropReason};
 use crate::core::wire::HealthReport;
 use crate::logging::{self, FollowerId};
 
@@ -495,6 +495,10 @@ impl Supervisor {
                 .into_iter()
                 .map(|(l, n)| (l.to_string(), n))
                 .collect(),
+            closes: CloseCause::ALL
+                .iter()
+                .map(|c| (c.label().to_string(), stats.closes(*c)))
+                .collect(),
             pending_handshakes: self.admission.pending(),
             congestion: self.congestion_in_use(),
             congestion_source: self.congestion.source_text(),
@@ -507,6 +511,23 @@ impl Supervisor {
                 .collect(),
             dedup_sources,
             health_sources,
+            dialer: self.dialer_status(),
+        }
+    }
+
+    fn dialer_status(&self) -> DialerStatus {
+        let d = self.dialer.stats();
+        DialerStatus {
+            seeds: d.seeds,
+            confirmed: d.confirmed,
+            hearsay: d.hearsay,
+            hearsay_neighbours: d.hearsay_neighbours,
+            hearsay_largest_share: d.hearsay_largest_share,
+            hearsay_limit: self.cfg.limits.dial_targets,
+            hearsay_per_link_limit: self.cfg.limits.dial_targets_per_link,
+            refused: d.refused,
+            evicted: d.evicted,
+            expired: d.expired,
         }
     }
 

@@ -23,10 +23,15 @@ use crate::core::{LinkCtx, LinkId};
 /// Counters for one link, read by the control interface.
 #[derive(Debug, Default)]
 pub struct LinkStats {
+    /// Bytes read from the socket.
     pub bytes_in: AtomicU64,
+    /// Bytes written to the socket.
     pub bytes_out: AtomicU64,
+    /// Whole messages received.
     pub messages_in: AtomicU64,
+    /// Frames the link's queue dropped (full, or CoDel).
     pub dropped: AtomicU64,
+    /// Malformed messages received.
     pub malformed: AtomicU64,
     /// Bytes waiting in the link's queue, last time it was flushed.
     pub queued: AtomicU64,
@@ -239,18 +244,27 @@ pub enum Flush {
 
 /// One connection to a neighbour.
 pub struct Link {
+    /// Its id (naming its worker).
     pub id: LinkId,
+    /// The TCP socket.
     pub sock: TcpStream,
+    /// TLS over it.
     pub tls: rustls::Connection,
+    /// The peer's address.
     pub addr: SocketAddr,
+    /// Dialled, accepted, or a lane.
     pub origin: Origin,
+    /// Handshaking, up, or a lane.
     pub state: State,
+    /// Received plaintext, cut into messages.
     pub rx: Deframer,
+    /// Messages waiting to be sent, by flow (`core::fq`).
     pub out: OutQueue,
     /// When anything was last received (monotonic ms).
     pub last_rx: u64,
     /// When the connection was handed to the worker.
     pub created: u64,
+    /// Its counters, shared with the control interface.
     pub stats: Arc<LinkStats>,
     /// Whether the worker registered interest in writability.
     pub want_write: bool,

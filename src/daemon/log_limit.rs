@@ -14,6 +14,7 @@ pub struct LogLimit {
 }
 
 impl LogLimit {
+    /// At most `per_window` lines every `window_ms` milliseconds.
     pub const fn new(window_ms: u64, per_window: u32) -> LogLimit {
         LogLimit { window_ms, per_window, start: None, used: 0, held: 0 }
     }

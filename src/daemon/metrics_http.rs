@@ -36,8 +36,11 @@ const WRITE_TIMEOUT: u64 = 10_000;
 pub enum Head {
     /// More bytes are needed.
     Incomplete,
-    /// The metrics; `body` is false for HEAD.
-    Metrics { body: bool },
+    /// The metrics.
+    Metrics {
+        /// False for HEAD.
+        body: bool,
+    },
     /// An answer other than the metrics: status line and text.
     Error(u16, &'static str),
 }

@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::core::offload::{VnetHdr, VNET_HDR_LEN};
 use crate::core::stats::DropReason;
 use crate::core::{Engine, EngineConfig};
-use crate::tls::{cert_info::unix_to_text, Material, TlsError};
+use crate::tls::{Material, TlsError};
 
 /// Messages a worker's data queue holds before it drops...
 const WORKER_QUEUE: usize = 4096;
@@ -130,22 +130,6 @@ impl std::error::Error for DaemonError {}
 
 fn err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> DaemonError + '_ {
     move |e| DaemonError(format!("{what}: {e}"))
-}
-
-/// Logs a warning for certificates that expire within 30 days.
-pub fn warn_expiry(m: &Material) {
-    let now = clock::unix_ms() as i64 / 1000;
-    let node = std::iter::once(("node certificate", &m.cert));
-    for (what, c) in node.chain(m.cas.iter().map(|c| ("CA certificate", c))) {
-        let days = c.days_left(now);
-        if days < 30 {
-            warn!(
-                "{what} {} expires in {days} day(s), on {}",
-                c.subject,
-                unix_to_text(c.not_after)
-            );
-        }
-    }
 }
 
 /// Loads the TLS material of `[ssl]` now. A problem with the CRL names the
@@ -323,7 +307,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         cache.len(),
     );
     info!("TCP congestion control: {cc}");
-    warn_expiry(&material);
+    // expiry warnings: the supervisor's first tick, then as they come due
     if let Some(c) = &material.crls {
         let now = clock::unix_ms() as i64 / 1000;
         info!("revocation: {}", c.summary(now));

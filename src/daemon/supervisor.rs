@@ -26,11 +26,13 @@ use super::notify::notify;
 use super::Shared;
 use crate::config::{self, Config};
 use crate::control::{ReloadReport, RestartReport};
+use crate::core::addrs::AddrPolicy;
 use crate::core::admission::{self, Admission};
 use crate::core::cache::NodeCache;
-use crate::core::dialer::{Dial, Dialer};
+use crate::core::dialer::{self, Dial, Dialer, Learn};
+use crate::core::expiry::{Expiry, ExpiryAction};
 use crate::core::lane::{self, LanePairs};
-use crate::core::links::{self, LinkInfo, LinkTable};
+use crate::core::links::{self, CloseReason, LinkInfo, LinkTable};
 use crate::core::stats::Counter;
 use crate::core::{Event, LinkCtx, LinkId, Mac};
 use crate::tls::{self, Material};
@@ -75,15 +77,25 @@ pub struct Supervisor {
     pub(super) next_announce: u64,
     pub(super) next_tick: u64,
     pub(super) announce_now: bool,
-    pub(super) last_cache_write: u64,
+    /// When the node cache was last written (monotonic ms; `None`: not
+    /// yet by this process).
+    pub(super) last_cache_write: Option<u64>,
     /// Whether the wall clock is behind the mesh clock after a step back
     /// (logged once per step).
     clock_behind: bool,
     pub(super) last_accept_error: u64,
     /// The last dial error logged for each node, so that a node failing the
     /// same way again and again is logged once (at warning level).
-    pub(super) dial_errors: HashMap<Mac, String>,
+    pub(super) dial_errors: HashMap<Mac, CloseReason>,
     pub(super) next_prune: u64,
+    /// When hearsay dial targets are next aged (monotonic ms).
+    pub(super) next_dialer_prune: u64,
+    /// When refusals of unusable addresses may next be logged (monotonic
+    /// ms), and how many had been counted when they last were.
+    pub(super) next_refusal_log: u64,
+    pub(super) refusals_logged: u64,
+    /// Certificate expiry: this node's own, and its peers' links.
+    pub(super) expiry: Expiry,
     /// Incoming connections whose handshake is pending, capped.
     pub(super) admission: Admission,
     pub(super) control: Option<ControlServer>,
@@ -111,6 +123,8 @@ pub struct Supervisor {
 /// again needs.
 pub struct PeerCert {
     pub chain: Vec<CertificateDer<'static>>,
+    /// The earliest notAfter in the chain (Unix seconds; 0 if unknown).
+    pub not_after: i64,
     /// The peer dialled us (its certificate was checked as a client's).
     pub accepted: bool,
     pub peer: Mac,
@@ -178,15 +192,40 @@ impl Supervisor {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let me = material.mac;
-        let mut dialer = Dialer::new(me, cfg.network.max_links, fastrand::u64(..));
+        let mut dialer = Dialer::new(
+            me,
+            cfg.network.max_links,
+            dial_limits(&cfg),
+            addr_policy(&cfg, info.listen),
+            fastrand::u64(..),
+        );
         for s in &cfg.network.init {
             dialer.add_seed(s.mac, s.addr);
         }
         // Entries without a date (from a 0.4 cache) age from now on.
         cache.date_undated(crate::daemon::clock::unix_ms() / 1000);
-        for (mac, e) in cache.entries() {
-            dialer.learn(mac, e.addr, 0);
+        // Until a link proves them again, cached addresses are dialled as
+        // hearsay charged to this node itself: an old cache's poison fails
+        // and goes like any other.
+        let mut refused = Vec::new();
+        let entries: Vec<_> = cache.entries().collect();
+        let mono = shared.clock.mono();
+        for (mac, e) in entries {
+            if let Learn::Refused(why) = dialer.learn(mac, e.addr, me, mono) {
+                refused.push(format!("{mac}@{} ({why})", e.addr));
+                cache.forget(&mac);
+            }
         }
+        if let Some(first) = refused.first() {
+            warn!(
+                "node cache {}: {} entr(ies) with addresses that cannot be a node's dropped, \
+                 such as {first}",
+                cfg.network.cache.display(),
+                refused.len()
+            );
+        }
+        let _ = dialer.take_refusal();
+        let expiry = own_expiry(&material);
         let tuning = TcpTuning::new(
             cfg.network.announce_interval,
             cfg.performance.notsent_lowat,
@@ -215,11 +254,15 @@ impl Supervisor {
             next_announce: 0,
             next_tick: 0,
             announce_now: true,
-            last_cache_write: 0,
+            last_cache_write: None,
             clock_behind: false,
             last_accept_error: 0,
             dial_errors: HashMap::new(),
             next_prune: 600_000,
+            next_dialer_prune: 60_000,
+            next_refusal_log: 0,
+            refusals_logged: 0,
+            expiry,
             admission: Admission::new(admission::PER_ADDRESS, admission::TOTAL),
             control,
             metrics: None,
@@ -347,29 +390,88 @@ impl Supervisor {
             info!("the wall clock caught up with the mesh clock: ids follow it again");
         }
         self.clock_behind = ahead > 1000 || (self.clock_behind && ahead > 0);
-        // Write the cache when it changed (at most every 2 s); every 10
-        // minutes drop stale entries and write the refreshed timestamps.
+        self.check_expiry(now.unix_ms as i64 / 1000);
+        if now.mono >= self.next_dialer_prune {
+            self.next_dialer_prune = now.mono + 60_000;
+            self.dialer.prune(now.mono);
+        }
+        self.log_refusals(now.mono);
+        // Every 10 minutes: addresses are learned only when they change, so
+        // the hearsay of nodes still announcing the address they had is
+        // refreshed from the routes, and the cache entries of the nodes we
+        // are linked to are seen now; stale cache entries go.
         if now.mono >= self.next_prune {
             self.next_prune = now.mono + 600_000;
-            // nodes still announcing the address they had are seen now:
-            // addresses are learned only when they change
-            let secs = now.unix_ms / 1000;
             for (mac, route) in self.shared.engine.routes().snapshot() {
                 if let Some(addr) = route.addr {
-                    self.cache.learn(mac, addr, secs);
+                    self.dialer.learn(mac, addr, route.via, now.mono);
                 }
+            }
+            let secs = now.unix_ms / 1000;
+            for l in self.links.all().into_iter().filter(|l| l.outbound) {
+                self.cache.learn(l.peer, l.addr, secs);
             }
             self.cache.prune(secs);
             self.cache.touch();
         }
-        if self.cache.is_dirty() && now.mono.saturating_sub(self.last_cache_write) >= 2000 {
+        // The first change soon (a node that just joined keeps what it
+        // found), then at most once a minute.
+        let due =
+            self.last_cache_write.is_none_or(|t| now.mono.saturating_sub(t) >= CACHE_WRITE_MS);
+        if self.cache.is_dirty() && due {
             self.save_cache();
+        }
+    }
+
+    /// Logs how many announced addresses were refused as unusable since
+    /// the last time, with the latest one: the first at once, then at most
+    /// once a minute.
+    fn log_refusals(&mut self, now: u64) {
+        if now < self.next_refusal_log {
+            return;
+        }
+        let Some(r) = self.dialer.take_refusal() else { return };
+        let total = self.dialer.stats().refused;
+        warn!(
+            "not dialling {} announced address(es) that cannot be a node's, such as {}@{} \
+             ({}) from neighbour {}",
+            total - self.refusals_logged,
+            r.mac,
+            r.addr,
+            r.why,
+            r.via
+        );
+        self.refusals_logged = total;
+        self.next_refusal_log = now + 60_000;
+    }
+
+    /// Warns of this node's certificates expiring, and closes the links
+    /// whose peer's certificate has expired, at `now` (Unix seconds).
+    fn check_expiry(&mut self, now: i64) {
+        let links = self.peer_chains.iter().map(|(id, pc)| (*id, pc.peer, pc.not_after));
+        for action in self.expiry.tick(now, links) {
+            match action {
+                ExpiryAction::Warn { cert, days_left, not_after } => warn!(
+                    "{cert} expires in {days_left} day(s), on {}",
+                    tls::cert_info::unix_to_text(not_after)
+                ),
+                ExpiryAction::Expired { cert, not_after } => error!(
+                    "{cert} expired on {}: nodes refuse new links with this node until it \
+                     is renewed (then invpnctl reload)",
+                    tls::cert_info::unix_to_text(not_after)
+                ),
+                ExpiryAction::Close { link, peer, reason } => {
+                    self.peer_chains.remove(&link);
+                    info!("link to {peer} closed: {reason} (cause={})", reason.cause().label());
+                    self.close(link, reason);
+                }
+            }
         }
     }
 
     /// Writes the node cache now (also at exit and before a restart).
     pub fn save_cache(&mut self) {
-        self.last_cache_write = self.shared.clock.mono();
+        self.last_cache_write = Some(self.shared.clock.mono());
         match cache_file::save(&self.cfg.network.cache, &self.cache) {
             Ok(()) => self.cache.mark_written(),
             Err(e) => {
@@ -387,10 +489,13 @@ impl Supervisor {
     }
 
     fn start_dial(&mut self, d: Dial, now: u64) {
+        debug!("dialling {}@{}", d.mac, d.addr);
         let stream = match net::connect(d.addr, &self.tuning) {
             Ok(s) => s,
             Err(e) => {
-                self.dial_failed(d.mac, d.addr, &e.to_string());
+                let reason = CloseReason::ConnectFailed(e.kind());
+                self.shared.engine.stats().closed(reason.cause());
+                self.dial_failed(d.mac, d.addr, reason);
                 self.dialer.failed(d.mac, now);
                 return;
             }
@@ -400,7 +505,6 @@ impl Supervisor {
         });
         match conn {
             Ok(c) => {
-                debug!("dialling {}@{}", d.mac, d.addr);
                 let id = self.new_link_id();
                 self.hand_over(
                     id,
@@ -448,6 +552,10 @@ impl Supervisor {
             match listener.accept() {
                 Ok((stream, addr)) => {
                     let addr = net::canonical(addr);
+                    if let Ok(local) = stream.local_addr() {
+                        // where neighbours reach us: never to be dialled
+                        self.dialer.policy_mut().add_own(local);
+                    }
                     if let Err(e) = net::tune(&SockRef::from(&stream), &self.tuning) {
                         debug!("connection from {addr}: socket options: {e}");
                     }
@@ -460,7 +568,7 @@ impl Supervisor {
                         }
                         admission::Admit::AcceptEvicting(old) => {
                             self.shared.engine.stats().add(Counter::ConnectionsRefused, 1);
-                            self.close(old, "too many handshakes pending: the oldest makes room");
+                            self.close(old, CloseReason::Admission);
                         }
                         admission::Admit::Accept => {}
                     }
@@ -492,9 +600,9 @@ impl Supervisor {
         }
     }
 
-    fn close(&self, id: LinkId, reason: &str) {
+    fn close(&self, id: LinkId, reason: CloseReason) {
         if let Some(w) = self.shared.workers.get(id.worker()) {
-            w.send_ctl(WorkerCtl::Close { id, reason: reason.to_string() });
+            w.send_ctl(WorkerCtl::Close { id, reason });
         }
     }
 
@@ -504,12 +612,12 @@ impl Supervisor {
             ToSupervisor::LinkUp { id, peer, addr, outbound, ext, stats, chain } => {
                 self.pending.remove(&id);
                 self.admission.done(id);
-                let pc = PeerCert { chain, accepted: !outbound, peer };
+                let pc = PeerCert::new(chain, !outbound, peer);
                 // a handshake begun before a reload ran with the old material
                 let hs = self.shared.settings.handshake_timeout + 1000;
                 if self.material_changed > 0 && now.mono <= self.material_changed + hs {
                     if let Err(reason) = self.check_peer(&pc, UnixTime::now()) {
-                        self.close(id, &reason);
+                        self.close(id, reason);
                         return None;
                     }
                 }
@@ -520,22 +628,27 @@ impl Supervisor {
                     links::Admit::Replace(old) => {
                         self.link_stats.remove(&old);
                         self.peer_chains.remove(&old);
-                        self.close(old, "replaced by a newer link to the same node");
+                        self.close(old, CloseReason::Replaced);
                     }
                     links::Admit::Reject(_) => {
                         self.peer_chains.remove(&id);
-                        self.close(id, "duplicate link: the one dialled by the lower MAC is kept");
+                        self.close(id, CloseReason::Duplicate);
                         return None;
                     }
                 }
                 self.link_stats.insert(id, stats);
-                self.dialer.linked(peer);
+                // a link we dialled proves the address: the cache keeps it
+                self.dialer.linked(peer, outbound.then_some(addr));
+                if outbound {
+                    self.cache.learn(peer, addr, now.unix_ms / 1000);
+                }
                 self.dial_errors.remove(&peer);
                 self.announce_now = true;
             }
             ToSupervisor::WantLane { link, peer } => self.dial_lane(link, peer),
             ToSupervisor::LaneUp { id, peer, stats, chain } => self.lane_up(id, peer, stats, chain),
-            ToSupervisor::LinkDown { id, peer: _, origin, reason, was_self } => {
+            ToSupervisor::LinkDown { id, peer: _, origin, reason } => {
+                self.shared.engine.stats().closed(reason.cause());
                 let pending = self.pending.remove(&id);
                 self.admission.done(id);
                 self.link_stats.remove(&id);
@@ -548,7 +661,7 @@ impl Supervisor {
                     }
                     lane::Closed::LinkWithLane(lane) => {
                         self.lane_stats.remove(&id);
-                        self.close(lane, "its link closed");
+                        self.close(lane, CloseReason::LaneWithoutLink);
                     }
                     lane::Closed::Neither => {}
                 }
@@ -563,26 +676,25 @@ impl Supervisor {
                         self.announce_now = true;
                     }
                 } else if let Origin::Dialled(mac) = origin {
-                    if was_self {
+                    if reason == CloseReason::OwnNode {
                         self.dialer.is_self(mac);
                     } else if self.links.to_peer(&mac).is_none() {
                         if let Some((_, addr)) = pending {
-                            self.dial_failed(mac, addr, &reason);
+                            self.dial_failed(mac, addr, reason);
                         }
                         self.dialer.failed(mac, now.mono);
                     } else {
-                        self.dialer.linked(mac);
+                        self.dialer.linked(mac, None);
                     }
                 }
             }
-            ToSupervisor::Engine(Event::Learned { mac, addr }) => {
-                self.dialer.learn(mac, addr, now.mono);
-                self.cache.learn(mac, addr, now.unix_ms / 1000);
+            // Hearsay: dialled (within the neighbour's share), never cached.
+            ToSupervisor::Engine(Event::Learned { mac, addr, via }) => {
+                if let Learn::Refused(_) = self.dialer.learn(mac, addr, via, now.mono) {
+                    self.log_refusals(now.mono);
+                }
             }
-            ToSupervisor::Engine(Event::Forgot { mac }) => {
-                self.dialer.forget(mac);
-                self.cache.forget(&mac);
-            }
+            ToSupervisor::Engine(Event::Forgot { mac }) => self.dialer.forget(mac),
             ToSupervisor::Engine(Event::Health(report)) => self.trace_answer(report),
             ToSupervisor::Fatal(msg) => return Some(Exit::Fatal(msg)),
         }
@@ -665,9 +777,9 @@ impl Supervisor {
         };
         if let Some(old) = self.lanes.paired(lane, ctx.id) {
             self.peer_chains.remove(&old);
-            self.close(old, "replaced by a newer lane");
+            self.close(old, CloseReason::Replaced);
         }
-        self.peer_chains.insert(lane, PeerCert { chain, accepted, peer });
+        self.peer_chains.insert(lane, PeerCert::new(chain, accepted, peer));
         self.lane_stats.insert(ctx.id, stats);
         self.set_lane(ctx.id, Some(lane));
     }
@@ -762,6 +874,12 @@ impl Supervisor {
         if new.network.max_links != self.cfg.network.max_links {
             r.changed.push(format!("[network] max_links: {}", new.network.max_links));
         }
+        if new.limits != self.cfg.limits {
+            r.changed.push(format!(
+                "[limits] dial_targets: {}, dial_targets_per_link: {}",
+                new.limits.dial_targets, new.limits.dial_targets_per_link
+            ));
+        }
         let material = Arc::new(material);
         self.material = material.clone();
         self.material_changed = self.shared.clock.mono();
@@ -769,10 +887,16 @@ impl Supervisor {
         let seeds: Vec<(Mac, SocketAddr)> =
             new.network.init.iter().map(|s| (s.mac, s.addr)).collect();
         self.dialer.set_seeds(&seeds);
+        let seed_addrs: Vec<SocketAddr> = seeds.iter().map(|s| s.1).collect();
+        self.dialer
+            .policy_mut()
+            .set_loopback_allowed(AddrPolicy::loopback_allowed(self.cfg.network.bind, &seed_addrs));
         self.dialer.set_max_links(new.network.max_links);
+        self.dialer.set_limits(dial_limits(&new));
         self.cfg.ssl = new.ssl;
         self.cfg.network.init = new.network.init;
         self.cfg.network.max_links = new.network.max_links;
+        self.cfg.limits = new.limits;
         self.cfg.network.congestion = new.network.congestion;
         if congestion != self.congestion {
             r.changed.push(format!("[network] congestion: {congestion} for new links"));
@@ -788,7 +912,8 @@ impl Supervisor {
             self.install_metrics(m);
         }
         self.cfg.control.metrics = new.control.metrics;
-        super::warn_expiry(&self.material);
+        // warned of again, at the next tick
+        self.expiry = own_expiry(&self.material);
         r.closed = self.reverify_links();
         Ok(r)
     }
@@ -799,7 +924,7 @@ impl Supervisor {
     /// once for each peer cut off.
     fn reverify_links(&mut self) -> Vec<String> {
         let now = UnixTime::now();
-        let failed: Vec<(LinkId, Mac, String)> = self
+        let failed: Vec<(LinkId, Mac, CloseReason)> = self
             .peer_chains
             .iter()
             .filter_map(|(id, pc)| self.check_peer(pc, now).err().map(|r| (*id, pc.peer, r)))
@@ -807,22 +932,22 @@ impl Supervisor {
         let mut closed = Vec::new();
         for (id, peer, reason) in failed {
             self.peer_chains.remove(&id);
-            self.close(id, &reason);
             let line = format!("{peer}: {reason}");
             if !closed.contains(&line) {
                 info!("link to {peer} closed: {reason}");
                 closed.push(line);
             }
+            self.close(id, reason);
         }
         closed.sort();
         closed
     }
 
     /// Whether a peer certificate kept from a handshake still verifies.
-    fn check_peer(&self, pc: &PeerCert, now: UnixTime) -> Result<(), String> {
+    fn check_peer(&self, pc: &PeerCert, now: UnixTime) -> Result<(), CloseReason> {
         self.material
             .verify_peer(&pc.chain, pc.accepted, pc.peer, now)
-            .map_err(|e| format!("peer certificate no longer valid: {}", tls::describe(&e)))
+            .map_err(|e| CloseReason::Certificate(tls::describe(&e)))
     }
 
     /// Applies a newly resolved congestion control to the sockets made from
@@ -861,12 +986,12 @@ impl Supervisor {
             .unwrap_or_else(|| self.congestion.actual.clone())
     }
 
-    fn dial_failed(&mut self, mac: Mac, addr: SocketAddr, reason: &str) {
-        if self.dial_errors.get(&mac).map(String::as_str) == Some(reason) {
+    fn dial_failed(&mut self, mac: Mac, addr: SocketAddr, reason: CloseReason) {
+        if self.dial_errors.get(&mac) == Some(&reason) {
             debug!("cannot link to {mac} at {addr}: {reason}");
         } else {
             warn!("cannot link to {mac} at {addr}: {reason} (retrying with back-off)");
-            self.dial_errors.insert(mac, reason.to_string());
+            self.dial_errors.insert(mac, reason);
         }
     }
 
@@ -877,6 +1002,7 @@ impl Supervisor {
     pub(super) fn restart_check(&self) -> RestartReport {
         let check = config::load(&self.cfg.path)
             .and_then(|c| cache_file::check_path(&c).map(|()| c))
+            .and_then(|c| cache_file::check_directory(&c).map(|()| c))
             .map_err(|e| e.to_string())
             .and_then(|c| {
                 super::congestion(&c)?;
@@ -963,6 +1089,41 @@ impl Supervisor {
             })
             .collect()
     }
+}
+
+/// How often the node cache is written at most, once it has been (ms).
+const CACHE_WRITE_MS: u64 = 60_000;
+
+impl PeerCert {
+    /// A chain kept from a handshake, with its earliest expiry.
+    pub fn new(chain: Vec<CertificateDer<'static>>, accepted: bool, peer: Mac) -> PeerCert {
+        let not_after = chain
+            .iter()
+            .filter_map(|c| tls::CertInfo::from_der(c).ok())
+            .map(|i| i.not_after)
+            .min()
+            .unwrap_or(0);
+        PeerCert { chain, not_after, accepted, peer }
+    }
+}
+
+/// The hearsay bounds of `[limits]`.
+fn dial_limits(cfg: &Config) -> dialer::Limits {
+    dialer::Limits { total: cfg.limits.dial_targets, per_link: cfg.limits.dial_targets_per_link }
+}
+
+/// The address rule: this node's listening address (if it names one) is
+/// its own; loopback is dialled only by a node that lives there.
+fn addr_policy(cfg: &Config, listen: Option<SocketAddr>) -> AddrPolicy {
+    let own: Vec<SocketAddr> = listen.filter(|a| !a.ip().is_unspecified()).into_iter().collect();
+    let seeds: Vec<SocketAddr> = cfg.network.init.iter().map(|s| s.addr).collect();
+    AddrPolicy::new(&own, AddrPolicy::loopback_allowed(cfg.network.bind, &seeds))
+}
+
+/// The expiry watch of the node's own certificate and CA.
+fn own_expiry(m: &Material) -> Expiry {
+    let cas: Vec<(String, i64)> = m.cas.iter().map(|c| (c.subject.clone(), c.not_after)).collect();
+    Expiry::new((m.cert.subject.clone(), m.cert.not_after), &cas)
 }
 
 /// Settings that differ between two configurations and cannot change

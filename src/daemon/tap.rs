@@ -33,12 +33,80 @@ pub struct Tap {
 
 /// Why the TAP could not be set up.
 #[derive(Debug)]
-pub struct TapError(pub String);
+pub enum TapError {
+    /// The kernel refused to create the interface.
+    Create {
+        /// The interface name asked for.
+        name: String,
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// The interface exists but one step of its setup failed.
+    Setup {
+        /// The interface.
+        name: String,
+        /// The step: `MTU`, `setting offloads`, ...
+        what: &'static str,
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// `--tunfd` names no open TAP interface.
+    NotOpen {
+        /// The descriptor given.
+        fd: RawFd,
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// `--tunfd` names a TUN interface, which carries no Ethernet frames.
+    NotTap {
+        /// The descriptor given.
+        fd: RawFd,
+        /// The interface it is open on.
+        name: String,
+    },
+    /// The interface to adopt has another MAC than the node's certificate.
+    WrongMac {
+        /// The interface.
+        name: String,
+        /// Its MAC.
+        have: Mac,
+        /// The certificate's.
+        want: Mac,
+    },
+}
 
 impl std::fmt::Display for TapError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            TapError::Create { name, source } => {
+                write!(f, "cannot create TAP interface {name}: {source}")
+            }
+            TapError::Setup { name, what, source } => write!(f, "{name}: {what}: {source}"),
+            TapError::NotOpen { fd, source } => {
+                write!(f, "--tunfd {fd}: not an open TAP interface: {source}")
+            }
+            TapError::NotTap { fd, name } => write!(f, "--tunfd {fd}: {name} is a TUN, not a TAP"),
+            TapError::WrongMac { name, have, want } => {
+                write!(f, "{name} has MAC {have}, but this node's certificate is for {want}")
+            }
+        }
     }
+}
+
+impl std::error::Error for TapError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TapError::Create { source, .. }
+            | TapError::Setup { source, .. }
+            | TapError::NotOpen { source, .. } => Some(source),
+            TapError::NotTap { .. } | TapError::WrongMac { .. } => None,
+        }
+    }
+}
+
+/// A `map_err` for one setup step of interface `name`.
+fn step<'a>(name: &'a str, what: &'static str) -> impl Fn(io::Error) -> TapError + 'a {
+    move |source| TapError::Setup { name: name.to_string(), what, source }
 }
 
 impl Tap {
@@ -58,7 +126,7 @@ impl Tap {
                 .enable(true)
                 .build_sync()
         };
-        let err = |e: io::Error| TapError(format!("cannot create TAP interface {}: {e}", cfg.name));
+        let err = |source: io::Error| TapError::Create { name: cfg.name.clone(), source };
         let (dev, vnet) = match build(offload) {
             Ok(d) => (d, offload),
             Err(e) if offload => {
@@ -71,13 +139,13 @@ impl Tap {
             // TCP segmentation and checksums only: tun-rs may also have
             // enabled UDP segmentation, which invpnd does not segment.
             crate::sys::tun_set_offload(dev.as_raw_fd(), true)
-                .map_err(|e| TapError(format!("{}: setting offloads: {e}", cfg.name)))?;
+                .map_err(step(&cfg.name, "setting offloads"))?;
         }
-        let name = dev.name().map_err(|e| TapError(format!("TAP interface name: {e}")))?;
-        let mtu = dev.mtu().map_err(|e| TapError(format!("{name}: MTU: {e}")))?;
-        let ifindex = dev.if_index().map_err(|e| TapError(format!("{name}: ifindex: {e}")))?;
-        let file = crate::sys::file_from_fd(dev.into_raw_fd())
-            .map_err(|e| TapError(format!("{name}: {e}")))?;
+        let name = dev.name().map_err(step(&cfg.name, "its name"))?;
+        let mtu = dev.mtu().map_err(step(&name, "MTU"))?;
+        let ifindex = dev.if_index().map_err(step(&name, "ifindex"))?;
+        let file =
+            crate::sys::file_from_fd(dev.into_raw_fd()).map_err(step(&name, "descriptor"))?;
         Ok(Tap { file: Arc::new(file), name, mtu, ifindex, vnet })
     }
 
@@ -85,32 +153,25 @@ impl Tap {
     /// place): same interface, still up, addresses kept; the MTU is set if
     /// the configuration changed it. Offloads stay as they were.
     pub fn adopt(fd: RawFd, mac: Mac, mtu: u16) -> Result<Tap, TapError> {
-        let bad = |e: io::Error| TapError(format!("--tunfd {fd}: not an open TAP interface: {e}"));
+        let bad = |source: io::Error| TapError::NotOpen { fd, source };
         let info = crate::sys::tun_info(fd).map_err(bad)?;
         if !info.tap {
-            return Err(TapError(format!("--tunfd {fd}: {} is a TUN, not a TAP", info.name)));
+            return Err(TapError::NotTap { fd, name: info.name });
         }
         let name = info.name.clone();
-        let e = |what: &str| {
-            let name = name.clone();
-            let what = what.to_string();
-            move |err: io::Error| TapError(format!("{name}: {what}: {err}"))
-        };
         let file = crate::sys::file_from_fd(fd).map_err(bad)?;
-        let have = Mac(crate::sys::if_hwaddr(&name).map_err(e("MAC"))?);
+        let have = Mac(crate::sys::if_hwaddr(&name).map_err(step(&name, "MAC"))?);
         if have != mac {
-            return Err(TapError(format!(
-                "{name} has MAC {have}, but this node's certificate is for {mac}"
-            )));
+            return Err(TapError::WrongMac { name, have, want: mac });
         }
-        let have_mtu = crate::sys::if_mtu(&name).map_err(e("MTU"))?;
+        let have_mtu = crate::sys::if_mtu(&name).map_err(step(&name, "MTU"))?;
         let mut tap_mtu = u16::try_from(have_mtu).unwrap_or(u16::MAX);
         if tap_mtu != mtu {
-            crate::sys::if_set_mtu(&name, mtu).map_err(e("setting the MTU"))?;
+            crate::sys::if_set_mtu(&name, mtu).map_err(step(&name, "setting the MTU"))?;
             info!("{name}: MTU changed from {tap_mtu} to {mtu}");
             tap_mtu = mtu;
         }
-        let ifindex = crate::sys::if_index(&name).map_err(e("ifindex"))?;
+        let ifindex = crate::sys::if_index(&name).map_err(step(&name, "ifindex"))?;
         Ok(Tap { file: Arc::new(file), name, mtu: tap_mtu, ifindex, vnet: info.vnet_hdr })
     }
 
@@ -398,6 +459,18 @@ pub fn warm_writer(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adopting_a_descriptor_that_is_no_tap_says_so() {
+        let f = File::open("/dev/null").unwrap();
+        let e = match Tap::adopt(f.as_raw_fd(), Mac([2, 0, 0, 0, 0, 1]), 1500) {
+            Err(e) => e,
+            Ok(_) => panic!("/dev/null adopted as a TAP"),
+        };
+        assert!(matches!(e, TapError::NotOpen { .. }), "{e}");
+        assert!(e.to_string().starts_with(&format!("--tunfd {}: not an open TAP", f.as_raw_fd())));
+        assert!(std::error::Error::source(&e).is_some());
+    }
 
     /// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
     fn ended(pid: &str) -> bool {

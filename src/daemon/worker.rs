@@ -16,7 +16,7 @@ use super::link::{Flush, Link, State};
 use super::log_limit::LogLimit;
 use super::Shared;
 use crate::core::lane::LaneSplit;
-use crate::core::links;
+use crate::core::links::{self, CloseReason};
 use crate::core::stats::{Counter, DropReason};
 use crate::core::{offload, wire, LinkCtx, LinkId, Output, Verdict};
 use crate::tls::{self, verify::peer_mac};
@@ -344,7 +344,7 @@ impl Worker {
         };
         if link.state == State::Handshaking && (ev.is_error() || ev.is_write_closed()) {
             if let Ok(Some(e)) = link.sock.take_error() {
-                return self.close(slot, &format!("connect failed: {e}"));
+                return self.close(slot, CloseReason::ConnectFailed(e.kind()));
             }
         }
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -367,13 +367,13 @@ impl Worker {
                 Ok(None) => return,
                 Ok(Some(0)) => {
                     let reason = match link.sock.take_error() {
-                        Ok(Some(e)) => e.to_string(),
-                        _ => "connection closed by the peer".to_string(),
+                        Ok(Some(e)) => CloseReason::Socket(e.kind()),
+                        _ => CloseReason::PeerClosed,
                     };
-                    return self.close(slot, &reason);
+                    return self.close(slot, reason);
                 }
                 Ok(Some(n)) => n,
-                Err(e) => return self.close(slot, &e.to_string()),
+                Err(e) => return self.close(slot, CloseReason::Socket(e.kind())),
             };
             let link = match self.links.get(slot) {
                 Some(l) => l,
@@ -384,7 +384,7 @@ impl Worker {
                 Err(e) => {
                     // Send the alert rustls prepared, if the socket takes it.
                     let _ = link.flush(self.shared.clock.mono_us());
-                    return self.close(slot, &tls::describe(&e));
+                    return self.close(slot, CloseReason::Tls(tls::describe(&e)));
                 }
                 Ok(true) => {
                     if !self.link_up(slot) {
@@ -413,17 +413,16 @@ impl Worker {
         let peer = match link.tls.peer_certificates().and_then(|c| c.first()).map(peer_mac) {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
-                let reason = tls::describe(&e);
-                self.close(slot, &reason);
+                self.close(slot, CloseReason::BadPeerName(tls::describe(&e)));
                 return false;
             }
             None => {
-                self.close(slot, "the peer presented no certificate");
+                self.close(slot, CloseReason::NoCertificate);
                 return false;
             }
         };
         if peer == me {
-            self.close_self(slot);
+            self.close(slot, CloseReason::OwnNode);
             return false;
         }
         if link.tls.alpn_protocol() == Some(tls::ALPN_LANE) {
@@ -550,7 +549,7 @@ impl Worker {
             }
         }
         if exhausted {
-            self.close(slot, "too many malformed messages");
+            self.close(slot, CloseReason::Malformed);
         }
     }
 
@@ -566,7 +565,7 @@ impl Worker {
                 WorkerCtl::Flood { msg, ext_only } => self.out().flood_here(None, &msg, ext_only),
                 WorkerCtl::Close { id, reason } => {
                     if let Some(slot) = self.links.slot_of(id) {
-                        self.close(slot, &reason);
+                        self.close(slot, reason);
                     }
                 }
                 WorkerCtl::PairLane { lane, link } => self.pair_lane(lane, link),
@@ -594,7 +593,7 @@ impl Worker {
                 // what arrived before the pairing
                 self.process_messages(slot);
             }
-            None => self.close(slot, "a lane for no link"),
+            None => self.close(slot, CloseReason::LaneWithoutLink),
         }
     }
 
@@ -606,8 +605,7 @@ impl Worker {
                 id: to,
                 peer: None,
                 origin: Origin::Accepted,
-                reason: "the lane closed before it moved".into(),
-                was_self: false,
+                reason: CloseReason::LaneWithoutLink,
             });
             return;
         };
@@ -630,7 +628,7 @@ impl Worker {
             Token(slot + 1),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            return self.close(slot, &format!("cannot watch the socket: {e}"));
+            return self.close(slot, CloseReason::Unwatchable(e.kind()));
         }
         debug!("lane {} moved to the worker of its link", l.id);
         self.process_messages(slot);
@@ -694,7 +692,7 @@ impl Worker {
             Token(slot + 1),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            self.close(slot, &format!("cannot watch the socket: {e}"));
+            self.close(slot, CloseReason::Unwatchable(e.kind()));
             return;
         }
         self.dirty.push(slot);
@@ -736,7 +734,7 @@ impl Worker {
                         );
                     }
                 }
-                Err(e) => self.close(slot, &e.to_string()),
+                Err(e) => self.close(slot, CloseReason::Socket(e.kind())),
             }
         }
         // keep the allocation
@@ -758,17 +756,14 @@ impl Worker {
             }
             match link.state {
                 State::Handshaking if now.saturating_sub(link.created) > hs_timeout => {
-                    self.close(slot, &format!("handshake timed out after {} s", hs_timeout / 1000));
+                    self.close(slot, CloseReason::HandshakeTimeout(hs_timeout));
                 }
                 State::Lane(None) if now.saturating_sub(link.created) > hs_timeout => {
-                    self.close(slot, "lane not paired with a link in time");
+                    self.close(slot, CloseReason::LaneUnpaired);
                 }
                 State::Up(_) if now.saturating_sub(link.last_rx) > link.silence_limit(interval) => {
                     let limit = link.silence_limit(interval);
-                    self.close(
-                        slot,
-                        &format!("nothing received for {:.1} s", limit as f64 / 1000.0),
-                    );
+                    self.close(slot, CloseReason::Silent(limit));
                 }
                 _ => {
                     link.rx.shrink(64 * 1024);
@@ -778,15 +773,7 @@ impl Worker {
         }
     }
 
-    fn close_self(&mut self, slot: usize) {
-        self.close_inner(slot, "connected to ourselves", true);
-    }
-
-    fn close(&mut self, slot: usize, reason: &str) {
-        self.close_inner(slot, reason, false);
-    }
-
-    fn close_inner(&mut self, slot: usize, reason: &str, was_self: bool) {
+    fn close(&mut self, slot: usize, reason: CloseReason) {
         let Some(mut link) = self.links.remove(slot) else {
             return;
         };
@@ -823,8 +810,7 @@ impl Worker {
             id: link.id,
             peer,
             origin: link.origin,
-            reason: reason.to_string(),
-            was_self,
+            reason,
         });
     }
 

@@ -136,18 +136,4 @@ pub fn key_type(spki: &SubjectPublicKeyInfo<'_>) -> String {
     }
 }
 
-/// A Unix time as `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn unix_to_text(t: i64) -> String {
-    match ::time::OffsetDateTime::from_unix_timestamp(t) {
-        Ok(d) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            d.year(),
-            u8::from(d.month()),
-            d.day(),
-            d.hour(),
-            d.minute(),
-            d.second()
-        ),
-        Err(_) => format!("@{t}"),
-    }
-}
+pub use crate::core::expiry::unix_to_text;
