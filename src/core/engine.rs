@@ -332,14 +332,15 @@ impl Engine {
     /// Whether a broadcast or health request naming `src` as its source is
     /// plausible on `link`: `src` is the neighbour itself, or the route to
     /// `src` uses `link` (not its second path: a forger there would reach
-    /// every node downstream). This is the reverse-path
-    /// check of multicast routing: every node floods what it accepts, so
-    /// the copy on the path from the source arrives, and copies on other
-    /// links are redundant. A node that is not on the path from `src` can
-    /// thus neither have its forgeries flooded nor move `src`'s
-    /// de-duplication window (which would suppress `src`'s broadcasts), nor
-    /// make others answer health requests towards `src`. The check is
-    /// local: 0.4 neighbours flood as before.
+    /// every node downstream of it).
+    ///
+    /// This is the reverse-path check of multicast routing: every node
+    /// floods what it accepts, so the copy on the path from the source
+    /// arrives, and copies on other links are redundant. A node that is not
+    /// on the path from `src` can thus neither have its forgeries flooded,
+    /// nor move `src`'s de-duplication window (which would suppress `src`'s
+    /// broadcasts), nor make others answer health requests towards `src`.
+    /// The check is local: 0.4 neighbours flood as before.
     fn on_path(&self, src: Mac, link: &LinkCtx) -> Result<(), DropReason> {
         if src == link.peer {
             return Ok(());
