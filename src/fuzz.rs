@@ -3,10 +3,12 @@
 //! invpnd on them, and panics if an invariant breaks. Arbitrary input must
 //! never make them panic otherwise.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
+use crate::core::health;
 use crate::core::offload::{self, VnetHdr};
+use crate::core::stats::DropReason;
 use crate::core::wire::{self, Message};
 use crate::core::{
     Engine, EngineConfig, Event, LinkCtx, LinkId, Mac, Now, Output, TapAction, Verdict,
@@ -76,6 +78,11 @@ struct Checked<'a> {
     me: Mac,
     up: &'a HashSet<LinkId>,
     delivered: usize,
+    /// While a health request is handled: the link it came on, the only
+    /// one anything may be sent on.
+    only_to: Option<LinkId>,
+    /// Bytes of health responses sent on each link so far.
+    answer_bytes: &'a mut HashMap<LinkId, u64>,
 }
 
 impl Output for Checked<'_> {
@@ -85,6 +92,12 @@ impl Output for Checked<'_> {
             wire::split_message(msg).is_some_and(|(_, rest)| rest.is_empty()),
             "sent a broken message"
         );
+        if let Some(l) = self.only_to {
+            assert_eq!(link, l, "answered a health request over another link than its own");
+        }
+        if wire::kind_of(msg) == Some(wire::kind::HEALTH_RESPONSE) {
+            *self.answer_bytes.entry(link).or_default() += msg.len() as u64;
+        }
     }
     fn flood(&mut self, except: Option<LinkId>, msg: &[u8], _ext_only: bool) {
         if let Some(l) = except {
@@ -107,10 +120,15 @@ impl Output for Checked<'_> {
 
 /// Drives an engine with four links (two invpnd, two 0.4) through a
 /// sequence of operations decoded from `data`: messages on links, links
-/// going down and up, time passing, frames from the TAP. Checks that
-/// routes only use links that are up, that the table stays within its
-/// limit, that output goes only to links that are up, and that no
-/// broadcast is delivered twice.
+/// going down and up, time passing (and the wall clock stepping back),
+/// traces started, frames from the TAP. Checks that routes only use links
+/// that are up, that the table stays within its limit, that output goes
+/// only to links that are up, that no broadcast is delivered twice (unless
+/// its source's ids fell below its window meanwhile), that broadcasts are
+/// taken only from the path from their source, that health requests are
+/// answered only over their own link and health responses stay within
+/// each link's byte budget, that a trace takes in only its own answers and
+/// a bounded total, and that the node's ids never repeat nor freeze.
 pub fn engine_sequence(data: &[u8]) {
     let me = Mac([2, 0x50, 0x56, 0, 0, 1]);
     let e =
@@ -129,7 +147,15 @@ pub fn engine_sequence(data: &[u8]) {
         e.link_up(&ctx(i, 0), now);
         up.insert(ctx(i, 0).id);
     }
-    let mut broadcasts: HashSet<(Mac, u64)> = HashSet::new();
+    // (source, id) delivered -> the step it was delivered at
+    let mut broadcasts: HashMap<(Mac, u64), usize> = HashMap::new();
+    // the last step a source's broadcast was too old for its window
+    let mut too_old: HashMap<Mac, usize> = HashMap::new();
+    let mut answer_bytes: HashMap<LinkId, u64> = HashMap::new();
+    // traces started: request id -> (until, answers, bytes)
+    let mut traces: HashMap<u64, (u64, u32, u64)> = HashMap::new();
+    let (start_mono, mut last_id, mut last_mesh) = (now.mono, 0u64, 0u64);
+    let mut step = 0usize;
     let mut rest = data;
     while let Some((&op, tail)) = rest.split_first() {
         rest = tail;
@@ -137,6 +163,7 @@ pub fn engine_sequence(data: &[u8]) {
         rest = tail;
         let i = usize::from(arg % 4);
         let link = ctx(i, gens[i]);
+        step += 1;
         match op % 8 {
             0..=3 => {
                 // a message on link i: two length bytes, then the message
@@ -151,15 +178,68 @@ pub fn engine_sequence(data: &[u8]) {
                 }
                 let mut raw = (len as u16).to_be_bytes().to_vec();
                 raw.extend_from_slice(body);
-                let bcast = match wire::parse(body) {
+                let parsed = wire::parse(body);
+                let bcast = match parsed {
                     Ok(Message::Broadcast(b)) => Some((b.src, b.id)),
                     _ => None,
                 };
-                let mut out = Checked { me, up: &up, delivered: 0 };
+                let on_path = bcast.is_some_and(|(src, _)| {
+                    src == link.peer || e.routes().next_hop(&src) == Some(link.id)
+                });
+                let request = matches!(parsed, Ok(Message::HealthRequest(_)));
+                let answer = match parsed {
+                    Ok(Message::HealthResponse(r)) if r.dst == me => Some(r.request_id),
+                    _ => None,
+                };
+                let mut out = Checked {
+                    me,
+                    up: &up,
+                    delivered: 0,
+                    only_to: request.then_some(link.id),
+                    answer_bytes: &mut answer_bytes,
+                };
                 let v = e.handle_message(&link, &mut raw, now, &mut out);
-                if let (Some(key), Verdict::Done) = (bcast, v) {
-                    assert!(broadcasts.insert(key), "broadcast {key:?} delivered twice");
+                match (bcast, v) {
+                    (Some(key), Verdict::Done) => {
+                        assert!(on_path, "broadcast {key:?} taken off the path from its source");
+                        if let Some(at) = broadcasts.insert(key, step) {
+                            assert!(
+                                too_old.get(&key.0).is_some_and(|t| *t > at),
+                                "broadcast {key:?} delivered twice"
+                            );
+                        }
+                    }
+                    (Some((src, _)), Verdict::Dropped(DropReason::TooOld)) => {
+                        too_old.insert(src, step);
+                    }
+                    _ => {}
                 }
+                if let (Some(id), Verdict::Done) = (answer, v) {
+                    let Some(t) = traces.get_mut(&id) else {
+                        panic!("took an answer for no trace of ours")
+                    };
+                    assert!(now.mono <= t.0, "took an answer after its trace ended");
+                    t.1 += 1;
+                    t.2 += raw.len() as u64;
+                    assert!(t.1 <= health::MAX_TRACE_ANSWERS && t.2 <= health::MAX_TRACE_BYTES);
+                }
+            }
+            4 if op & 0x10 != 0 => {
+                // this node starts a trace
+                let wait = u64::from(arg) * 100;
+                let (id, msg) = e.health_request(now, wait);
+                assert!(wire::parse_whole(&msg).is_ok());
+                assert!(id > last_id, "id {id} after {last_id}");
+                last_id = id;
+                traces.insert(id, (now.mono + wait, 0, 0));
+            }
+            5 if op & 0x10 != 0 => {
+                // the wall clock steps back; the monotonic clock goes on
+                now = Now {
+                    mono: now.mono + 1,
+                    unix_ms: now.unix_ms.saturating_sub(u64::from(arg) * 10_000),
+                };
+                e.tick(now);
             }
             4 => {
                 if up.remove(&link.id) {
@@ -201,7 +281,12 @@ pub fn engine_sequence(data: &[u8]) {
                         assert!(msgs.iter().all(|m| wire::parse(&m[2..]).is_ok()));
                     }
                     TapAction::Flood { msg } => {
-                        assert!(wire::parse(&buf[msg.start + 2..msg.end]).is_ok())
+                        let Ok(Message::Broadcast(b)) = wire::parse(&buf[msg.start + 2..msg.end])
+                        else {
+                            panic!("flooded something else than a broadcast")
+                        };
+                        assert!(b.id > last_id, "id {} after {last_id}", b.id);
+                        last_id = b.id;
                     }
                     TapAction::Drop(_) => {}
                 }
@@ -214,7 +299,21 @@ pub fn engine_sequence(data: &[u8]) {
             }
         }
         assert!(e.routes().len() <= 64 + 4, "route table past its limit: {}", e.routes().len());
+        // the mesh clock never goes back, nor behind the wall clock
+        let mesh = e.mesh_ms(now);
+        assert!(mesh >= last_mesh && mesh >= now.unix_ms, "mesh clock {mesh} after {last_mesh}");
+        last_mesh = mesh;
+        // health responses within each link's budget
+        let budget = health::ANSWER_BYTES;
+        let most =
+            u64::from(budget.burst) + (now.mono - start_mono) * u64::from(budget.per_sec) / 1000;
+        for (l, b) in &answer_bytes {
+            assert!(*b <= most, "{b} bytes of health responses on link {l}");
+        }
     }
+    // the node's ids never froze: one more is always to be had
+    let id = e.next_id(now);
+    assert!(id > last_id, "id {id} after {last_id}");
 }
 
 /// Drives a dialer through a sequence of operations decoded from `data`

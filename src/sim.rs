@@ -422,6 +422,19 @@ impl Sim {
         true
     }
 
+    /// Node `i` sends `msg` (a whole message) to every neighbour, as a
+    /// hostile node would: its engine has no part in it.
+    pub fn inject(&mut self, i: usize, msg: &[u8]) {
+        let bytes: Rc<[u8]> = msg.into();
+        let sends: Vec<(LinkId, Rc<[u8]>)> = self.nodes[i]
+            .links
+            .iter()
+            .filter(|e| e.up)
+            .map(|e| (e.ctx.id, bytes.clone()))
+            .collect();
+        self.dispatch(i, sends);
+    }
+
     /// Runs `ms` more milliseconds (enough to deliver whatever is in flight
     /// when it exceeds the largest latency).
     pub fn settle(&mut self, ms: u64) {

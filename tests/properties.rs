@@ -67,20 +67,23 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
                 v
             }
         ),
-        (mac(), mac(), prop::collection::vec(mac(), 0..6)).prop_map(|(d, r, l)| {
-            let rep = wire::HealthReport {
-                dst: d,
-                responder: r,
-                request_id: 5,
-                links: l.clone(),
-                routes: l.iter().map(|m| (*m, r)).collect(),
-                trace: l.clone(),
-                reverse: vec![r],
-            };
-            let mut v = Vec::new();
-            wire::encode_health_response(&mut v, 1, &rep);
-            v
-        }),
+        // request ids near the first ids the node under test issues
+        (mac(), mac(), prop::collection::vec(mac(), 0..6), 0u64..4).prop_map(
+            move |(d, r, l, id)| {
+                let rep = wire::HealthReport {
+                    dst: d,
+                    responder: r,
+                    request_id: base + id,
+                    links: l.clone(),
+                    routes: l.iter().map(|m| (*m, r)).collect(),
+                    trace: l.clone(),
+                    reverse: vec![r],
+                };
+                let mut v = Vec::new();
+                wire::encode_health_response(&mut v, 1, &rep);
+                v
+            }
+        ),
         any::<u32>().prop_map(|flags| {
             let mut v = Vec::new();
             wire::encode_hello(&mut v, flags);
@@ -90,7 +93,8 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
 }
 
 /// An operation for `fuzz::engine_sequence`: a message on a link, a link
-/// change, time passing, or a TAP frame.
+/// change, time passing, a trace started, the wall clock stepping back, or
+/// a TAP frame.
 fn op() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         6 => (0u8..4, any::<u8>(), message()).prop_map(|(o, link, m)| {
@@ -102,6 +106,9 @@ fn op() -> impl Strategy<Value = Vec<u8>> {
         }),
         1 => any::<u8>().prop_map(|l| vec![4, l]),
         1 => any::<u8>().prop_map(|t| vec![5, t]),
+        // a trace started here; the wall clock stepping back
+        1 => any::<u8>().prop_map(|w| vec![4 | 0x10, w]),
+        1 => any::<u8>().prop_map(|t| vec![5 | 0x10, t]),
         1 => (prop::collection::vec(any::<u8>(), 0..120), any::<bool>()).prop_map(|(f, vnet)| {
             let mut v = vec![if vnet { 14 } else { 6 }, f.len() as u8];
             v.extend_from_slice(&f);

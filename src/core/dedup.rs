@@ -7,6 +7,14 @@
 //! already seen, kept as a ring indexed by `id % WINDOW`. An id above the
 //! window slides it; one inside is delivered if its bit is clear; one below
 //! it is too old to tell apart from a replay, and is dropped.
+//!
+//! A window follows its source, not the other way round: when a source's
+//! ids keep falling below its window for [`RECOVER_MS`] (its clock went
+//! back and it restarted, or the window was pushed ahead by an id that
+//! source never sent), the window restarts at the source's ids. The engine
+//! checks only copies that arrived on the path from their source (see
+//! `Engine::on_path`), so a node off that path cannot move a window, and
+//! one on it could drop the source's traffic anyway.
 
 use hashbrown::HashMap;
 use parking_lot::Mutex;
@@ -20,6 +28,11 @@ use super::ratelimit::{Rate, TokenBucket};
 pub const WINDOW: u64 = 4096;
 const WORDS: usize = (WINDOW / 64) as usize;
 const SHARDS: usize = 16;
+
+/// How long a source's ids may keep falling below its window before the
+/// window restarts at them (ms): the longest a forged id pushed into the
+/// window, or a source's clock stepping back, can keep its broadcasts out.
+pub const RECOVER_MS: u64 = 1_000;
 
 /// What a de-duplication check decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +51,8 @@ struct Window {
     top: u64,
     bits: [u64; WORDS],
     last_used: u64,
+    /// Since when (monotonic ms) every id checked fell below the window.
+    below_since: Option<u64>,
     bucket: TokenBucket,
 }
 
@@ -47,6 +62,7 @@ impl Window {
             top: id,
             bits: [0; WORDS],
             last_used: now,
+            below_since: None,
             bucket: TokenBucket::full(rate, now),
         };
         w.set(id);
@@ -99,15 +115,29 @@ impl Window {
         if id > self.top {
             self.advance(id);
             self.set(id);
+            self.below_since = None;
             return Seen::Fresh;
         }
         if self.top - id >= WINDOW {
+            match self.below_since {
+                Some(t) if now.saturating_sub(t) >= RECOVER_MS => {
+                    // the source's ids are elsewhere now: follow them
+                    self.bits = [0; WORDS];
+                    self.top = id;
+                    self.set(id);
+                    self.below_since = None;
+                    return Seen::Fresh;
+                }
+                Some(_) => {}
+                None => self.below_since = Some(now),
+            }
             return Seen::TooOld;
         }
         if self.get(id) {
             return Seen::Duplicate;
         }
         self.set(id);
+        self.below_since = None;
         Seen::Fresh
     }
 }
@@ -264,6 +294,31 @@ mod tests {
         assert_eq!(d.check(S, 1_000_999, 1000), Seen::Duplicate);
         // other sources are not affected
         assert_eq!(d.check(other, 5, 1000), Seen::Fresh);
+    }
+
+    #[test]
+    fn a_window_pushed_ahead_follows_its_source_back() {
+        let d = Dedup::new();
+        let t = 1_700_000_000_000u64;
+        assert_eq!(d.check(S, t, 0), Seen::Fresh);
+        // an id a minute ahead (forged, or the source's clock then ahead)
+        assert_eq!(d.check(S, t + 60_000, 10), Seen::Fresh);
+        // the source's own ids are below the window, for a while only
+        let mut id = t + 100;
+        let mut now = 20;
+        while d.check(S, id, now) == Seen::TooOld {
+            assert!(now < 20 + RECOVER_MS + 200, "still locked out at {now} ms");
+            id += 50;
+            now += 50;
+        }
+        assert!(now >= 20 + RECOVER_MS);
+        // and from then on they are de-duplicated as before
+        assert_eq!(d.check(S, id, now), Seen::Duplicate);
+        assert_eq!(d.check(S, id + 1, now), Seen::Fresh);
+        // one straggler below the window is just too old
+        assert_eq!(d.check(S, id - WINDOW - 5, now + 1), Seen::TooOld);
+        assert_eq!(d.check(S, id + 2, now + RECOVER_MS + 10), Seen::Fresh);
+        assert_eq!(d.check(S, id - WINDOW, now + 2 * RECOVER_MS), Seen::TooOld);
     }
 
     #[test]

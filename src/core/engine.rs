@@ -3,12 +3,12 @@
 //! its tables are sharded and its counters atomic.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::HashMap;
 use parking_lot::{Mutex, RwLock};
 
 use super::dedup::{Dedup, Seen};
+use super::health::{AnswerBudgets, Traces};
 use super::ids::IdSource;
 use super::mac::Mac;
 use super::offload::{self, VnetHdr};
@@ -159,11 +159,13 @@ pub struct Engine {
     neighbours: RwLock<HashMap<LinkId, Mac>>,
     /// When each neighbour's own announcement last arrived on its link.
     heard: RwLock<HashMap<Mac, u64>>,
-    /// Until when (monotonic ms) answers to our own health requests are
-    /// awaited; other health responses for us are dropped.
-    answers_until: AtomicU64,
+    /// Our own health requests whose answers are awaited, and how much of
+    /// them each has taken in; other health responses for us are dropped.
+    traces: Mutex<Traces>,
     /// Health requests answered, all origins together.
     answer_budget: Mutex<TokenBucket>,
+    /// Bytes of health responses each link may still carry out.
+    answer_bytes: Mutex<AnswerBudgets>,
     stats: Stats,
 }
 
@@ -181,8 +183,9 @@ impl Engine {
             health_requests: Dedup::with_rate(HEALTH_RATE),
             neighbours: RwLock::new(HashMap::new()),
             heard: RwLock::new(HashMap::new()),
-            answers_until: AtomicU64::new(0),
+            traces: Mutex::new(Traces::new()),
             answer_budget: Mutex::new(TokenBucket::full(ANSWER_RATE, 0)),
+            answer_bytes: Mutex::new(AnswerBudgets::new()),
             stats: Stats::new(),
         }
     }
@@ -222,7 +225,14 @@ impl Engine {
 
     /// A fresh id from the node's counter.
     pub fn next_id(&self, now: Now) -> u64 {
-        self.ids.next(now.unix_ms)
+        self.ids.next(now)
+    }
+
+    /// The mesh clock (ms since the Unix epoch): the wall clock in `now`,
+    /// except that it never steps back (see [`super::ids::MeshClock`]).
+    /// Ids are issued by it and checked against it.
+    pub fn mesh_ms(&self, now: Now) -> u64 {
+        self.ids.clock(now)
     }
 
     /// This node's announcement, with a fresh id, to send to every
@@ -278,6 +288,7 @@ impl Engine {
             }
             None => {}
         }
+        self.answer_bytes.lock().retain(|l| l != link);
         removed
     }
 
@@ -289,6 +300,8 @@ impl Engine {
         let idle = self.cfg.route_ttl.max(2 * self.cfg.max_clock_skew + MAX_TRANSIT + 1_000);
         self.broadcasts.expire(now.mono, idle);
         self.health_requests.expire(now.mono, idle);
+        let links = self.neighbours.read();
+        self.answer_bytes.lock().retain(|l| links.contains_key(&l));
     }
 
     fn heard_lately(&self, mac: Mac, now: Now) -> bool {
@@ -302,14 +315,40 @@ impl Engine {
     /// the clock skew ahead, or older than the skew plus [`MAX_TRANSIT`].
     /// Old ids are refused so that a replay can never outlive the
     /// de-duplication state that would catch it (kept at least twice that).
+    /// Both are measured by the mesh clock, so that a step back of this
+    /// node's wall clock does not make it refuse its peers' ids.
     fn id_refused(&self, id: u64, now: Now) -> Option<DropReason> {
         let skew = self.cfg.max_clock_skew;
-        if id > now.unix_ms.saturating_add(skew) {
+        let t = self.mesh_ms(now);
+        if id > t.saturating_add(skew) {
             Some(DropReason::FutureId)
-        } else if id.saturating_add(skew + MAX_TRANSIT) < now.unix_ms {
+        } else if id.saturating_add(skew + MAX_TRANSIT) < t {
             Some(DropReason::StaleId)
         } else {
             None
+        }
+    }
+
+    /// Whether a broadcast or health request naming `src` as its source is
+    /// plausible on `link`: `src` is the neighbour itself, or the route to
+    /// `src` uses `link` (not its second path: a forger there would reach
+    /// every node downstream of it).
+    ///
+    /// This is the reverse-path check of multicast routing: every node
+    /// floods what it accepts, so the copy on the path from the source
+    /// arrives, and copies on other links are redundant. A node that is not
+    /// on the path from `src` can thus neither have its forgeries flooded,
+    /// nor move `src`'s de-duplication window (which would suppress `src`'s
+    /// broadcasts), nor make others answer health requests towards `src`.
+    /// The check is local: 0.4 neighbours flood as before.
+    fn on_path(&self, src: Mac, link: &LinkCtx) -> Result<(), DropReason> {
+        if src == link.peer {
+            return Ok(());
+        }
+        match self.routes.get(&src) {
+            None => Err(DropReason::UnknownSource),
+            Some(r) if r.link == link.id => Ok(()),
+            Some(_) => Err(DropReason::OffPath),
         }
     }
 
@@ -359,8 +398,8 @@ impl Engine {
                     // our own broadcast, back through a loop of the mesh
                     return self.dropped(DropReason::Own);
                 }
-                if !self.routes.contains(&b.src) {
-                    return self.dropped(DropReason::UnknownSource);
+                if let Err(r) = self.on_path(b.src, link) {
+                    return self.dropped(r);
                 }
                 if let Some(r) = self.id_refused(b.id, now) {
                     return self.dropped(r);
@@ -401,13 +440,14 @@ impl Engine {
             }
             Message::HealthResponse(r) => {
                 if r.dst == self.cfg.me {
-                    if now.mono > self.answers_until.load(Ordering::Relaxed) {
-                        return self.dropped(DropReason::Unsolicited);
+                    if let Err(why) = self.traces.lock().accept(r.request_id, raw.len(), now.mono) {
+                        return self.dropped(why);
                     }
                     out.event(Event::Health(HealthReport::from_wire(&r)));
                     return Verdict::Done;
                 }
-                // Forward, appending our MAC to the reverse traceroute.
+                // Forward, appending our MAC to the reverse traceroute, on
+                // the route to the origin only.
                 let Some(next) = self.routes.next_hop(&r.dst) else {
                     return self.dropped(DropReason::NoRoute);
                 };
@@ -422,6 +462,9 @@ impl Engine {
                 fwd.extend_from_slice(&(len as u16).to_be_bytes());
                 fwd.extend_from_slice(&raw[wire::LEN_PREFIX..]);
                 fwd.extend_from_slice(&self.cfg.me.0);
+                if !self.answer_bytes.lock().allow(next, fwd.len(), now.mono) {
+                    return self.dropped(DropReason::HealthBytes);
+                }
                 out.send(next, &fwd);
                 Verdict::Done
             }
@@ -519,8 +562,8 @@ impl Engine {
     /// A new health request from this node, to flood on invpnd links, whose
     /// answers are awaited for `wait_ms`. Returns its id and the message.
     pub fn health_request(&self, now: Now, wait_ms: u64) -> (u64, Vec<u8>) {
-        self.answers_until.fetch_max(now.mono.saturating_add(wait_ms), Ordering::Relaxed);
         let id = self.next_id(now);
+        self.traces.lock().start(id, now.mono.saturating_add(wait_ms), now.mono);
         let mut out = Vec::with_capacity(20);
         wire::encode_health_request(&mut out, wire::VERSION, id, self.cfg.me, &[]);
         (id, out)
@@ -543,9 +586,13 @@ impl Engine {
         if let Some(r) = self.id_refused(r.id, now) {
             return self.dropped(r);
         }
-        // answers go to origins the mesh knows, not to invented ones
-        if !self.routes.contains(&r.origin) {
-            return self.dropped(DropReason::UnknownSource);
+        // Answers go to origins the mesh knows, not to invented ones, and
+        // only back over the link the request came on: an origin whose
+        // route does not use that link is forged (or this copy came the
+        // long way round), and is neither answered nor flooded. So no node
+        // is ever sent more in answer than its own requests cost it.
+        if let Err(why) = self.on_path(r.origin, link) {
+            return self.dropped(why);
         }
         match self.health_requests.check(r.origin, r.id, now.mono) {
             Seen::Fresh => {}
@@ -567,8 +614,8 @@ impl Engine {
         if !self.answer_budget.lock().allow(ANSWER_RATE, now.mono) {
             return self.dropped(DropReason::HealthRate);
         }
-        // Answer the origin, routed like a unicast frame; without a route,
-        // back where the request came from (that way leads to the origin).
+        // Answer the origin, back over the link the request came on (the
+        // route to the origin, or the neighbour that is the origin).
         let report = HealthReport {
             dst: r.origin,
             responder: self.cfg.me,
@@ -580,8 +627,10 @@ impl Engine {
         };
         let mut resp = Vec::new();
         wire::encode_health_response(&mut resp, wire::VERSION, &report);
-        let next = self.routes.next_hop(&r.origin).unwrap_or(link.id);
-        out.send(next, &resp);
+        if !self.answer_bytes.lock().allow(link.id, resp.len(), now.mono) {
+            return self.dropped(DropReason::HealthBytes);
+        }
+        out.send(link.id, &resp);
         Verdict::Done
     }
 
@@ -666,7 +715,7 @@ impl Engine {
         if dst.is_group() {
             // a broadcast storm from our own TAP may use at most one
             // second of ids ahead of the clock; the rest is dropped
-            let Some(id) = self.ids.next_within(now.unix_ms, LOCAL_ID_LEAD_MS) else {
+            let Some(id) = self.ids.next_within(now, LOCAL_ID_LEAD_MS) else {
                 self.stats.drop(DropReason::BroadcastRate);
                 return TapAction::Drop(DropReason::BroadcastRate);
             };

@@ -262,7 +262,9 @@ fn broadcast_flooded_delivered_once_even_out_of_order() {
         );
     }
     for id in [NOW.unix_ms + 2, NOW.unix_ms + 1] {
-        assert_eq!(run(&e, &ls[1], &mk(id)).0, Verdict::Dropped(DropReason::Duplicate));
+        assert_eq!(run(&e, &ls[0], &mk(id)).0, Verdict::Dropped(DropReason::Duplicate));
+        // copies off the path from the source are dropped before that
+        assert_eq!(run(&e, &ls[1], &mk(id)).0, Verdict::Dropped(DropReason::OffPath));
     }
 }
 
@@ -383,8 +385,10 @@ fn health_request_forwarded_to_invpnd_links_and_answered() {
     assert_eq!(r.links.iter().collect::<Vec<_>>(), vec![m(1), m(3), m(4)]);
     assert_eq!(r.reverse.iter().collect::<Vec<_>>(), vec![m(2)]);
     assert_eq!(r.routes.len(), 3);
-    // the same request again (another path): dropped
-    assert_eq!(run(&e, &ls[1], &req).0, Verdict::Dropped(DropReason::Duplicate));
+    // the same request again: dropped
+    assert_eq!(run(&e, &ls[0], &req).0, Verdict::Dropped(DropReason::Duplicate));
+    // a copy from a link the route to the origin does not use
+    assert_eq!(run(&e, &ls[1], &req), (Verdict::Dropped(DropReason::OffPath), vec![]));
     // 0.4 never sends one: refused on its links
     let mut req2 = Vec::new();
     wire::encode_health_request(&mut req2, 1, NOW.unix_ms + 1, m(1), &[]);
@@ -440,14 +444,20 @@ fn health_response_forwarded_with_reverse_hop_or_reported() {
     // a response that would go back where it came from is a loop
     assert_eq!(run(&e, &ls[0], &resp), (Verdict::Dropped(DropReason::Loop), vec![]));
 
-    // responses for us only while a trace of ours waits
-    let mine = HealthReport { dst: m(2), ..rep };
+    // responses for us only while a trace of ours waits for them
+    let later = Now { mono: NOW.mono + 1, unix_ms: NOW.unix_ms + 1 };
+    let mine = HealthReport { dst: m(2), request_id: later.unix_ms, ..rep };
     let mut resp = Vec::new();
     wire::encode_health_response(&mut resp, 1, &mine);
     assert_eq!(run(&e, &ls[1], &resp), (Verdict::Dropped(DropReason::Unsolicited), vec![]));
-    let (_, _req) = e.health_request(NOW, 2_000);
-    assert_eq!(run(&e, &ls[1], &resp).1, vec![Act::Event(Event::Health(mine))]);
-    let late = Now { mono: NOW.mono + 2_001, ..NOW };
+    let (id, _req) = e.health_request(later, 2_000);
+    assert_eq!(id, mine.request_id);
+    assert_eq!(run(&e, &ls[1], &resp).1, vec![Act::Event(Event::Health(mine.clone()))]);
+    let other = HealthReport { request_id: id + 1, ..mine };
+    let mut resp2 = Vec::new();
+    wire::encode_health_response(&mut resp2, 1, &other);
+    assert_eq!(run(&e, &ls[1], &resp2).0, Verdict::Dropped(DropReason::Unsolicited));
+    let late = Now { mono: NOW.mono + 2_002, ..NOW };
     let mut raw = resp.clone();
     let v = e.handle_message(&ls[1], &mut raw, late, &mut Rec::default());
     assert_eq!(v, Verdict::Dropped(DropReason::Unsolicited));
@@ -653,4 +663,207 @@ fn a_replayed_broadcast_is_never_delivered_again() {
         let v = e.handle_message(&ls[0], &mut raw, later, &mut rec);
         assert!(rec.0.is_empty(), "replayed after {dt} ms: {v:?}");
     }
+}
+
+fn health_req(id: u64, origin: Mac) -> Vec<u8> {
+    let mut v = Vec::new();
+    wire::encode_health_request(&mut v, 1, id, origin, &[]);
+    v
+}
+
+/// The bytes a run sent or flooded, all links together.
+fn bytes_out(acts: &[Act]) -> usize {
+    acts.iter()
+        .map(|a| match a {
+            Act::Send(_, m) | Act::Flood(_, m, _) => m.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn health_requests_naming_an_origin_off_the_path_are_neither_answered_nor_flooded() {
+    // node 2: the victim (1) on link 10, the hostile node (3) on link 11,
+    // and a route to node 9 through the hostile node
+    let e = engine(2);
+    let ls = linked(&e, &[(10, 1, true), (11, 3, true), (12, 4, true)]);
+    run(&e, &ls[1], &announce(m(9), 1, AnnouncedAddr::None));
+    // requests naming the victim, from the hostile node: nothing at all
+    let mut sent = 0;
+    let mut caused = 0;
+    for i in 0..50 {
+        let req = health_req(t(10 + i), m(1));
+        sent += req.len();
+        let (v, acts) = run(&e, &ls[1], &req);
+        assert_eq!(v, Verdict::Dropped(DropReason::OffPath));
+        caused += bytes_out(&acts);
+    }
+    assert!(caused <= sent, "{caused} bytes sent in answer to {sent}");
+    assert_eq!(caused, 0);
+    assert_eq!(e.stats().drops(DropReason::OffPath), 50);
+    assert_eq!(e.dedup_sources().1, 0, "no de-duplication state for forged origins");
+    // naming a node behind it is plausible: the answer goes back to it only
+    let (v, acts) = run(&e, &ls[1], &health_req(t(100), m(9)));
+    assert_eq!(v, Verdict::Done);
+    assert!(acts.iter().all(|a| match a {
+        Act::Send(l, _) => *l == LinkId(11),
+        Act::Flood(except, _, _) => *except == Some(LinkId(11)),
+        _ => false,
+    }));
+    // and the victim's own requests are still answered, to it
+    let (v, acts) = run(&e, &ls[0], &health_req(t(200), m(1)));
+    assert_eq!(v, Verdict::Done);
+    assert!(matches!(acts.last(), Some(Act::Send(LinkId(10), _))), "{acts:?}");
+}
+
+#[test]
+fn health_responses_a_link_carries_are_bounded_in_bytes() {
+    let e = engine(2);
+    let ls = linked(&e, &[(10, 1, true), (11, 3, true)]);
+    // node 3 sends large responses for node 1 through us, as fast as it can
+    let rep = HealthReport {
+        dst: m(1),
+        responder: m(3),
+        request_id: 9,
+        routes: (0..4000u32)
+            .map(|i| {
+                let b = i.to_be_bytes();
+                (Mac([2, 0, b[0], b[1], b[2], b[3]]), m(3))
+            })
+            .collect(),
+        reverse: vec![m(3)],
+        ..Default::default()
+    };
+    let mut resp = Vec::new();
+    wire::encode_health_response(&mut resp, 1, &rep);
+    let mut forwarded = 0;
+    for _ in 0..100 {
+        match run(&e, &ls[1], &resp) {
+            (Verdict::Done, acts) => forwarded += bytes_out(&acts),
+            (v, acts) => {
+                assert_eq!(v, Verdict::Dropped(DropReason::HealthBytes));
+                assert!(acts.is_empty());
+            }
+        }
+    }
+    assert!(
+        forwarded > 0 && forwarded as u64 <= u64::from(crate::core::health::ANSWER_BYTES.burst)
+    );
+    // the link's budget comes back with time; gone links are forgotten
+    let later = Now { mono: NOW.mono + 1_000, ..NOW };
+    let mut raw = resp.clone();
+    assert_eq!(e.handle_message(&ls[1], &mut raw, later, &mut Rec::default()), Verdict::Done);
+    e.link_down(LinkId(10), later);
+    assert!(e.answer_bytes.lock().is_empty());
+}
+
+#[test]
+fn a_trace_takes_in_a_bounded_total_of_answers() {
+    let e = engine(2);
+    let ls = linked(&e, &[(10, 1, true)]);
+    let (id, _) = e.health_request(NOW, 10_000);
+    // forged answers with large lists, each from another "responder"
+    let mut took = 0u64;
+    for i in 0..500u32 {
+        let b = i.to_be_bytes();
+        let rep = HealthReport {
+            dst: m(2),
+            responder: Mac([2, 1, b[0], b[1], b[2], b[3]]),
+            request_id: id,
+            links: vec![m(1); 5000],
+            reverse: vec![m(1)],
+            ..Default::default()
+        };
+        let mut resp = Vec::new();
+        wire::encode_health_response(&mut resp, 1, &rep);
+        match run(&e, &ls[0], &resp).0 {
+            Verdict::Done => took += resp.len() as u64,
+            v => assert_eq!(v, Verdict::Dropped(DropReason::HealthBytes)),
+        }
+    }
+    assert!(took > 0 && took <= crate::core::health::MAX_TRACE_BYTES, "{took}");
+    assert!(e.stats().drops(DropReason::HealthBytes) > 0);
+}
+
+#[test]
+fn a_forged_broadcast_id_off_the_path_suppresses_nothing() {
+    // node 1: the source (2) on link 10, a hostile node (3) on link 11
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false), (11, 3, true)]);
+    let bcast = |id| {
+        let mut v = Vec::new();
+        encode_broadcast(&mut v, id, &frame(Mac::BROADCAST, m(2), 60));
+        v
+    };
+    // the hostile node sends node 2's broadcast with an id 59 s ahead
+    let (v, acts) = run(&e, &ls[1], &bcast(t(59_000)));
+    assert_eq!((v, acts), (Verdict::Dropped(DropReason::OffPath), vec![]));
+    // node 2's own broadcasts are delivered as before
+    for k in 1..20 {
+        let (v, acts) = run(&e, &ls[0], &bcast(t(k)));
+        assert_eq!(v, Verdict::Done);
+        assert!(acts.iter().any(|a| matches!(a, Act::Deliver(_))));
+    }
+}
+
+#[test]
+fn a_window_pushed_ahead_on_the_path_recovers_within_a_second() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false)]);
+    let bcast = |id| {
+        let mut v = Vec::new();
+        encode_broadcast(&mut v, id, &frame(Mac::BROADCAST, m(2), 60));
+        v
+    };
+    // an id far ahead (node 2's clock stepped back, or it restarted)
+    assert_eq!(run(&e, &ls[0], &bcast(t(50_000))).0, Verdict::Done);
+    let mut delivered_at = None;
+    for k in 0..40u64 {
+        let now = Now { mono: NOW.mono + k * 100, unix_ms: NOW.unix_ms + k * 100 };
+        let mut raw = bcast(now.unix_ms);
+        if e.handle_message(&ls[0], &mut raw, now, &mut Rec::default()) == Verdict::Done {
+            delivered_at = Some(k * 100);
+            break;
+        }
+    }
+    let at = delivered_at.expect("locked out for good");
+    assert!(at <= crate::core::dedup::RECOVER_MS + 100, "locked out for {at} ms");
+}
+
+#[test]
+fn a_backward_clock_step_neither_freezes_ids_nor_refuses_peers() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, false)]);
+    let mut buf = vec![0u8; 2048];
+    let mc = frame(Mac::BROADCAST, m(1), 60);
+    let mut bcast_id = |e: &Engine, now: Now| {
+        buf[FRAME_HEADROOM..FRAME_HEADROOM + 60].copy_from_slice(&mc);
+        match e.tap_frame(&mut buf, 60, now) {
+            TapAction::Flood { msg } => match wire::parse(&buf[msg.start + 2..msg.end]) {
+                Ok(Message::Broadcast(b)) => Some(b.id),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let before = bcast_id(&e, NOW).unwrap();
+    // the wall clock steps back ten minutes; the monotonic clock goes on
+    let mut last = before;
+    for k in 1..=50u64 {
+        let now = Now { mono: NOW.mono + k * 100, unix_ms: NOW.unix_ms - 600_000 + k * 100 };
+        let id = bcast_id(&e, now).expect("our broadcasts frozen");
+        assert!(id > last);
+        last = id;
+        // peers' ids (by a clock that did not step) are still taken
+        let mut b = Vec::new();
+        encode_broadcast(&mut b, NOW.unix_ms + k * 100, &frame(Mac::BROADCAST, m(2), 60));
+        assert_eq!(run_at(&e, &ls[0], &b, now), Verdict::Done, "peer refused at {k}");
+    }
+    // after 5 s, our ids are within the skew of our peers' clocks
+    assert!(NOW.unix_ms + 5_000 - last < e.config().max_clock_skew);
+}
+
+fn run_at(e: &Engine, l: &LinkCtx, msg: &[u8], now: Now) -> Verdict {
+    let mut raw = msg.to_vec();
+    e.handle_message(l, &mut raw, now, &mut Rec::default())
 }

@@ -11,6 +11,7 @@ pub mod dialer;
 pub mod engine;
 pub mod expiry;
 pub mod fq;
+pub mod health;
 pub mod ids;
 pub mod inflight;
 pub mod lane;

@@ -35,6 +35,12 @@ impl TokenBucket {
 
     /// Takes one token if there is one; refills first.
     pub fn allow(&mut self, rate: Rate, now: u64) -> bool {
+        self.allow_n(rate, now, 1)
+    }
+
+    /// Takes `n` tokens if there are that many (a cost in bytes, say);
+    /// refills first. More than the burst is never allowed.
+    pub fn allow_n(&mut self, rate: Rate, now: u64, n: u32) -> bool {
         if !rate.is_limited() {
             return true;
         }
@@ -43,8 +49,9 @@ impl TokenBucket {
         // per_sec tokens per 1000 ms = per_sec milli-tokens per ms
         self.milli_tokens = (self.milli_tokens + elapsed * u64::from(rate.per_sec)).min(cap);
         self.last = self.last.max(now);
-        if self.milli_tokens >= 1000 {
-            self.milli_tokens -= 1000;
+        let cost = u64::from(n) * 1000;
+        if self.milli_tokens >= cost {
+            self.milli_tokens -= cost;
             true
         } else {
             false
@@ -68,6 +75,16 @@ mod tests {
         let allowed = (0..1000).filter(|i| b.allow(r, 10_000 + i * 10)).count();
         assert!((100..=106).contains(&allowed), "{allowed} in 10 s");
         assert!(TokenBucket::full(Rate::UNLIMITED, 0).allow(Rate::UNLIMITED, 0));
+    }
+
+    #[test]
+    fn costs_of_many_tokens() {
+        let r = Rate { per_sec: 1000, burst: 3000 };
+        let mut b = TokenBucket::full(r, 0);
+        assert!(b.allow_n(r, 0, 2000));
+        assert!(!b.allow_n(r, 0, 1500), "1000 left");
+        assert!(b.allow_n(r, 500, 1500), "500 more after 500 ms");
+        assert!(!TokenBucket::full(r, 0).allow_n(r, 10_000, 3001), "never past the burst");
     }
 
     #[test]

@@ -102,8 +102,16 @@ named_enum! {
         HealthRate = "health_rate",
         /// A health request on an invpn 0.4 link, which never sends one.
         WrongLink = "wrong_link",
-        /// A health response for this node while no trace is under way.
+        /// A health response for this node while no trace of it awaits
+        /// that response.
         Unsolicited = "unsolicited",
+        /// A broadcast or health request that arrived on a link other than
+        /// the one the route to its source uses: a copy off the path, or a
+        /// forgery (it touches no de-duplication state).
+        OffPath = "off_path",
+        /// A health response over its link's byte budget for answers, or
+        /// past what a trace of this node takes in.
+        HealthBytes = "health_bytes",
     }
 }
 

@@ -80,6 +80,9 @@ pub struct Supervisor {
     /// When the node cache was last written (monotonic ms; `None`: not
     /// yet by this process).
     pub(super) last_cache_write: Option<u64>,
+    /// Whether the wall clock is behind the mesh clock after a step back
+    /// (logged once per step).
+    clock_behind: bool,
     pub(super) last_accept_error: u64,
     /// The last dial error logged for each node, so that a node failing the
     /// same way again and again is logged once (at warning level).
@@ -252,6 +255,7 @@ impl Supervisor {
             next_tick: 0,
             announce_now: true,
             last_cache_write: None,
+            clock_behind: false,
             last_accept_error: 0,
             dial_errors: HashMap::new(),
             next_prune: 600_000,
@@ -374,6 +378,18 @@ impl Supervisor {
         let now = self.shared.clock.now();
         self.shared.engine.tick(now);
         self.next_tick = now.mono + 1000;
+        // ids follow the mesh clock, which absorbs a step back of the wall
+        // clock at half speed (core::ids::MeshClock): say so once
+        let ahead = self.shared.engine.mesh_ms(now).saturating_sub(now.unix_ms);
+        if ahead > 1000 && !self.clock_behind {
+            warn!(
+                "the wall clock stepped back: ids go on from the mesh clock, {ahead} ms ahead, \
+                 at half speed until the wall clock catches up"
+            );
+        } else if ahead == 0 && self.clock_behind {
+            info!("the wall clock caught up with the mesh clock: ids follow it again");
+        }
+        self.clock_behind = ahead > 1000 || (self.clock_behind && ahead > 0);
         self.check_expiry(now.unix_ms as i64 / 1000);
         if now.mono >= self.next_dialer_prune {
             self.next_dialer_prune = now.mono + 60_000;

@@ -29,6 +29,8 @@ pub struct NodeConf {
     pub announce_interval: String,
     /// The node cache file (default `cache` beside the configuration).
     pub cache: String,
+    /// Extra environment variables for the process (test hooks).
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeConf {
@@ -44,6 +46,7 @@ impl NodeConf {
             ca: None,
             announce_interval: "1s".to_string(),
             cache: "cache".to_string(),
+            env: Vec::new(),
         }
     }
 }
@@ -57,6 +60,7 @@ pub struct Node {
     pub ns: String,
     pub n: u8,
     pub mac: Mac,
+    pub env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -101,8 +105,8 @@ impl Node {
         let conf = dir.path().join("invpn.conf");
         std::fs::write(&conf, text).unwrap();
         let log = dir.path().join("invpnd.log");
-        let mut node =
-            Node { child: None, dir, conf, log, ns: lab.ns(ns).to_string(), n: c.n, mac: c.mac };
+        let ns = lab.ns(ns).to_string();
+        let mut node = Node { child: None, dir, conf, log, ns, n: c.n, mac: c.mac, env: c.env };
         node.spawn(&[]);
         node
     }
@@ -115,6 +119,7 @@ impl Node {
             .arg(&self.conf)
             .args(extra)
             .env("RUST_LOG", "invpn=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(logf.try_clone().unwrap())
             .stderr(logf)
