@@ -225,6 +225,14 @@ fn print_check(
         n.max_routes,
         if n.broadcast_rate == 0 { "unlimited".to_string() } else { n.broadcast_rate.to_string() }
     )?;
+    writeln!(
+        out,
+        "routes:          {} per link ({} of them relayed); memory budget {} MiB, {} bytes per node",
+        cfg.limits.routes_per_link,
+        cfg.limits.routes_per_link.div_ceil(2),
+        cfg.limits.memory / (1024 * 1024),
+        invpn::core::routes::bytes_per_node()
+    )?;
     let i = &cfg.interface;
     let program = |what: &str, p: &Option<PathBuf>| {
         p.as_ref().map_or(String::new(), |p| format!(", {what} program {}", p.display()))

@@ -21,6 +21,9 @@ pub const DEFAULT_PATH: &str = "/etc/invpn/invpn.conf";
 /// `[performance] notsent_lowat` when not set (see invpn.conf(5) and
 /// BENCHMARKS.md for the measurements behind it).
 pub const DEFAULT_NOTSENT_LOWAT: u32 = 128 * 1024;
+/// `[limits] memory` when not set: what the state other nodes make this
+/// node keep may take (see invpn.conf(5)), fit for a 128 MiB router.
+pub const DEFAULT_MEMORY: u64 = 32 * 1024 * 1024;
 /// The control socket of the default configuration (see [`default_socket`]).
 pub const DEFAULT_SOCKET: &str = "/run/invpnd.sock";
 /// Where node caches are kept by default (see [`default_cache`]).
@@ -103,7 +106,8 @@ pub struct Network {
     pub announce_interval: Duration,
     pub route_ttl: Duration,
     pub max_clock_skew: Duration,
-    /// Most nodes the route table holds.
+    /// Most nodes the route table holds (default: `[limits] memory`
+    /// divided by what one node costs).
     pub max_routes: usize,
     /// Broadcasts per second accepted from one source (0: no limit).
     pub broadcast_rate: u32,
@@ -204,6 +208,12 @@ pub struct Performance {
 /// `[limits]`: how much state one neighbour may make this node keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    /// The memory budget of the state other nodes make this node keep
+    /// (routes and de-duplication windows), in bytes.
+    pub memory: u64,
+    /// Most routes learnt through one link (default: half of
+    /// `max_routes`).
+    pub routes_per_link: usize,
     /// Most dial targets learnt from announcements (hearsay), in all.
     pub dial_targets: usize,
     /// Most of them charged to one neighbour.
@@ -326,7 +336,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "lanes",
         ],
     ),
-    ("limits", &["dial_targets", "dial_targets_per_link"]),
+    ("limits", &["memory", "routes_per_link", "dial_targets", "dial_targets_per_link"]),
 ];
 
 /// Reads and validates a configuration file (as bytes: see `ini`).
@@ -360,6 +370,11 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         Ok(p) if p > 0 => Ok(p),
         _ => Err(format!("{v:?} is not a TCP port (1-65535)")),
     })?;
+    // the memory budget decides the default table size
+    let memory = r.get("limits", "memory", DEFAULT_MEMORY, |v| {
+        parse_size(v, 1024 * 1024, u32::MAX).map(u64::from)
+    })?;
+    let max_routes = (memory as usize / crate::core::routes::bytes_per_node()).max(16);
     let network = Network {
         port,
         bind: r.get("network", "bind", None, |v| {
@@ -390,7 +405,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         max_clock_skew: r.get("network", "max_clock_skew", Duration::from_secs(60), |v| {
             parse_duration(v, Duration::from_secs(0), Duration::from_secs(86_400 * 365))
         })?,
-        max_routes: r.get("network", "max_routes", 65_536, |v| match v.parse::<usize>() {
+        max_routes: r.get("network", "max_routes", max_routes, |v| match v.parse::<usize>() {
             Ok(n) if n >= 16 => Ok(n),
             _ => Err(format!("{v:?}: expected a number of routes, at least 16")),
         })?,
@@ -475,6 +490,16 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         move |v: &str| v.parse::<usize>().map_err(|_| format!("{v:?}: expected a number of {what}"))
     };
     let limits = Limits {
+        memory,
+        routes_per_link: r.get(
+            "limits",
+            "routes_per_link",
+            (network.max_routes / 2).max(16),
+            |v| match v.parse::<usize>() {
+                Ok(n) if n >= 16 => Ok(n),
+                _ => Err(format!("{v:?}: expected a number of routes, at least 16")),
+            },
+        )?,
         dial_targets: r.get("limits", "dial_targets", dial.total, count("dial targets"))?,
         dial_targets_per_link: r.get(
             "limits",

@@ -380,6 +380,12 @@ const LINK_FAMILIES: &[LinkFamily] = &[
         },
     ),
     (
+        "invpn_link_routes",
+        Kind::Gauge,
+        "Routes learnt through the link (its share is [limits] routes_per_link).",
+        |l, _| Some(Value::U(l.routes)),
+    ),
+    (
         "invpn_peer_certificate_expiry_timestamp_seconds",
         Kind::Gauge,
         "When the peer's certificate expires (notAfter, Unix time).",

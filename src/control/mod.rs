@@ -383,6 +383,10 @@ pub struct LinkEntry {
     /// The peer certificate's notAfter (Unix seconds; 0 if unknown).
     #[serde(default)]
     pub peer_cert_not_after: i64,
+    /// Routes learnt through the link (charged to its share,
+    /// `[limits] routes_per_link`).
+    #[serde(default)]
+    pub routes: u64,
 }
 
 /// One entry of `routes`.

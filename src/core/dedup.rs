@@ -47,6 +47,9 @@ pub enum Seen {
     RateLimited,
 }
 
+/// Bytes one source's window takes in a [`Dedup`] table (key included).
+pub const ENTRY_BYTES: usize = std::mem::size_of::<(Mac, Window)>();
+
 struct Window {
     top: u64,
     bits: [u64; WORDS],

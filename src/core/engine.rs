@@ -40,6 +40,9 @@ pub struct EngineConfig {
     pub announce_interval: u64,
     /// Most nodes the route table takes (neighbours always fit).
     pub max_routes: usize,
+    /// Most routes learnt through one link (its neighbour always fits); the
+    /// first half of them are relayed (see `core::routes`).
+    pub routes_per_link: usize,
     /// Broadcasts accepted per second from one source (0: no limit); a
     /// burst of twice that is allowed.
     pub broadcast_rate: u32,
@@ -57,6 +60,7 @@ impl EngineConfig {
             route_ttl: 60_000,
             announce_interval: 5_000,
             max_routes: 65_536,
+            routes_per_link: 32_768,
             broadcast_rate: 1_000,
         }
     }
@@ -172,7 +176,7 @@ pub struct Engine {
 impl Engine {
     /// A node with no links.
     pub fn new(cfg: EngineConfig) -> Engine {
-        let routes = RouteTable::with_limit(cfg.max_routes);
+        let routes = RouteTable::with_limits(cfg.max_routes, cfg.routes_per_link);
         let rate =
             Rate { per_sec: cfg.broadcast_rate, burst: cfg.broadcast_rate.saturating_mul(2) };
         Engine {
@@ -542,8 +546,9 @@ impl Engine {
             // An announcement seen already: this is how a flood ends.
             Offer::Stale => Verdict::Done,
             Offer::Full => self.dropped(DropReason::RouteTableFull),
+            Offer::ShareFull => self.dropped(DropReason::RouteShare),
             Offer::RateLimited => self.dropped(DropReason::AnnounceRate),
-            Offer::Accepted { addr_changed } => {
+            Offer::Accepted { addr_changed, relay } => {
                 self.stats.add(Counter::AnnouncementsAccepted, 1);
                 if addr_changed {
                     out.event(match addr {
@@ -551,7 +556,7 @@ impl Engine {
                         None => Event::Forgot { mac: a.mac },
                     });
                 }
-                if self.cfg.relay {
+                if self.cfg.relay && relay {
                     out.flood(Some(link.id), raw, false);
                 }
                 Verdict::Done

@@ -55,6 +55,7 @@ fn engine(me: u8) -> Engine {
         route_ttl: 300_000,
         announce_interval: 5_000,
         max_routes: 1000,
+        routes_per_link: 1000,
         broadcast_rate: 0,
     })
 }

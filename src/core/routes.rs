@@ -3,13 +3,21 @@
 //! Sharded so that the TAP thread and every worker can look routes up at
 //! line rate while announcements update them: a lookup takes one shard's
 //! read lock for a hash probe.
+//!
+//! Every route is charged to the link it was learnt on, and one link may
+//! hold at most its share of the table (`[limits] routes_per_link`), so
+//! that a neighbour announcing invented nodes fills its own share and no
+//! more. Of its share, a link has only the first half relayed to the other
+//! neighbours: what one neighbour injects reaches the rest of the mesh as
+//! at most a quarter of any table behind it, and every node keeps room
+//! for the real nodes on the same links (see invpn.conf(5), `[limits]`).
 
 use std::net::SocketAddr;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hashbrown::HashMap;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::mac::Mac;
 use super::ratelimit::{Rate, TokenBucket};
@@ -20,6 +28,16 @@ const SHARDS: usize = 16;
 /// How often a node's announcements may change its route: enough for one
 /// per interval plus the bursts of link changes, far below a flood.
 pub const ANNOUNCE_RATE: Rate = Rate { per_sec: 20, burst: 50 };
+
+/// The most bytes of protocol state one known node costs: its route and a
+/// de-duplication window in each of the two tables (broadcasts, health
+/// requests), with the hash tables' worst case (just grown: 7/16 full)
+/// and control bytes. `[limits] memory` divided by this is the default
+/// `max_routes` (see invpn.conf(5)).
+pub fn bytes_per_node() -> usize {
+    let worst = |entry: usize| (entry + 1) * 16 / 7;
+    worst(std::mem::size_of::<(Mac, Route)>()) + 2 * worst(super::dedup::ENTRY_BYTES)
+}
 
 /// How to reach one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +60,18 @@ pub struct Route {
     /// Announcements of this node accepted lately (a flood of fresh ids for
     /// one MAC is cut off here).
     pub bucket: TokenBucket,
+    /// Whether this node's announcements are relayed to the other
+    /// neighbours: it was among the relayed half of its link's share.
+    pub relay: bool,
+}
+
+/// What one link holds in the table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Charge {
+    /// Routes through it.
+    pub held: usize,
+    /// Of those, the ones whose announcements are relayed.
+    pub relayed: usize,
 }
 
 /// The result of offering an announcement to the table.
@@ -52,11 +82,16 @@ pub enum Offer {
         /// Whether the announced address differs from the one known
         /// before (or the node was not known).
         addr_changed: bool,
+        /// Whether to relay the announcement to the other neighbours.
+        relay: bool,
     },
     /// An announcement with this id or a newer one was seen already.
     Stale,
     /// A new node, but the table holds as many as it may.
     Full,
+    /// A new node (or one moving to this link), but the link holds its
+    /// share of the table already.
+    ShareFull,
     /// This node announced more often than [`ANNOUNCE_RATE`] allows.
     RateLimited,
 }
@@ -66,6 +101,10 @@ pub struct RouteTable {
     shards: Box<[RwLock<HashMap<Mac, Route>>]>,
     count: AtomicUsize,
     max: usize,
+    /// Most routes one link may hold (its neighbour itself always fits).
+    share: usize,
+    /// What each link holds (taken after a shard's lock, never before).
+    charges: Mutex<HashMap<LinkId, Charge>>,
 }
 
 impl Default for RouteTable {
@@ -81,12 +120,68 @@ impl RouteTable {
     }
 
     /// An empty table that takes at most `max` nodes learnt from
-    /// announcements (neighbours are always taken).
+    /// announcements (neighbours are always taken), any number per link.
     pub fn with_limit(max: usize) -> RouteTable {
+        RouteTable::with_limits(max, usize::MAX)
+    }
+
+    /// An empty table that takes at most `max` nodes, and at most `share`
+    /// through one link (neighbours are always taken).
+    pub fn with_limits(max: usize, share: usize) -> RouteTable {
         RouteTable {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             count: AtomicUsize::new(0),
             max,
+            share: share.max(1),
+            charges: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Most routes one link may hold.
+    pub fn share(&self) -> usize {
+        self.share
+    }
+
+    /// Of a link's share, how many routes are relayed: the first half.
+    pub fn relay_share(&self) -> usize {
+        self.share.div_ceil(2)
+    }
+
+    /// What `link` holds.
+    pub fn charge(&self, link: LinkId) -> Charge {
+        self.charges.lock().get(&link).copied().unwrap_or_default()
+    }
+
+    /// Every link's charge.
+    pub fn charges(&self) -> Vec<(LinkId, Charge)> {
+        let mut v: Vec<_> = self.charges.lock().iter().map(|(l, c)| (*l, *c)).collect();
+        v.sort_by_key(|(l, _)| *l);
+        v
+    }
+
+    /// Charges a route to `link`; `direct` for a neighbour's own route
+    /// (always relayed, never refused). Returns whether it is relayed, or
+    /// `None` if the link holds its share.
+    fn take(&self, link: LinkId, direct: bool) -> Option<bool> {
+        let mut charges = self.charges.lock();
+        let c = charges.entry(link).or_default();
+        if !direct && c.held >= self.share {
+            return None;
+        }
+        let relay = direct || c.relayed < self.relay_share();
+        c.held += 1;
+        c.relayed += usize::from(relay);
+        Some(relay)
+    }
+
+    /// Gives back what a route took of `link`.
+    fn give(charges: &mut HashMap<LinkId, Charge>, link: LinkId, relay: bool) {
+        if let Some(c) = charges.get_mut(&link) {
+            c.held = c.held.saturating_sub(1);
+            c.relayed = c.relayed.saturating_sub(usize::from(relay));
+            if c.held == 0 {
+                charges.remove(&link);
+            }
         }
     }
 
@@ -137,26 +232,54 @@ impl RouteTable {
                 Offer::Stale
             }
             Some(old) => {
+                let direct = mac == via;
                 if !old.bucket.allow(ANNOUNCE_RATE, now) {
                     return Offer::RateLimited;
                 }
+                let relay = if old.link == link {
+                    old.relay || direct
+                } else {
+                    // moving to another link: that link's share decides
+                    let mut charges = self.charges.lock();
+                    let held = charges.get(&link).map_or(0, |c| c.held);
+                    if !direct && held >= self.share {
+                        return Offer::ShareFull;
+                    }
+                    Self::give(&mut charges, old.link, old.relay);
+                    let c = charges.entry(link).or_default();
+                    let relay = direct || c.relayed < self.relay_share();
+                    c.held += 1;
+                    c.relayed += usize::from(relay);
+                    relay
+                };
                 let addr_changed = old.addr != addr;
-                *old =
-                    Route { link, via, stamp, refreshed: now, addr, alt: None, bucket: old.bucket };
-                Offer::Accepted { addr_changed }
+                *old = Route {
+                    link,
+                    via,
+                    stamp,
+                    refreshed: now,
+                    addr,
+                    alt: None,
+                    bucket: old.bucket,
+                    relay,
+                };
+                Offer::Accepted { addr_changed, relay }
             }
             None => {
                 if self.count.load(Ordering::Relaxed) >= self.max {
                     return Offer::Full;
                 }
+                let Some(relay) = self.take(link, mac == via) else {
+                    return Offer::ShareFull;
+                };
                 let mut bucket = TokenBucket::full(ANNOUNCE_RATE, now);
                 bucket.allow(ANNOUNCE_RATE, now);
                 shard.insert(
                     mac,
-                    Route { link, via, stamp, refreshed: now, addr, alt: None, bucket },
+                    Route { link, via, stamp, refreshed: now, addr, alt: None, bucket, relay },
                 );
                 self.count.fetch_add(1, Ordering::Relaxed);
-                Offer::Accepted { addr_changed: true }
+                Offer::Accepted { addr_changed: true, relay }
             }
         }
     }
@@ -169,15 +292,31 @@ impl RouteTable {
         if let Some(r) = shard.get_mut(&mac) {
             // a neighbour is reached over its own link, not through others
             if r.via != mac {
+                let mut charges = self.charges.lock();
+                Self::give(&mut charges, r.link, r.relay);
+                let c = charges.entry(link).or_default();
+                c.held += 1;
+                c.relayed += 1;
                 r.link = link;
                 r.via = mac;
                 r.refreshed = now;
+                r.relay = true;
             }
         } else {
             let bucket = TokenBucket::full(ANNOUNCE_RATE, now);
+            let _ = self.take(link, true);
             shard.insert(
                 mac,
-                Route { link, via: mac, stamp: 0, refreshed: now, addr: None, alt: None, bucket },
+                Route {
+                    link,
+                    via: mac,
+                    stamp: 0,
+                    refreshed: now,
+                    addr: None,
+                    alt: None,
+                    bucket,
+                    relay: true,
+                },
             );
             self.count.fetch_add(1, Ordering::Relaxed);
         }
@@ -190,7 +329,8 @@ impl RouteTable {
         for s in self.shards.iter() {
             let mut s = s.write();
             let before = s.len();
-            s.retain(|_, r| {
+            let mut charges = self.charges.lock();
+            s.retain(|m, r| {
                 if r.alt.is_some_and(|(l, _)| l == link) {
                     r.alt = None;
                 }
@@ -199,8 +339,15 @@ impl RouteTable {
                 }
                 match r.alt.take() {
                     Some((l, via)) => {
+                        // the alternative's link takes it on, share or not:
+                        // it carried the same announcement already
+                        let c = charges.entry(l).or_default();
+                        let relay = *m == via || c.relayed < self.share.div_ceil(2);
+                        c.held += 1;
+                        c.relayed += usize::from(relay);
                         r.link = l;
                         r.via = via;
+                        r.relay = relay;
                         true
                     }
                     None => false,
@@ -208,6 +355,7 @@ impl RouteTable {
             });
             removed += before - s.len();
         }
+        self.charges.lock().remove(&link);
         self.count.fetch_sub(removed, Ordering::Relaxed);
         removed
     }
@@ -222,7 +370,14 @@ impl RouteTable {
         for s in self.shards.iter() {
             let mut s = s.write();
             let before = s.len();
-            s.retain(|m, r| keep(m, r));
+            let mut charges = self.charges.lock();
+            s.retain(|m, r| {
+                let k = keep(m, r);
+                if !k {
+                    Self::give(&mut charges, r.link, r.relay);
+                }
+                k
+            });
             removed += before - s.len();
         }
         self.count.fetch_sub(removed, Ordering::Relaxed);
@@ -259,12 +414,65 @@ mod tests {
     }
 
     #[test]
+    fn a_node_costs_what_the_manual_says() {
+        // invpn.conf(5), [limits] memory: "about 2.8 KiB per node"
+        let b = bytes_per_node();
+        assert!((2000..=3500).contains(&b), "{b} bytes per node");
+    }
+
+    #[test]
+    fn one_link_holds_its_share_and_relays_half_of_it() {
+        let t = RouteTable::with_limits(100, 10);
+        let (bad, good) = (LinkId(1), LinkId(2));
+        t.add_neighbour(m(1), bad, 0);
+        let offered: Vec<Offer> =
+            (10..40u8).map(|i| t.offer(m(i), 1, bad, m(1), None, 0, true)).collect();
+        let relayed = offered.iter().filter(|o| matches!(o, Offer::Accepted { relay: true, .. }));
+        let kept = offered.iter().filter(|o| matches!(o, Offer::Accepted { .. })).count();
+        // the neighbour's own route counts: 9 more fit, 4 more relayed
+        assert_eq!(kept, 9);
+        assert_eq!(relayed.count(), 4);
+        assert_eq!(t.offer(m(50), 1, bad, m(1), None, 0, true), Offer::ShareFull);
+        assert_eq!(t.charge(bad), Charge { held: 10, relayed: 5 });
+        // another link is untouched, and a node cannot be moved onto the full link
+        assert!(matches!(t.offer(m(60), 1, good, m(2), None, 0, true), Offer::Accepted { .. }));
+        assert_eq!(t.offer(m(60), 2, bad, m(1), None, 0, true), Offer::ShareFull);
+        assert_eq!(t.next_hop(&m(60)), Some(good));
+        // the neighbour itself always fits, even on a full link
+        t.add_neighbour(m(61), bad, 0);
+        assert_eq!(t.next_hop(&m(61)), Some(bad));
+        // expiry and link loss give the share back
+        assert_eq!(t.remove_via(bad), 11);
+        assert_eq!(t.charge(bad), Charge::default());
+        assert_eq!(t.charges(), vec![(good, Charge { held: 1, relayed: 1 })]);
+        assert_eq!(t.expire(100_000, 10), 1);
+        assert!(t.charges().is_empty());
+    }
+
+    #[test]
+    fn moving_routes_move_their_charge() {
+        let t = RouteTable::with_limits(100, 4);
+        let (l1, l2) = (LinkId(1), LinkId(2));
+        t.offer(m(9), 10, l1, m(1), None, 0, true);
+        t.offer(m(9), 10, l2, m(2), None, 0, true);
+        assert_eq!(t.charge(l1).held, 1);
+        // newer announcement first on l2
+        t.offer(m(9), 11, l2, m(2), None, 0, true);
+        assert_eq!((t.charge(l1).held, t.charge(l2).held), (0, 1));
+        // a route moving to its alternative on link loss
+        t.offer(m(9), 12, l1, m(1), None, 0, true);
+        t.offer(m(9), 12, l2, m(2), None, 0, true);
+        assert_eq!(t.remove_via(l1), 0);
+        assert_eq!(t.charge(l2).held, 1);
+    }
+
+    #[test]
     fn newer_announcement_wins_first_copy_kept() {
         let t = RouteTable::new();
         let (l1, l2) = (LinkId(1), LinkId(2));
         assert_eq!(
             t.offer(m(9), 10, l1, m(1), None, 0, true),
-            Offer::Accepted { addr_changed: true }
+            Offer::Accepted { addr_changed: true, relay: true }
         );
         // the same announcement over another path later: dropped
         assert_eq!(t.offer(m(9), 10, l2, m(2), None, 1, true), Offer::Stale);
@@ -273,7 +481,7 @@ mod tests {
         // the next announcement arrives first on l2
         assert_eq!(
             t.offer(m(9), 11, l2, m(2), None, 2, true),
-            Offer::Accepted { addr_changed: false }
+            Offer::Accepted { addr_changed: false, relay: true }
         );
         assert_eq!(t.get(&m(9)).unwrap().via, m(2));
     }
@@ -339,19 +547,19 @@ mod tests {
         let l = LinkId(1);
         assert_eq!(
             t.offer(m(9), 1, l, m(1), Some(a), 0, true),
-            Offer::Accepted { addr_changed: true }
+            Offer::Accepted { addr_changed: true, relay: true }
         );
         assert_eq!(
             t.offer(m(9), 2, l, m(1), Some(a), 0, true),
-            Offer::Accepted { addr_changed: false }
+            Offer::Accepted { addr_changed: false, relay: true }
         );
         assert_eq!(
             t.offer(m(9), 3, l, m(1), Some(b), 0, true),
-            Offer::Accepted { addr_changed: true }
+            Offer::Accepted { addr_changed: true, relay: true }
         );
         assert_eq!(
             t.offer(m(9), 4, l, m(1), None, 0, true),
-            Offer::Accepted { addr_changed: true }
+            Offer::Accepted { addr_changed: true, relay: true }
         );
     }
 

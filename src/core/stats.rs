@@ -92,6 +92,9 @@ named_enum! {
         TooLong = "too_long",
         /// A new node announced while the route table is full.
         RouteTableFull = "route_table_full",
+        /// A new node announced through a link that holds its share of the
+        /// route table (`[limits] routes_per_link`).
+        RouteShare = "route_share",
         /// A node announcing itself far more often than nodes do.
         AnnounceRate = "announce_rate",
         /// A source broadcasting faster than `broadcast_rate`, or this

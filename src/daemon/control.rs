@@ -581,6 +581,7 @@ impl Supervisor {
                     peer_cert_not_after: s
                         .as_ref()
                         .map_or(0, |s| s.health.peer_not_after.load(Ordering::Relaxed)),
+                    routes: self.shared.engine.routes().charge(l.id).held as u64,
                 }
             })
             .collect()

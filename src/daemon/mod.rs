@@ -214,6 +214,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         route_ttl: cfg.network.route_ttl.as_millis() as u64,
         announce_interval: cfg.network.announce_interval.as_millis() as u64,
         max_routes: cfg.network.max_routes,
+        routes_per_link: cfg.limits.routes_per_link,
         broadcast_rate: cfg.network.broadcast_rate,
     });
     let n = worker_count(cfg.performance.workers);

@@ -1141,6 +1141,8 @@ pub fn needs_restart(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'st
         ("[network] route_ttl", o.route_ttl != n.route_ttl),
         ("[network] max_clock_skew", o.max_clock_skew != n.max_clock_skew),
         ("[network] max_routes", o.max_routes != n.max_routes),
+        ("[limits] memory", old.limits.memory != new.limits.memory),
+        ("[limits] routes_per_link", old.limits.routes_per_link != new.limits.routes_per_link),
         ("[network] broadcast_rate", o.broadcast_rate != n.broadcast_rate),
         ("[interface] mtu", old.interface.mtu != new.interface.mtu),
         // run by the process that lets the interface go: the new one
