@@ -128,11 +128,17 @@ impl Output for Checked<'_> {
 /// taken only from the path from their source, that health requests are
 /// answered only over their own link and health responses stay within
 /// each link's byte budget, that a trace takes in only its own answers and
-/// a bounded total, and that the node's ids never repeat nor freeze.
+/// a bounded total, that the node's ids never repeat nor freeze, and that
+/// every route is charged to its link with no link past its share of the
+/// table nor relaying more than half of it.
 pub fn engine_sequence(data: &[u8]) {
     let me = Mac([2, 0x50, 0x56, 0, 0, 1]);
-    let e =
-        Engine::new(EngineConfig { max_routes: 64, broadcast_rate: 50, ..EngineConfig::new(me) });
+    let e = Engine::new(EngineConfig {
+        max_routes: 64,
+        routes_per_link: 4,
+        broadcast_rate: 50,
+        ..EngineConfig::new(me)
+    });
     let addr: SocketAddr = ([198, 18, 0, 2], 41744).into();
     let ctx = |i: usize, gen: u64| LinkCtx {
         id: LinkId(gen * 4 + i as u64),
@@ -299,6 +305,24 @@ pub fn engine_sequence(data: &[u8]) {
             }
         }
         assert!(e.routes().len() <= 64 + 4, "route table past its limit: {}", e.routes().len());
+        // every route is charged to its link, and no link holds more than
+        // its share (its neighbour, which always fits, aside) nor relays
+        // more than half of it
+        let snapshot = e.routes().snapshot();
+        let mut held: HashMap<LinkId, (usize, usize)> = HashMap::new();
+        for (mac, r) in &snapshot {
+            let h = held.entry(r.link).or_default();
+            h.0 += 1;
+            h.1 += usize::from(r.relay);
+            assert!(r.relay || *mac != r.via, "a neighbour's own route not relayed");
+        }
+        let charges = e.routes().charges();
+        assert_eq!(charges.len(), held.len(), "charges {charges:?} for routes {held:?}");
+        for (l, c) in charges {
+            assert_eq!(Some(&(c.held, c.relayed)), held.get(&l), "link {l}'s charge");
+            assert!(c.held <= 4 + 1, "link {l} holds {} routes, past its share", c.held);
+            assert!(c.relayed <= 2 + 1, "link {l} relays {} routes", c.relayed);
+        }
         // the mesh clock never goes back, nor behind the wall clock
         let mesh = e.mesh_ms(now);
         assert!(mesh >= last_mesh && mesh >= now.unix_ms, "mesh clock {mesh} after {last_mesh}");

@@ -338,9 +338,10 @@ impl RouteTable {
                     return true;
                 }
                 match r.alt.take() {
-                    Some((l, via)) => {
-                        // the alternative's link takes it on, share or not:
-                        // it carried the same announcement already
+                    // the alternative's link takes it on, within its share
+                    Some((l, via))
+                        if *m == via || charges.get(&l).map_or(0, |c| c.held) < self.share =>
+                    {
                         let c = charges.entry(l).or_default();
                         let relay = *m == via || c.relayed < self.share.div_ceil(2);
                         c.held += 1;
@@ -350,7 +351,7 @@ impl RouteTable {
                         r.relay = relay;
                         true
                     }
-                    None => false,
+                    _ => false,
                 }
             });
             removed += before - s.len();
