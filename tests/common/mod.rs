@@ -3,6 +3,7 @@
 //! cleaned up (by PID), even when a test fails.
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod lab;
 pub mod node;
 pub mod wan;
