@@ -1,7 +1,9 @@
 //! The only `unsafe` code of invpnd: ioctls on the TAP device and on
 //! interfaces, taking ownership of descriptors, keeping the TAP open
 //! across `exec`, asking whether a directory is writable, killing a
-//! process group and asking who is at the other end of a Unix socket. Every block says why it is sound.
+//! process group, asking who is at the other end of a Unix socket, and
+//! dropping privileges (user, groups, capabilities). Every block says why
+//! it is sound.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -75,6 +77,20 @@ pub fn file_from_fd(fd: RawFd) -> io::Result<File> {
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
+/// Takes ownership of an open descriptor of a listening Unix socket (from
+/// `--controlfd`).
+pub fn unix_listener_from_fd(fd: RawFd) -> io::Result<std::os::unix::net::UnixListener> {
+    // SAFETY: a harmless check that the descriptor is open.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: the caller hands over a descriptor it owns and does not use
+    // again (from --controlfd, which a restart in place passes); it is open.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let l = std::os::unix::net::UnixListener::from(owned);
+    // a descriptor that is not a listening Unix socket fails here
+    l.local_addr()?;
+    Ok(l)
+}
+
 /// Lets `fd` survive `exec` (clears FD_CLOEXEC).
 pub fn keep_across_exec(fd: RawFd) -> io::Result<()> {
     // SAFETY: F_GETFD/F_SETFD only read and write the flags of `fd`.
@@ -122,6 +138,152 @@ pub fn peer_uid(fd: RawFd) -> io::Result<u32> {
 pub fn euid() -> u32 {
     // SAFETY: geteuid cannot fail and has no memory effects.
     unsafe { libc::geteuid() }
+}
+
+/// A user account: its ids and primary group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The user id.
+    pub uid: u32,
+    /// The primary group id.
+    pub gid: u32,
+}
+
+/// Looks a user up by name (or number) in the system's user database.
+/// `Ok(None)`: no such user.
+pub fn user_by_name(name: &str) -> io::Result<Option<Account>> {
+    if let Ok(uid) = name.parse::<u32>() {
+        return Ok(Some(Account { uid, gid: uid }));
+    }
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: all-zero bytes are a valid `passwd` (integers and null
+    // pointers), which getpwnam_r fills.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: `c` is NUL-terminated, `buf` is a live buffer of the length
+    // given, `pw` and `found` are live locals; getpwnam_r writes only
+    // there, and its strings point into `buf`, which we do not read.
+    let r = unsafe {
+        libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut found)
+    };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok((!found.is_null()).then_some(Account { uid: pw.pw_uid, gid: pw.pw_gid }))
+}
+
+/// Looks a group up by name (or number). `Ok(None)`: no such group.
+pub fn group_by_name(name: &str) -> io::Result<Option<u32>> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(Some(gid));
+    }
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: all-zero bytes are a valid `group`, which getgrnam_r fills.
+    let mut gr: libc::group = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as in `user_by_name`: every pointer is to a live local or
+    // buffer of the size given.
+    let r = unsafe {
+        libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut found)
+    };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok((!found.is_null()).then_some(gr.gr_gid))
+}
+
+/// CAP_NET_BIND_SERVICE: binding ports below 1024.
+pub const CAP_NET_BIND_SERVICE: u32 = 10;
+/// CAP_NET_ADMIN: the interface's settings, socket buffers past the sysctl
+/// limits, congestion controls not in the allowed list.
+pub const CAP_NET_ADMIN: u32 = 12;
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Sets the calling thread's capabilities to exactly `caps` (effective,
+/// permitted and inheritable).
+fn set_caps(caps: &[u32]) -> io::Result<()> {
+    let mut data = [CapData::default(); 2];
+    for &c in caps {
+        let d = &mut data[(c / 32) as usize % 2];
+        let bit = 1u32 << (c % 32);
+        d.effective |= bit;
+        d.permitted |= bit;
+        d.inheritable |= bit;
+    }
+    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    // SAFETY: capset reads a version 3 header and two data structs, both
+    // live locals laid out as the kernel's (repr(C)); pid 0 is this thread.
+    check(unsafe {
+        libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) as libc::c_int
+    })?;
+    Ok(())
+}
+
+/// Drops from root to `uid`/`gid` (supplementary groups: `gid` only),
+/// keeping exactly the capabilities `keep`, and raises them as ambient so
+/// that a program this process executes (a restart in place, the `down`
+/// program) has them too. setgroups, setgid and setuid apply to every
+/// thread (the C library's wrappers signal each one); the capabilities are
+/// kept by the calling thread only: other threads end with none.
+pub fn drop_privileges(uid: u32, gid: u32, keep: &[u32]) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only; no memory is passed.
+    check(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) })?;
+    let groups = [gid as libc::gid_t];
+    // SAFETY: `groups` is a live array of the length given, read only.
+    check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })?;
+    // SAFETY: integer arguments, no memory effects.
+    check(unsafe { libc::setgid(gid) })?;
+    // SAFETY: integer arguments, no memory effects.
+    check(unsafe { libc::setuid(uid) })?;
+    set_caps(keep)?;
+    for &c in keep {
+        // SAFETY: prctl with integer arguments only.
+        check(unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                c as libc::c_ulong,
+                0,
+                0,
+            )
+        })?;
+    }
+    // SAFETY: as above.
+    check(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) })?;
+    // root cannot be regained
+    // SAFETY: integer arguments, no memory effects.
+    if unsafe { libc::setuid(0) } == 0 {
+        return Err(io::Error::other("could set the user id back to root after dropping it"));
+    }
+    Ok(())
+}
+
+/// Whether the process `uid` with groups `gids` may read `path`, from its
+/// mode bits and owner (ACLs are not consulted).
+pub fn readable_by(meta: &std::fs::Metadata, uid: u32, gids: &[u32]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode();
+    uid == 0
+        || (meta.uid() == uid && mode & 0o400 != 0)
+        || (gids.contains(&meta.gid()) && mode & 0o040 != 0)
+        || mode & 0o004 != 0
 }
 
 /// Sends SIGKILL to every process of the process group `pgid` (one that a

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
     );
     opts.optflagmulti("v", "verbose", "more logging (-vv: even more); RUST_LOG overrides");
     opts.optopt("", "tunfd", "adopt an open TAP descriptor (used by restart in place)", "FD");
+    opts.optopt("", "controlfd", "adopt the control socket (used by restart in place)", "FD");
     opts.optflag("V", "version", "print the version and exit");
     opts.optflag("h", "help", "print this help and exit");
     let m = match opts.parse(&args[1..]) {
@@ -54,6 +55,14 @@ fn main() -> ExitCode {
         Some(Ok(fd)) if fd >= 0 => Some(fd),
         Some(_) => {
             eprintln!("invpnd: --tunfd needs a file descriptor number");
+            return ExitCode::from(1);
+        }
+    };
+    let controlfd = match m.opt_str("controlfd").map(|s| s.parse::<i32>()) {
+        None => None,
+        Some(Ok(fd)) if fd >= 0 => Some(fd),
+        Some(_) => {
+            eprintln!("invpnd: --controlfd needs a file descriptor number");
             return ExitCode::from(1);
         }
     };
@@ -116,7 +125,7 @@ fn main() -> ExitCode {
         log::warn!("{w}");
     }
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(&args[0]));
-    match daemon::run(cfg, material, Options { tunfd, exe, args: args[1..].to_vec() }) {
+    match daemon::run(cfg, material, Options { tunfd, controlfd, exe, args: args[1..].to_vec() }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

@@ -101,6 +101,41 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
+    /// Takes over the listening socket a restart in place passed on
+    /// (`--controlfd`): the socket file stays where it was, and so works
+    /// even when this process may no longer create files beside it.
+    pub fn adopt(fd: std::os::fd::RawFd) -> io::Result<ControlServer> {
+        let std = crate::sys::unix_listener_from_fd(fd)?;
+        std.set_nonblocking(true)?;
+        let path = std
+            .local_addr()?
+            .as_pathname()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| io::Error::other("the control socket has no path"))?;
+        Ok(ControlServer {
+            listener: UnixListener::from_std(std),
+            path,
+            clients: HashMap::new(),
+            next: CLIENTS,
+        })
+    }
+
+    /// Where its socket file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Gives up the listening socket for a restart in place: the socket
+    /// file is kept, and the descriptor survives `exec`.
+    pub fn hand_over(self) -> io::Result<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        let fd = self.listener.as_raw_fd();
+        crate::sys::keep_across_exec(fd)?;
+        // neither closed nor unlinked: the new process takes both
+        std::mem::forget(self);
+        Ok(fd)
+    }
+
     /// Binds the socket at `path` (mode 0600). A stale socket file is
     /// replaced; a live one (another daemon answering) is an error.
     pub fn bind(path: &Path) -> io::Result<ControlServer> {

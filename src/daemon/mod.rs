@@ -111,6 +111,9 @@ impl Shared {
 pub struct Options {
     /// A TAP descriptor to adopt instead of creating the interface.
     pub tunfd: Option<RawFd>,
+    /// The control socket to adopt instead of binding one (a restart in
+    /// place passes it, since the daemon may no longer create it).
+    pub controlfd: Option<RawFd>,
     /// The executable and arguments, for a restart in place.
     pub exe: PathBuf,
     pub args: Vec<String>,
@@ -180,12 +183,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     // that succeeds) runs the down program once the interface is up
     let mut hooks =
         tap::Hooks::new(&tap.name, me, tap.mtu, cfg.interface.down.clone(), opts.tunfd.is_some());
-    let control = ControlServer::bind(&cfg.control.socket).map_err(|e| {
-        DaemonError(format!(
-            "cannot create the control socket {}: {e}",
-            cfg.control.socket.display()
-        ))
-    })?;
+    let control = control_server(&cfg, opts.controlfd)?;
     let metrics = match metrics_http::bind_configured(&cfg) {
         Ok(m) => m,
         // after a restart in place, the interface and the mesh matter more
@@ -359,9 +357,15 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         }
         Exit::Restart => {
             info!("restarting in place (TAP {} kept on fd {})", tap.name, tap.fd());
-            // the new process makes its own control socket (perhaps elsewhere)
-            drop(sup.control.take());
-            restart(&opts, tap.fd())
+            // the new process takes the control socket over
+            let control = sup.control.take().and_then(|c| match c.hand_over() {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    warn!("the control socket cannot be handed over ({e}); the new process makes one");
+                    None
+                }
+            });
+            restart(&opts, tap.fd(), control)
         }
         Exit::Fatal(msg) => {
             hooks.down();
@@ -370,8 +374,36 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     }
 }
 
-/// Re-executes the daemon with the same arguments plus `--tunfd`.
-fn restart(opts: &Options, fd: RawFd) -> Result<(), DaemonError> {
+/// The control socket: the one a restart in place passed on (if the
+/// configuration still names it), else a new one.
+fn control_server(cfg: &Config, fd: Option<RawFd>) -> Result<ControlServer, DaemonError> {
+    let bind = || {
+        ControlServer::bind(&cfg.control.socket).map_err(|e| {
+            DaemonError(format!(
+                "cannot create the control socket {}: {e}",
+                cfg.control.socket.display()
+            ))
+        })
+    };
+    let Some(fd) = fd else { return bind() };
+    let adopted = ControlServer::adopt(fd)
+        .map_err(|e| DaemonError(format!("--controlfd {fd}: not a control socket: {e}")))?;
+    if adopted.path() == cfg.control.socket {
+        return Ok(adopted);
+    }
+    // the configuration moved it: a new one, or the old one if that fails
+    match bind() {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            warn!("{e}; keeping {}", adopted.path().display());
+            Ok(adopted)
+        }
+    }
+}
+
+/// Re-executes the daemon with the same arguments plus `--tunfd` (and
+/// `--controlfd`).
+fn restart(opts: &Options, fd: RawFd, control: Option<RawFd>) -> Result<(), DaemonError> {
     use std::os::unix::process::CommandExt;
     crate::sys::keep_across_exec(fd).map_err(err("keeping the TAP open across exec"))?;
     let mut args = Vec::new();
@@ -381,17 +413,21 @@ fn restart(opts: &Options, fd: RawFd) -> Result<(), DaemonError> {
             skip = false;
             continue;
         }
-        if a == "--tunfd" {
+        if a == "--tunfd" || a == "--controlfd" {
             skip = true;
             continue;
         }
-        if a.starts_with("--tunfd=") {
+        if a.starts_with("--tunfd=") || a.starts_with("--controlfd=") {
             continue;
         }
         args.push(a.clone());
     }
     args.push("--tunfd".into());
     args.push(fd.to_string());
+    if let Some(c) = control {
+        args.push("--controlfd".into());
+        args.push(c.to_string());
+    }
     let e = std::process::Command::new(&opts.exe).args(&args).exec();
     Err(DaemonError(format!("restart: cannot execute {}: {e}", opts.exe.display())))
 }
