@@ -114,7 +114,13 @@ sed -e "s|^key = /etc/invpn/|key = $node/|; s|^cert = /etc/invpn/|cert = $node/|
     /usr/share/doc/invpnd/examples/invpn.conf >"$node/invpn.conf"
 [ "$(diff /usr/share/doc/invpnd/examples/invpn.conf "$node/invpn.conf" | grep -c '^>')" = 3 ] ||
     fail "the example's [ssl] lines were not found"
+getent passwd invpn >/dev/null || fail "postinst made no user invpn"
+[ "$(stat -c %U /var/lib/invpnd)" = invpn ] || fail "/var/lib/invpnd is not invpn's"
+# the daemon reads its files again as invpn (reloads, restarts in place)
+chmod 0711 "$tmp"
+chown -R invpn:invpn "$node"
 /usr/sbin/invpnd -t -c "$node/invpn.conf" >"$tmp/check" 2>&1 || { cat "$tmp/check"; fail "invpnd -t on the example"; }
+grep -q "^runs as:         user invpn (uid " "$tmp/check" || fail "invpnd -t: runs as: $(cat "$tmp/check")"
 grep -q "^configuration $node/invpn.conf: OK" "$tmp/check" || fail "invpnd -t: $(cat "$tmp/check")"
 grep -q "^node MAC:        02:50:56:00:00:01" "$tmp/check" || fail "invpnd -t: $(cat "$tmp/check")"
 grep -q "^node cache:      /var/lib/invpnd/invpn.cache" "$tmp/check" || fail "invpnd -t: cache"
@@ -135,6 +141,7 @@ dpkg --purge invpnd >"$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log"; fail "dpkg -
 installed=no
 status=$(dpkg-query -W -f='${db:Status-Status}' invpnd 2>/dev/null || true)
 case $status in "" | not-installed) ;; *) fail "dpkg still has invpnd: $status" ;; esac
+! getent passwd invpn >/dev/null || fail "dpkg --purge left the user invpn"
 left=
 while read -r p; do
     if [ -e "$p" ] && ! grep -qx "$p" "$tmp/dirs-before"; then left="$left $p"; fi

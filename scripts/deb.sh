@@ -123,7 +123,7 @@ EOF
 mkdir -m 0755 "$root/DEBIAN"
 (cd "$stage" && mkdir debian && touch debian/control &&
     dpkg-shlibdeps -O "$root"/usr/sbin/invpnd "$root"/usr/sbin/invpnctl 2>/dev/null) >"$stage/shlibs"
-depends=$(sed -n 's/^shlibs:Depends=//p' "$stage/shlibs")
+depends="$(sed -n 's/^shlibs:Depends=//p' "$stage/shlibs"), adduser"
 cat >"$root/DEBIAN/control" <<EOF
 Package: invpnd
 Version: $version
@@ -152,10 +152,16 @@ cat >"$root/DEBIAN/postinst" <<'EOF'
 # binary, keeping their interfaces; one whose configuration has become
 # invalid refuses, logs why and keeps running. Nothing is enabled or
 # started on a first installation: a node needs its keys and configuration.
-# The node caches' directory is made here, private (the units make it too).
+# The system user invpn, which invpnd becomes once set up ([daemon] user;
+# invpnd(8), PRIVILEGES), and the node caches' directory, private and its.
 set -e
-if [ "$1" = configure ] && [ ! -e /var/lib/invpnd ]; then
-    mkdir -m 0700 /var/lib/invpnd
+if [ "$1" = configure ]; then
+    if ! getent passwd invpn >/dev/null; then
+        adduser --system --group --no-create-home --home /var/lib/invpnd \
+            --gecos "invpnd mesh VPN daemon" invpn >/dev/null
+    fi
+    [ -e /var/lib/invpnd ] || mkdir -m 0700 /var/lib/invpnd
+    chown invpn:invpn /var/lib/invpnd
 fi
 if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
     systemctl --system daemon-reload >/dev/null || true
@@ -185,6 +191,17 @@ cat >"$root/DEBIAN/postrm" <<'EOF'
 set -e
 if [ "$1" = purge ]; then
     rm -rf /var/lib/invpnd
+    # the system user goes with the package (no file of its is left)
+    if getent passwd invpn >/dev/null; then
+        if command -v deluser >/dev/null; then
+            deluser --system invpn >/dev/null 2>&1 || true
+        else
+            userdel invpn >/dev/null 2>&1 || true
+        fi
+    fi
+    if getent group invpn >/dev/null; then
+        groupdel invpn >/dev/null 2>&1 || true
+    fi
     for d in /etc/systemd/system/*.wants; do
         [ -d "$d" ] || continue
         for l in "$d"/invpnd.service "$d"/invpnd@*.service; do

@@ -88,6 +88,9 @@ UP
         echo "[control]"
         echo "socket = $n.sock"
         if [ "$i" = 0 ]; then echo "metrics = 127.0.0.1:9561"; fi
+        # the demo's files are root's, in a private directory
+        echo "[daemon]"
+        echo "user = root"
     } > "$WORK/$n.conf"
     ip netns exec "${NS[$i]}" "$BIN" -c "$WORK/$n.conf" >"$WORK/$n.log" 2>&1 </dev/null &
     PIDS+=($!)

@@ -119,7 +119,17 @@ fn main() -> ExitCode {
             Ok(c) => c,
             Err(e) => return fail(&e),
         };
-        return output(|out| print_check(out, &cfg, &material, &congestion));
+        let privileges = match daemon::privileges::resolve(&cfg) {
+            Ok(p) => p,
+            Err(e) => return fail(&e),
+        };
+        if let Some(p) = &privileges {
+            let problems = daemon::privileges::check_access(&cfg, p);
+            if !problems.is_empty() {
+                return fail(&problems.join("\ninvpnd: "));
+            }
+        }
+        return output(|out| print_check(out, &cfg, &material, &congestion, privileges.as_ref()));
     }
     for w in &cfg.warnings {
         log::warn!("{w}");
@@ -149,6 +159,7 @@ fn print_check(
     cfg: &Config,
     m: &Material,
     congestion: &CongestionControl,
+    privileges: Option<&invpn::daemon::privileges::Privileges>,
 ) -> io::Result<()> {
     let now = invpn::daemon::clock::unix_ms() as i64 / 1000;
     let n = &cfg.network;
@@ -254,6 +265,25 @@ fn print_check(
         program("up", &i.up),
         program("down", &i.down)
     )?;
+    match privileges {
+        Some(p) => writeln!(
+            out,
+            "runs as:         user {} (uid {}), group {} (gid {}) after setup, keeping {}",
+            p.user,
+            p.uid,
+            p.group,
+            p.gid,
+            p.keep_text()
+        )?,
+        None if cfg.daemon.user.is_some() => {
+            writeln!(out, "runs as:         root ([daemon] user)")?
+        }
+        None => writeln!(
+            out,
+            "runs as:         root (no user {} on this system; see [daemon] user)",
+            daemon::privileges::DEFAULT_USER
+        )?,
+    }
     writeln!(out, "control socket:  {}", cfg.control.socket.display())?;
     match cfg.control.metrics {
         Some(a) => writeln!(out, "metrics:         http://{a}/metrics")?,

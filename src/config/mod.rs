@@ -220,6 +220,16 @@ pub struct Limits {
     pub dial_targets_per_link: usize,
 }
 
+/// `[daemon]`: whom the daemon runs as once it is set up.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Daemon {
+    /// `user`: a user name or number; `None`: the user `invpn` if the
+    /// system has one, else root (see invpnd(8), PRIVILEGES).
+    pub user: Option<String>,
+    /// `group`: a group name or number; `None`: the user's primary group.
+    pub group: Option<String>,
+}
+
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -231,6 +241,7 @@ pub struct Config {
     pub control: Control,
     pub performance: Performance,
     pub limits: Limits,
+    pub daemon: Daemon,
     /// Things worth telling the operator (unknown keys, odd values).
     pub warnings: Vec<String>,
     /// What the file said, line by line (for errors found later).
@@ -322,6 +333,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
         ],
     ),
     ("interface", &["name", "mtu", "up", "down"]),
+    ("daemon", &["user", "group"]),
     ("control", &["socket", "metrics"]),
     (
         "performance",
@@ -508,6 +520,24 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
             count("dial targets"),
         )?,
     };
+    let name = |what: &'static str| {
+        move |v: &str| {
+            let v = v.trim();
+            let ok = !v.is_empty()
+                && v.len() <= 32
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                && !v.starts_with('-');
+            if ok {
+                Ok(Some(v.to_string()))
+            } else {
+                Err(format!("{v:?} is not a {what} name or number"))
+            }
+        }
+    };
+    let daemon = Daemon {
+        user: r.get("daemon", "user", None, name("user"))?,
+        group: r.get("daemon", "group", None, name("group"))?,
+    };
     Ok(Config {
         path: path.to_path_buf(),
         ssl,
@@ -516,6 +546,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         control,
         performance,
         limits,
+        daemon,
         warnings: r.warnings,
         entries,
     })

@@ -12,6 +12,7 @@ pub mod log_limit;
 pub mod metrics_http;
 pub mod net;
 pub mod notify;
+pub mod privileges;
 pub mod supervisor;
 pub mod tap;
 pub mod worker;
@@ -174,6 +175,17 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     let me = material.mac;
     // before anything is created: a configured algorithm may be refused
     let cc = congestion(&cfg).map_err(DaemonError)?;
+    // whom to run as once set up: refused now, not after the interface is up
+    let privileges = match privileges::resolve(&cfg).map_err(DaemonError)? {
+        Some(p) if crate::sys::euid() == 0 => {
+            let problems = privileges::check_access(&cfg, &p);
+            if !problems.is_empty() {
+                return Err(DaemonError(problems.join("\n")));
+            }
+            Some(p)
+        }
+        _ => None,
+    };
     let tap = match opts.tunfd {
         Some(fd) => Tap::adopt(fd, me, cfg.interface.mtu),
         None => Tap::create(&cfg.interface, me, cfg.performance.offload),
@@ -184,6 +196,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     let mut hooks =
         tap::Hooks::new(&tap.name, me, tap.mtu, cfg.interface.down.clone(), opts.tunfd.is_some());
     let control = control_server(&cfg, opts.controlfd)?;
+    let cfg_socket = control.path().to_path_buf();
     let metrics = match metrics_http::bind_configured(&cfg) {
         Ok(m) => m,
         // after a restart in place, the interface and the mesh matter more
@@ -339,6 +352,24 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     })
     .map_err(err("starting the main loop"))?;
     sup.install_metrics(metrics);
+    match &privileges {
+        Some(p) => {
+            privileges::drop_to(p, &cfg_socket).map_err(DaemonError)?;
+            info!(
+                "running as user {} (uid {}) and group {} (gid {}), keeping {}",
+                p.user,
+                p.uid,
+                p.group,
+                p.gid,
+                p.keep_text()
+            );
+        }
+        None if crate::sys::euid() == 0 => info!(
+            "running as root ([daemon] user = root, or no user {} on this system)",
+            privileges::DEFAULT_USER
+        ),
+        None => info!("running as uid {}", crate::sys::euid()),
+    }
     notify::notify("READY=1");
     let exit = sup.run();
     sup.save_cache();
@@ -361,7 +392,9 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             let control = sup.control.take().and_then(|c| match c.hand_over() {
                 Ok(fd) => Some(fd),
                 Err(e) => {
-                    warn!("the control socket cannot be handed over ({e}); the new process makes one");
+                    warn!(
+                        "the control socket cannot be handed over ({e}); the new process makes one"
+                    );
                     None
                 }
             });

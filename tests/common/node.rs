@@ -31,6 +31,9 @@ pub struct NodeConf {
     pub cache: String,
     /// Extra environment variables for the process (test hooks).
     pub env: Vec<(String, String)>,
+    /// `[daemon] user` (default `root`): for another user, the node's
+    /// directory, configuration, key and certificates are given to it.
+    pub user: Option<String>,
 }
 
 impl NodeConf {
@@ -47,6 +50,7 @@ impl NodeConf {
             announce_interval: "1s".to_string(),
             cache: "cache".to_string(),
             env: Vec::new(),
+            user: None,
         }
     }
 }
@@ -68,8 +72,23 @@ impl Node {
     /// overlay addresses) and starts invpnd in namespace `ns` of the lab.
     pub fn start(lab: &Lab, ns: usize, pki: &Pki, c: NodeConf) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) =
+        let (mut cert, mut key) =
             c.cert.clone().unwrap_or_else(|| pki.node(&format!("node{}", c.n), c.mac));
+        let mut ca = c.ca.clone().unwrap_or_else(|| pki.ca_path());
+        let owner = c.user.as_deref().map(|u| {
+            let id = |flag: &str| super::run("id", &[flag, u]).trim().parse::<u32>().unwrap();
+            (id("-u"), id("-g"))
+        });
+        if let Some((uid, gid)) = owner {
+            // the daemon reads these again as the user: copies it owns
+            for p in [&mut cert, &mut key, &mut ca] {
+                let copy = dir.path().join(p.file_name().unwrap());
+                std::fs::copy(&*p, &copy).unwrap();
+                std::os::unix::fs::chown(&copy, Some(uid), Some(gid)).unwrap();
+                *p = copy;
+            }
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        }
         let up = dir.path().join("up.sh");
         std::fs::write(
             &up,
@@ -85,7 +104,7 @@ impl Node {
             "[ssl]\nkey = {}\ncert = {}\nca = {}\n[network]\ncache = {}\nannounce_interval = {}\n",
             key.display(),
             cert.display(),
-            c.ca.clone().unwrap_or_else(|| pki.ca_path()).display(),
+            ca.display(),
             c.cache,
             c.announce_interval
         );
@@ -102,8 +121,14 @@ impl Node {
         text.push_str(&format!("[interface]\nname = inv{}\nup = {}\n", c.n, up.display()));
         text.push_str("[control]\nsocket = ctl.sock\n");
         text.push_str(&c.extra);
+        text.push_str(&format!("[daemon]\nuser = {}\n", c.user.as_deref().unwrap_or("root")));
         let conf = dir.path().join("invpn.conf");
         std::fs::write(&conf, text).unwrap();
+        if let Some((uid, gid)) = owner {
+            for f in [&conf, &up] {
+                std::os::unix::fs::chown(f, Some(uid), Some(gid)).unwrap();
+            }
+        }
         let log = dir.path().join("invpnd.log");
         let ns = lab.ns(ns).to_string();
         let mut node = Node { child: None, dir, conf, log, ns, n: c.n, mac: c.mac, env: c.env };
