@@ -3,6 +3,7 @@
 //!
 //! * [`core`]: the sans-IO protocol (codec, routes, de-duplication, health).
 #![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 

@@ -26,8 +26,10 @@ pub struct Entry {
 
 /// A syntax error, with its line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyntaxError {
+pub(crate) struct SyntaxError {
+    /// The line (from 1).
     pub line: usize,
+    /// What is wrong.
     pub msg: String,
 }
 
@@ -40,7 +42,7 @@ impl fmt::Display for SyntaxError {
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Parses INI bytes into entries in file order.
-pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, SyntaxError> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Entry>, SyntaxError> {
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     let mut section = String::new();
     let mut out = Vec::new();

@@ -67,7 +67,9 @@ pub const DEFAULT_PORT: u16 = 41744;
 /// A seed node: `MAC@ADDR:PORT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seed {
+    /// The seed node's MAC, checked against its certificate.
     pub mac: Mac,
+    /// Where to dial it.
     pub addr: SocketAddr,
 }
 
@@ -94,17 +96,25 @@ pub struct Ssl {
 /// `[network]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
+    /// The TCP port to listen on (and to announce).
     pub port: u16,
     /// Address to listen on; `None` = every address (IPv6 and IPv4).
     pub bind: Option<IpAddr>,
     /// The node cache file.
     pub cache: PathBuf,
+    /// The seeds (`init`).
     pub init: Vec<Seed>,
+    /// Take no connections (and announce no address).
     pub no_incoming: bool,
+    /// Relay no other node's announcements.
     pub no_relay: bool,
+    /// Most links the dialer keeps up.
     pub max_links: usize,
+    /// How often this node announces itself.
     pub announce_interval: Duration,
+    /// How long a route lives without a fresh announcement.
     pub route_ttl: Duration,
+    /// How far ids may be from the mesh clock.
     pub max_clock_skew: Duration,
     /// Most nodes the route table holds (default: `[limits] memory`
     /// divided by what one node costs).
@@ -164,6 +174,7 @@ impl Network {
 pub struct Interface {
     /// Interface name; `%d` is replaced by the kernel with the first free number.
     pub name: String,
+    /// The MTU.
     pub mtu: u16,
     /// A program to run once the interface is up.
     pub up: Option<PathBuf>,
@@ -174,6 +185,7 @@ pub struct Interface {
 /// `[control]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Control {
+    /// The control socket's path.
     pub socket: PathBuf,
     /// Where to serve the metrics over HTTP (`None`: nowhere).
     pub metrics: Option<SocketAddr>,
@@ -235,12 +247,19 @@ pub struct Daemon {
 pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,
+    /// `[ssl]`.
     pub ssl: Ssl,
+    /// `[network]`.
     pub network: Network,
+    /// `[interface]`.
     pub interface: Interface,
+    /// `[control]`.
     pub control: Control,
+    /// `[performance]`.
     pub performance: Performance,
+    /// `[limits]`.
     pub limits: Limits,
+    /// `[daemon]`.
     pub daemon: Daemon,
     /// Things worth telling the operator (unknown keys, odd values).
     pub warnings: Vec<String>,
@@ -267,18 +286,70 @@ impl Config {
 #[derive(Debug)]
 pub enum ConfigError {
     /// The file could not be read.
-    Read { path: PathBuf, err: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        err: std::io::Error,
+    },
     /// A line is not INI.
-    Syntax { path: PathBuf, line: usize, msg: String },
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The line.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
     /// A value is wrong.
-    Value { path: PathBuf, line: usize, section: String, key: String, msg: String },
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// The line.
+        line: usize,
+        /// The section.
+        section: String,
+        /// The key.
+        key: String,
+        /// What is wrong.
+        msg: String,
+    },
     /// A key given twice.
-    Duplicate { path: PathBuf, line: usize, section: String, key: String, first: usize },
+    Duplicate {
+        /// The file.
+        path: PathBuf,
+        /// The line of the second one.
+        line: usize,
+        /// The section.
+        section: String,
+        /// The key.
+        key: String,
+        /// The line of the first one.
+        first: usize,
+    },
     /// A required key is absent.
-    Missing { path: PathBuf, section: &'static str, key: &'static str },
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The section.
+        section: &'static str,
+        /// The key.
+        key: &'static str,
+    },
     /// A setting that reads well but cannot work (found after parsing, by
     /// looking at the files it names); `line` is `None` for a default.
-    Setting { path: PathBuf, line: Option<usize>, section: String, key: String, msg: String },
+    Setting {
+        /// The file.
+        path: PathBuf,
+        /// The line, `None` for a default.
+        line: Option<usize>,
+        /// The section.
+        section: String,
+        /// The key.
+        key: String,
+        /// What is wrong.
+        msg: String,
+    },
 }
 
 impl fmt::Display for ConfigError {

@@ -84,6 +84,7 @@ const ANSWER_RATE: Rate = Rate { per_sec: 20, burst: 40 };
 /// A link as the engine sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkCtx {
+    /// The link.
     pub id: LinkId,
     /// The neighbour's MAC, from its certificate.
     pub peer: Mac,
@@ -100,9 +101,19 @@ pub enum Event {
     /// A node announced an address to dial it on; `via` is the neighbour
     /// that passed the announcement on (whose share of dial targets it
     /// takes, see `core::dialer`).
-    Learned { mac: Mac, addr: SocketAddr, via: Mac },
+    Learned {
+        /// The node.
+        mac: Mac,
+        /// Its address.
+        addr: SocketAddr,
+        /// The neighbour that passed it on.
+        via: Mac,
+    },
     /// A node announced that it takes no connections.
-    Forgot { mac: Mac },
+    Forgot {
+        /// The node.
+        mac: Mac,
+    },
     /// A health response addressed to us.
     Health(HealthReport),
 }
@@ -143,12 +154,25 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TapAction {
     /// Send `buf[msg]` on `link`.
-    Unicast { link: LinkId, msg: std::ops::Range<usize> },
+    Unicast {
+        /// The link.
+        link: LinkId,
+        /// Where the message is in the caller's buffer.
+        msg: std::ops::Range<usize>,
+    },
     /// Send these messages on `link` (a super-frame too long for one
     /// message, segmented in software).
-    Segments { link: LinkId, msgs: Vec<Vec<u8>> },
+    Segments {
+        /// The link.
+        link: LinkId,
+        /// The messages, each with its length prefix.
+        msgs: Vec<Vec<u8>>,
+    },
     /// Send `buf[msg]` on every link.
-    Flood { msg: std::ops::Range<usize> },
+    Flood {
+        /// Where the message is in the caller's buffer.
+        msg: std::ops::Range<usize>,
+    },
     /// Drop it; counted.
     Drop(DropReason),
 }

@@ -68,14 +68,21 @@ pub struct Settings {
 
 /// What every thread shares.
 pub struct Shared {
+    /// The protocol: routes, de-duplication, counters.
     pub engine: Engine,
+    /// The way into each worker, by index.
     pub workers: Vec<WorkerHandle>,
+    /// Frames for the TAP writer.
     pub tap: Sender<Vec<u8>>,
+    /// The bytes queued for the TAP writer, bounded.
     pub tap_budget: Budget,
     /// Whether TAP frames carry a virtio-net header.
     pub vnet: bool,
+    /// The way into the supervisor.
     pub supervisor: SupervisorHandle,
+    /// Monotonic and wall-clock time (with the test hook).
     pub clock: Clock,
+    /// What the workers need of the configuration.
     pub settings: Settings,
 }
 
@@ -117,6 +124,7 @@ pub struct Options {
     pub controlfd: Option<RawFd>,
     /// The executable and arguments, for a restart in place.
     pub exe: PathBuf,
+    /// The arguments it was started with, for a restart in place.
     pub args: Vec<String>,
 }
 

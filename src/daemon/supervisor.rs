@@ -37,6 +37,7 @@ use crate::core::stats::Counter;
 use crate::core::{Event, LinkCtx, LinkId, Mac};
 use crate::tls::{self, Material};
 
+/// The token of the supervisor's waker in its poll.
 pub const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
 const SIGNALS: Token = Token(2);
@@ -54,21 +55,21 @@ pub enum Exit {
 
 /// The main loop's state.
 pub struct Supervisor {
-    pub poll: Poll,
-    pub rx: Receiver<ToSupervisor>,
-    pub events: Receiver<ToSupervisor>,
-    pub wake: Arc<Wake>,
-    pub shared: Arc<Shared>,
-    pub cfg: Config,
-    pub material: Arc<Material>,
+    pub(super) poll: Poll,
+    pub(super) rx: Receiver<ToSupervisor>,
+    pub(super) events: Receiver<ToSupervisor>,
+    pub(super) wake: Arc<Wake>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) cfg: Config,
+    pub(super) material: Arc<Material>,
     pub(super) server_cfg: Arc<rustls::ServerConfig>,
     pub(super) listener: Option<mio::net::TcpListener>,
     pub(super) signals: Signals,
     pub(super) links: LinkTable,
     pub(super) link_stats: HashMap<LinkId, Arc<LinkStats>>,
     pub(super) pending: HashMap<LinkId, (Origin, SocketAddr)>,
-    pub dialer: Dialer,
-    pub cache: NodeCache,
+    pub(super) dialer: Dialer,
+    pub(super) cache: NodeCache,
     pub(super) tuning: TcpTuning,
     /// The congestion control new link sockets get, and why.
     pub(super) congestion: CongestionControl,
@@ -122,26 +123,39 @@ pub struct Supervisor {
 /// A peer certificate chain kept from a handshake, with what checking it
 /// again needs.
 pub struct PeerCert {
+    /// The chain the peer presented.
     pub chain: Vec<CertificateDer<'static>>,
     /// The earliest notAfter in the chain (Unix seconds; 0 if unknown).
     pub not_after: i64,
     /// The peer dialled us (its certificate was checked as a client's).
     pub accepted: bool,
+    /// The peer's MAC, from the chain.
     pub peer: Mac,
 }
 
 /// What the supervisor is built from.
 pub struct Parts {
+    /// The main loop's poll.
     pub poll: Poll,
+    /// Link events from the workers.
     pub rx: Receiver<ToSupervisor>,
+    /// Engine events (bounded).
     pub events: Receiver<ToSupervisor>,
+    /// Its waker.
     pub wake: Arc<Wake>,
+    /// What every thread shares.
     pub shared: Arc<Shared>,
+    /// The configuration it started with.
     pub cfg: Config,
+    /// The TLS material it started with.
     pub material: Arc<Material>,
+    /// The listening socket, unless `no_incoming`.
     pub listener: Option<mio::net::TcpListener>,
+    /// The control socket.
     pub control: Option<ControlServer>,
+    /// The node cache as read.
     pub cache: NodeCache,
+    /// Facts for `status`.
     pub info: NodeInfo,
     /// `[network] congestion`, resolved (the listener already has it).
     pub congestion: CongestionControl,
@@ -150,11 +164,17 @@ pub struct Parts {
 /// Facts about the running node, for `status`.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
+    /// The TAP interface's name.
     pub interface: String,
+    /// Its index.
     pub ifindex: u32,
+    /// Its MTU.
     pub mtu: u16,
+    /// The address listened on (`None`: `no_incoming`).
     pub listen: Option<SocketAddr>,
+    /// When this process started (uptime).
     pub started: std::time::Instant,
+    /// Worker threads.
     pub workers: usize,
 }
 

@@ -23,8 +23,11 @@ use crate::core::{LinkId, Mac, TapAction};
 pub struct Tap {
     /// The descriptor, for plain reads and writes of frames.
     pub file: Arc<File>,
+    /// The interface's name.
     pub name: String,
+    /// Its MTU.
     pub mtu: u16,
+    /// Its interface index.
     pub ifindex: u32,
     /// Whether frames carry a virtio-net header (TCP segmentation and
     /// checksum offload between the kernel and invpnd).
@@ -191,7 +194,9 @@ pub const HOOK_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 /// up, `down` just before it goes away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
+    /// `[interface] up`.
     Up,
+    /// `[interface] down`.
     Down,
 }
 

@@ -40,21 +40,63 @@ pub const ALPN_LANE: &[u8] = b"invpn/2-lane";
 #[derive(Debug)]
 pub enum TlsError {
     /// A file could not be read.
-    Read { path: PathBuf, err: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        err: std::io::Error,
+    },
     /// A file holds no usable PEM block of the kind needed.
-    Pem { path: PathBuf, msg: String },
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// The key is not one rustls can sign with.
-    Key { path: PathBuf, msg: String },
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// A certificate is unusable (CN not a MAC, X.509 v1, not a CA...).
-    Cert { path: PathBuf, msg: String },
+    Cert {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// The key is not the one the certificate was issued for.
-    Mismatch { key: PathBuf, cert: PathBuf },
+    Mismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        cert: PathBuf,
+    },
     /// The node certificate does not verify against the CA.
-    Chain { cert: PathBuf, ca: PathBuf, msg: String },
+    Chain {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The CA file.
+        ca: PathBuf,
+        /// Why it does not verify.
+        msg: String,
+    },
     /// A revocation list (`[ssl] crl`) is unusable.
-    Crl { path: PathBuf, msg: String },
+    Crl {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// The CRL revokes this node's own certificate.
-    Revoked { cert: PathBuf, crl: PathBuf },
+    Revoked {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The CRL file.
+        crl: PathBuf,
+    },
 }
 
 impl fmt::Display for TlsError {

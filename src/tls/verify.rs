@@ -116,10 +116,13 @@ fn webpki_error(e: webpki::Error) -> rustls::Error {
 /// Verifies the server a node dialled: chain to the CA, CN = the MAC expected.
 #[derive(Debug)]
 pub struct NodeServerVerifier {
+    /// The crypto provider (ring).
     pub provider: Arc<CryptoProvider>,
+    /// The network's CA certificates.
     pub roots: Arc<RootCertStore>,
     /// The CRLs of `[ssl] crl` (empty: no revocation check).
     pub crls: Arc<[webpki::CertRevocationList<'static>]>,
+    /// The MAC of the node dialled.
     pub expected: Mac,
 }
 
