@@ -50,19 +50,16 @@ fn main() -> ExitCode {
         eprintln!("invpnd: unexpected argument {:?}\n{}", m.free[0], opts.short_usage("invpnd"));
         return ExitCode::from(1);
     }
-    let tunfd = match m.opt_str("tunfd").map(|s| s.parse::<i32>()) {
-        None => None,
-        Some(Ok(fd)) if fd >= 0 => Some(fd),
-        Some(_) => {
-            eprintln!("invpnd: --tunfd needs a file descriptor number");
-            return ExitCode::from(1);
-        }
+    // the descriptors a restart in place passes on
+    let fd = |name: &str| match m.opt_str(name).map(|s| s.parse::<i32>()) {
+        None => Ok(None),
+        Some(Ok(fd)) if fd >= 0 => Ok(Some(fd)),
+        Some(_) => Err(format!("invpnd: --{name} needs a file descriptor number")),
     };
-    let controlfd = match m.opt_str("controlfd").map(|s| s.parse::<i32>()) {
-        None => None,
-        Some(Ok(fd)) if fd >= 0 => Some(fd),
-        Some(_) => {
-            eprintln!("invpnd: --controlfd needs a file descriptor number");
+    let (tunfd, controlfd) = match (fd("tunfd"), fd("controlfd")) {
+        (Ok(t), Ok(c)) => (t, c),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
             return ExitCode::from(1);
         }
     };

@@ -30,7 +30,7 @@ use self::channels::{Budget, SupervisorHandle, Wake, WorkerCtl, WorkerHandle, Wo
 use self::clock::Clock;
 use self::control::ControlServer;
 use self::supervisor::{Exit, NodeInfo, Parts, Supervisor};
-use self::tap::Tap;
+use self::tap::{Tap, TapError};
 use crate::config::Config;
 use crate::core::offload::{VnetHdr, VNET_HDR_LEN};
 use crate::core::stats::DropReason;
@@ -130,18 +130,74 @@ pub struct Options {
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug)]
-pub struct DaemonError(pub String);
+pub enum DaemonError {
+    /// The configuration cannot work here: a congestion control the kernel
+    /// refuses, a user that cannot read its files... (the message names the
+    /// setting's file and line).
+    Config(String),
+    /// The TAP interface could not be created or adopted.
+    Tap(TapError),
+    /// A socket could not be bound or adopted.
+    Bind {
+        /// What failed: `listen on port 41744 of every address`, ...
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The metrics listener could not be bound (the message says where).
+    Metrics(String),
+    /// A resource of the process could not be made (an event loop, a
+    /// waker, a thread).
+    Setup {
+        /// Which.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Becoming `[daemon] user` failed.
+    Privileges(String),
+    /// A thread the daemon cannot run without failed.
+    Fatal(String),
+    /// A restart in place could not execute the binary.
+    Restart {
+        /// The binary.
+        exe: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
 
 impl std::fmt::Display for DaemonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            DaemonError::Config(m)
+            | DaemonError::Metrics(m)
+            | DaemonError::Privileges(m)
+            | DaemonError::Fatal(m) => f.write_str(m),
+            DaemonError::Tap(e) => write!(f, "{e}"),
+            DaemonError::Bind { what, source } => write!(f, "cannot {what}: {source}"),
+            DaemonError::Setup { what, source } => write!(f, "{what}: {source}"),
+            DaemonError::Restart { exe, source } => {
+                write!(f, "restart: cannot execute {}: {source}", exe.display())
+            }
+        }
     }
 }
 
-impl std::error::Error for DaemonError {}
+impl std::error::Error for DaemonError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DaemonError::Tap(e) => Some(e),
+            DaemonError::Bind { source, .. }
+            | DaemonError::Setup { source, .. }
+            | DaemonError::Restart { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
-fn err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> DaemonError + '_ {
-    move |e| DaemonError(format!("{what}: {e}"))
+fn err(what: &'static str) -> impl Fn(std::io::Error) -> DaemonError {
+    move |source| DaemonError::Setup { what, source }
 }
 
 /// Loads the TLS material of `[ssl]` now. A problem with the CRL names the
@@ -182,13 +238,13 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     let clock = Clock::new();
     let me = material.mac;
     // before anything is created: a configured algorithm may be refused
-    let cc = congestion(&cfg).map_err(DaemonError)?;
+    let cc = congestion(&cfg).map_err(DaemonError::Config)?;
     // whom to run as once set up: refused now, not after the interface is up
-    let privileges = match privileges::resolve(&cfg).map_err(DaemonError)? {
+    let privileges = match privileges::resolve(&cfg).map_err(DaemonError::Config)? {
         Some(p) if crate::sys::euid() == 0 => {
             let problems = privileges::check_access(&cfg, &p);
             if !problems.is_empty() {
-                return Err(DaemonError(problems.join("\n")));
+                return Err(DaemonError::Config(problems.join("\n")));
             }
             Some(p)
         }
@@ -198,7 +254,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         Some(fd) => Tap::adopt(fd, me, cfg.interface.mtu),
         None => Tap::create(&cfg.interface, me, cfg.performance.offload),
     }
-    .map_err(|e| DaemonError(e.to_string()))?;
+    .map_err(DaemonError::Tap)?;
     // from here on, every way out of this function (but a restart in place
     // that succeeds) runs the down program once the interface is up
     let mut hooks =
@@ -212,13 +268,17 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             log::error!("{e}; running without the metrics listener");
             None
         }
-        Err(e) => return Err(DaemonError(e)),
+        Err(e) => return Err(DaemonError::Metrics(e)),
     };
     let listener = if cfg.network.listening() {
-        let (l, addr) = net::listen(cfg.network.bind, cfg.network.port, cc.set).map_err(|e| {
-            let at = cfg.network.bind.map_or("every address".to_string(), |b| b.to_string());
-            DaemonError(format!("cannot listen on port {} of {at}: {e}", cfg.network.port))
-        })?;
+        let (l, addr) =
+            net::listen(cfg.network.bind, cfg.network.port, cc.set).map_err(|source| {
+                let at = cfg.network.bind.map_or("every address".to_string(), |b| b.to_string());
+                DaemonError::Bind {
+                    what: format!("listen on port {} of {at}", cfg.network.port),
+                    source,
+                }
+            })?;
         Some((l, addr))
     } else {
         None
@@ -362,7 +422,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     sup.install_metrics(metrics);
     match &privileges {
         Some(p) => {
-            privileges::drop_to(p, &cfg_socket).map_err(DaemonError)?;
+            privileges::drop_to(p, &cfg_socket).map_err(DaemonError::Privileges)?;
             info!(
                 "running as user {} (uid {}) and group {} (gid {}), keeping {}",
                 p.user,
@@ -410,7 +470,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
         }
         Exit::Fatal(msg) => {
             hooks.down();
-            Err(DaemonError(msg))
+            Err(DaemonError::Fatal(msg))
         }
     }
 }
@@ -419,16 +479,17 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
 /// configuration still names it), else a new one.
 fn control_server(cfg: &Config, fd: Option<RawFd>) -> Result<ControlServer, DaemonError> {
     let bind = || {
-        ControlServer::bind(&cfg.control.socket).map_err(|e| {
-            DaemonError(format!(
-                "cannot create the control socket {}: {e}",
-                cfg.control.socket.display()
-            ))
+        ControlServer::bind(&cfg.control.socket).map_err(|source| DaemonError::Bind {
+            what: format!("create the control socket {}", cfg.control.socket.display()),
+            source,
         })
     };
     let Some(fd) = fd else { return bind() };
     let adopted = ControlServer::adopt(fd)
-        .map_err(|e| DaemonError(format!("--controlfd {fd}: not a control socket: {e}")))?;
+        .map_err(|source| DaemonError::Bind {
+            what: format!("adopt the control socket of --controlfd {fd}"),
+            source,
+        })?;
     if adopted.path() == cfg.control.socket {
         return Ok(adopted);
     }
@@ -470,7 +531,7 @@ fn restart(opts: &Options, fd: RawFd, control: Option<RawFd>) -> Result<(), Daem
         args.push(c.to_string());
     }
     let e = std::process::Command::new(&opts.exe).args(&args).exec();
-    Err(DaemonError(format!("restart: cannot execute {}: {e}", opts.exe.display())))
+    Err(DaemonError::Restart { exe: opts.exe.clone(), source: e })
 }
 
 /// Starts a named thread whose panic, should one happen, stops the daemon

@@ -27,26 +27,44 @@ use crate::core::Mac;
 
 /// A certificate problem of invpnd's own (not webpki's), carried inside
 /// `rustls::Error` so that it reaches the handshake's log line.
-#[derive(Debug)]
-pub struct PeerCertError(pub String);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerCertError {
+    /// The certificate cannot be parsed (the parser's words).
+    Unreadable(String),
+    /// Its Common Name is missing or not a unicast MAC (what it is).
+    NotANode(String),
+    /// The node dialled answered with another node's certificate.
+    WrongNode {
+        /// The MAC in the certificate presented.
+        answered: Mac,
+        /// The MAC the dialler meant to reach.
+        expected: Mac,
+    },
+}
 
 impl fmt::Display for PeerCertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            PeerCertError::Unreadable(m) | PeerCertError::NotANode(m) => f.write_str(m),
+            PeerCertError::WrongNode { answered, expected } => {
+                write!(f, "the node answering is {answered}, not {expected} as expected")
+            }
+        }
     }
 }
 
 impl std::error::Error for PeerCertError {}
 
-fn other(msg: String) -> rustls::Error {
-    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(PeerCertError(
-        msg,
-    )))))
+impl From<PeerCertError> for rustls::Error {
+    fn from(e: PeerCertError) -> rustls::Error {
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
+    }
 }
 
 /// The MAC in a peer certificate's CN, as a rustls error if there is none.
 pub fn peer_mac(end_entity: &CertificateDer<'_>) -> Result<Mac, rustls::Error> {
-    CertInfo::from_der(end_entity).and_then(|i| i.mac()).map_err(other)
+    let info = CertInfo::from_der(end_entity).map_err(PeerCertError::Unreadable)?;
+    Ok(info.mac().map_err(PeerCertError::NotANode)?)
 }
 
 /// Checks a chain against the roots and CRLs for TLS server use, as the
@@ -138,10 +156,7 @@ impl ServerCertVerifier for NodeServerVerifier {
         let mac =
             verify_chain(&self.provider, &self.roots, &self.crls, end_entity, intermediates, now)?;
         if mac != self.expected {
-            return Err(other(format!(
-                "the node answering is {mac}, not {} as expected",
-                self.expected
-            )));
+            return Err(PeerCertError::WrongNode { answered: mac, expected: self.expected }.into());
         }
         Ok(ServerCertVerified::assertion())
     }
