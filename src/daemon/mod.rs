@@ -485,11 +485,10 @@ fn control_server(cfg: &Config, fd: Option<RawFd>) -> Result<ControlServer, Daem
         })
     };
     let Some(fd) = fd else { return bind() };
-    let adopted = ControlServer::adopt(fd)
-        .map_err(|source| DaemonError::Bind {
-            what: format!("adopt the control socket of --controlfd {fd}"),
-            source,
-        })?;
+    let adopted = ControlServer::adopt(fd).map_err(|source| DaemonError::Bind {
+        what: format!("adopt the control socket of --controlfd {fd}"),
+        source,
+    })?;
     if adopted.path() == cfg.control.socket {
         return Ok(adopted);
     }
