@@ -237,7 +237,16 @@ impl RouteTable {
                     return Offer::RateLimited;
                 }
                 let relay = if old.link == link {
-                    old.relay || direct
+                    if old.relay || direct {
+                        true
+                    } else {
+                        // room in the relayed half again (routes expired)
+                        let mut charges = self.charges.lock();
+                        let c = charges.entry(link).or_default();
+                        let relay = c.relayed < self.relay_share();
+                        c.relayed += usize::from(relay);
+                        relay
+                    }
                 } else {
                     // moving to another link: that link's share decides
                     let mut charges = self.charges.lock();
@@ -448,6 +457,27 @@ mod tests {
         assert_eq!(t.charges(), vec![(good, Charge { held: 1, relayed: 1 })]);
         assert_eq!(t.expire(100_000, 10), 1);
         assert!(t.charges().is_empty());
+    }
+
+    #[test]
+    fn a_route_held_here_only_is_relayed_once_there_is_room() {
+        let t = RouteTable::with_limits(100, 4);
+        let l = LinkId(1);
+        for i in 10..14u8 {
+            t.offer(m(i), 1, l, m(1), None, 0, true);
+        }
+        assert_eq!(t.charge(l), Charge { held: 4, relayed: 2 });
+        assert!(!t.get(&m(13)).unwrap().relay);
+        // two relayed routes expire; the next announcement of m(13) is relayed
+        t.offer(m(12), 2, l, m(1), None, 50, true);
+        t.offer(m(13), 2, l, m(1), None, 50, true);
+        assert_eq!(t.expire(60, 20), 2);
+        assert_eq!(t.charge(l), Charge { held: 2, relayed: 0 });
+        assert!(matches!(
+            t.offer(m(13), 3, l, m(1), None, 60, true),
+            Offer::Accepted { relay: true, .. }
+        ));
+        assert_eq!(t.charge(l), Charge { held: 2, relayed: 1 });
     }
 
     #[test]
