@@ -122,8 +122,19 @@ fn main() -> ExitCode {
         };
         if let Some(p) = &privileges {
             let problems = daemon::privileges::check_access(&cfg, p);
-            if !problems.is_empty() {
+            if !problems.is_empty() && p.configured {
                 return fail(&problems.join("\ninvpnd: "));
+            }
+            if !problems.is_empty() {
+                // the default user: the daemon will stay root, and say why
+                let mut cfg = cfg.clone();
+                cfg.warnings.extend(problems);
+                cfg.warnings.push(format!(
+                    "the default user {} cannot do the above: invpnd will stay root \
+                     (give it access, or set [daemon] user = root)",
+                    p.user
+                ));
+                return output(|out| print_check(out, &cfg, &material, &congestion, None));
             }
         }
         return output(|out| print_check(out, &cfg, &material, &congestion, privileges.as_ref()));
@@ -275,11 +286,17 @@ fn print_check(
         None if cfg.daemon.user.is_some() => {
             writeln!(out, "runs as:         root ([daemon] user)")?
         }
-        None => writeln!(
-            out,
-            "runs as:         root (no user {} on this system; see [daemon] user)",
-            daemon::privileges::DEFAULT_USER
-        )?,
+        None => {
+            let user = daemon::privileges::DEFAULT_USER;
+            if invpn::sys::user_by_name(user).ok().flatten().is_some() {
+                writeln!(out, "runs as:         root (user {user} cannot; see the warnings)")?
+            } else {
+                writeln!(
+                    out,
+                    "runs as:         root (no user {user} on this system; see [daemon] user)"
+                )?
+            }
+        }
     }
     writeln!(out, "control socket:  {}", cfg.control.socket.display())?;
     match cfg.control.metrics {

@@ -243,10 +243,23 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     let privileges = match privileges::resolve(&cfg).map_err(DaemonError::Config)? {
         Some(p) if crate::sys::euid() == 0 => {
             let problems = privileges::check_access(&cfg, &p);
-            if !problems.is_empty() {
+            if problems.is_empty() {
+                Some(p)
+            } else if p.configured {
                 return Err(DaemonError::Config(problems.join("\n")));
+            } else {
+                // the default user, on a node set up before it existed (a
+                // package upgrade): keep running, as root, and say why
+                for m in &problems {
+                    warn!("{m}");
+                }
+                warn!(
+                    "staying root: the default user {} cannot do the above; give it access, \
+                     or set [daemon] user = root to silence this",
+                    p.user
+                );
+                None
             }
-            Some(p)
         }
         _ => None,
     };

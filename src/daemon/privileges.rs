@@ -32,6 +32,9 @@ pub struct Privileges {
     pub gid: u32,
     /// The capabilities kept (`sys::CAP_*`).
     pub keep: Vec<u32>,
+    /// Whether `[daemon] user` names it (else it is the default, which a
+    /// node whose files the user cannot read falls back from to root).
+    pub configured: bool,
 }
 
 impl Privileges {
@@ -92,7 +95,14 @@ pub fn resolve(cfg: &Config) -> Result<Option<Privileges>, String> {
     if (cfg.network.listening() && low(cfg.network.port)) || metrics_low {
         keep.push(CAP_NET_BIND_SERVICE);
     }
-    Ok(Some(Privileges { user: user.to_string(), group, uid: account.uid, gid, keep }))
+    Ok(Some(Privileges {
+        user: user.to_string(),
+        group,
+        uid: account.uid,
+        gid,
+        keep,
+        configured: configured.is_some(),
+    }))
 }
 
 /// What the daemon must still be able to do as `p`: read its key,
