@@ -237,13 +237,13 @@ impl RouteTable {
                     return Offer::RateLimited;
                 }
                 let relay = if old.link == link {
-                    if old.relay || direct {
+                    if old.relay {
                         true
                     } else {
                         // room in the relayed half again (routes expired)
                         let mut charges = self.charges.lock();
                         let c = charges.entry(link).or_default();
-                        let relay = c.relayed < self.relay_share();
+                        let relay = direct || c.relayed < self.relay_share();
                         c.relayed += usize::from(relay);
                         relay
                     }
