@@ -459,25 +459,51 @@ fn qt_ini_configuration_of_invpn04() {
     assert!(out.contains("invpn.cache (not created yet)"), "{out}");
 }
 
-/// `invpnd -t | head -2`: a reader that goes away ends the output quietly.
-#[test]
-fn check_output_to_a_closed_pipe() {
-    let pki = Pki::new();
-    let (cert, key) = pki.node("n", mac(1));
-    let conf = write_conf(pki.dir.path(), &key, &cert, &pki.ca_path(), "");
+/// Runs `exe args` with standard output into a pipe whose reader is gone;
+/// its standard error and status.
+fn to_closed_pipe(exe: &str, args: &[&str]) -> (String, Option<i32>) {
     // a pipe whose reading end is closed: `true` had it and exited
     let mut reader =
         std::process::Command::new("true").stdin(std::process::Stdio::piped()).spawn().unwrap();
     let pipe = reader.stdin.take().unwrap();
     reader.wait().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_invpnd"))
-        .args(["-t", "-c", conf.to_str().unwrap()])
-        .stdout(pipe)
+    let out = std::process::Command::new(exe).args(args).stdout(pipe).output().unwrap();
+    (String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
+}
+
+/// `invpnd -t | head -2`, `invpnctl help | head -2`: a reader that goes
+/// away ends the output quietly, with status 0 (as ripgrep does).
+#[test]
+fn output_to_a_closed_pipe() {
+    let pki = Pki::new();
+    let (cert, key) = pki.node("n", mac(1));
+    let conf = write_conf(pki.dir.path(), &key, &cert, &pki.ca_path(), "");
+    let conf = conf.to_str().unwrap();
+    let (invpnd, invpnctl) = (env!("CARGO_BIN_EXE_invpnd"), env!("CARGO_BIN_EXE_invpnctl"));
+    let cert = cert.to_str().unwrap();
+    for (exe, args) in [
+        (invpnd, vec!["-t", "-c", conf]),
+        (invpnd, vec!["--help"]),
+        (invpnctl, vec!["help"]),
+        (invpnctl, vec!["help", "cert", "sign"]),
+        (invpnctl, vec!["--version"]),
+        (invpnctl, vec!["completion", "bash"]),
+        (invpnctl, vec!["cert", "show", cert]),
+        (invpnctl, vec!["cert", "show", "--json", cert]),
+        (invpnctl, vec!["cert", "verify", "--ca", pki.ca_path().to_str().unwrap(), cert]),
+    ] {
+        let (err, code) = to_closed_pipe(exe, &args);
+        assert!(err.is_empty(), "{exe} {args:?}: {err}");
+        assert_eq!(code, Some(0), "{exe} {args:?}: {err}");
+    }
+    // the same through a shell, with a reader that reads two lines
+    let out = std::process::Command::new("bash")
+        .args(["-c", &format!("{invpnd} -t -c {conf} | head -2; exit ${{PIPESTATUS[0]}}")])
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!((out.status.code(), text.lines().count()), (Some(0), 2), "{text}{err}");
+    assert!(err.is_empty(), "{err}");
 }
 
 #[test]

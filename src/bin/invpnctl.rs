@@ -38,16 +38,12 @@ fn main() -> ExitCode {
     };
     if m.opt_present("h") {
         return match cmd {
-            None => {
-                print!("{}", commands::usage());
-                ExitCode::SUCCESS
-            }
+            None => show(&commands::usage()),
             Some(c) => print_help(&c.name.split(' ').collect::<Vec<_>>()),
         };
     }
     if m.opt_present("V") {
-        println!("invpnctl {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+        return show(&format!("invpnctl {}\n", env!("CARGO_PKG_VERSION")));
     }
     let Some(cmd) = cmd else {
         return fail(&CtlError(format!("no command\n{}", commands::usage())), 1);
@@ -58,10 +54,9 @@ fn main() -> ExitCode {
     let json = m.opt_present("json");
     let result = match cmd.name {
         "help" => return print_help(&m.free.iter().map(String::as_str).collect::<Vec<_>>()),
-        "completion" => completion::script(&m.free[0]).map(|s| {
-            print!("{s}");
-            0
-        }),
+        "completion" => {
+            completion::script(&m.free[0]).and_then(|s| ctl::print(format_args!("{s}"))).map(|()| 0)
+        }
         "top" if json => {
             Err(CtlError("top has no JSON form (links --json has the figures)".into()))
         }
@@ -145,19 +140,28 @@ fn count(m: &getopts::Matches) -> Result<Option<u64>, CtlError> {
 
 fn print_help(words: &[&str]) -> ExitCode {
     if words.is_empty() {
-        print!("{}", commands::usage());
-        return ExitCode::SUCCESS;
+        return show(&commands::usage());
     }
     match commands::help(words) {
-        Ok(t) => {
-            print!("{t}");
-            ExitCode::SUCCESS
-        }
+        Ok(t) => show(&t),
         Err(e) => fail(&e, 1),
     }
 }
 
+/// Prints `text`: status 0, unless standard output fails.
+fn show(text: &str) -> ExitCode {
+    match ctl::print(format_args!("{text}")) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e, 1),
+    }
+}
+
+/// Reports `e` with `status`; a reader that closed standard output
+/// (`invpnctl routes | head -2`) is no failure: status 0, nothing said.
 fn fail(e: &CtlError, status: u8) -> ExitCode {
+    if e.is_closed_output() {
+        return ExitCode::SUCCESS;
+    }
     eprintln!("invpnctl: {e}");
     ExitCode::from(status)
 }

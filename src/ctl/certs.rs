@@ -38,7 +38,7 @@ struct WrittenFile {
 }
 
 fn print_json(v: &impl Serialize) -> Result<(), CtlError> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 
@@ -159,9 +159,9 @@ fn ca_new(m: &getopts::Matches, json: bool) -> Result<(), CtlError> {
         ];
         return print_json(&written_cert(files, &ca.cert_pem)?);
     }
-    println!("CA \"{name}\" written:");
-    println!("  {}  the network's CA certificate: give it to every node", crt.display());
-    println!("  {}  its private key (mode 0600): keep it secret, ideally offline", key.display());
+    outln!("CA \"{name}\" written:")?;
+    outln!("  {}  the network's CA certificate: give it to every node", crt.display())?;
+    outln!("  {}  its private key (mode 0600): keep it secret, ideally offline", key.display())?;
     Ok(())
 }
 
@@ -198,11 +198,11 @@ fn cert_new(m: &getopts::Matches, json: bool) -> Result<(), CtlError> {
         ];
         return print_json(&written_cert(files, &node.cert_pem)?);
     }
-    println!(
+    outln!(
         "certificate for {mac} written: {} (and its key {}, mode 0600)",
         crt.display(),
         key.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -224,16 +224,16 @@ fn cert_request(m: &getopts::Matches, json: bool) -> Result<(), CtlError> {
         ];
         return print_json(&Written { written, certificate: None, request: Some(request) });
     }
-    println!(
+    outln!(
         "key {} (mode 0600, stays on this node) and request {} for {mac} written;",
         key.display(),
         csr.display()
-    );
-    println!(
+    )?;
+    outln!(
         "sign the request on the CA host: invpnctl cert sign --ca-dir DIR --csr {} --out {}",
         csr.display(),
         with_ext(&prefix, "crt").display()
-    );
+    )?;
     Ok(())
 }
 
@@ -253,7 +253,7 @@ fn cert_sign(m: &getopts::Matches, json: bool) -> Result<(), CtlError> {
         let files = vec![WrittenFile { path: out, what: "certificate" }];
         return print_json(&written_cert(files, &pem)?);
     }
-    println!("certificate for {mac} (X.509 v3) written: {}", out.display());
+    outln!("certificate for {mac} (X.509 v3) written: {}", out.display())?;
     Ok(())
 }
 
@@ -262,7 +262,7 @@ fn cert_show(m: &getopts::Matches, json: bool) -> Result<(), CtlError> {
     if json {
         return print_json(&shown);
     }
-    print!("{text}");
+    out!("{text}")?;
     Ok(())
 }
 
@@ -278,7 +278,7 @@ fn cert_verify(
     if json {
         print_json(&report)?;
     } else {
-        print!("{}", verify::text(&report));
+        out!("{}", verify::text(&report))?;
     }
     Ok(if report.valid { 0 } else { 1 })
 }

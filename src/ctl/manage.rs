@@ -26,7 +26,7 @@ pub fn run(
 }
 
 fn print_json(v: &serde_json::Value) -> Result<(), CtlError> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 
@@ -36,7 +36,7 @@ fn reload(sock: &Path, json: bool, timeout: Duration) -> Result<u8, CtlError> {
     if json {
         print_json(&v)?;
     } else {
-        print!("{}", reload_text(&r));
+        out!("{}", reload_text(&r))?;
     }
     Ok(if r.applied { 0 } else { 1 })
 }
@@ -83,23 +83,23 @@ fn restart(sock: &Path, json: bool, timeout: Duration) -> Result<u8, CtlError> {
         if json {
             print_json(&v)?;
         } else {
-            println!("restart refused; the daemon keeps running as it was:");
+            outln!("restart refused; the daemon keeps running as it was:")?;
             for e in &r.errors {
-                println!("  {e}");
+                outln!("  {e}")?;
             }
         }
         return Ok(1);
     }
     if !json {
-        println!("restarting in place (the interface and its addresses are kept)");
+        outln!("restarting in place (the interface and its addresses are kept)")?;
         for w in &r.warnings {
-            println!("warning: {w}");
+            outln!("warning: {w}")?;
         }
         if !r.applied_by_restart.is_empty() {
-            println!("  applying: {}", r.applied_by_restart.join(", "));
+            outln!("  applying: {}", r.applied_by_restart.join(", "))?;
         }
         if !r.full_restart_needed.is_empty() {
-            println!("  still needing a full stop and start: {}", r.full_restart_needed.join(", "));
+            outln!("  still needing a full stop and start: {}", r.full_restart_needed.join(", "))?;
         }
     }
     // the old process answered, then re-executes: wait for the new one
@@ -120,10 +120,13 @@ fn restart(sock: &Path, json: bool, timeout: Duration) -> Result<u8, CtlError> {
         print_json(&serde_json::json!({ "restart": v, "status": status }))?;
     } else {
         let s: Status = serde_json::from_value(status)?;
-        println!(
+        outln!(
             "restarted: invpnd {} on {} ({}), {} link(s) so far",
-            s.version, s.interface, s.mac, s.links
-        );
+            s.version,
+            s.interface,
+            s.mac,
+            s.links
+        )?;
     }
     Ok(0)
 }
@@ -139,8 +142,8 @@ fn log(m: &getopts::Matches, sock: &Path, json: bool, timeout: Duration) -> Resu
         let l: LogLevel = serde_json::from_value(v)?;
         if !json {
             match &l.previous {
-                Some(p) => println!("log level: {} (was {p})", l.level),
-                None if !follow => println!("log level: {}", l.level),
+                Some(p) => outln!("log level: {} (was {p})", l.level)?,
+                None if !follow => outln!("log level: {}", l.level)?,
                 None => {}
             }
         }

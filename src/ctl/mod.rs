@@ -1,6 +1,16 @@
 //! `invpnctl`: certificates for a network, and questions to a running
 //! invpnd over its control socket.
 
+/// `print!` for invpnctl's output (see [`print`]).
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::ctl::print(format_args!($($arg)*)) };
+}
+
+/// `println!` for invpnctl's output (see [`print`]).
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::ctl::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 pub mod certs;
 pub mod commands;
 pub mod completion;
@@ -22,6 +32,35 @@ impl std::fmt::Display for CtlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The message of [`CtlError::output`] when the reader went away.
+const CLOSED_OUTPUT: &str = "standard output: closed by its reader";
+
+impl CtlError {
+    /// A failed write to standard output. A reader that went away
+    /// (`invpnctl routes | head -2`) is no failure: it had all it wanted,
+    /// and [`is_closed_output`](Self::is_closed_output) tells invpnctl to end
+    /// quietly with status 0, as ripgrep does.
+    pub fn output(e: std::io::Error) -> CtlError {
+        match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CtlError(CLOSED_OUTPUT.into()),
+            _ => CtlError(format!("standard output: {e}")),
+        }
+    }
+
+    /// Whether this is only the reader of standard output having gone away.
+    pub fn is_closed_output(&self) -> bool {
+        self.0 == CLOSED_OUTPUT
+    }
+}
+
+/// Writes to standard output, flushed, with errors as
+/// [`CtlError::output`] (never a panic, unlike `print!`).
+pub fn print(args: std::fmt::Arguments<'_>) -> Result<(), CtlError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args).and_then(|()| out.flush()).map_err(CtlError::output)
 }
 
 impl<E: std::error::Error> From<E> for CtlError {

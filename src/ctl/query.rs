@@ -26,7 +26,7 @@ pub fn run(
     let patience = if matches!(req, Request::Trace { .. }) { wait + timeout } else { timeout };
     let value = client::request(sock, &req, patience)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
     let text = match cmd {
@@ -36,7 +36,7 @@ pub fn run(
         "trace" => format_trace(&serde_json::from_value(value)?),
         _ => dot::render(&serde_json::from_value(value)?),
     };
-    print!("{text}");
+    out!("{text}")?;
     Ok(())
 }
 
@@ -52,8 +52,8 @@ pub fn metrics(
     let value = client::request(sock, &Request::Metrics, timeout)?;
     let text: String = serde_json::from_value(value)?;
     match out {
-        None if json => println!("{}", serde_json::to_string(&text)?),
-        None => print!("{text}"),
+        None if json => outln!("{}", serde_json::to_string(&text)?)?,
+        None => out!("{text}")?,
         Some(path) => write_whole(path, text.as_bytes())
             .map_err(|e| CtlError(format!("{}: {e}", path.display())))?,
     }

@@ -266,25 +266,25 @@ pub fn run(m: &getopts::Matches, json: bool, adding: bool) -> Result<(), CtlErro
             added: added.iter().map(entry).collect(),
             revoked: state.revoked.iter().map(entry).collect(),
         };
-        println!("{}", serde_json::to_string_pretty(&w)?);
+        outln!("{}", serde_json::to_string_pretty(&w)?)?;
         return Ok(());
     }
     for r in &added {
-        println!(
+        outln!(
             "revoked: serial {}{}",
             r.serial,
             if r.subject.is_empty() { String::new() } else { format!(" ({})", r.subject) }
-        );
+        )?;
     }
-    println!(
+    outln!(
         "CRL written: {} (CRL number {number:x}, {} revoked, next update {next_text})",
         out.display(),
         state.revoked.len()
-    );
-    println!(
+    )?;
+    outln!(
         "copy it to every node (their [ssl] crl) and reload them (invpnctl reload); \
          re-sign it before {next_text} with invpnctl ca crl"
-    );
+    )?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! Ctrl-C); otherwise it prints one frame after another.
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,8 +125,8 @@ impl Screen {
     fn enter(keys: bool) -> Screen {
         // alternate screen, cursor hidden; the first frame comes after a
         // second (rates need two samples)
-        print!("\x1b[?1049h\x1b[?25l\x1b[H\x1b[2Jinvpnctl top: sampling the links...");
-        let _ = std::io::stdout().flush();
+        // (a reader gone away shows at the first frame)
+        let _ = out!("\x1b[?1049h\x1b[?25l\x1b[H\x1b[2Jinvpnctl top: sampling the links...");
         let keys = if keys {
             crate::sys::CbreakTerminal::enter(std::io::stdin().as_raw_fd()).ok()
         } else {
@@ -138,8 +138,7 @@ impl Screen {
 
 impl Drop for Screen {
     fn drop(&mut self) {
-        print!("\x1b[?25h\x1b[?1049l");
-        let _ = std::io::stdout().flush();
+        let _ = out!("\x1b[?25h\x1b[?1049l");
     }
 }
 
@@ -203,18 +202,13 @@ pub fn run(sock: &Path, count: Option<u64>, timeout: Duration) -> Result<(), Ctl
                 .map_or(0, |d| d.as_secs() as i64),
         );
         let f = frame(&status, &links, &r, &clock);
-        let mut out = std::io::stdout().lock();
         if screen.is_some() {
             // home, clear, the frame, and what keys do
             let hint = if keys { "q: quit" } else { "Ctrl-C: quit" };
-            write!(out, "\x1b[H\x1b[2J{f}\n{hint}")?;
+            out!("\x1b[H\x1b[2J{f}\n{hint}")?;
         } else {
-            if shown > 0 {
-                writeln!(out)?;
-            }
-            write!(out, "{f}")?;
+            out!("{}{f}", if shown > 0 { "\n" } else { "" })?;
         }
-        out.flush()?;
         shown += 1;
         (prev, prev_at) = (links, at);
     }
