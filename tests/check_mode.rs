@@ -281,8 +281,8 @@ fn bad_configurations_and_credentials_fail_with_one_clear_line() {
     }
 }
 
-/// Issue 12's operator mistakes: each is one line naming the file (and the
-/// line of the `cache` key when it is about the cache), and exit status 1.
+/// Issue 12's operator mistakes: each is one line naming the file and the
+/// line of the setting that names it, and exit status 1.
 #[test]
 fn operator_mistakes_fail_with_file_and_line() {
     let pki = Pki::new();
@@ -290,44 +290,52 @@ fn operator_mistakes_fail_with_file_and_line() {
     let (cert, key) = pki.node("good", mac(1));
     let ca = pki.ca_path();
     std::fs::write(d.join("ca.key"), &pki.ca.key_pem).unwrap();
-    // a node certificate for TLS servers only
+    // node certificates for TLS servers only, clients only, and neither
+    // (openssl x509 -req -extfile: X.509 v3)
     openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "eku.key"]);
     openssl(
         d,
         &["req", "-new", "-key", "eku.key", "-out", "eku.req", "-subj", "/CN=02:50:56:00:00:01"],
     );
-    std::fs::write(
-        d.join("eku.cnf"),
-        "[e]\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-extfile",
-            "eku.cnf",
-            "-extensions",
-            "e",
-            "-days",
-            "9",
-            "-in",
-            "eku.req",
-            "-out",
-            "eku.crt",
-        ],
-    );
-    // the key, encrypted with a passphrase
-    openssl(
-        d,
-        &["pkcs8", "-topk8", "-in", key.to_str().unwrap(), "-out", "enc.key", "-passout", "pass:x"],
-    );
+    for (name, eku) in
+        [("server", "serverAuth"), ("client", "clientAuth"), ("email", "emailProtection")]
+    {
+        let cnf = format!("{name}.cnf");
+        std::fs::write(
+            d.join(&cnf),
+            format!("[e]\nbasicConstraints=CA:FALSE\nextendedKeyUsage={eku}\n"),
+        )
+        .unwrap();
+        let crt = format!("{name}.crt");
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                &cnf,
+                "-extensions",
+                "e",
+                "-days",
+                "9",
+                "-in",
+                "eku.req",
+                "-out",
+                &crt,
+            ],
+        );
+    }
+    // the key, encrypted with a passphrase: PKCS#8, and the traditional
+    // form with Proc-Type
+    let k = key.to_str().unwrap();
+    openssl(d, &["pkcs8", "-topk8", "-in", k, "-out", "enc.key", "-passout", "pass:x"]);
+    openssl(d, &["ec", "-in", k, "-aes128", "-out", "enc2.key", "-passout", "pass:x"]);
+    assert!(std::fs::read_to_string(d.join("enc2.key")).unwrap().contains("Proc-Type: 4,ENC"));
     std::fs::write(d.join("notes.txt"), "things to do\n").unwrap();
     let crl_pem = common::crl(d, &[]).pem().unwrap();
     std::fs::write(d.join("ca.crl"), &crl_pem).unwrap();
@@ -357,28 +365,65 @@ fn operator_mistakes_fail_with_file_and_line() {
             cached(&d.join("missing/invpn.cache")),
             vec![".conf:6: [network] cache:", "its directory", "missing"],
         ),
+    ];
+    // the credentials: checked by -t and at start alike (no root needed
+    // to get that far)
+    let eku = |name: &str| write_conf(d, &d.join("eku.key"), &d.join(name), &ca, "");
+    let credentials: Vec<(&str, PathBuf, Vec<&str>)> = vec![
         (
             "encrypted key",
             write_conf(d, &d.join("enc.key"), &cert, &ca, ""),
-            vec!["enc.key: the key is encrypted"],
+            vec![".conf:2: [ssl] key: ", "enc.key: encrypted: invpnd needs an unencrypted key"],
+        ),
+        (
+            "encrypted key, traditional PEM",
+            write_conf(d, &d.join("enc2.key"), &cert, &ca, ""),
+            vec![".conf:2: [ssl] key: ", "enc2.key: encrypted: ", "openssl pkey -in "],
         ),
         (
             "CA file holds a node certificate",
             write_conf(d, &key, &cert, &cert, ""),
-            vec!["good.crt", "is not a CA certificate"],
+            vec![".conf:4: [ssl] ca: ", "good.crt", "is not a CA certificate"],
         ),
         (
             "extendedKeyUsage without clientAuth",
-            write_conf(d, &d.join("eku.key"), &d.join("eku.crt"), &ca, ""),
-            vec!["eku.crt", "lacks clientAuth", "links would fail"],
+            eku("server.crt"),
+            vec![".conf:3: [ssl] cert: ", "server.crt", "lacks clientAuth: peers refuse it when"],
+        ),
+        (
+            "extendedKeyUsage without serverAuth",
+            eku("client.crt"),
+            vec![".conf:3: [ssl] cert: ", "client.crt", "lacks serverAuth: peers refuse it when"],
+        ),
+        (
+            "extendedKeyUsage with neither",
+            eku("email.crt"),
+            vec![".conf:3: [ssl] cert: ", "lacks clientAuth and serverAuth", "links would fail"],
+        ),
+        (
+            "key of another certificate",
+            write_conf(d, &d.join("eku.key"), &cert, &ca, ""),
+            vec![".conf:2: [ssl] key: ", "eku.key: this key does not belong to"],
+        ),
+        (
+            "certificate missing",
+            write_conf(d, &key, &d.join("nothing.crt"), &ca, ""),
+            vec![".conf:3: [ssl] cert: ", "nothing.crt: cannot read"],
         ),
     ];
-    for (what, conf, wants) in cases {
+    for (what, conf, wants) in cases.iter().chain(&credentials) {
         let (code, out, err) = invpnd(&["-t", "-c", conf.to_str().unwrap()]);
         assert_eq!(code, 1, "{what}: exit {code}\n{out}{err}");
         assert_eq!(err.lines().count(), 1, "{what}: one line, got {err:?}");
         for w in wants {
             assert!(err.contains(w), "{what}: {w:?} not in {err:?}");
+        }
+    }
+    for (what, conf, wants) in &credentials {
+        let (code, _, err) = invpnd(&["-c", conf.to_str().unwrap()]);
+        assert_eq!(code, 1, "{what} at start: exit {code}\n{err}");
+        for w in wants {
+            assert!(err.contains(w), "{what} at start: {w:?} not in {err:?}");
         }
     }
     // a missing cache directory stops the daemon itself too, before it
@@ -426,7 +471,9 @@ fn key_readable_by_others_draws_a_warning() {
     let (code, out, _) = invpnd(&["-t", "-c", conf.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("warning: ") && out.contains("n.key: permissions 0644 are too open"),
+        out.contains("warning: ")
+            && out.contains(".conf:2: [ssl] key: ")
+            && out.contains("n.key: permissions 0644 are too open"),
         "{out}"
     );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -100,7 +100,7 @@ fn main() -> ExitCode {
         cfg.warnings.push(format!("{e}; running without saving it"));
     }
     if let Some(w) = tls::key_permissions_warning(&cfg.ssl.key) {
-        cfg.warnings.push(w);
+        cfg.warnings.push(cfg.error("ssl", "key", w).to_string());
     }
     if cfg.network.init.iter().any(|s| s.mac == material.mac) {
         cfg.warnings.push(format!(

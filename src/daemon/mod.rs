@@ -200,18 +200,12 @@ fn err(what: &'static str) -> impl Fn(std::io::Error) -> DaemonError {
     move |source| DaemonError::Setup { what, source }
 }
 
-/// Loads the TLS material of `[ssl]` now. A problem with the CRL names the
-/// configuration's line (`file:line: [ssl] crl: ...`), as other settings do.
+/// Loads the TLS material of `[ssl]` now. A problem names the line of the
+/// setting whose file it is about (`file:line: [ssl] key: KEYFILE: ...`),
+/// as the errors of other settings do.
 pub fn material(cfg: &Config) -> Result<Material, String> {
-    Material::load(&cfg.ssl, rustls::pki_types::UnixTime::now()).map_err(|e| match &e {
-        TlsError::Crl { .. } | TlsError::Revoked { .. } => {
-            cfg.error("ssl", "crl", e.to_string()).to_string()
-        }
-        TlsError::Read { path, .. } if cfg.ssl.crl.as_ref() == Some(path) => {
-            cfg.error("ssl", "crl", e.to_string()).to_string()
-        }
-        _ => e.to_string(),
-    })
+    Material::load(&cfg.ssl, rustls::pki_types::UnixTime::now())
+        .map_err(|e| cfg.error("ssl", e.setting(), e.to_string()).to_string())
 }
 
 /// The number of worker threads for a `workers` setting (0 = one per CPU).

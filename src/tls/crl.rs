@@ -156,8 +156,11 @@ fn err(path: &Path, msg: String) -> TlsError {
 /// `cas` (DER): issued by one of them, signed with its key, the CA allowed
 /// to sign CRLs.
 pub fn load(path: &Path, cas: &[CertificateDer<'_>]) -> Result<Crls, TlsError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| TlsError::Read { path: path.to_path_buf(), err: e })?;
+    let bytes = std::fs::read(path).map_err(|e| TlsError::Read {
+        path: path.to_path_buf(),
+        setting: "crl",
+        err: e,
+    })?;
     check(path, &bytes, cas)
 }
 

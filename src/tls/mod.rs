@@ -43,6 +43,8 @@ pub enum TlsError {
     Read {
         /// The file.
         path: PathBuf,
+        /// The `[ssl]` setting that names it.
+        setting: &'static str,
         /// Why not.
         err: std::io::Error,
     },
@@ -50,6 +52,8 @@ pub enum TlsError {
     Pem {
         /// The file.
         path: PathBuf,
+        /// The `[ssl]` setting that names it.
+        setting: &'static str,
         /// What is wrong.
         msg: String,
     },
@@ -64,6 +68,8 @@ pub enum TlsError {
     Cert {
         /// The file.
         path: PathBuf,
+        /// The `[ssl]` setting that names it (`ca` or `cert`).
+        setting: &'static str,
         /// What is wrong.
         msg: String,
     },
@@ -102,10 +108,10 @@ pub enum TlsError {
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TlsError::Read { path, err } => write!(f, "{}: cannot read: {err}", path.display()),
-            TlsError::Pem { path, msg }
+            TlsError::Read { path, err, .. } => write!(f, "{}: cannot read: {err}", path.display()),
+            TlsError::Pem { path, msg, .. }
             | TlsError::Key { path, msg }
-            | TlsError::Cert { path, msg }
+            | TlsError::Cert { path, msg, .. }
             | TlsError::Crl { path, msg } => write!(f, "{}: {msg}", path.display()),
             TlsError::Mismatch { key, cert } => write!(
                 f,
@@ -131,6 +137,21 @@ impl fmt::Display for TlsError {
 }
 
 impl std::error::Error for TlsError {}
+
+impl TlsError {
+    /// The `[ssl]` setting the error is about (`key`, `cert`, `ca` or
+    /// `crl`), for an error that names its line in the configuration.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            TlsError::Read { setting, .. }
+            | TlsError::Pem { setting, .. }
+            | TlsError::Cert { setting, .. } => setting,
+            TlsError::Key { .. } | TlsError::Mismatch { .. } => "key",
+            TlsError::Chain { .. } => "cert",
+            TlsError::Crl { .. } | TlsError::Revoked { .. } => "crl",
+        }
+    }
+}
 
 /// The crypto provider: ring, with its default suites and key exchanges.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -162,30 +183,34 @@ impl fmt::Debug for Material {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|err| TlsError::Read { path: path.to_path_buf(), err })
+/// Reads the file of `[ssl] setting`.
+fn read(path: &Path, setting: &'static str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|err| TlsError::Read { path: path.to_path_buf(), setting, err })
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Pem { path: path.to_path_buf(), msg: format!("bad PEM: {e}") })?;
+fn certs(path: &Path, setting: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path, setting)?;
+    let certs: Vec<_> =
+        CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().map_err(|e| {
+            TlsError::Pem { path: path.to_path_buf(), setting, msg: format!("bad PEM: {e}") }
+        })?;
     if certs.is_empty() {
         return Err(TlsError::Pem {
             path: path.to_path_buf(),
+            setting,
             msg: "no certificate in this file (expected a PEM CERTIFICATE block)".into(),
         });
     }
     Ok(certs)
 }
 
-fn info(path: &Path, der: &[u8]) -> Result<CertInfo, TlsError> {
-    let i =
-        CertInfo::from_der(der).map_err(|msg| TlsError::Cert { path: path.to_path_buf(), msg })?;
+fn info(path: &Path, setting: &'static str, der: &[u8]) -> Result<CertInfo, TlsError> {
+    let cert_error = |msg| TlsError::Cert { path: path.to_path_buf(), setting, msg };
+    let i = CertInfo::from_der(der).map_err(cert_error)?;
     if i.version != 3 {
         return Err(TlsError::Cert {
             path: path.to_path_buf(),
+            setting,
             msg: format!(
                 "X.509 v{} certificate; TLS peers refuse anything but v3: re-issue it \
                  (`invpnctl cert sign`, or `openssl x509 -req ... -extfile`)",
@@ -225,14 +250,15 @@ impl Material {
     /// the CA's (see [`crl`]).
     pub fn load(ssl: &Ssl, now: UnixTime) -> Result<Material, TlsError> {
         let provider = provider();
-        let ca_certs = certs(&ssl.ca)?;
+        let ca_certs = certs(&ssl.ca, "ca")?;
         let mut roots = RootCertStore::empty();
         let mut cas = Vec::new();
         for c in &ca_certs {
-            let i = info(&ssl.ca, c)?;
+            let i = info(&ssl.ca, "ca", c)?;
             if !i.is_ca {
                 return Err(TlsError::Cert {
                     path: ssl.ca.clone(),
+                    setting: "ca",
                     msg: format!(
                         "{} is not a CA certificate (no basicConstraints CA:TRUE); \
                          is this a node's certificate? [ssl] ca names the network's CA",
@@ -243,27 +269,32 @@ impl Material {
             cas.push(i);
             roots.add(c.clone()).map_err(|e| TlsError::Cert {
                 path: ssl.ca.clone(),
+                setting: "ca",
                 msg: format!("not usable as a CA certificate: {e}"),
             })?;
         }
-        let chain = certs(&ssl.cert)?;
-        let cert = info(&ssl.cert, &chain[0])?;
-        let mac = cert.mac().map_err(|msg| TlsError::Cert { path: ssl.cert.clone(), msg })?;
+        let chain = certs(&ssl.cert, "cert")?;
+        let cert = info(&ssl.cert, "cert", &chain[0])?;
+        let cert_error = |msg| TlsError::Cert { path: ssl.cert.clone(), setting: "cert", msg };
+        let mac = cert.mac().map_err(cert_error)?;
         if let Some(msg) = cert.eku_problem() {
-            return Err(TlsError::Cert { path: ssl.cert.clone(), msg });
+            return Err(cert_error(msg));
         }
 
-        let key_pem = read(&ssl.key)?;
+        let key_pem = read(&ssl.key, "key")?;
         if is_encrypted(&key_pem) {
+            let k = ssl.key.display();
             return Err(TlsError::Key {
                 path: ssl.key.clone(),
-                msg: "the key is encrypted; invpnd needs an unencrypted key (decrypt it with \
-                      `openssl pkey -in KEY -out KEY.new`, then chmod 600)"
-                    .into(),
+                msg: format!(
+                    "encrypted: invpnd needs an unencrypted key (openssl pkey -in {k} \
+                     -out {k}.plain, then chmod 600 it and name it in [ssl] key)"
+                ),
             });
         }
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
             path: ssl.key.clone(),
+            setting: "key",
             msg: format!("no private key found (expected PEM PKCS#1, PKCS#8 or SEC1): {e}"),
         })?;
         let signer = provider.key_provider.load_private_key(key).map_err(|e| TlsError::Key {

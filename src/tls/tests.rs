@@ -216,7 +216,8 @@ fn operator_mistakes_with_credentials() {
     ] {
         std::fs::write(&ssl.key, pem).unwrap();
         let e = load(&ssl).unwrap_err().to_string();
-        assert!(e.contains("n.key: the key is encrypted"), "{e}");
+        assert!(e.contains("n.key: encrypted: invpnd needs an unencrypted key"), "{e}");
+        assert!(e.contains("openssl pkey -in ") && e.contains("n.key.plain"), "{e}");
     }
     // key permissions
     std::fs::set_permissions(&ssl.key, std::fs::Permissions::from_mode(0o644)).unwrap();
