@@ -6,7 +6,7 @@
 //! starts a comment anywhere outside a double-quoted value (after a value,
 //! after a section header), `#` and `;` at the start of a line; values may
 //! be double-quoted (then `;` inside is literal, `\"` and `\\` escape);
-//! surrounding blanks are trimmed.
+//! surrounding blanks are trimmed; lines end at `\n`, `\r\n` or a lone `\r`.
 
 use std::fmt;
 
@@ -46,7 +46,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Entry>, SyntaxError> {
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     let mut section = String::new();
     let mut out = Vec::new();
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+    for (i, raw) in lines(bytes).enumerate() {
         let line = i + 1;
         let l = raw.trim_ascii();
         if l.is_empty() || l[0] == b'#' || l[0] == b';' {
@@ -92,6 +92,22 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Entry>, SyntaxError> {
         });
     }
     Ok(out)
+}
+
+/// The lines of `bytes` as Qt splits them: at `\n`, `\r\n` or a lone `\r`
+/// (old Mac files).
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(bytes);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        let Some(end) = r.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            rest = None;
+            return Some(r);
+        };
+        let skip = if r[end..].starts_with(b"\r\n") { 2 } else { 1 };
+        rest = Some(&r[end + skip..]);
+        Some(&r[..end])
+    })
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -182,6 +198,15 @@ mod tests {
                 ("x", "bad", "!\u{fffd}t\u{fffd}", 8),
             ])
         );
+    }
+
+    #[test]
+    fn line_ends_as_qt_reads_them() {
+        let want = kv(&[("a", "k", "1", 2), ("a", "l", "2", 3), ("a", "m", "3", 5)]);
+        assert_eq!(values(b"[a]\nk=1\nl=2\n\nm=3\n"), want);
+        assert_eq!(values(b"[a]\r\nk=1\r\nl=2\r\n\r\nm=3"), want);
+        assert_eq!(values(b"[a]\rk=1\rl=2\r\rm=3\r"), want);
+        assert_eq!(parse(b"[a]\rk=1\rnonsense\r").unwrap_err().line, 3);
     }
 
     #[test]
