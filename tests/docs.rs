@@ -313,6 +313,65 @@ fn prepare(name: &str) -> Scratch {
             )
             .unwrap();
         }
+        // invpnd(8)'s operator mistakes: each configuration has one
+        "mistakes" => {
+            s.invpnctl("ca new --dir invpn-ca --name 'invpn CA'");
+            s.invpnctl("cert new --ca-dir invpn-ca --mac 02:50:56:00:00:02 --out /etc/invpn/invpn");
+            let (home, etc) = (s.home(), s.etc());
+            std::fs::copy(home.join("invpn-ca/ca.crt"), etc.join("invpn_ca.crt")).unwrap();
+            let k = etc.join("invpn.key");
+            let k = k.to_str().unwrap();
+            let locked = etc.join("locked.key");
+            let locked = locked.to_str().unwrap();
+            common::openssl(
+                &home,
+                &["pkcs8", "-topk8", "-in", k, "-out", locked, "-passout", "pass:x"],
+            );
+            std::fs::write(home.join("server.cnf"), "[e]\nextendedKeyUsage=serverAuth\n").unwrap();
+            common::openssl(
+                &home,
+                &["req", "-new", "-key", k, "-subj", "/CN=02:50:56:00:00:02", "-out", "s.req"],
+            );
+            let server = etc.join("server.crt");
+            common::openssl(
+                &home,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    "s.req",
+                    "-CA",
+                    "invpn-ca/ca.crt",
+                    "-CAkey",
+                    "invpn-ca/ca.key",
+                    "-CAcreateserial",
+                    "-extfile",
+                    "server.cnf",
+                    "-extensions",
+                    "e",
+                    "-days",
+                    "30",
+                    "-out",
+                    server.to_str().unwrap(),
+                ],
+            );
+            let c = "/var/lib/invpnd/invpn.cache";
+            for (name, key, cert, ca, cache) in [
+                ("invpn", "invpn.key", "invpn.crt", "invpn_ca.crt", c),
+                ("locked", "locked.key", "invpn.crt", "invpn_ca.crt", c),
+                ("swapped", "invpn.key", "invpn.crt", "invpn.crt", c),
+                ("server", "invpn.key", "server.crt", "invpn_ca.crt", c),
+                ("cache", "invpn.key", "invpn.crt", "invpn_ca.crt", "invpn.key"),
+            ] {
+                std::fs::write(
+                    etc.join(format!("{name}.conf")),
+                    s.inside(&format!(
+                        "[ssl]\nkey = {key}\ncert = {cert}\nca = {ca}\n[network]\ncache = {cache}\n"
+                    )),
+                )
+                .unwrap();
+            }
+        }
         other => panic!("no doc-test named {other:?}: add it to prepare()"),
     }
     s
