@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::core::offload::{VnetHdr, VNET_HDR_LEN};
 use crate::core::stats::DropReason;
 use crate::core::{Engine, EngineConfig};
-use crate::tls::{Material, TlsError};
+use crate::tls::Material;
 
 /// Messages a worker's data queue holds before it drops...
 const WORKER_QUEUE: usize = 4096;
