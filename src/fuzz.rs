@@ -43,6 +43,11 @@ pub fn wire_round_trip(data: &[u8]) {
             true
         }
         Message::Offloaded(o) => wire::encode_offloaded(&mut out, &o.hdr, o.frame),
+        Message::Twin(t) => {
+            let mut plain = Vec::new();
+            wire::encode_unicast(&mut plain, t.unicast.frame)
+                && wire::encode_twin(&mut out, t.seq, &plain)
+        }
         Message::Hello(_) | Message::Unknown(_) => false,
     };
     if encoded {

@@ -1,7 +1,8 @@
-//! Lanes: between two invpnd nodes, the side that dialled the link dials a
-//! second connection for the frames of sparse flows, and both sides send
-//! such frames (a ping) on it; with `lanes = no` on either side there is
-//! none, and frames take the link.
+//! Lanes: between two invpnd nodes, the side that dialled the link dials
+//! more connections: two for the frames of sparse flows, which both sides
+//! send twice (a ping), once on each, the receiver keeping one copy; and
+//! stripes, over which bulk flows spread. With `lanes = no` on either side
+//! there are none, and frames take the link.
 
 mod common;
 
@@ -74,15 +75,28 @@ fn sparse_flows_take_the_lane_both_ways() {
     assert_eq!(eb["direction"], "out", "{eb}");
     assert_eq!(a.query("links").as_array().map(|l| l.len()), Some(1), "the lane is no link");
 
+    // all of them: two sparse lanes and the default three stripes
+    assert!(wait_until(10, || entries(&a, &b, true, 1).0["lanes"] == 5), "lanes: {ea}");
+    let (ea, eb) = entries(&a, &b, true, 1);
+    assert_eq!(ea["lanes"], 5, "{ea}");
+    assert_eq!(eb["lanes"], 5, "{eb}");
     let (a0, b0) = (counter(&a, "lane_frames"), counter(&b, "lane_frames"));
+    let (ta, tb) = (counter(&a, "twins_in"), counter(&b, "twins_in"));
+    let (da, db) = (counter(&a, "twins_discarded"), counter(&b, "twins_discarded"));
     let out = run(
         "ip",
         &["netns", "exec", lab.ns(0), "ping", "-c", "10", "-i", "0.05", "-W", "2", "198.19.0.2"],
     );
-    assert!(out.contains(" 0% packet loss"), "pings lost over the lane:\n{out}");
-    // each side sent its half of the pings on the lane
-    assert!(counter(&a, "lane_frames") >= a0 + 10, "A's echo requests did not take the lane");
-    assert!(counter(&b, "lane_frames") >= b0 + 10, "B's echo replies did not take the lane");
+    assert!(out.contains(" 0% packet loss"), "pings lost over the lanes:\n{out}");
+    // each copy arrived, one of each pair was kept: no duplicate replies
+    assert!(!out.contains("DUP!"), "duplicates delivered:\n{out}");
+    // each side sent its half of the pings on both lanes, as twins
+    assert!(counter(&a, "lane_frames") >= a0 + 20, "A's echo requests did not take the lanes");
+    assert!(counter(&b, "lane_frames") >= b0 + 20, "B's echo replies did not take the lanes");
+    assert!(counter(&b, "twins_in") >= tb + 10, "B kept no twins");
+    assert!(counter(&a, "twins_in") >= ta + 10, "A kept no twins");
+    assert!(counter(&b, "twins_discarded") >= db + 10, "B discarded no second copies");
+    assert!(counter(&a, "twins_discarded") >= da + 10, "A discarded no second copies");
     let (ea, eb) = entries(&a, &b, true, 1);
     for (name, e) in [("A", &ea), ("B", &eb)] {
         let (i, o) = (e["lane_bytes_in"].as_u64(), e["lane_bytes_out"].as_u64());
@@ -101,7 +115,7 @@ fn sparse_flows_take_the_lane_both_ways() {
     };
     for i in 0..2 {
         let r = rtos(i);
-        assert_eq!(r.len(), 2, "a link and a lane: {r:?}");
+        assert_eq!(r.len(), 6, "a link and five lanes: {r:?}");
         if kernel_at_least(6, 15) {
             assert!(r.iter().any(|&v| v < 100), "the lane's timers are the kernel's: {r:?}");
         }
@@ -128,4 +142,50 @@ fn no_lane_when_one_side_declines() {
     assert!(ea["lane"] == false && eb["lane"] == false, "a lane anyway: A {ea}, B {eb}");
     assert!(lab.ping(0, "198.19.0.2"));
     assert_eq!(counter(&a, "lane_frames") + counter(&b, "lane_frames"), 0);
+    assert_eq!(counter(&a, "twins_in") + counter(&b, "twins_in"), 0);
+}
+
+/// Bulk flows spread over the link and its stripes: UDP flows from
+/// several ports, each above the sparse rate.
+fn udp_flows(lab: &Lab, ns: usize, dst: &str, flows: u16) {
+    // a Python one-liner, bounded in time and count: 3 s of 1200-byte
+    // datagrams from `flows` source ports, about 4 Mbit/s each
+    let script = format!(
+        "import socket,time\n\
+         ss=[socket.socket(socket.AF_INET,socket.SOCK_DGRAM) for _ in range({flows})]\n\
+         end=time.time()+3\n\
+         n=0\n\
+         while time.time()<end and n<200000:\n\
+         \tfor s in ss: s.sendto(b'x'*1200,('{dst}',9))\n\
+         \tn+=1\n\
+         \ttime.sleep(0.002)\n"
+    );
+    assert!(lab.exec_ok(ns, &["python3", "-c", &script]), "the UDP flows did not run");
+}
+
+#[test]
+fn bulk_flows_spread_over_the_stripes() {
+    if !root_or_skip("lanes::bulk_flows_spread_over_the_stripes") {
+        return;
+    }
+    let pki = Pki::new();
+    let mut lab = Lab::new(2);
+    lab.link(0, 1, 1);
+    // B dials with two stripes
+    let (a, b) = two_nodes(&lab, &pki, "[performance]\nstripes = 2\n");
+    assert!(wait_until(20, || lab.ping(1, "198.19.0.1")), "no ping across the link");
+    assert!(wait_until(15, || entries(&a, &b, true, 1).1["lanes"] == 4), "no stripes");
+    let (ea, eb) = entries(&a, &b, true, 1);
+    assert_eq!((ea["lanes"].as_u64(), eb["lanes"].as_u64()), (Some(4), Some(4)), "{ea} {eb}");
+    let s0 = counter(&b, "stripe_frames");
+    udp_flows(&lab, 1, "198.19.0.1", 16);
+    // 16 flows over three connections: some took the stripes; the
+    // stripes' bytes show on the lanes of the link
+    let sent = counter(&b, "stripe_frames") - s0;
+    assert!(sent > 1000, "{sent} frames on stripes");
+    let (_, eb) = entries(&a, &b, true, 1);
+    assert!(eb["lane_bytes_out"].as_u64() > Some(1_000_000), "{eb}");
+    // and the link itself carried its share
+    assert!(eb["bytes_out"].as_u64() > Some(1_000_000), "{eb}");
+    assert!(b.log_count("link down") == 0 && a.log_count("link down") == 0, "a link went down");
 }

@@ -21,6 +21,9 @@ pub const DEFAULT_PATH: &str = "/etc/invpn/invpn.conf";
 /// `[performance] notsent_lowat` when not set (see invpn.conf(5) and
 /// BENCHMARKS.md for the measurements behind it).
 pub const DEFAULT_NOTSENT_LOWAT: u32 = 128 * 1024;
+/// `[performance] stripes` when not set (see invpn.conf(5) and
+/// BENCHMARKS.md for the measurements behind it).
+pub const DEFAULT_STRIPES: usize = 3;
 /// `[limits] memory` when not set: what the state other nodes make this
 /// node keep may take (see invpn.conf(5)), fit for a 128 MiB router.
 pub const DEFAULT_MEMORY: u64 = 32 * 1024 * 1024;
@@ -212,9 +215,11 @@ pub struct Performance {
     /// Hand each link's socket no more than about one bandwidth-delay
     /// product of its path (see core::inflight).
     pub inflight_cap: bool,
-    /// Give each link to an invpnd neighbour a lane: a second connection
-    /// for the frames of sparse flows (see core::lane).
+    /// Give each link to an invpnd neighbour lanes: more connections, two
+    /// for the frames of sparse flows, the rest stripes (see core::lane).
     pub lanes: bool,
+    /// Stripes per link: lanes that share the bulk flows with the link.
+    pub stripes: usize,
 }
 
 /// `[limits]`: how much state one neighbour may make this node keep.
@@ -417,6 +422,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "notsent_lowat",
             "inflight_cap",
             "lanes",
+            "stripes",
         ],
     ),
     ("limits", &["memory", "routes_per_link", "dial_targets", "dial_targets_per_link"]),
@@ -556,6 +562,15 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         })?,
         inflight_cap: r.get("performance", "inflight_cap", true, parse_bool)?,
         lanes: r.get("performance", "lanes", true, parse_bool)?,
+        stripes: r.get("performance", "stripes", DEFAULT_STRIPES, |v| {
+            match v.parse::<usize>() {
+                Ok(n) if n <= crate::core::lane::MAX_STRIPES => Ok(n),
+                _ => Err(format!(
+                    "{v:?}: expected a number of stripes from 0 to {}",
+                    crate::core::lane::MAX_STRIPES
+                )),
+            }
+        })?,
         workers: r.get("performance", "workers", 0, |v| {
             if v == "auto" {
                 return Ok(0);

@@ -148,6 +148,16 @@ fn counter_metric(c: Counter) -> (&'static str, &'static str) {
         Counter::LaneFrames => {
             ("invpn_lane_frames_total", "Frames sent on a link's lane rather than the link.")
         }
+        Counter::TwinsIn => {
+            ("invpn_twins_received_total", "Twin copies of sparse frames received first, and kept.")
+        }
+        Counter::TwinsDiscarded => (
+            "invpn_twins_discarded_total",
+            "Twin copies of sparse frames whose copy had come first: discarded.",
+        ),
+        Counter::StripeFrames => {
+            ("invpn_stripe_frames_total", "Frames of bulk flows sent on a stripe of a link.")
+        }
         Counter::SoftwareSegments => {
             ("invpn_software_segments_total", "Frames cut out of super-frames in software.")
         }

@@ -344,20 +344,23 @@ pub struct LinkEntry {
     pub ecn_marks: u64,
     /// Malformed messages received.
     pub malformed: u64,
-    /// Whether the link has a lane (a second connection for the frames of
-    /// sparse flows), and the bytes it carried.
+    /// Whether the link has lanes (more connections to the neighbour: for
+    /// the frames of sparse flows, and stripes for bulk ones).
     #[serde(default)]
     pub lane: bool,
-    /// Bytes received on the lane.
+    /// How many lanes it has (sparse lanes and stripes).
+    #[serde(default)]
+    pub lanes: u64,
+    /// Bytes received on its lanes, all together.
     #[serde(default)]
     pub lane_bytes_in: u64,
-    /// Bytes sent on the lane.
+    /// Bytes sent on its lanes.
     #[serde(default)]
     pub lane_bytes_out: u64,
-    /// Messages received and sent on the lane.
+    /// Messages received on its lanes.
     #[serde(default)]
     pub lane_messages_in: u64,
-    /// Messages sent on the lane.
+    /// Messages sent on its lanes.
     #[serde(default)]
     pub lane_messages_out: u64,
     /// Messages sent (handed to TLS).

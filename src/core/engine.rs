@@ -411,15 +411,19 @@ impl Engine {
         match msg {
             Message::DirectAnnounce(a) => self.on_direct_announce(link, &a, now, out),
             Message::Announce(a) => self.on_announce(link, &a, raw, now, out),
-            Message::Unicast(u) => {
-                if u.src == self.cfg.me {
-                    return self.dropped(DropReason::OwnSource);
+            Message::Unicast(u) => self.on_unicast(link, &u, raw, out),
+            Message::Twin(_) => {
+                // the link's shell kept only the first copy: what is left
+                // is the 0x80 inside (forwarded as one; seq is per link)
+                self.stats.add(Counter::TwinsIn, 1);
+                let Some((_, inner)) = wire::untwin(raw) else {
+                    return self.dropped(DropReason::Malformed);
+                };
+                let inner: &[u8] = inner;
+                match wire::parse_whole(inner) {
+                    Ok(Message::Unicast(u)) => self.on_unicast(link, &u, inner, out),
+                    _ => self.dropped(DropReason::Malformed),
                 }
-                if u.dst == self.cfg.me {
-                    out.deliver(u.frame);
-                    return Verdict::Done;
-                }
-                self.forward(link, u.dst, raw, out)
             }
             Message::Broadcast(b) => {
                 if b.src == self.cfg.me {
@@ -501,6 +505,24 @@ impl Engine {
                 Verdict::Done
             }
         }
+    }
+
+    /// A `0x80` (`raw`, whole): delivered here, or forwarded.
+    fn on_unicast(
+        &self,
+        link: &LinkCtx,
+        u: &wire::Unicast<'_>,
+        raw: &[u8],
+        out: &mut impl Output,
+    ) -> Verdict {
+        if u.src == self.cfg.me {
+            return self.dropped(DropReason::OwnSource);
+        }
+        if u.dst == self.cfg.me {
+            out.deliver(u.frame);
+            return Verdict::Done;
+        }
+        self.forward(link, u.dst, raw, out)
     }
 
     fn forward(&self, link: &LinkCtx, dst: Mac, raw: &[u8], out: &mut impl Output) -> Verdict {

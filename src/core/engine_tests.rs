@@ -242,6 +242,27 @@ fn unicast_delivered_forwarded_or_dropped() {
 }
 
 #[test]
+fn a_twin_is_handled_as_the_unicast_it_carries() {
+    let e = engine(1);
+    let ls = linked(&e, &[(10, 2, true), (11, 3, true)]);
+    let twin = |f: &[u8]| {
+        let (mut plain, mut t) = (Vec::new(), Vec::new());
+        encode_unicast(&mut plain, f);
+        assert!(wire::encode_twin(&mut t, 41, &plain));
+        (plain, t)
+    };
+    let to_me = frame(m(1), m(3), 60);
+    let (_, t) = twin(&to_me);
+    assert_eq!(run(&e, &ls[1], &t), (Verdict::Done, vec![Act::Deliver(to_me)]));
+    // relayed as a plain 0x80: the sequence number is the link's
+    let (plain, t) = twin(&frame(m(2), m(3), 100));
+    assert_eq!(run(&e, &ls[1], &t), (Verdict::Done, vec![Act::Send(LinkId(10), plain)]));
+    let (_, t) = twin(&frame(m(2), m(1), 100));
+    assert_eq!(run(&e, &ls[1], &t).0, Verdict::Dropped(DropReason::OwnSource));
+    assert_eq!(e.stats().get(Counter::TwinsIn), 3);
+}
+
+#[test]
 fn broadcast_flooded_delivered_once_even_out_of_order() {
     let e = engine(1);
     let ls = linked(&e, &[(10, 2, false), (11, 3, false)]);

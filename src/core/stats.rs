@@ -47,6 +47,14 @@ named_enum! {
         SoftwareSegments = "software_segments",
         /// Frames sent on a link's lane rather than the link (`core::lane`).
         LaneFrames = "lane_frames",
+        /// Twins (`0x83`) received whose copy had not come first: kept.
+        TwinsIn = "twins_in",
+        /// Twins received whose copy had come first (or too old to tell):
+        /// discarded, as they should be.
+        TwinsDiscarded = "twins_discarded",
+        /// Frames of bulk flows sent on a stripe of a link rather than on
+        /// the link itself (`core::lane`).
+        StripeFrames = "stripe_frames",
     }
 }
 

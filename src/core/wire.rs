@@ -39,6 +39,12 @@ pub mod kind {
     /// (a TCP super-frame to be segmented by the receiving kernel), sent
     /// only to neighbours whose hello says they accept it.
     pub const OFFLOADED: u8 = 0x82;
+    /// invpnd extension: one of the two copies of a unicast frame of a
+    /// sparse flow, sent on two connections of a link with the same
+    /// sequence number; the receiver keeps the first to arrive
+    /// (`core::lane`). Sent only to neighbours whose hello says they
+    /// accept it.
+    pub const TWIN: u8 = 0x83;
 
     /// A short name for logs and counters.
     pub fn name(k: u8) -> &'static str {
@@ -51,6 +57,7 @@ pub mod kind {
             BROADCAST => "broadcast",
             HELLO => "hello",
             OFFLOADED => "offloaded",
+            TWIN => "twin",
             _ => "unknown",
         }
     }
@@ -418,6 +425,17 @@ pub mod hello_flags {
     /// that dialled the link, for the frames of sparse flows
     /// (`core::lane`).
     pub const LANES: u32 = 2;
+    /// The sender accepts `0x83` twin frames.
+    pub const TWINS: u32 = 4;
+}
+
+/// `0x83`: a unicast frame sent twice, with its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Twin<'a> {
+    /// The sender's sequence number for the pair of copies (per link).
+    pub seq: u32,
+    /// The frame, as a `0x80` would carry it.
+    pub unicast: Unicast<'a>,
 }
 
 /// `0x82`: a unicast frame with its offload header, checked.
@@ -453,6 +471,8 @@ pub enum Message<'a> {
     Hello(Hello),
     /// `0x82` (invpnd links only).
     Offloaded(Offloaded<'a>),
+    /// `0x83` (invpnd links only).
+    Twin(Twin<'a>),
     /// A type this implementation does not know; ignored (PROTOCOL.md §3).
     Unknown(u8),
 }
@@ -557,6 +577,16 @@ pub fn parse(msg: &[u8]) -> Result<Message<'_>, WireError> {
             super::offload::check(&hdr, frame).map_err(|e| WireError::BadOffload(e.0))?;
             Message::Offloaded(Offloaded { hdr, dst, src, frame })
         }
+        kind::TWIN => {
+            let seq = r.u32("sequence number")?;
+            let frame = r.rest;
+            let dst = r.mac("destination")?;
+            let src = r.mac("source")?;
+            if r.rest.len() < 2 {
+                return Err(WireError::RuntFrame { kind: k });
+            }
+            Message::Twin(Twin { seq, unicast: Unicast { dst, src, frame } })
+        }
         other => Message::Unknown(other),
     };
     Ok(m)
@@ -611,6 +641,7 @@ pub fn carries(msg: &[u8]) -> Carries {
         Some(&kind::UNICAST) => LEN_PREFIX + 1 + 12,
         Some(&kind::BROADCAST) => LEN_PREFIX + 1 + 8 + 6,
         Some(&kind::OFFLOADED) => LEN_PREFIX + 1 + super::offload::VNET_HDR_LEN + 12,
+        Some(&kind::TWIN) => LEN_PREFIX + 1 + 4 + 12,
         _ => return Carries::Control,
     };
     if msg.len() < at + 2 {
@@ -848,6 +879,47 @@ pub fn encode_offloaded(out: &mut Vec<u8>, hdr: &super::offload::VnetHdr, frame:
     out.extend_from_slice(&hdr.to_wire());
     out.extend_from_slice(frame);
     true
+}
+
+/// Encodes a `0x83` twin around the frame of a whole `0x80` message
+/// (`len | 0x80 | frame`); `false`, writing nothing, if `unicast` is not
+/// one or the twin would be too long.
+pub fn encode_twin(out: &mut Vec<u8>, seq: u32, unicast: &[u8]) -> bool {
+    let Some(frame) = unicast.get(LEN_PREFIX + 1..) else { return false };
+    if kind_of(unicast) != Some(kind::UNICAST)
+        || frame.len() < 14
+        || !header(out, kind::TWIN, 4 + frame.len())
+    {
+        return false;
+    }
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(frame);
+    true
+}
+
+/// The sequence number of a whole `0x83` message, if it is one.
+pub fn twin_seq(msg: &[u8]) -> Option<u32> {
+    if kind_of(msg) != Some(kind::TWIN) {
+        return None;
+    }
+    Some(u32::from_be_bytes(msg.get(LEN_PREFIX + 1..LEN_PREFIX + 5)?.try_into().ok()?))
+}
+
+/// Turns a whole `0x83` message in place into the `0x80` message it
+/// carries, returning the sequence number and the `0x80` (a sub-slice of
+/// `msg`); `None` if `msg` is not a twin long enough to hold a frame
+/// header.
+pub fn untwin(msg: &mut [u8]) -> Option<(u32, &mut [u8])> {
+    if msg.len() < LEN_PREFIX + 1 + 4 + 14 {
+        return None;
+    }
+    let seq = twin_seq(msg)?;
+    // `len | 0x83 | seq(4) | frame` -> `len - 4 | 0x80 | frame`, four bytes on
+    let inner = &mut msg[4..];
+    let len = (inner.len() - LEN_PREFIX) as u16;
+    inner[..LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
+    inner[LEN_PREFIX] = kind::UNICAST;
+    Some((seq, inner))
 }
 
 /// Encodes a `0x04` hello.

@@ -294,3 +294,42 @@ fn whole_messages_name_their_type_and_parse() {
     assert_eq!(kind_of(&m[..LEN_PREFIX]), None);
     assert!(parse_whole(&m[..1]).is_err());
 }
+
+#[test]
+fn a_twin_carries_a_unicast_and_unwraps_in_place_into_it() {
+    let frame = hex("0a00000000020a000000000108004500");
+    let mut plain = Vec::new();
+    assert!(encode_unicast(&mut plain, &frame));
+    let mut twin = Vec::new();
+    assert!(encode_twin(&mut twin, 0xdead_beef, &plain));
+    // len | 0x83 | seq | frame
+    assert_eq!(twin.len(), plain.len() + 4);
+    assert_eq!(&twin[..7], &[0, (frame.len() + 5) as u8, kind::TWIN, 0xde, 0xad, 0xbe, 0xef]);
+    match parse_whole(&twin).unwrap() {
+        Message::Twin(t) => {
+            assert_eq!(t.seq, 0xdead_beef);
+            assert_eq!(t.unicast.dst, mac("0a:00:00:00:00:02"));
+            assert_eq!(t.unicast.src, mac("0a:00:00:00:00:01"));
+            assert_eq!(t.unicast.frame, &frame[..]);
+        }
+        m => panic!("{m:?}"),
+    }
+    assert_eq!(carries(&twin), Carries::Frame { ethertype_at: 2 + 1 + 4 + 12 });
+    assert_eq!(twin_seq(&twin), Some(0xdead_beef));
+    assert_eq!(twin_seq(&plain), None);
+    let (seq, inner) = untwin(&mut twin).unwrap();
+    assert_eq!(seq, 0xdead_beef);
+    assert_eq!(inner, &plain[..]);
+    // only a 0x80 becomes a twin, and only a twin unwraps
+    let mut out = Vec::new();
+    assert!(!encode_twin(&mut out, 1, &twin[4..7]));
+    assert!(out.is_empty());
+    let mut hello = Vec::new();
+    encode_hello(&mut hello, hello_flags::TWINS);
+    assert!(!encode_twin(&mut out, 1, &hello));
+    assert!(untwin(&mut plain).is_none());
+    // a twin too short for its frame header is malformed, not a panic
+    let mut runt = vec![0, 9, kind::TWIN, 0, 0, 0, 1, 1, 2, 3, 4];
+    assert!(parse_whole(&runt).is_err());
+    assert!(untwin(&mut runt).is_none());
+}

@@ -229,8 +229,12 @@ pub fn format_links(links: &[LinkEntry]) -> String {
             &l.peer,
             &l.addr,
             &l.direction,
-            // a link with a lane for sparse flows: "invpnd+lane"
-            &if l.lane { format!("{}+lane", l.protocol) } else { l.protocol.clone() },
+            // a link with lanes: "invpnd+lane", "invpnd+5lanes"
+            &match l.lanes.max(u64::from(l.lane)) {
+                0 => l.protocol.clone(),
+                1 => format!("{}+lane", l.protocol),
+                n => format!("{}+{n}lanes", l.protocol),
+            },
             &duration(l.uptime_secs),
             &bytes(l.bytes_in),
             &bytes(l.bytes_out),

@@ -144,13 +144,13 @@ pub enum WorkerCtl {
     },
     /// Take over a lane moved from another worker.
     AdoptLane(Box<super::link::Link>),
-    /// Frames of sparse flows on this link go to this lane from now on
-    /// (`None`: the lane is gone, all go on the link).
-    SetLane {
+    /// The lanes of this link are now these, oldest first (empty: none,
+    /// all goes on the link); `core::lane` says which frames take which.
+    SetLanes {
         /// The link, on this worker.
         link: LinkId,
-        /// Its lane (on this worker too), or `None`.
-        lane: Option<LinkId>,
+        /// Its lanes (on this worker too).
+        lanes: Vec<LinkId>,
     },
     /// Stop the loop.
     Shutdown,

@@ -575,14 +575,24 @@ impl Supervisor {
         self.links()
             .into_iter()
             .map(|(l, s)| {
-                let lane = self.lane_stats.get(&l.id);
+                let lanes: Vec<&Arc<super::link::LinkStats>> = self
+                    .lanes
+                    .lanes_of(l.id)
+                    .iter()
+                    .filter_map(|id| self.lane_stats.get(id))
+                    .collect();
                 let get = |f: &dyn Fn(&super::link::LinkStats) -> &std::sync::atomic::AtomicU64| {
                     s.as_ref().map_or(0, |s| f(s).load(Ordering::Relaxed))
                 };
-                // what the link's queues did, its lane's included
+                // summed over the link's lanes
+                let on_lanes =
+                    |f: &dyn Fn(&super::link::LinkStats) -> &std::sync::atomic::AtomicU64| {
+                        lanes.iter().map(|s| f(s).load(Ordering::Relaxed)).sum::<u64>()
+                    };
+                // what the link's queues did, its lanes' included
                 let both =
                     |f: &dyn Fn(&super::link::LinkStats) -> &std::sync::atomic::AtomicU64| {
-                        get(f) + lane.map_or(0, |s| f(s).load(Ordering::Relaxed))
+                        get(f) + on_lanes(f)
                     };
                 LinkEntry {
                     peer: l.peer.to_string(),
@@ -594,17 +604,20 @@ impl Supervisor {
                     bytes_out: get(&|s| &s.bytes_out),
                     messages_in: get(&|s| &s.messages_in),
                     queued_bytes: both(&|s| &s.queued),
-                    queue_delay_us: get(&|s| &s.queue_delay_us)
-                        .max(lane.map_or(0, |s| s.queue_delay_us.load(Ordering::Relaxed))),
+                    queue_delay_us: lanes
+                        .iter()
+                        .map(|s| s.queue_delay_us.load(Ordering::Relaxed))
+                        .fold(get(&|s| &s.queue_delay_us), u64::max),
                     dropped: both(&|s| &s.dropped),
                     codel_drops: both(&|s| &s.codel_drops),
                     ecn_marks: both(&|s| &s.ecn_marks),
                     malformed: get(&|s| &s.malformed),
-                    lane: lane.is_some(),
-                    lane_bytes_in: lane.map_or(0, |s| s.bytes_in.load(Ordering::Relaxed)),
-                    lane_bytes_out: lane.map_or(0, |s| s.bytes_out.load(Ordering::Relaxed)),
-                    lane_messages_in: lane.map_or(0, |s| s.messages_in.load(Ordering::Relaxed)),
-                    lane_messages_out: lane.map_or(0, |s| s.messages_out.load(Ordering::Relaxed)),
+                    lane: !lanes.is_empty(),
+                    lanes: lanes.len() as u64,
+                    lane_bytes_in: on_lanes(&|s| &s.bytes_in),
+                    lane_bytes_out: on_lanes(&|s| &s.bytes_out),
+                    lane_messages_in: on_lanes(&|s| &s.messages_in),
+                    lane_messages_out: on_lanes(&|s| &s.messages_out),
                     messages_out: get(&|s| &s.messages_out),
                     rtt_us: get(&|s| &s.health.rtt_us),
                     rttvar_us: get(&|s| &s.health.rttvar_us),

@@ -17,7 +17,7 @@ use super::log_limit::LogLimit;
 use crate::core::deframer::Deframer;
 use crate::core::fq::{FqCodel, FqConfig, FqStats};
 use crate::core::inflight::{CapConfig, InflightCap, PathSample};
-use crate::core::lane::LaneSplit;
+use crate::core::lane::{self, Lanes};
 use crate::core::{LinkCtx, LinkId};
 
 /// Counters for one link, read by the control interface.
@@ -284,10 +284,13 @@ pub struct Link {
     /// How much may be handed to the socket (about one bandwidth-delay
     /// product of the path).
     pub cap: InflightCap,
-    /// Whether the peer's hello said it takes a lane.
+    /// Whether the peer's hello said it takes lanes.
     pub peer_lanes: bool,
-    /// This link's lane, once up, and the split of frames between the two.
-    pub lane: Option<(LinkId, LaneSplit)>,
+    /// Whether the peer's hello said it takes `0x83` twins.
+    pub peer_twins: bool,
+    /// This link's lanes, once one is up, and the split of frames between
+    /// them and the link.
+    pub lanes: Option<Lanes>,
     /// The socket's `TCP_NOTSENT_LOWAT` now.
     notsent_lowat: u32,
 }
@@ -328,7 +331,8 @@ impl Link {
             notsent_lowat: cap.notsent_max,
             cap: InflightCap::new(cap),
             peer_lanes: false,
-            lane: None,
+            peer_twins: false,
+            lanes: None,
         }
     }
 
@@ -371,12 +375,14 @@ impl Link {
         }
     }
 
-    /// The lane a whole message `msg` should take instead of this link, at
-    /// `now_ms`, if the link has one and the message belongs to a sparse
-    /// flow.
-    pub fn lane_for(&mut self, msg: &[u8], now_ms: u64) -> Option<LinkId> {
-        let (lane, split) = self.lane.as_mut()?;
-        split.takes_lane(msg, now_ms).then_some(*lane)
+    /// Where a whole message `msg` goes at `now_ms`: this link, or one or
+    /// two of its lanes (`core::lane`).
+    pub fn choose(&mut self, msg: &[u8], now_ms: u64) -> lane::Send {
+        let twins = self.peer_twins;
+        match self.lanes.as_mut() {
+            Some(l) => l.choose(msg, now_ms, twins),
+            None => lane::Send::Link,
+        }
     }
 
     /// Reads once from the socket into `scratch`: `Ok(None)` when it would

@@ -107,7 +107,7 @@ pub struct Supervisor {
     pub(super) traces: HashMap<u64, PendingTrace>,
     /// Which lane belongs to which link.
     pub(super) lanes: LanePairs,
-    /// The counters of each link's lane, by link.
+    /// The counters of each lane, by lane.
     pub(super) lane_stats: HashMap<LinkId, Arc<LinkStats>>,
     /// Each link's and lane's peer certificate, kept from its handshake to
     /// be checked again when the TLS material (CA, CRL) changes.
@@ -675,13 +675,16 @@ impl Supervisor {
                 self.peer_chains.remove(&id);
                 match self.lanes.closed(id) {
                     lane::Closed::LaneOf(link) => {
-                        self.lane_stats.remove(&link);
-                        self.set_lane(link, None);
+                        self.lane_stats.remove(&id);
+                        self.set_lanes(link);
                         return None;
                     }
-                    lane::Closed::LinkWithLane(lane) => {
-                        self.lane_stats.remove(&id);
-                        self.close(lane, CloseReason::LaneWithoutLink);
+                    lane::Closed::LinkWithLanes(lanes) => {
+                        for lane in lanes {
+                            self.lane_stats.remove(&lane);
+                            self.peer_chains.remove(&lane);
+                            self.close(lane, CloseReason::LaneWithoutLink);
+                        }
                     }
                     lane::Closed::Neither => {}
                 }
@@ -722,12 +725,13 @@ impl Supervisor {
     }
 
     /// Dials a lane for `link` (which we dialled) to `peer`, at the
-    /// link's address, on the link's worker.
+    /// link's address, on the link's worker, if it has fewer than it
+    /// should; the next is dialled when this one is up.
     fn dial_lane(&mut self, link: LinkId, peer: Mac) {
         let Some(addr) = self.links.get(link).map(|i| i.addr) else {
             return; // gone, or refused as a duplicate
         };
-        if !self.lanes.start_dial(link) {
+        if !self.lanes.start_dial(link, self.shared.settings.lanes_wanted) {
             return;
         }
         let conn = self.material.lane_config(peer).and_then(|c| {
@@ -797,11 +801,16 @@ impl Supervisor {
         };
         if let Some(old) = self.lanes.paired(lane, ctx.id) {
             self.peer_chains.remove(&old);
+            self.lane_stats.remove(&old);
             self.close(old, CloseReason::Replaced);
         }
         self.peer_chains.insert(lane, PeerCert::new(chain, accepted, peer));
-        self.lane_stats.insert(ctx.id, stats);
-        self.set_lane(ctx.id, Some(lane));
+        self.lane_stats.insert(lane, stats);
+        self.set_lanes(ctx.id);
+        if !accepted {
+            // ours: the next one, if the link should have more
+            self.dial_lane(ctx.id, peer);
+        }
     }
 
     fn pair(&self, lane: LinkId, link: Option<LinkCtx>) {
@@ -810,9 +819,10 @@ impl Supervisor {
         }
     }
 
-    fn set_lane(&self, link: LinkId, lane: Option<LinkId>) {
+    /// Tells the worker of `link` which lanes it has now.
+    fn set_lanes(&self, link: LinkId) {
         if let Some(w) = self.shared.workers.get(link.worker()) {
-            w.send_ctl(WorkerCtl::SetLane { link, lane });
+            w.send_ctl(WorkerCtl::SetLanes { link, lanes: self.lanes.lanes_of(link).to_vec() });
         }
     }
 
@@ -1187,6 +1197,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'st
             old.performance.inflight_cap != new.performance.inflight_cap,
         ),
         ("[performance] lanes", old.performance.lanes != new.performance.lanes),
+        ("[performance] stripes", old.performance.stripes != new.performance.stripes),
     ];
     let full = [
         ("[interface] name", old.interface.name != new.interface.name),

@@ -15,7 +15,7 @@ use super::channels::{Origin, Spinner, ToSupervisor, ToWorker, WorkerCtl, Worker
 use super::link::{Flush, Link, State};
 use super::log_limit::LogLimit;
 use super::Shared;
-use crate::core::lane::LaneSplit;
+use crate::core::lane::{self, Lanes, TwinWindow};
 use crate::core::links::{self, CloseReason};
 use crate::core::stats::{Counter, DropReason};
 use crate::core::{offload, wire, LinkCtx, LinkId, Output, Verdict};
@@ -98,6 +98,9 @@ pub struct Worker {
     links: Slots,
     scratch: Vec<u8>,
     dirty: Vec<usize>,
+    /// Which twins arrived on each link of this worker (by link id; its
+    /// lanes run here too).
+    twins: HashMap<LinkId, TwinWindow>,
     /// Links that still had bytes to read when their turn ran out.
     unread: Vec<usize>,
     /// Links with frames waiting for room in their in-flight cap: flushed
@@ -127,30 +130,60 @@ impl Out<'_> {
     }
 
     /// Queues a message the caller no longer needs (no copy): on the link,
-    /// or on its lane if it has one and the message is a frame of a sparse
-    /// flow (`core::lane`).
+    /// or on its lanes if it has any (`core::lane`): a frame of a sparse
+    /// flow on a sparse lane (a unicast one twice, as twins), a frame of a
+    /// bulk flow on the link or one of its stripes.
     fn queue_owned(&mut self, slot: usize, msg: Vec<u8>) {
         let Some(l) = self.links.get(slot) else { return };
         if wire::is_offloaded(&msg) && !l.peer_offload {
             return self.queue_segmented(slot, &msg);
         }
         let now_us = self.shared.clock.mono_us();
-        let mut slot = slot;
-        if let Some(lane) = l.lane_for(&msg, now_us / 1000) {
-            if lane.worker() != self.index {
-                self.shared.engine.stats().add(Counter::LaneFrames, 1);
-                if let Some(w) = self.shared.workers.get(lane.worker()) {
-                    if !w.send_data(ToWorker::Send { link: lane, msg }) {
-                        self.shared.engine.stats().drop(DropReason::QueueFull);
-                    }
-                }
-                return;
+        let stats = self.shared.engine.stats();
+        match l.choose(&msg, now_us / 1000) {
+            lane::Send::Link => self.push(slot, msg, now_us),
+            lane::Send::Lane(id) => {
+                stats.add(Counter::LaneFrames, 1);
+                self.push_to(id, slot, msg, now_us);
             }
-            if let Some(s) = self.links.slot_of(lane) {
-                self.shared.engine.stats().add(Counter::LaneFrames, 1);
-                slot = s;
+            lane::Send::Stripe(id) => {
+                stats.add(Counter::StripeFrames, 1);
+                self.push_to(id, slot, msg, now_us);
+            }
+            lane::Send::Twins { seq, first, second } => {
+                let mut twin = Vec::with_capacity(msg.len() + 4);
+                if !wire::encode_twin(&mut twin, seq, &msg) {
+                    stats.add(Counter::LaneFrames, 1);
+                    return self.push_to(first, slot, msg, now_us);
+                }
+                let copy = twin.clone();
+                stats.add(Counter::LaneFrames, 1 + u64::from(second.is_some()));
+                self.push_to(first, slot, twin, now_us);
+                match second {
+                    Some(id) => self.push_to(id, slot, copy, now_us),
+                    None => self.push(slot, copy, now_us),
+                }
             }
         }
+    }
+
+    /// Queues `msg` on the connection `id` (a lane of the link in `slot`,
+    /// which takes it if the lane is gone).
+    fn push_to(&mut self, id: LinkId, slot: usize, msg: Vec<u8>, now_us: u64) {
+        if id.worker() != self.index {
+            if let Some(w) = self.shared.workers.get(id.worker()) {
+                if !w.send_data(ToWorker::Send { link: id, msg }) {
+                    self.shared.engine.stats().drop(DropReason::QueueFull);
+                }
+            }
+            return;
+        }
+        let slot = self.links.slot_of(id).unwrap_or(slot);
+        self.push(slot, msg, now_us);
+    }
+
+    /// Queues `msg` on the connection in `slot` itself.
+    fn push(&mut self, slot: usize, msg: Vec<u8>, now_us: u64) {
         let Some(l) = self.links.get(slot) else { return };
         if l.out.push(msg, now_us) {
             self.dirty.push(slot);
@@ -235,6 +268,7 @@ impl Output for Out<'_> {
                 }
             }
             l.peer_lanes = lanes;
+            l.peer_twins = flags & wire::hello_flags::TWINS != 0;
         }
     }
 
@@ -254,6 +288,7 @@ impl Worker {
             links: Slots::default(),
             scratch: vec![0u8; READ_CHUNK],
             dirty: Vec::new(),
+            twins: HashMap::new(),
             unread: Vec::new(),
             gated: Vec::new(),
             handshake_log: LogLimit::new(60_000, HANDSHAKE_WARNINGS_PER_MINUTE),
@@ -476,7 +511,7 @@ impl Worker {
             let mut hello = Vec::with_capacity(8);
             let mut flags = wire::hello_flags::OFFLOADED;
             if self.shared.settings.lanes {
-                flags |= wire::hello_flags::LANES;
+                flags |= wire::hello_flags::LANES | wire::hello_flags::TWINS;
             }
             wire::encode_hello(&mut hello, flags);
             self.out().queue_local(slot, &hello);
@@ -515,6 +550,12 @@ impl Worker {
         while let Some(msg) = rx.next_message() {
             count += 1;
             announced |= wire::kind_of(msg) == Some(wire::kind::DIRECT_ANNOUNCE);
+            if let Some(seq) = wire::twin_seq(msg) {
+                if !self.twins.entry(ctx.id).or_default().accept(seq) {
+                    engine.stats().add(Counter::TwinsDiscarded, 1);
+                    continue;
+                }
+            }
             match engine.handle_message(&ctx, msg, now, &mut out) {
                 Verdict::Malformed(e) => bad.push(e),
                 Verdict::Dropped(r) => suspicious = suspicious.or(suspicion(r)),
@@ -571,9 +612,15 @@ impl Worker {
                 WorkerCtl::PairLane { lane, link } => self.pair_lane(lane, link),
                 WorkerCtl::MoveLane { lane, to, link } => self.move_lane(lane, to, link),
                 WorkerCtl::AdoptLane(lane) => self.adopt_lane(*lane),
-                WorkerCtl::SetLane { link, lane } => {
+                WorkerCtl::SetLanes { link, lanes } => {
                     if let Some(l) = self.links.slot_of(link).and_then(|s| self.links.get(s)) {
-                        l.lane = lane.map(|id| (id, LaneSplit::new(fastrand::u64(..))));
+                        if lanes.is_empty() {
+                            l.lanes = None;
+                        } else {
+                            l.lanes
+                                .get_or_insert_with(|| Lanes::new(fastrand::u64(..)))
+                                .set(&lanes);
+                        }
                     }
                 }
                 WorkerCtl::Shutdown => return false,
@@ -778,6 +825,7 @@ impl Worker {
             return;
         };
         let _ = self.poll.registry().deregister(&mut link.sock);
+        self.twins.remove(&link.id);
         let peer = link.ctx().map(|c| c.peer);
         match link.state {
             State::Up(ctx) => {
