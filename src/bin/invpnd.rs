@@ -319,10 +319,15 @@ fn print_check(
         p.notsent_lowat / 1024,
         if p.inflight_cap { "on" } else { "off" }
     )?;
-    writeln!(
-        out,
-        "lanes:           {}",
-        if p.lanes { "yes (a second connection per invpnd link for sparse flows)" } else { "no" }
-    )?;
+    if p.lanes {
+        writeln!(
+            out,
+            "lanes:           yes (per invpnd link carrying frames: 3 for sparse and light flows, {} stripe{})",
+            p.stripes,
+            if p.stripes == 1 { "" } else { "s" }
+        )?;
+    } else {
+        writeln!(out, "lanes:           no")?;
+    }
     out.flush()
 }

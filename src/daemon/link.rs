@@ -18,7 +18,7 @@ use crate::core::deframer::Deframer;
 use crate::core::fq::{FqCodel, FqConfig, FqStats};
 use crate::core::inflight::{CapConfig, InflightCap, PathSample};
 use crate::core::lane::{self, Lanes};
-use crate::core::{LinkCtx, LinkId};
+use crate::core::{LinkCtx, LinkId, Mac};
 
 /// Counters for one link, read by the control interface.
 #[derive(Debug, Default)]
@@ -288,6 +288,8 @@ pub struct Link {
     pub peer_lanes: bool,
     /// Whether the peer's hello said it takes `0x83` twins.
     pub peer_twins: bool,
+    /// Whether the supervisor was asked for lanes (see [`Link::wants_lanes`]).
+    pub lanes_asked: bool,
     /// This link's lanes, once one is up, and the split of frames between
     /// them and the link.
     pub lanes: Option<Lanes>,
@@ -332,6 +334,7 @@ impl Link {
             cap: InflightCap::new(cap),
             peer_lanes: false,
             peer_twins: false,
+            lanes_asked: false,
             lanes: None,
         }
     }
@@ -372,6 +375,38 @@ impl Link {
         match self.state {
             State::Up(ctx) | State::Lane(Some(ctx)) => Some(ctx),
             State::Handshaking | State::Lane(None) => None,
+        }
+    }
+
+    /// Whether to ask the supervisor for lanes now (`enabled`: this node
+    /// gives links lanes), and to whom: once a link this node dialled to an
+    /// invpnd neighbour that takes lanes carries a frame, either way. Links
+    /// that carry only announcements (most of a large mesh's) get none.
+    /// Returns the peer once until [`Link::lanes_lost`].
+    pub fn wants_lanes(&mut self, enabled: bool) -> Option<Mac> {
+        if self.lanes_asked || !enabled || !self.peer_lanes {
+            return None;
+        }
+        match (self.origin, self.state) {
+            (Origin::Dialled(peer), State::Up(_)) => {
+                self.lanes_asked = true;
+                Some(peer)
+            }
+            _ => None,
+        }
+    }
+
+    /// The link's lanes are now `lanes`: a lane lost is dialled again at
+    /// the next frame.
+    pub fn set_lanes(&mut self, lanes: &[LinkId]) {
+        let had = self.lanes.as_ref().map_or(0, |l| l.lanes().len());
+        if lanes.len() < had {
+            self.lanes_asked = false;
+        }
+        if lanes.is_empty() {
+            self.lanes = None;
+        } else {
+            self.lanes.get_or_insert_with(|| Lanes::new(fastrand::u64(..))).set(lanes);
         }
     }
 

@@ -15,7 +15,7 @@ use super::channels::{Origin, Spinner, ToSupervisor, ToWorker, WorkerCtl, Worker
 use super::link::{Flush, Link, State};
 use super::log_limit::LogLimit;
 use super::Shared;
-use crate::core::lane::{self, Lanes, TwinWindow};
+use crate::core::lane::{self, TwinWindow};
 use crate::core::links::{self, CloseReason};
 use crate::core::stats::{Counter, DropReason};
 use crate::core::{offload, wire, LinkCtx, LinkId, Output, Verdict};
@@ -137,6 +137,11 @@ impl Out<'_> {
         let Some(l) = self.links.get(slot) else { return };
         if wire::is_offloaded(&msg) && !l.peer_offload {
             return self.queue_segmented(slot, &msg);
+        }
+        if !l.lanes_asked && wire::kind_of(&msg).is_some_and(|k| !wire::is_control(k)) {
+            if let Some(peer) = l.wants_lanes(self.shared.settings.lanes) {
+                self.shared.supervisor.send(ToSupervisor::WantLane { link: l.id, peer });
+            }
         }
         let now_us = self.shared.clock.mono_us();
         let stats = self.shared.engine.stats();
@@ -260,14 +265,8 @@ impl Output for Out<'_> {
     fn capabilities(&mut self, link: LinkId, flags: u32) {
         if let Some(l) = self.links.slot_of(link).and_then(|s| self.links.get(s)) {
             l.peer_offload = flags & wire::hello_flags::OFFLOADED != 0;
-            let lanes = flags & wire::hello_flags::LANES != 0;
-            // the side that dialled the link dials its lane, once
-            if lanes && !l.peer_lanes && self.shared.settings.lanes {
-                if let (Origin::Dialled(peer), State::Up(_)) = (l.origin, l.state) {
-                    self.shared.supervisor.send(ToSupervisor::WantLane { link, peer });
-                }
-            }
-            l.peer_lanes = lanes;
+            // lanes are dialled once the link carries frames
+            l.peer_lanes = flags & wire::hello_flags::LANES != 0;
             l.peer_twins = flags & wire::hello_flags::TWINS != 0;
         }
     }
@@ -547,9 +546,12 @@ impl Worker {
         let mut bad = Vec::new();
         let mut suspicious = None;
         let mut announced = false;
+        let mut frames = false;
         while let Some(msg) = rx.next_message() {
             count += 1;
-            announced |= wire::kind_of(msg) == Some(wire::kind::DIRECT_ANNOUNCE);
+            let kind = wire::kind_of(msg);
+            announced |= kind == Some(wire::kind::DIRECT_ANNOUNCE);
+            frames |= kind.is_some_and(|k| !wire::is_control(k));
             if let Some(seq) = wire::twin_seq(msg) {
                 if !self.twins.entry(ctx.id).or_default().accept(seq) {
                     engine.stats().add(Counter::TwinsDiscarded, 1);
@@ -567,6 +569,11 @@ impl Worker {
         };
         link.rx = rx;
         link.stats.messages_in.fetch_add(count, Ordering::Relaxed);
+        if frames {
+            if let Some(peer) = link.wants_lanes(self.shared.settings.lanes) {
+                self.shared.supervisor.send(ToSupervisor::WantLane { link: link.id, peer });
+            }
+        }
         if announced {
             link.note_announce(now.mono);
         }
@@ -614,13 +621,7 @@ impl Worker {
                 WorkerCtl::AdoptLane(lane) => self.adopt_lane(*lane),
                 WorkerCtl::SetLanes { link, lanes } => {
                     if let Some(l) = self.links.slot_of(link).and_then(|s| self.links.get(s)) {
-                        if lanes.is_empty() {
-                            l.lanes = None;
-                        } else {
-                            l.lanes
-                                .get_or_insert_with(|| Lanes::new(fastrand::u64(..)))
-                                .set(&lanes);
-                        }
+                        l.set_lanes(&lanes);
                     }
                 }
                 WorkerCtl::Shutdown => return false,
