@@ -75,12 +75,11 @@ fn sparse_flows_take_the_lane_both_ways() {
     assert_eq!(eb["direction"], "out", "{eb}");
     assert_eq!(a.query("links").as_array().map(|l| l.len()), Some(1), "the lane is no link");
 
-    // all of them: two sparse lanes, the light lane, the default three
-    // stripes
-    assert!(wait_until(10, || entries(&a, &b, true, 1).0["lanes"] == 6), "lanes: {ea}");
+    // all of them: two sparse lanes and the default three stripes
+    assert!(wait_until(10, || entries(&a, &b, true, 1).0["lanes"] == 5), "lanes: {ea}");
     let (ea, eb) = entries(&a, &b, true, 1);
-    assert_eq!(ea["lanes"], 6, "{ea}");
-    assert_eq!(eb["lanes"], 6, "{eb}");
+    assert_eq!(ea["lanes"], 5, "{ea}");
+    assert_eq!(eb["lanes"], 5, "{eb}");
     let (a0, b0) = (counter(&a, "lane_frames"), counter(&b, "lane_frames"));
     let (ta, tb) = (counter(&a, "twins_in"), counter(&b, "twins_in"));
     let (da, db) = (counter(&a, "twins_discarded"), counter(&b, "twins_discarded"));
@@ -116,7 +115,7 @@ fn sparse_flows_take_the_lane_both_ways() {
     };
     for i in 0..2 {
         let r = rtos(i);
-        assert_eq!(r.len(), 7, "a link and six lanes: {r:?}");
+        assert_eq!(r.len(), 6, "a link and five lanes: {r:?}");
         if kernel_at_least(6, 15) {
             assert!(r.iter().any(|&v| v < 100), "the lane's timers are the kernel's: {r:?}");
         }
@@ -175,9 +174,9 @@ fn bulk_flows_spread_over_the_stripes() {
     // B dials with two stripes
     let (a, b) = two_nodes(&lab, &pki, "[performance]\nstripes = 2\n");
     assert!(wait_until(20, || lab.ping(1, "198.19.0.1")), "no ping across the link");
-    assert!(wait_until(15, || entries(&a, &b, true, 1).1["lanes"] == 5), "no stripes");
+    assert!(wait_until(15, || entries(&a, &b, true, 1).1["lanes"] == 4), "no stripes");
     let (ea, eb) = entries(&a, &b, true, 1);
-    assert_eq!((ea["lanes"].as_u64(), eb["lanes"].as_u64()), (Some(5), Some(5)), "{ea} {eb}");
+    assert_eq!((ea["lanes"].as_u64(), eb["lanes"].as_u64()), (Some(4), Some(4)), "{ea} {eb}");
     let s0 = counter(&b, "stripe_frames");
     udp_flows(&lab, 1, "198.19.0.1", 16);
     // 16 flows over three connections: some took the stripes; the

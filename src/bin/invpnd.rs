@@ -322,7 +322,7 @@ fn print_check(
     if p.lanes {
         writeln!(
             out,
-            "lanes:           yes (per invpnd link carrying frames: 3 for sparse and light flows, {} stripe{})",
+            "lanes:           yes (per invpnd link carrying frames: 2 for sparse flows, {} stripe{})",
             p.stripes,
             if p.stripes == 1 { "" } else { "s" }
         )?;

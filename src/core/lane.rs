@@ -3,8 +3,7 @@
 //! dialled by the side that dialled the link, in the order they come up.
 //! The first two are *sparse lanes*, which carry only the frames of sparse
 //! inner flows (pings, DNS, key strokes, the first packets of a
-//! connection); the third is the *light lane*, for flows of few bytes but
-//! many packets (the ACKs of a bulk transfer in the other direction); the
+//! connection, the ACKs of a bulk transfer in the other direction); the
 //! rest are *stripes*, which share the bulk flows with the link itself,
 //! each flow keeping one connection.
 //!
@@ -17,11 +16,13 @@
 //! loss in flight, and an interactive packet on it crosses the path in one
 //! trip.
 //!
-//! A flow is light while its recent byte count, decayed by half every
+//! A flow is sparse while its recent byte count, decayed by half every
 //! [`HALF_LIFE_MS`], stays at most [`SPARSE_BYTES`] (a steady rate of about
-//! 2.5 Mbit/s), and sparse if its packet count, decayed alike, also stays
-//! at most [`SPARSE_PACKETS`] (about 170 packets a second): the sparse
-//! lanes then carry so few packets that they seldom have a loss in flight. A flow that was not sparse keeps the bulk connection for
+//! 2.5 Mbit/s). The ACKs of a bulk transfer are sparse by this measure:
+//! on the sparse lanes they cross without waiting behind the transfer's
+//! retransmissions, and they keep the lanes busy enough that a loss there
+//! is found by the packets behind it rather than by a timer (measured:
+//! with ACKs on a lane of their own, pings waited longer on lossy paths). A flow that was not sparse keeps the bulk connection for
 //! [`HOLD_MS`] after its last such frame, so that its frames still queued
 //! there are not overtaken by later ones on the lane (a flow changes
 //! connection only after a pause). Flows are told apart by the same hash
@@ -40,8 +41,6 @@ pub const BUCKETS: usize = 256;
 pub const HALF_LIFE_MS: u64 = 16;
 /// The most decayed bytes of a sparse flow.
 pub const SPARSE_BYTES: u32 = 8 * 1024;
-/// The most decayed packets of a sparse flow.
-pub const SPARSE_PACKETS: u32 = 4;
 /// How long a flow that was bulk stays on the bulk connection (ms).
 pub const HOLD_MS: u64 = 200;
 /// The most lanes a link has (sparse lanes and stripes together); a lane
@@ -49,10 +48,8 @@ pub const HOLD_MS: u64 = 200;
 pub const MAX_LANES: usize = 8;
 /// Sparse lanes per link: the first lanes to come up.
 pub const SPARSE_LANES: usize = 2;
-/// Lanes before the stripes: the sparse lanes and the light lane.
-pub const FIRST_STRIPE: usize = SPARSE_LANES + 1;
 /// The most stripes a link may be given (`[performance] stripes`).
-pub const MAX_STRIPES: usize = MAX_LANES - FIRST_STRIPE;
+pub const MAX_STRIPES: usize = MAX_LANES - SPARSE_LANES;
 /// Sequence numbers of twins a receiver tells apart: an older one is
 /// discarded (its copy came long before).
 pub const TWIN_WINDOW: u32 = 2048;
@@ -61,8 +58,6 @@ pub const TWIN_WINDOW: u32 = 2048;
 struct Bucket {
     /// Decayed bytes, as of `at`.
     bytes: u32,
-    /// Decayed packets, as of `at`.
-    packets: u32,
     /// When `bytes` was last decayed (ms).
     at: u64,
     /// Until when the flow keeps the bulk connection (ms).
@@ -74,8 +69,6 @@ struct Bucket {
 pub enum Way {
     /// A frame of a sparse flow: a sparse lane.
     Sparse,
-    /// A frame of a light flow (few bytes, many packets): the light lane.
-    Light,
     /// Control messages, super-frames and frames of bulk flows: the link
     /// or a stripe, by the flow's bucket (control messages: bucket 0).
     Bulk {
@@ -112,19 +105,15 @@ impl LaneSplit {
         let halvings = now_ms.saturating_sub(b.at) / HALF_LIFE_MS;
         if halvings > 0 {
             b.bytes = if halvings >= 32 { 0 } else { b.bytes >> halvings };
-            b.packets = if halvings >= 32 { 0 } else { b.packets >> halvings };
             b.at += halvings * HALF_LIFE_MS;
         }
         b.bytes = b.bytes.saturating_add(msg.len() as u32);
-        b.packets = b.packets.saturating_add(1);
         if wire::is_offloaded(msg) || b.bytes > SPARSE_BYTES {
             b.bulk_until = now_ms + HOLD_MS;
             return Way::Bulk { bucket };
         }
         if now_ms < b.bulk_until {
             Way::Bulk { bucket }
-        } else if b.packets > SPARSE_PACKETS {
-            Way::Light
         } else {
             Way::Sparse
         }
@@ -136,7 +125,7 @@ impl LaneSplit {
 pub enum Send {
     /// On the link itself.
     Link,
-    /// On this lane (a sparse lane, or the light lane).
+    /// On this sparse lane.
     Lane(LinkId),
     /// On this stripe.
     Stripe(LinkId),
@@ -192,12 +181,8 @@ impl Lanes {
                 Send::Twins { seq, first: sparse[0], second: sparse.get(1).copied() }
             }
             Way::Sparse => Send::Lane(sparse[0]),
-            Way::Light => match self.lanes.get(SPARSE_LANES).or(sparse.first()) {
-                Some(&lane) => Send::Lane(lane),
-                None => Send::Link,
-            },
             Way::Bulk { bucket } => {
-                let stripes = self.lanes.get(FIRST_STRIPE..).unwrap_or_default();
+                let stripes = self.lanes.get(SPARSE_LANES..).unwrap_or_default();
                 match bucket % (1 + stripes.len()) {
                     0 => Send::Link,
                     i => Send::Stripe(stripes[i - 1]),
@@ -485,13 +470,8 @@ mod tests {
 
     #[test]
     fn sparse_unicasts_go_twice_bulk_flows_spread_over_the_link_and_its_stripes() {
-        let (l0, l1, light, s0, s1) = (
-            LinkId::new(10, 0),
-            LinkId::new(11, 0),
-            LinkId::new(14, 0),
-            LinkId::new(12, 0),
-            LinkId::new(13, 0),
-        );
+        let (l0, l1, s0, s1) =
+            (LinkId::new(10, 0), LinkId::new(11, 0), LinkId::new(12, 0), LinkId::new(13, 0));
         let mut lanes = Lanes::new(5);
         // without lanes everything takes the link
         assert_eq!(lanes.choose(&udp(1, 100), 0, true), Send::Link);
@@ -502,7 +482,7 @@ mod tests {
             Send::Twins { seq: 0, first: l0, second: None }
         );
         assert_eq!(lanes.choose(&udp(1, 100), 0, false), Send::Lane(l0));
-        lanes.set(&[l0, l1, light, s0, s1]);
+        lanes.set(&[l0, l1, s0, s1]);
         assert_eq!(
             lanes.choose(&udp(1, 100), 0, true),
             Send::Twins { seq: 1, first: l0, second: Some(l1) }
@@ -516,16 +496,11 @@ mod tests {
         assert!(wire::encode_broadcast(&mut bc, 7, &f));
         assert_eq!(lanes.choose(&bc, 0, true), Send::Lane(l0));
         // a flow of small packets at a high rate (the ACKs of a transfer the
-        // other way): the light lane, once
-        let mut on_light = 0;
+        // other way) is sparse: twins
         for i in 0..200u64 {
-            match lanes.choose(&udp(7, 66), i / 2, true) {
-                Send::Lane(l) if l == light => on_light += 1,
-                Send::Twins { .. } => {}
-                c => panic!("{c:?}"),
-            }
+            let c = lanes.choose(&udp(7, 66), i / 2, true);
+            assert!(matches!(c, Send::Twins { second: Some(l), .. } if l == l1), "{c:?}");
         }
-        assert!(on_light >= 190, "{on_light} of 200 small frames took the light lane");
         // control messages take the link
         let mut hello = Vec::new();
         wire::encode_hello(&mut hello, 0);

@@ -358,7 +358,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             announce_interval: interval,
             lanes: cfg.performance.lanes,
             lanes_wanted: if cfg.performance.lanes {
-                crate::core::lane::FIRST_STRIPE + cfg.performance.stripes
+                crate::core::lane::SPARSE_LANES + cfg.performance.stripes
             } else {
                 0
             },
