@@ -496,10 +496,8 @@ pub fn text_inputs(data: &[u8]) {
     let _ = crate::config::from_bytes(path, data);
     let _ = crate::config::from_str(path, &text);
     let value = text.lines().next().unwrap_or("");
-    for (section, keys) in crate::config::KNOWN {
-        for key in keys.iter() {
-            let _ = crate::config::from_str(path, &config_around(section, key, value));
-        }
+    for k in crate::config::KEYS {
+        let _ = crate::config::from_str(path, &config_around(k.section, k.name, value));
     }
     let parsed = crate::core::cache::NodeCache::parse(&text);
     let again = crate::core::cache::NodeCache::parse(&parsed.cache.to_text());

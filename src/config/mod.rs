@@ -18,15 +18,6 @@ pub use values::{parse_bool, parse_duration, parse_listen, parse_seed, parse_siz
 
 /// Where invpnd looks for its configuration by default.
 pub const DEFAULT_PATH: &str = "/etc/invpn/invpn.conf";
-/// `[performance] notsent_lowat` when not set (see invpn.conf(5) and
-/// BENCHMARKS.md for the measurements behind it).
-pub const DEFAULT_NOTSENT_LOWAT: u32 = 128 * 1024;
-/// `[performance] stripes` when not set (see invpn.conf(5) and
-/// BENCHMARKS.md for the measurements behind it).
-pub const DEFAULT_STRIPES: usize = 3;
-/// `[limits] memory` when not set: what the state other nodes make this
-/// node keep may take (see invpn.conf(5)), fit for a 128 MiB router.
-pub const DEFAULT_MEMORY: u64 = 32 * 1024 * 1024;
 /// The control socket of the default configuration (see [`default_socket`]).
 pub const DEFAULT_SOCKET: &str = "/run/invpnd.sock";
 /// Where node caches are kept by default (see [`default_cache`]).
@@ -387,46 +378,129 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The keys each section knows.
-pub(crate) const KNOWN: &[(&str, &[&str])] = &[
-    ("ssl", &["key", "cert", "ca", "crl"]),
-    (
-        "network",
-        &[
-            "port",
-            "bind",
-            "cache",
-            "init",
-            "no_incoming",
-            "no_relay",
-            "max_links",
-            "announce_interval",
-            "route_ttl",
-            "max_clock_skew",
-            "max_routes",
-            "broadcast_rate",
-            "congestion",
-        ],
-    ),
-    ("interface", &["name", "mtu", "up", "down"]),
-    ("daemon", &["user", "group"]),
-    ("control", &["socket", "metrics"]),
-    (
-        "performance",
-        &[
-            "workers",
-            "offload",
-            "queue_target",
-            "queue_interval",
-            "ecn",
-            "notsent_lowat",
-            "inflight_cap",
-            "lanes",
-            "stripes",
-        ],
-    ),
-    ("limits", &["memory", "routes_per_link", "dial_targets", "dial_targets_per_link"]),
+/// When a changed setting takes effect in a running daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// A reload (SIGHUP, `invpnctl reload`) applies it.
+    Reload,
+    /// A restart in place (SIGUSR2, `invpnctl restart`) applies it; a
+    /// reload names it in a warning.
+    RestartInPlace,
+    /// Only a stop and a start apply it (it belongs to the interface, or
+    /// to the process's user, which a restart in place keeps).
+    FullRestart,
+}
+
+/// A configuration key: where it is, its default, when a change to it
+/// takes effect. [`KEYS`] is the one list of them: the parser knows these
+/// keys and no others, takes their defaults from it, and the reload
+/// report and the tests of the manual and the example file read it.
+pub struct Key {
+    /// Its section, without brackets.
+    pub section: &'static str,
+    /// Its name.
+    pub name: &'static str,
+    /// Its default as a value the parser takes (and the manual and the
+    /// example show); `None` for keys without one, or whose default
+    /// depends on the file's name or another key (the manual says how).
+    pub default: Option<&'static str>,
+    /// When a change takes effect.
+    pub takes: Takes,
+    /// Its effective value in a configuration, to tell what changed.
+    value: fn(&Config) -> String,
+}
+
+impl Key {
+    /// `[section] name`, as messages name it.
+    pub fn label(&self) -> String {
+        format!("[{}] {}", self.section, self.name)
+    }
+
+    /// Whether its effective value differs between two configurations.
+    pub fn changed(&self, old: &Config, new: &Config) -> bool {
+        (self.value)(old) != (self.value)(new)
+    }
+}
+
+macro_rules! key {
+    ($section:literal, $name:literal, $default:expr, $takes:ident, |$c:ident| $value:expr) => {
+        Key {
+            section: $section,
+            name: $name,
+            default: $default,
+            takes: Takes::$takes,
+            value: |$c: &Config| format!("{:?}", $value),
+        }
+    };
+}
+
+/// Every key, by section, in the order of invpn.conf(5).
+pub const KEYS: &[Key] = &[
+    key!("ssl", "key", None, Reload, |c| c.ssl.key),
+    key!("ssl", "cert", None, Reload, |c| c.ssl.cert),
+    key!("ssl", "ca", None, Reload, |c| c.ssl.ca),
+    key!("ssl", "crl", None, Reload, |c| c.ssl.crl),
+    key!("network", "port", Some("41744"), RestartInPlace, |c| c.network.port),
+    key!("network", "bind", None, RestartInPlace, |c| c.network.bind),
+    key!("network", "cache", None, RestartInPlace, |c| c.network.cache),
+    key!("network", "init", None, Reload, |c| c.network.init),
+    key!("network", "no_incoming", Some("false"), RestartInPlace, |c| c.network.no_incoming),
+    key!("network", "no_relay", Some("false"), RestartInPlace, |c| c.network.no_relay),
+    key!("network", "max_links", Some("100"), Reload, |c| c.network.max_links),
+    key!("network", "announce_interval", Some("5s"), RestartInPlace, |c| {
+        c.network.announce_interval
+    }),
+    key!("network", "route_ttl", Some("60s"), RestartInPlace, |c| c.network.route_ttl),
+    key!("network", "max_clock_skew", Some("60s"), RestartInPlace, |c| c.network.max_clock_skew),
+    key!("network", "max_routes", None, RestartInPlace, |c| c.network.max_routes),
+    key!("network", "broadcast_rate", Some("1000"), RestartInPlace, |c| {
+        c.network.broadcast_rate
+    }),
+    key!("network", "congestion", None, Reload, |c| c.network.congestion),
+    key!("interface", "name", Some("invpn%d"), FullRestart, |c| c.interface.name),
+    key!("interface", "mtu", Some("1500"), RestartInPlace, |c| c.interface.mtu),
+    key!("interface", "up", None, FullRestart, |c| c.interface.up),
+    // run by the process that lets the interface go: the new one
+    key!("interface", "down", None, RestartInPlace, |c| c.interface.down),
+    key!("control", "socket", None, RestartInPlace, |c| c.control.socket),
+    key!("control", "metrics", Some("off"), Reload, |c| c.control.metrics),
+    key!("performance", "workers", Some("auto"), RestartInPlace, |c| c.performance.workers),
+    key!("performance", "offload", Some("yes"), FullRestart, |c| c.performance.offload),
+    key!("performance", "queue_target", Some("5ms"), RestartInPlace, |c| {
+        c.performance.queue_target
+    }),
+    key!("performance", "queue_interval", Some("100ms"), RestartInPlace, |c| {
+        c.performance.queue_interval
+    }),
+    key!("performance", "ecn", Some("yes"), RestartInPlace, |c| c.performance.ecn),
+    key!("performance", "notsent_lowat", Some("128k"), RestartInPlace, |c| {
+        c.performance.notsent_lowat
+    }),
+    key!("performance", "inflight_cap", Some("yes"), RestartInPlace, |c| {
+        c.performance.inflight_cap
+    }),
+    key!("performance", "lanes", Some("yes"), RestartInPlace, |c| c.performance.lanes),
+    key!("performance", "stripes", Some("3"), RestartInPlace, |c| c.performance.stripes),
+    key!("limits", "memory", Some("32MiB"), RestartInPlace, |c| c.limits.memory),
+    key!("limits", "routes_per_link", None, RestartInPlace, |c| c.limits.routes_per_link),
+    key!("limits", "dial_targets", Some("10000"), Reload, |c| c.limits.dial_targets),
+    key!("limits", "dial_targets_per_link", Some("2500"), Reload, |c| {
+        c.limits.dial_targets_per_link
+    }),
+    key!("daemon", "user", None, FullRestart, |c| c.daemon.user),
+    key!("daemon", "group", None, FullRestart, |c| c.daemon.group),
 ];
+
+/// The key `[section] name`, if there is one.
+pub fn key(section: &str, name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.section == section && k.name == name)
+}
+
+/// The settings whose effective value differs between two configurations
+/// and that take effect as `takes` says, as `[section] name`.
+pub fn changed(old: &Config, new: &Config, takes: Takes) -> Vec<String> {
+    KEYS.iter().filter(|k| k.takes == takes && k.changed(old, new)).map(Key::label).collect()
+}
 
 /// Reads and validates a configuration file (as bytes: see `ini`).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -455,14 +529,13 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         ca: r.required_path("ssl", "ca")?,
         crl: r.optional_path("ssl", "crl")?,
     };
-    let port = r.get("network", "port", DEFAULT_PORT, |v| match v.parse::<u16>() {
+    let port = r.value("network", "port", |v| match v.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
         _ => Err(format!("{v:?} is not a TCP port (1-65535)")),
     })?;
     // the memory budget decides the default table size
-    let memory = r.get("limits", "memory", DEFAULT_MEMORY, |v| {
-        parse_size(v, 1024 * 1024, u32::MAX).map(u64::from)
-    })?;
+    let memory =
+        r.value("limits", "memory", |v| parse_size(v, 1024 * 1024, u32::MAX).map(u64::from))?;
     let max_routes = (memory as usize / crate::core::routes::bytes_per_node()).max(16);
     let network = Network {
         port,
@@ -480,25 +553,25 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
                 .map(|s| parse_seed(s, DEFAULT_PORT))
                 .collect()
         })?,
-        no_incoming: r.get("network", "no_incoming", false, parse_bool)?,
-        no_relay: r.get("network", "no_relay", false, parse_bool)?,
-        max_links: r.get("network", "max_links", 100, |v| {
+        no_incoming: r.value("network", "no_incoming", parse_bool)?,
+        no_relay: r.value("network", "no_relay", parse_bool)?,
+        max_links: r.value("network", "max_links", |v| {
             v.parse::<usize>().map_err(|_| format!("{v:?} is not a number of links"))
         })?,
-        announce_interval: r.get("network", "announce_interval", Duration::from_secs(5), |v| {
+        announce_interval: r.value("network", "announce_interval", |v| {
             parse_duration(v, Duration::from_millis(100), Duration::from_secs(3600))
         })?,
-        route_ttl: r.get("network", "route_ttl", Duration::from_secs(60), |v| {
+        route_ttl: r.value("network", "route_ttl", |v| {
             parse_duration(v, Duration::from_secs(1), Duration::from_secs(86_400))
         })?,
-        max_clock_skew: r.get("network", "max_clock_skew", Duration::from_secs(60), |v| {
+        max_clock_skew: r.value("network", "max_clock_skew", |v| {
             parse_duration(v, Duration::from_secs(0), Duration::from_secs(86_400 * 365))
         })?,
         max_routes: r.get("network", "max_routes", max_routes, |v| match v.parse::<usize>() {
             Ok(n) if n >= 16 => Ok(n),
             _ => Err(format!("{v:?}: expected a number of routes, at least 16")),
         })?,
-        broadcast_rate: r.get("network", "broadcast_rate", 1000, |v| {
+        broadcast_rate: r.value("network", "broadcast_rate", |v| {
             v.parse::<u32>()
                 .map_err(|_| format!("{v:?}: expected broadcasts per second (0: no limit)"))
         })?,
@@ -512,7 +585,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         ));
     }
     let interface = Interface {
-        name: r.get("interface", "name", "invpn%d".to_string(), |v| {
+        name: r.value("interface", "name", |v| {
             if v.is_empty() || v.len() > 15 {
                 return Err(format!("{v:?}: an interface name has 1 to 15 characters"));
             }
@@ -521,7 +594,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
             }
             Ok(v.to_string())
         })?,
-        mtu: r.get("interface", "mtu", 1500, |v| match v.parse::<u16>() {
+        mtu: r.value("interface", "mtu", |v| match v.parse::<u16>() {
             Ok(m) if (576..=65000).contains(&m) => Ok(m),
             _ => Err(format!("{v:?} is not an MTU between 576 and 65000")),
         })?,
@@ -543,35 +616,29 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
     }
     let control = Control {
         socket: r.path_or("control", "socket", default_socket(path))?,
-        metrics: r.get("control", "metrics", None, parse_listen)?,
+        metrics: r.value("control", "metrics", parse_listen)?,
     };
     let performance = Performance {
-        offload: r.get("performance", "offload", true, parse_bool)?,
-        queue_target: r.get("performance", "queue_target", Duration::from_millis(5), |v| {
+        offload: r.value("performance", "offload", parse_bool)?,
+        queue_target: r.value("performance", "queue_target", |v| {
             parse_duration(v, Duration::from_micros(500), Duration::from_secs(1))
         })?,
-        queue_interval: r.get(
-            "performance",
-            "queue_interval",
-            Duration::from_millis(100),
-            |v| parse_duration(v, Duration::from_millis(5), Duration::from_secs(10)),
-        )?,
-        ecn: r.get("performance", "ecn", true, parse_bool)?,
-        notsent_lowat: r.get("performance", "notsent_lowat", DEFAULT_NOTSENT_LOWAT, |v| {
-            parse_size(v, 4 * 1024, 16 * 1024 * 1024)
+        queue_interval: r.value("performance", "queue_interval", |v| {
+            parse_duration(v, Duration::from_millis(5), Duration::from_secs(10))
         })?,
-        inflight_cap: r.get("performance", "inflight_cap", true, parse_bool)?,
-        lanes: r.get("performance", "lanes", true, parse_bool)?,
-        stripes: r.get("performance", "stripes", DEFAULT_STRIPES, |v| {
-            match v.parse::<usize>() {
-                Ok(n) if n <= crate::core::lane::MAX_STRIPES => Ok(n),
-                _ => Err(format!(
-                    "{v:?}: expected a number of stripes from 0 to {}",
-                    crate::core::lane::MAX_STRIPES
-                )),
-            }
+        ecn: r.value("performance", "ecn", parse_bool)?,
+        notsent_lowat: r
+            .value("performance", "notsent_lowat", |v| parse_size(v, 4 * 1024, 16 * 1024 * 1024))?,
+        inflight_cap: r.value("performance", "inflight_cap", parse_bool)?,
+        lanes: r.value("performance", "lanes", parse_bool)?,
+        stripes: r.value("performance", "stripes", |v| match v.parse::<usize>() {
+            Ok(n) if n <= crate::core::lane::MAX_STRIPES => Ok(n),
+            _ => Err(format!(
+                "{v:?}: expected a number of stripes from 0 to {}",
+                crate::core::lane::MAX_STRIPES
+            )),
         })?,
-        workers: r.get("performance", "workers", 0, |v| {
+        workers: r.value("performance", "workers", |v| {
             if v == "auto" {
                 return Ok(0);
             }
@@ -583,7 +650,6 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
             }
         })?,
     };
-    let dial = crate::core::dialer::Limits::DEFAULT;
     let count = |what: &'static str| {
         move |v: &str| v.parse::<usize>().map_err(|_| format!("{v:?}: expected a number of {what}"))
     };
@@ -598,13 +664,8 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
                 _ => Err(format!("{v:?}: expected a number of routes, at least 16")),
             },
         )?,
-        dial_targets: r.get("limits", "dial_targets", dial.total, count("dial targets"))?,
-        dial_targets_per_link: r.get(
-            "limits",
-            "dial_targets_per_link",
-            dial.per_link,
-            count("dial targets"),
-        )?,
+        dial_targets: r.value("limits", "dial_targets", count("dial targets"))?,
+        dial_targets_per_link: r.value("limits", "dial_targets_per_link", count("dial targets"))?,
     };
     let name = |what: &'static str| {
         move |v: &str| {
@@ -658,22 +719,22 @@ impl Resolver<'_> {
                     first: first.line,
                 });
             }
-            match KNOWN.iter().find(|(s, _)| *s == e.section) {
-                None => self.warnings.push(format!(
+            if !KEYS.iter().any(|k| k.section == e.section) {
+                self.warnings.push(format!(
                     "{}:{}: unknown section [{}] (key {} ignored)",
                     self.path.display(),
                     e.line,
                     e.section,
                     e.key
-                )),
-                Some((_, keys)) if !keys.contains(&e.key.as_str()) => self.warnings.push(format!(
+                ));
+            } else if key(&e.section, &e.key).is_none() {
+                self.warnings.push(format!(
                     "{}:{}: [{}] {}: unknown key, ignored",
                     self.path.display(),
                     e.line,
                     e.section,
                     e.key
-                )),
-                Some(_) => {}
+                ));
             }
         }
         Ok(())
@@ -692,18 +753,51 @@ impl Resolver<'_> {
     ) -> Result<T, ConfigError> {
         match self.entry(section, key) {
             None => Ok(default),
-            Some(e) => match &e.value {
-                Ok(v) => parse(v),
-                Err(v) => Err(format!("{v:?} is not UTF-8 text")),
-            }
-            .map_err(|msg| ConfigError::Value {
-                path: self.path.to_path_buf(),
-                line: e.line,
-                section: section.to_string(),
-                key: key.to_string(),
-                msg,
-            }),
+            Some(e) => self.parse_entry(e, parse),
         }
+    }
+
+    /// The value of the entry `e`, as `parse` takes it.
+    fn parse_entry<T>(
+        &self,
+        e: &Entry,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match &e.value {
+            Ok(v) => parse(v),
+            Err(v) => Err(format!("{v:?} is not UTF-8 text")),
+        }
+        .map_err(|msg| ConfigError::Value {
+            path: self.path.to_path_buf(),
+            line: e.line,
+            section: e.section.clone(),
+            key: e.key.clone(),
+            msg,
+        })
+    }
+
+    /// The value of a key whose default is in [`KEYS`]: from the file, or
+    /// the default parsed alike (a default it refuses is an error naming
+    /// the key and "(default)").
+    fn value<T>(
+        &self,
+        section: &'static str,
+        name: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        if let Some(e) = self.entry(section, name) {
+            return self.parse_entry(e, parse);
+        }
+        let default = key(section, name).and_then(|k| k.default);
+        default.ok_or_else(|| "no default".to_string()).and_then(parse).map_err(|msg| {
+            ConfigError::Setting {
+                path: self.path.to_path_buf(),
+                line: None,
+                section: section.to_string(),
+                key: name.to_string(),
+                msg,
+            }
+        })
     }
 
     fn resolve(&self, v: &str) -> Result<PathBuf, String> {

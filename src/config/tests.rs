@@ -188,7 +188,7 @@ fn link_queue_settings() {
     assert_eq!(c.performance.queue_target, Duration::from_millis(5));
     assert_eq!(c.performance.queue_interval, Duration::from_millis(100));
     assert!(c.performance.ecn);
-    assert_eq!(c.performance.notsent_lowat, DEFAULT_NOTSENT_LOWAT);
+    assert_eq!(c.performance.notsent_lowat, 128 * 1024);
     assert!(c.performance.inflight_cap);
     let c = load_text(&format!(
         "{MINIMAL}[performance]\nqueue_target=2ms\nqueue_interval=300ms\necn=no\nnotsent_lowat=32k\n\
@@ -263,28 +263,114 @@ fn non_utf8_in_a_used_value_names_its_line() {
 }
 
 #[test]
-fn every_key_is_in_the_example_and_the_manual() {
+fn every_key_is_in_the_example_and_the_manual_with_its_default() {
     let example = include_str!("../../etc/invpn.conf");
     let manual = include_str!("../../man/invpn.conf.5");
-    for (section, keys) in KNOWN {
+    for k in KEYS {
+        let (section, key) = (k.section, k.name);
         let body = example
             .split(&format!("\n[{section}]\n"))
             .nth(1)
             .unwrap_or_else(|| panic!("no [{section}] in etc/invpn.conf"));
         let body = body.split("\n[").next().unwrap_or("");
-        for key in *keys {
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(&format!("#{key} = ")) || l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("[{section}] {key} is not in etc/invpn.conf"));
+        let entry = manual
+            .lines()
+            .find(|l| l.starts_with(&format!(".BI {key} \"")))
+            .unwrap_or_else(|| panic!("[{section}] {key} is not in invpn.conf(5)"));
+        if let Some(d) = k.default {
+            // shown commented out, as the default, in the example
+            assert_eq!(line, format!("#{key} = {d}"), "[{section}] {key} in etc/invpn.conf");
             assert!(
-                body.lines()
-                    .any(|l| l.starts_with(&format!("#{key} = "))
-                        || l.starts_with(&format!("{key} = "))),
-                "[{section}] {key} is not in etc/invpn.conf"
-            );
-            assert!(
-                manual.contains(&format!(".BI {key} \"")),
-                "[{section}] {key} is not in invpn.conf(5)"
+                entry.contains(&format!("default\\fP {d}\\fR")),
+                "[{section}] {key}: invpn.conf(5) does not give the default {d}: {entry}"
             );
         }
     }
+    // and no key is documented that the parser does not know
+    let mut section = "";
+    for l in manual.lines() {
+        if let Some(s) = l.strip_prefix(".SS [").and_then(|s| s.strip_suffix(']')) {
+            section = s;
+        }
+        if let Some(name) = l.strip_prefix(".BI ").and_then(|r| r.split(' ').next()) {
+            if !section.is_empty() && name != "[" {
+                assert!(key(section, name).is_some(), "invpn.conf(5) documents [{section}] {name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_default_parses_and_means_what_the_code_assumes() {
+    // MINIMAL sets none of them: every default was parsed
+    let c = load_text(MINIMAL).unwrap();
+    assert_eq!(c.network.port, DEFAULT_PORT);
+    let dial = crate::core::dialer::Limits::DEFAULT;
+    assert_eq!(
+        (c.limits.dial_targets, c.limits.dial_targets_per_link),
+        (dial.total, dial.per_link)
+    );
+    assert_eq!(c.performance.notsent_lowat, 128 * 1024);
+    assert_eq!(c.limits.memory, 32 * 1024 * 1024);
+    assert_eq!(c.performance.stripes, 3);
+    assert_eq!(c.control.metrics, None);
+    // each key once
+    for (i, k) in KEYS.iter().enumerate() {
+        assert!(
+            KEYS[..i].iter().all(|p| (p.section, p.name) != (k.section, k.name)),
+            "{} twice",
+            k.label()
+        );
+    }
+}
+
+#[test]
+fn the_manual_says_when_each_change_takes_effect() {
+    let manual = include_str!("../../man/invpn.conf.5");
+    let section = manual.split(".SH RELOADING").nth(1).expect("a RELOADING section");
+    let section = section.split("\n.SH ").next().unwrap_or("");
+    for (takes, heading) in [
+        (Takes::Reload, "Applied by a reload:"),
+        (Takes::RestartInPlace, "Applied by a restart in place:"),
+        (Takes::FullRestart, "Applied only by a stop and a start:"),
+    ] {
+        let list = section
+            .split(heading)
+            .nth(1)
+            .and_then(|s| s.split("\n.TP").next().or(Some(s)))
+            .and_then(|s| s.split("\n.PP").next())
+            .unwrap_or_else(|| panic!("no {heading:?} in RELOADING"));
+        let listed: Vec<&str> = list
+            .lines()
+            .filter_map(|l| l.strip_prefix(".IR "))
+            .flat_map(|l| l.split(' '))
+            .map(|w| w.trim_matches(|c| c == '"' || c == ','))
+            .filter(|w| !w.is_empty())
+            .collect();
+        let want: Vec<String> = KEYS
+            .iter()
+            .filter(|k| k.takes == takes)
+            .map(|k| format!("{}.{}", k.section, k.name))
+            .collect();
+        assert_eq!(listed, want, "RELOADING, {heading}");
+    }
+}
+
+#[test]
+fn a_change_is_reported_by_when_it_takes_effect() {
+    let old = load_text(MINIMAL).unwrap();
+    let new = load_text(&format!(
+        "{MINIMAL}[network]\nmax_links=7\nport=41745\n[daemon]\nuser=nobody\n[performance]\nstripes=3\n"
+    ))
+    .unwrap();
+    assert_eq!(changed(&old, &new, Takes::Reload), vec!["[network] max_links"]);
+    assert_eq!(changed(&old, &new, Takes::RestartInPlace), vec!["[network] port"]);
+    // stripes set to its default changed nothing
+    assert_eq!(changed(&old, &new, Takes::FullRestart), vec!["[daemon] user"]);
 }
 
 #[test]

@@ -884,8 +884,8 @@ impl Supervisor {
         let mut r = ReloadReport {
             applied: true,
             warnings: new.warnings.clone(),
-            restart_needed: in_place.iter().map(|s| s.to_string()).collect(),
-            full_restart_needed: full.iter().map(|s| s.to_string()).collect(),
+            restart_needed: in_place,
+            full_restart_needed: full,
             ..ReloadReport::default()
         };
         r.warnings.extend(material.warnings(now_s));
@@ -1045,8 +1045,6 @@ impl Supervisor {
                 r.restarting = true;
                 r.warnings = c.warnings.clone();
                 r.warnings.extend(m.warnings(crate::daemon::clock::unix_ms() as i64 / 1000));
-                r.applied_by_restart = in_place.iter().map(|s| s.to_string()).collect();
-                r.full_restart_needed = full.iter().map(|s| s.to_string()).collect();
                 if !full.is_empty() {
                     warn!(
                         "restart: changed settings that need a full stop and start to take \
@@ -1054,6 +1052,8 @@ impl Supervisor {
                         full.join(", ")
                     );
                 }
+                r.applied_by_restart = in_place;
+                r.full_restart_needed = full;
             }
             Ok((_, m)) => {
                 r.errors.push(format!(
@@ -1158,54 +1158,11 @@ fn own_expiry(m: &Material) -> Expiry {
 
 /// Settings that differ between two configurations and cannot change
 /// while the daemon runs: those a restart in place (SIGUSR2) applies, and
-/// those that need a full stop and start (the interface is kept by USR2).
-pub fn needs_restart(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'static str>) {
-    let (o, n) = (&old.network, &new.network);
-    let in_place = [
-        ("[network] port", o.port != n.port),
-        ("[network] bind", o.bind != n.bind),
-        ("[network] cache", o.cache != n.cache),
-        ("[network] no_incoming", o.no_incoming != n.no_incoming),
-        ("[network] no_relay", o.no_relay != n.no_relay),
-        ("[network] announce_interval", o.announce_interval != n.announce_interval),
-        ("[network] route_ttl", o.route_ttl != n.route_ttl),
-        ("[network] max_clock_skew", o.max_clock_skew != n.max_clock_skew),
-        ("[network] max_routes", o.max_routes != n.max_routes),
-        ("[limits] memory", old.limits.memory != new.limits.memory),
-        ("[limits] routes_per_link", old.limits.routes_per_link != new.limits.routes_per_link),
-        ("[network] broadcast_rate", o.broadcast_rate != n.broadcast_rate),
-        ("[interface] mtu", old.interface.mtu != new.interface.mtu),
-        // run by the process that lets the interface go: the new one
-        ("[interface] down", old.interface.down != new.interface.down),
-        ("[control] socket", old.control.socket != new.control.socket),
-        ("[performance] workers", old.performance.workers != new.performance.workers),
-        (
-            "[performance] queue_target",
-            old.performance.queue_target != new.performance.queue_target,
-        ),
-        (
-            "[performance] queue_interval",
-            old.performance.queue_interval != new.performance.queue_interval,
-        ),
-        ("[performance] ecn", old.performance.ecn != new.performance.ecn),
-        (
-            "[performance] notsent_lowat",
-            old.performance.notsent_lowat != new.performance.notsent_lowat,
-        ),
-        (
-            "[performance] inflight_cap",
-            old.performance.inflight_cap != new.performance.inflight_cap,
-        ),
-        ("[performance] lanes", old.performance.lanes != new.performance.lanes),
-        ("[performance] stripes", old.performance.stripes != new.performance.stripes),
-    ];
-    let full = [
-        ("[interface] name", old.interface.name != new.interface.name),
-        ("[interface] up", old.interface.up != new.interface.up),
-        ("[performance] offload", old.performance.offload != new.performance.offload),
-    ];
-    let pick = |v: &[(&'static str, bool)]| v.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
-    (pick(&in_place), pick(&full))
+/// those that need a full stop and start (the interface is kept by USR2),
+/// as `[section] key` (`config::KEYS` says which are which).
+pub fn needs_restart(old: &Config, new: &Config) -> (Vec<String>, Vec<String>) {
+    use crate::config::{changed, Takes};
+    (changed(old, new, Takes::RestartInPlace), changed(old, new, Takes::FullRestart))
 }
 
 #[cfg(test)]
@@ -1221,11 +1178,15 @@ mod tests {
     #[test]
     fn the_mtu_and_down_need_a_restart_in_place_the_name_and_up_a_full_one() {
         let old = conf("mtu=1500");
+        let none: Vec<String> = Vec::new();
         let (in_place, full) = needs_restart(&old, &conf("mtu=9000"));
-        assert_eq!((in_place, full), (vec!["[interface] mtu"], vec![]));
+        assert_eq!((in_place, full), (vec!["[interface] mtu".to_string()], none.clone()));
         let (in_place, full) = needs_restart(&old, &conf("mtu=1500\nname=mesh0\nup=/bin/true"));
-        assert_eq!((in_place, full), (vec![], vec!["[interface] name", "[interface] up"]));
+        assert_eq!(
+            (in_place, full),
+            (none.clone(), vec!["[interface] name".to_string(), "[interface] up".to_string()])
+        );
         let (in_place, full) = needs_restart(&old, &conf("down=/bin/true"));
-        assert_eq!((in_place, full), (vec!["[interface] down"], vec![]));
+        assert_eq!((in_place, full), (vec!["[interface] down".to_string()], none));
     }
 }
