@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Ok(m) => m,
         Err(e) => {
             let see = cmd.map_or("--help".to_string(), |c| format!("help {}", c.name));
-            return fail(&CtlError(format!("{e} (see invpnctl {see})")), error_status);
+            return fail(&CtlError::Usage(format!("{e} (see invpnctl {see})")), error_status);
         }
     };
     if m.opt_present("h") {
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         return show(&format!("invpnctl {}\n", env!("CARGO_PKG_VERSION")));
     }
     let Some(cmd) = cmd else {
-        return fail(&CtlError(format!("no command\n{}", commands::usage())), 1);
+        return fail(&CtlError::Usage(format!("no command\n{}", commands::usage())), 1);
     };
     if let Err(e) = check_args(cmd, &m) {
         return fail(&e, error_status);
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             completion::script(&m.free[0]).and_then(|s| ctl::print(format_args!("{s}"))).map(|()| 0)
         }
         "top" if json => {
-            Err(CtlError("top has no JSON form (links --json has the figures)".into()))
+            Err(CtlError::Usage("top has no JSON form (links --json has the figures)".into()))
         }
         "top" => timeout(&m).and_then(|t| {
             let sock = ctl::socket_path(m.opt_str("socket"), m.opt_str("c"))?;
@@ -98,7 +98,7 @@ fn main() -> ExitCode {
 fn check_args(cmd: &commands::CommandDef, m: &getopts::Matches) -> Result<(), CtlError> {
     for o in cmd.options.iter().filter(|o| o.required) {
         if !m.opt_present(o.long) {
-            return Err(CtlError(format!(
+            return Err(CtlError::Usage(format!(
                 "--{} is required (see invpnctl help {})",
                 o.long, cmd.name
             )));
@@ -116,9 +116,9 @@ fn check_args(cmd: &commands::CommandDef, m: &getopts::Matches) -> Result<(), Ct
     }
     match (cmd.operands, m.free.first()) {
         (Operands::None, Some(extra)) => {
-            Err(CtlError(format!("{}: unexpected argument {extra:?}", cmd.name)))
+            Err(CtlError::Usage(format!("{}: unexpected argument {extra:?}", cmd.name)))
         }
-        _ => Err(CtlError(format!("usage: invpnctl {}", commands::synopsis(cmd)))),
+        _ => Err(CtlError::Usage(format!("usage: invpnctl {}", commands::synopsis(cmd)))),
     }
 }
 
@@ -126,7 +126,9 @@ fn timeout(m: &getopts::Matches) -> Result<Duration, CtlError> {
     match m.opt_str("timeout").map(|t| t.parse::<f64>()) {
         None => Ok(Duration::from_secs(5)),
         Some(Ok(t)) if t > 0.0 && t <= 600.0 => Ok(Duration::from_secs_f64(t)),
-        Some(_) => Err(CtlError("--timeout: expected seconds, more than 0 and at most 600".into())),
+        Some(_) => {
+            Err(CtlError::Usage("--timeout: expected seconds, more than 0 and at most 600".into()))
+        }
     }
 }
 
@@ -134,7 +136,7 @@ fn count(m: &getopts::Matches) -> Result<Option<u64>, CtlError> {
     match m.opt_str("count").map(|c| c.parse::<u64>()) {
         None => Ok(None),
         Some(Ok(n)) if n > 0 => Ok(Some(n)),
-        Some(_) => Err(CtlError("--count: expected a number of frames, at least 1".into())),
+        Some(_) => Err(CtlError::Usage("--count: expected a number of frames, at least 1".into())),
     }
 }
 

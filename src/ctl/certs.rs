@@ -16,8 +16,19 @@ use crate::core::Mac;
 use crate::pki::{self, KeyType, Validity};
 use crate::tls::cert_info::{unix_to_text, CertInfo};
 
+/// An option's bad value.
+fn usage(msg: impl Into<String>) -> CtlError {
+    CtlError::Usage(msg.into())
+}
+
+/// A file's problem (the message names it).
+fn file_error(msg: impl Into<String>) -> CtlError {
+    CtlError::File(msg.into())
+}
+
+/// Anything else.
 fn e(msg: impl Into<String>) -> CtlError {
-    CtlError(msg.into())
+    CtlError::Failed(msg.into())
 }
 
 /// What `--json` prints for a command that writes files: the paths
@@ -71,7 +82,7 @@ pub fn run(
         "cert sign" => cert_sign(m, json),
         "cert show" => cert_show(m, json),
         "cert verify" => return cert_verify(m, json, ca_default),
-        _ => Err(e(format!("{name}: not a certificate command"))),
+        _ => Err(usage(format!("{name}: not a certificate command"))),
     }
     .map(|()| 0)
 }
@@ -85,7 +96,7 @@ fn days(m: &getopts::Matches, default: u32) -> Result<u32, CtlError> {
         None => Ok(default),
         Some(d) => match d.parse::<u32>() {
             Ok(n) if (1..=36_500).contains(&n) => Ok(n),
-            _ => Err(e(format!("--days {d:?}: expected a number of days from 1 to 36500"))),
+            _ => Err(usage(format!("--days {d:?}: expected a number of days from 1 to 36500"))),
         },
     }
 }
@@ -94,7 +105,7 @@ fn key_type(m: &getopts::Matches) -> Result<KeyType, CtlError> {
     match m.opt_str("key-type") {
         None => Ok(KeyType::default()),
         Some(t) => KeyType::parse(&t)
-            .ok_or_else(|| e(format!("--key-type {t:?}: expected p256, p384 or ed25519"))),
+            .ok_or_else(|| usage(format!("--key-type {t:?}: expected p256, p384 or ed25519"))),
     }
 }
 
@@ -104,9 +115,9 @@ fn mac(m: &getopts::Matches) -> Result<Mac, CtlError> {
         return pki::random_mac().map_err(|err| e(err.to_string()));
     }
     let mac: Mac =
-        v.parse().map_err(|err: crate::core::mac::MacParseError| e(format!("--mac: {err}")))?;
+        v.parse().map_err(|err: crate::core::mac::MacParseError| usage(format!("--mac: {err}")))?;
     if !mac.is_node_address() {
-        return Err(e(format!("--mac {mac}: a node's MAC must be unicast and not all zero")));
+        return Err(usage(format!("--mac {mac}: a node's MAC must be unicast and not all zero")));
     }
     Ok(mac)
 }
@@ -117,19 +128,20 @@ fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), CtlError> {
         OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(|err| {
             match err.kind() {
                 std::io::ErrorKind::AlreadyExists => {
-                    e(format!("{} exists; refusing to overwrite it", path.display()))
+                    file_error(format!("{} exists; refusing to overwrite it", path.display()))
                 }
-                _ => e(format!("{}: cannot create: {err}", path.display())),
+                _ => file_error(format!("{}: cannot create: {err}", path.display())),
             }
         })?;
-    f.write_all(contents.as_bytes()).map_err(|err| e(format!("{}: {err}", path.display())))?;
+    f.write_all(contents.as_bytes())
+        .map_err(|err| file_error(format!("{}: {err}", path.display())))?;
     Ok(())
 }
 
 fn refuse_existing(paths: &[&Path]) -> Result<(), CtlError> {
     for p in paths {
         if p.exists() {
-            return Err(e(format!("{} exists; refusing to overwrite it", p.display())));
+            return Err(file_error(format!("{} exists; refusing to overwrite it", p.display())));
         }
     }
     Ok(())
@@ -148,7 +160,7 @@ fn ca_new(m: &getopts::Matches, json: bool) -> Result<(), CtlError> {
         .recursive(true)
         .mode(0o700)
         .create(&dir)
-        .map_err(|err| e(format!("{}: cannot create: {err}", dir.display())))?;
+        .map_err(|err| file_error(format!("{}: cannot create: {err}", dir.display())))?;
     let ca = pki::new_ca(&name, Validity::days_from_now(days(m, 3650)?), key_type(m)?)?;
     write_new(&key, &ca.key_pem, 0o600)?;
     write_new(&crt, &ca.cert_pem, 0o644)?;
@@ -242,12 +254,12 @@ fn cert_sign(m: &getopts::Matches, json: bool) -> Result<(), CtlError> {
     let out = PathBuf::from(opt(m, "out"));
     refuse_existing(&[&out])?;
     let csr = std::fs::read_to_string(&csr_path)
-        .map_err(|err| e(format!("{}: cannot read: {err}", csr_path.display())))?;
+        .map_err(|err| file_error(format!("{}: cannot read: {err}", csr_path.display())))?;
     let ca = pki::load_ca(Path::new(&opt(m, "ca-dir")))?;
     let days = days(m, 825)?;
     warn_outlives_ca(&ca, days);
     let (pem, mac) = pki::sign_request(&ca, &csr, Validity::days_from_now(days))
-        .map_err(|err| e(format!("{}: {err}", csr_path.display())))?;
+        .map_err(|err| file_error(format!("{}: {err}", csr_path.display())))?;
     write_new(&out, &pem, 0o644)?;
     if json {
         let files = vec![WrittenFile { path: out, what: "certificate" }];

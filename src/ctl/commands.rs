@@ -376,12 +376,12 @@ pub fn find(words: &[&str]) -> Result<&'static CommandDef, CtlError> {
         let names: Vec<&str> =
             actions(first).map(|c| c.name.split_once(' ').map_or(c.name, |(_, a)| a)).collect();
         let action = words.get(1).copied().unwrap_or("");
-        return Err(CtlError(format!(
+        return Err(CtlError::Usage(format!(
             "unknown `{first}` action {action:?}: expected {} (see invpnctl help {first})",
             names.join(", ")
         )));
     }
-    Err(CtlError(format!("unknown command {name:?} (see invpnctl --help)")))
+    Err(CtlError::Usage(format!("unknown command {name:?} (see invpnctl --help)")))
 }
 
 /// The synopsis line of a command: `invpnctl NAME OPERANDS OPTIONS`.
@@ -586,10 +586,10 @@ mod tests {
             let _ = options(Some(c));
         }
         assert_eq!(groups(), ["ca", "cert"]);
-        assert!(find(&["ca", "frob"]).unwrap_err().0.contains("new, revoke, crl"));
+        assert!(find(&["ca", "frob"]).unwrap_err().to_string().contains("new, revoke, crl"));
         assert!(find(&["cert", "frob"])
             .unwrap_err()
-            .0
+            .to_string()
             .contains("new, request, sign, show, verify"));
     }
 }

@@ -82,7 +82,7 @@ pub fn script(shell: &str) -> Result<String, CtlError> {
     match shell {
         "bash" => Ok(bash()),
         "zsh" => Ok(zsh()),
-        _ => Err(CtlError(format!("completion {shell:?}: expected bash or zsh"))),
+        _ => Err(CtlError::Usage(format!("completion {shell:?}: expected bash or zsh"))),
     }
 }
 

@@ -22,22 +22,22 @@ pub enum Contents {
 /// certificate. Errors name the file.
 pub fn read(file: &str) -> Result<Contents, CtlError> {
     let bytes =
-        std::fs::read(file).map_err(|err| CtlError(format!("{file}: cannot read: {err}")))?;
+        std::fs::read(file).map_err(|err| CtlError::File(format!("{file}: cannot read: {err}")))?;
     if !bytes.windows(10).any(|w| w == b"-----BEGIN") {
         if bytes.first() == Some(&0x30) {
             return Ok(Contents::Certificates(vec![CertificateDer::from(bytes)]));
         }
-        return Err(CtlError(format!("{file}: no certificate in this file")));
+        return Err(CtlError::File(format!("{file}: no certificate in this file")));
     }
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()
-        .map_err(|err| CtlError(format!("{file}: bad PEM: {err}")))?;
+        .map_err(|err| CtlError::File(format!("{file}: bad PEM: {err}")))?;
     if !certs.is_empty() {
         return Ok(Contents::Certificates(certs));
     }
     match CertificateSigningRequestDer::from_pem_slice(&bytes) {
         Ok(csr) => Ok(Contents::Request(csr)),
-        Err(_) => Err(CtlError(format!(
+        Err(_) => Err(CtlError::File(format!(
             "{file}: no certificate in this file (nor a certificate signing request)"
         ))),
     }
@@ -294,7 +294,7 @@ pub enum Shown {
 
 /// `cert show FILE`: reads the file and describes what it holds.
 pub fn show(file: &str, now: i64) -> Result<(Shown, String), CtlError> {
-    let bad = |err: String| CtlError(format!("{file}: {err}"));
+    let bad = |err: String| CtlError::File(format!("{file}: {err}"));
     match read(file)? {
         Contents::Certificates(certs) => {
             let mut text = String::new();

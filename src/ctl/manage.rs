@@ -109,7 +109,7 @@ fn restart(sock: &Path, json: bool, timeout: Duration) -> Result<u8, CtlError> {
         match client::request(sock, &Request::Status, Duration::from_secs(1)) {
             Ok(s) => break s,
             Err(e) if Instant::now() >= end => {
-                return Err(CtlError(format!(
+                return Err(CtlError::Daemon(format!(
                     "the daemon did not come back after its restart ({e}); see its log"
                 )))
             }
@@ -169,7 +169,9 @@ fn log(m: &getopts::Matches, sock: &Path, json: bool, timeout: Duration) -> Resu
         },
     );
     match r {
-        Ok(()) => Err(CtlError("the daemon closed the connection (stopped or restarted)".into())),
+        Ok(()) => {
+            Err(CtlError::Daemon("the daemon closed the connection (stopped or restarted)".into()))
+        }
         Err(client::ClientError::Io { err, .. })
             if err.kind() == std::io::ErrorKind::BrokenPipe =>
         {

@@ -26,16 +26,41 @@ use std::path::PathBuf;
 /// What went wrong, for one line on standard error; exit status 1 (2 for
 /// `cert verify`, whose 1 means an invalid certificate).
 #[derive(Debug)]
-pub struct CtlError(pub String);
+pub enum CtlError {
+    /// The command line: an unknown command, a bad option value, a missing
+    /// or extra argument.
+    Usage(String),
+    /// A file that could not be read, written or understood; the message
+    /// names it.
+    File(String),
+    /// The daemon: its control socket could not be reached, it broke off,
+    /// or it refused what was asked.
+    Daemon(String),
+    /// Standard output could not be written (`closed`: its reader went
+    /// away, see [`CtlError::is_closed_output`]).
+    Output {
+        /// Whether the reader closed it.
+        closed: bool,
+        /// What the write reported.
+        detail: String,
+    },
+    /// What a library reported (certificates, keys, JSON), as it said it.
+    Failed(String),
+}
 
 impl std::fmt::Display for CtlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            CtlError::Usage(m) | CtlError::File(m) | CtlError::Daemon(m) | CtlError::Failed(m) => {
+                f.write_str(m)
+            }
+            CtlError::Output { closed: true, .. } => {
+                f.write_str("standard output: closed by its reader")
+            }
+            CtlError::Output { closed: false, detail } => write!(f, "standard output: {detail}"),
+        }
     }
 }
-
-/// The message of [`CtlError::output`] when the reader went away.
-const CLOSED_OUTPUT: &str = "standard output: closed by its reader";
 
 impl CtlError {
     /// A failed write to standard output. A reader that went away
@@ -43,15 +68,15 @@ impl CtlError {
     /// and [`is_closed_output`](Self::is_closed_output) tells invpnctl to end
     /// quietly with status 0, as ripgrep does.
     pub fn output(e: std::io::Error) -> CtlError {
-        match e.kind() {
-            std::io::ErrorKind::BrokenPipe => CtlError(CLOSED_OUTPUT.into()),
-            _ => CtlError(format!("standard output: {e}")),
+        CtlError::Output {
+            closed: e.kind() == std::io::ErrorKind::BrokenPipe,
+            detail: e.to_string(),
         }
     }
 
     /// Whether this is only the reader of standard output having gone away.
     pub fn is_closed_output(&self) -> bool {
-        self.0 == CLOSED_OUTPUT
+        matches!(self, CtlError::Output { closed: true, .. })
     }
 }
 
@@ -65,7 +90,7 @@ pub fn print(args: std::fmt::Arguments<'_>) -> Result<(), CtlError> {
 
 impl<E: std::error::Error> From<E> for CtlError {
     fn from(e: E) -> CtlError {
-        CtlError(e.to_string())
+        CtlError::Failed(e.to_string())
     }
 }
 
@@ -76,8 +101,8 @@ pub fn socket_path(socket: Option<String>, conf: Option<String>) -> Result<PathB
         return Ok(PathBuf::from(s));
     }
     if let Some(c) = conf {
-        let cfg =
-            crate::config::load(std::path::Path::new(&c)).map_err(|e| CtlError(e.to_string()))?;
+        let cfg = crate::config::load(std::path::Path::new(&c))
+            .map_err(|e| CtlError::File(e.to_string()))?;
         return Ok(cfg.control.socket);
     }
     Ok(PathBuf::from(crate::config::DEFAULT_SOCKET))
@@ -85,7 +110,7 @@ pub fn socket_path(socket: Option<String>, conf: Option<String>) -> Result<PathB
 
 /// The CA certificate named by `[ssl] ca` of an invpnd configuration.
 pub fn ca_of_config(conf: &str) -> Result<PathBuf, CtlError> {
-    let cfg =
-        crate::config::load(std::path::Path::new(conf)).map_err(|e| CtlError(e.to_string()))?;
+    let cfg = crate::config::load(std::path::Path::new(conf))
+        .map_err(|e| CtlError::File(e.to_string()))?;
     Ok(cfg.ssl.ca)
 }

@@ -55,7 +55,7 @@ pub fn metrics(
         None if json => outln!("{}", serde_json::to_string(&text)?)?,
         None => out!("{text}")?,
         Some(path) => write_whole(path, text.as_bytes())
-            .map_err(|e| CtlError(format!("{}: {e}", path.display())))?,
+            .map_err(|e| CtlError::File(format!("{}: {e}", path.display())))?,
     }
     Ok(())
 }
@@ -83,9 +83,9 @@ fn wait_secs(wait: Option<&str>) -> Result<Duration, CtlError> {
         None => Ok(Duration::from_secs(2)),
         Some(s) => match s.parse::<f64>() {
             Ok(v) if v > 0.0 && v <= 60.0 => Ok(Duration::from_secs_f64(v)),
-            _ => {
-                Err(CtlError(format!("--wait {s:?}: expected seconds, more than 0 and at most 60")))
-            }
+            _ => Err(CtlError::Usage(format!(
+                "--wait {s:?}: expected seconds, more than 0 and at most 60"
+            ))),
         },
     }
 }

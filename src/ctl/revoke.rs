@@ -37,8 +37,19 @@ pub const REASONS: &[(&str, RevocationReason)] = &[
     ("cessationOfOperation", RevocationReason::CessationOfOperation),
 ];
 
+/// An option's bad value.
+fn usage(msg: impl Into<String>) -> CtlError {
+    CtlError::Usage(msg.into())
+}
+
+/// A file's problem (the message names it).
+fn file_error(msg: impl Into<String>) -> CtlError {
+    CtlError::File(msg.into())
+}
+
+/// Anything else.
 fn e(msg: impl Into<String>) -> CtlError {
-    CtlError(msg.into())
+    CtlError::Failed(msg.into())
 }
 
 fn reason_name(r: Option<RevocationReason>) -> &'static str {
@@ -49,7 +60,7 @@ fn parse_reason(s: &str) -> Result<Option<RevocationReason>, CtlError> {
     REASONS.iter().find(|(n, _)| n.eq_ignore_ascii_case(s)).map(|(_, r)| Some(*r)).ok_or_else(
         || {
             let names: Vec<&str> = REASONS.iter().map(|(n, _)| *n).collect();
-            e(format!("--reason {s:?}: expected one of {}", names.join(", ")))
+            usage(format!("--reason {s:?}: expected one of {}", names.join(", ")))
         },
     )
 }
@@ -70,16 +81,17 @@ impl State {
         let text = match std::fs::read_to_string(&list) {
             Ok(t) => t,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(err) => return Err(e(format!("{}: cannot read: {err}", list.display()))),
+            Err(err) => return Err(file_error(format!("{}: cannot read: {err}", list.display()))),
         };
-        let revoked = parse_list(&text).map_err(|m| e(format!("{}:{m}", list.display())))?;
+        let revoked =
+            parse_list(&text).map_err(|m| file_error(format!("{}:{m}", list.display())))?;
         let num = dir.join("crlnumber");
         let next_number = match std::fs::read_to_string(&num) {
             Ok(t) => u64::from_str_radix(t.trim(), 16).map_err(|_| {
-                e(format!("{}: {:?} is not a CRL number in hex", num.display(), t.trim()))
+                file_error(format!("{}: {:?} is not a CRL number in hex", num.display(), t.trim()))
             })?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => 1,
-            Err(err) => return Err(e(format!("{}: cannot read: {err}", num.display()))),
+            Err(err) => return Err(file_error(format!("{}: cannot read: {err}", num.display()))),
         };
         Ok(State { revoked, next_number })
     }
@@ -144,24 +156,26 @@ fn replace(path: &Path, contents: &str, mode: u32) -> Result<(), CtlError> {
     };
     write().map_err(|err| {
         let _ = std::fs::remove_file(&tmp);
-        e(format!("{}: cannot write: {err}", path.display()))
+        file_error(format!("{}: cannot write: {err}", path.display()))
     })
 }
 
 /// Serial as `revoked.txt` and CRLs list it: lower-case hex bytes, colons.
 fn canonical_serial(s: &str) -> Result<String, CtlError> {
-    let bytes = pki::parse_serial(s).map_err(|err| e(format!("--serial: {err}")))?;
+    let bytes = pki::parse_serial(s).map_err(|err| usage(format!("--serial: {err}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
 }
 
 /// The serial and subject of a certificate issued by `ca`, or why not.
 fn cert_of_ca(file: &str, ca: &pki::CertAndKey) -> Result<(String, String), CtlError> {
     let Contents::Certificates(certs) = inspect::read(file)? else {
-        return Err(e(format!("{file}: a certificate signing request, not a certificate")));
+        return Err(file_error(format!(
+            "{file}: a certificate signing request, not a certificate"
+        )));
     };
     let der = &certs[0];
     let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|err| e(format!("{file}: not a valid X.509 certificate ({err})")))?;
+        .map_err(|err| file_error(format!("{file}: not a valid X.509 certificate ({err})")))?;
     let ca_der = CertificateDer::from_pem_slice(ca.cert_pem.as_bytes())
         .map_err(|err| e(format!("the CA certificate: {err}")))?;
     let (_, ca_cert) = X509Certificate::from_der(&ca_der)
@@ -169,13 +183,16 @@ fn cert_of_ca(file: &str, ca: &pki::CertAndKey) -> Result<(String, String), CtlE
     if cert.issuer().as_raw() != ca_cert.subject().as_raw()
         || cert.verify_signature(Some(ca_cert.public_key())).is_err()
     {
-        return Err(e(format!(
+        return Err(file_error(format!(
             "{file}: not issued by this CA ({}; the certificate's issuer is {}): nothing revoked",
             ca_cert.subject(),
             cert.issuer()
         )));
     }
-    Ok((crl::serial(der).map_err(|m| e(format!("{file}: {m}")))?, cert.subject().to_string()))
+    Ok((
+        crl::serial(der).map_err(|m| file_error(format!("{file}: {m}")))?,
+        cert.subject().to_string(),
+    ))
 }
 
 /// What `--json` prints.
@@ -216,7 +233,11 @@ pub fn run(m: &getopts::Matches, json: bool, adding: bool) -> Result<(), CtlErro
         None => DEFAULT_CRL_DAYS,
         Some(d) => match d.parse::<u32>() {
             Ok(n) if (1..=3650).contains(&n) => n,
-            _ => return Err(e(format!("--days {d:?}: expected a number of days from 1 to 3650"))),
+            _ => {
+                return Err(usage(format!(
+                    "--days {d:?}: expected a number of days from 1 to 3650"
+                )))
+            }
         },
     };
     let out = m.opt_str("out").map_or_else(|| dir.join("crl.pem"), PathBuf::from);
@@ -233,7 +254,7 @@ pub fn run(m: &getopts::Matches, json: bool, adding: bool) -> Result<(), CtlErro
             wanted.push((canonical_serial(&s)?, String::new()));
         }
         if wanted.is_empty() {
-            return Err(e("give the certificate to revoke: --cert FILE or --serial HEX"));
+            return Err(usage("give the certificate to revoke: --cert FILE or --serial HEX"));
         }
         for (serial, subject) in wanted {
             if let Some(r) = state.revoked.iter().find(|r| r.serial == serial) {
@@ -309,7 +330,7 @@ mod tests {
         assert_eq!(State::load(d.path()).unwrap(), s);
         assert_eq!(std::fs::read_to_string(d.path().join("crlnumber")).unwrap(), "1f\n");
         std::fs::write(d.path().join("revoked.txt"), "# c\n01:ab 17 nope\n").unwrap();
-        let err = State::load(d.path()).unwrap_err().0;
+        let err = State::load(d.path()).unwrap_err().to_string();
         assert!(err.contains("revoked.txt:2: --reason \"nope\""), "{err}");
         assert_eq!(canonical_serial("0x1AB").unwrap(), "01:ab");
         assert!(canonical_serial("zz").is_err());

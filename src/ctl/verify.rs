@@ -66,10 +66,11 @@ fn p(label: &'static str, explanation: impl Into<String>) -> Problem {
 
 fn read_crls(file: &str) -> Result<Vec<CertRevocationList<'static>>, CtlError> {
     use crate::tls::crl;
-    let bytes = std::fs::read(file).map_err(|e| CtlError(format!("{file}: cannot read: {e}")))?;
+    let bytes =
+        std::fs::read(file).map_err(|e| CtlError::File(format!("{file}: cannot read: {e}")))?;
     crl::parse(&bytes)
         .and_then(|ders| ders.iter().map(|d| crl::to_webpki(d)).collect())
-        .map_err(|e| CtlError(format!("{file}: {e}")))
+        .map_err(|e| CtlError::File(format!("{file}: {e}")))
 }
 
 /// Checks a certificate. Errors (exit status 2) are files that cannot be
@@ -80,16 +81,16 @@ pub fn verify(inputs: &Inputs<'_>) -> Result<Report, CtlError> {
     let chain = match inspect::read(file)? {
         Contents::Certificates(c) => c,
         Contents::Request(_) => {
-            return Err(CtlError(format!(
+            return Err(CtlError::File(format!(
                 "{file}: a certificate signing request, not a certificate (sign it first)"
             )))
         }
     };
     let Some((ee, intermediates)) = chain.split_first() else {
-        return Err(CtlError(format!("{file}: no certificate in this file")));
+        return Err(CtlError::File(format!("{file}: no certificate in this file")));
     };
     let fields =
-        CertFields::from_der(ee, inputs.now).map_err(|e| CtlError(format!("{file}: {e}")))?;
+        CertFields::from_der(ee, inputs.now).map_err(|e| CtlError::File(format!("{file}: {e}")))?;
     let mut reasons = own_checks(&fields, inputs.now);
     let mut warnings = Vec::new();
     if fields.days_left >= 0
@@ -121,12 +122,13 @@ pub fn verify(inputs: &Inputs<'_>) -> Result<Report, CtlError> {
             let anchors: Vec<TrustAnchor<'_>> = anchors_der
                 .iter()
                 .map(|d| {
-                    webpki::anchor_from_trusted_cert(d)
-                        .map_err(|e| CtlError(format!("{ca}: not a usable CA certificate ({e:?})")))
+                    webpki::anchor_from_trusted_cert(d).map_err(|e| {
+                        CtlError::File(format!("{ca}: not a usable CA certificate ({e:?})"))
+                    })
                 })
                 .collect::<Result<_, _>>()?;
             let cert = EndEntityCert::try_from(ee)
-                .map_err(|e| CtlError(format!("{file}: webpki cannot read it ({e:?})")));
+                .map_err(|e| CtlError::File(format!("{file}: webpki cannot read it ({e:?})")));
             match cert {
                 Ok(cert) => {
                     for (usage, label) in [
@@ -147,7 +149,7 @@ pub fn verify(inputs: &Inputs<'_>) -> Result<Report, CtlError> {
                     }
                 }
                 Err(_) if fields.version != 3 => {} // not-v3 already says why
-                Err(e) => reasons.push(p("malformed", e.0)),
+                Err(e) => reasons.push(p("malformed", e.to_string())),
             }
         }
     }
@@ -233,11 +235,13 @@ fn read_ca(
     let certs = match inspect::read(ca)? {
         Contents::Certificates(c) => c,
         Contents::Request(_) => {
-            return Err(CtlError(format!("{ca}: a certificate request, not a CA certificate")))
+            return Err(CtlError::File(format!(
+                "{ca}: a certificate request, not a CA certificate"
+            )))
         }
     };
     for der in &certs {
-        let f = CertFields::from_der(der, now).map_err(|e| CtlError(format!("{ca}: {e}")))?;
+        let f = CertFields::from_der(der, now).map_err(|e| CtlError::File(format!("{ca}: {e}")))?;
         if now > f.not_after_unix {
             warnings.push(p(
                 "ca-expired",
