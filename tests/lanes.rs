@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::wan::{emulator_or_skip, Wan, WanSpec};
 use common::*;
 
 /// A's and B's entries for each other in `links`, once both show `lane`
@@ -164,13 +165,16 @@ fn udp_flows(lab: &Lab, ns: usize, dst: &str, flows: u16) {
 }
 
 #[test]
-fn bulk_flows_spread_over_the_stripes() {
-    if !root_or_skip("lanes::bulk_flows_spread_over_the_stripes") {
+fn bulk_flows_spread_over_the_stripes_of_a_lossy_path() {
+    let test = "lanes::bulk_flows_spread_over_the_stripes_of_a_lossy_path";
+    if !root_or_skip(test) {
         return;
     }
+    let Some(bin) = emulator_or_skip(test) else { return };
     let pki = Pki::new();
-    let mut lab = Lab::new(2);
-    lab.link(0, 1, 1);
+    let lab = Lab::new(2);
+    // 5 ms each way, 1 % loss: the links retransmit, so bulk flows stripe
+    let _wan = Wan::link(&lab, 0, 1, 1, &bin, WanSpec::new(5.0, 1.0, 100.0));
     // B dials with two stripes
     let (a, b) = two_nodes(&lab, &pki, "[performance]\nstripes = 2\n");
     assert!(wait_until(20, || lab.ping(1, "198.19.0.1")), "no ping across the link");
@@ -178,6 +182,9 @@ fn bulk_flows_spread_over_the_stripes() {
     let (ea, eb) = entries(&a, &b, true, 1);
     assert_eq!((ea["lanes"].as_u64(), eb["lanes"].as_u64()), (Some(4), Some(4)), "{ea} {eb}");
     let s0 = counter(&b, "stripe_frames");
+    // twice: the first run's losses make the path lossy, the second
+    // spreads over the stripes (and the first may already have)
+    udp_flows(&lab, 1, "198.19.0.1", 16);
     udp_flows(&lab, 1, "198.19.0.1", 16);
     // 16 flows over three connections: some took the stripes; the
     // stripes' bytes show on the lanes of the link
@@ -188,4 +195,22 @@ fn bulk_flows_spread_over_the_stripes() {
     // and the link itself carried its share
     assert!(eb["bytes_out"].as_u64() > Some(1_000_000), "{eb}");
     assert!(b.log_count("link down") == 0 && a.log_count("link down") == 0, "a link went down");
+}
+
+#[test]
+fn bulk_flows_keep_the_link_of_a_clean_path() {
+    if !root_or_skip("lanes::bulk_flows_keep_the_link_of_a_clean_path") {
+        return;
+    }
+    let pki = Pki::new();
+    let mut lab = Lab::new(2);
+    lab.link(0, 1, 1);
+    let (a, b) = two_nodes(&lab, &pki, "");
+    assert!(wait_until(20, || lab.ping(1, "198.19.0.1")), "no ping across the link");
+    assert!(wait_until(15, || entries(&a, &b, true, 1).1["lanes"] == 5), "no lanes");
+    udp_flows(&lab, 1, "198.19.0.1", 16);
+    // no loss, no stripes: more connections would only cost the workers
+    assert_eq!(counter(&b, "stripe_frames"), 0);
+    let (_, eb) = entries(&a, &b, true, 1);
+    assert!(eb["bytes_out"].as_u64() > Some(10_000_000), "{eb}");
 }

@@ -50,6 +50,12 @@ pub const MAX_LANES: usize = 8;
 pub const SPARSE_LANES: usize = 2;
 /// The most stripes a link may be given (`[performance] stripes`).
 pub const MAX_STRIPES: usize = MAX_LANES - SPARSE_LANES;
+/// Retransmissions per sample (a worker tick, 500 ms) on a link and its
+/// lanes that make the path lossy: its bulk flows spread over the stripes.
+pub const STRIPE_RETRANSMITS: u32 = 3;
+/// How long a link stays striped after its last lossy sample (ms): flows
+/// do not move back and forth with each loss.
+pub const STRIPE_HOLD_MS: u64 = 10_000;
 /// Sequence numbers of twins a receiver tells apart: an older one is
 /// discarded (its copy came long before).
 pub const TWIN_WINDOW: u32 = 2048;
@@ -148,12 +154,26 @@ pub struct Lanes {
     split: LaneSplit,
     lanes: Vec<LinkId>,
     next_seq: u32,
+    /// Until when bulk flows use the stripes (ms; see [`Lanes::sample`]).
+    striped_until: u64,
 }
 
 impl Lanes {
     /// No lanes yet; flows hashed with `seed`.
     pub fn new(seed: u64) -> Lanes {
-        Lanes { split: LaneSplit::new(seed), lanes: Vec::new(), next_seq: 0 }
+        Lanes { split: LaneSplit::new(seed), lanes: Vec::new(), next_seq: 0, striped_until: 0 }
+    }
+
+    /// The link and its lanes retransmitted `retransmits` segments since
+    /// the last sample, at `now_ms`. Stripes help only where the path loses
+    /// packets (on a clean link, more connections only cost the worker
+    /// more, smaller writes): bulk flows use them from the first sample
+    /// with at least [`STRIPE_RETRANSMITS`], until [`STRIPE_HOLD_MS`] after
+    /// the last such sample.
+    pub fn sample(&mut self, retransmits: u32, now_ms: u64) {
+        if retransmits >= STRIPE_RETRANSMITS {
+            self.striped_until = now_ms + STRIPE_HOLD_MS;
+        }
     }
 
     /// The lanes are now `lanes` (oldest first; the split and the
@@ -181,6 +201,7 @@ impl Lanes {
                 Send::Twins { seq, first: sparse[0], second: sparse.get(1).copied() }
             }
             Way::Sparse => Send::Lane(sparse[0]),
+            Way::Bulk { .. } if now_ms >= self.striped_until => Send::Link,
             Way::Bulk { bucket } => {
                 let stripes = self.lanes.get(SPARSE_LANES..).unwrap_or_default();
                 match bucket % (1 + stripes.len()) {
@@ -505,7 +526,15 @@ mod tests {
         let mut hello = Vec::new();
         wire::encode_hello(&mut hello, 0);
         assert_eq!(lanes.choose(&hello, 0, true), Send::Link);
-        // bulk flows: each keeps one connection; together they use all three
+        // a clean path: bulk flows keep the link
+        for port in 0..32u16 {
+            let last = (0..20).map(|_| lanes.choose(&udp(6000 + port, 1500), 0, true)).last();
+            assert_eq!(last, Some(Send::Link));
+        }
+        lanes.sample(STRIPE_RETRANSMITS - 1, 0);
+        assert_eq!(lanes.choose(&udp(6000, 1500), 0, true), Send::Link);
+        // a lossy one: each keeps one connection; together they use all three
+        lanes.sample(STRIPE_RETRANSMITS, 0);
         let mut used = HashMap::new();
         for t in 0..200u64 {
             for port in 0..32u16 {
@@ -519,6 +548,13 @@ mod tests {
         }
         let conns: HashSet<_> = used.values().collect();
         assert_eq!(conns.len(), 3, "32 flows over the link and two stripes: {conns:?}");
+        // the path clean again for the hold time: back on the link
+        let (&port, _) = used.iter().find(|(_, c)| matches!(c, Send::Stripe(_))).unwrap();
+        let mut burst = |t: u64| {
+            (0..20).map(|_| lanes.choose(&udp(5000 + port, 1500), t, true)).last().unwrap()
+        };
+        assert!(matches!(burst(STRIPE_HOLD_MS - 10), Send::Stripe(_)));
+        assert_eq!(burst(STRIPE_HOLD_MS + 10), Send::Link);
     }
 
     #[test]

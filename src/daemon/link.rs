@@ -295,6 +295,8 @@ pub struct Link {
     pub lanes: Option<Lanes>,
     /// The socket's `TCP_NOTSENT_LOWAT` now.
     notsent_lowat: u32,
+    /// Segments its socket had retransmitted at the last health sample.
+    total_retrans: u32,
 }
 
 impl Link {
@@ -336,6 +338,7 @@ impl Link {
             peer_twins: false,
             lanes_asked: false,
             lanes: None,
+            total_retrans: 0,
         }
     }
 
@@ -537,10 +540,15 @@ impl Link {
         }
     }
 
-    /// Samples the link's health into its stats (every worker tick).
-    pub fn sample_health(&self) {
+    /// Samples the link's health into its stats (every worker tick);
+    /// returns the segments its socket retransmitted since the last sample.
+    pub fn sample_health(&mut self) -> u32 {
         let info = crate::sys::tcp_info(self.sock.as_raw_fd()).ok();
         self.stats.sample(info.as_ref(), self.last_rx);
+        let total = info.map_or(self.total_retrans, |i| i.total_retrans);
+        let new = total.wrapping_sub(self.total_retrans);
+        self.total_retrans = total;
+        new
     }
 
     /// Counts a malformed message; `false` when the link has used up its

@@ -794,13 +794,22 @@ impl Worker {
     fn tick(&mut self, now: u64) {
         let settings = &self.shared.settings;
         let (hs_timeout, interval) = (settings.handshake_timeout, settings.announce_interval);
+        // retransmissions of each link with lanes, its lanes' included
+        let mut lossy: HashMap<LinkId, u32> = HashMap::new();
         for slot in self.links.occupied() {
             let Some(link) = self.links.get(slot) else {
                 continue;
             };
             link.refill_budget();
-            if link.ctx().is_some() {
-                link.sample_health();
+            match link.state {
+                State::Up(ctx) if link.lanes.is_some() => {
+                    *lossy.entry(ctx.id).or_default() += link.sample_health();
+                }
+                State::Lane(Some(ctx)) => *lossy.entry(ctx.id).or_default() += link.sample_health(),
+                State::Up(_) => {
+                    link.sample_health();
+                }
+                _ => {}
             }
             match link.state {
                 State::Handshaking if now.saturating_sub(link.created) > hs_timeout => {
@@ -816,6 +825,13 @@ impl Worker {
                 _ => {
                     link.rx.shrink(64 * 1024);
                     link.out.shrink();
+                }
+            }
+        }
+        for (id, retransmits) in lossy {
+            if let Some(l) = self.links.slot_of(id).and_then(|s| self.links.get(s)) {
+                if let Some(lanes) = l.lanes.as_mut() {
+                    lanes.sample(retransmits, now);
                 }
             }
         }
