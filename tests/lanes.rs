@@ -59,16 +59,22 @@ fn two_nodes(lab: &Lab, pki: &Pki, b_extra: &str) -> (Node, Node) {
     (a, b)
 }
 
+/// Two nodes over a plain veth, B given `b_extra`, once a ping crosses.
+fn clean_pair(pki: &Pki, b_extra: &str) -> (Lab, Node, Node) {
+    let mut lab = Lab::new(2);
+    lab.link(0, 1, 1);
+    let (a, b) = two_nodes(&lab, pki, b_extra);
+    assert!(wait_until(20, || lab.ping(1, "198.19.0.1")), "no ping across the link");
+    (lab, a, b)
+}
+
 #[test]
 fn sparse_flows_take_the_lane_both_ways() {
     if !root_or_skip("lanes::sparse_flows_take_the_lane_both_ways") {
         return;
     }
     let pki = Pki::new();
-    let mut lab = Lab::new(2);
-    lab.link(0, 1, 1);
-    let (a, b) = two_nodes(&lab, &pki, "");
-    assert!(wait_until(20, || lab.ping(1, "198.19.0.1")), "no ping across the link");
+    let (lab, a, b) = clean_pair(&pki, "");
     let (ea, eb) = entries(&a, &b, true, 15);
     assert!(ea["lane"] == true && eb["lane"] == true, "no lane: A {ea}, B {eb}");
     // B dialled the link, so B dialled the lane; one link each way still
@@ -134,11 +140,8 @@ fn no_lane_when_one_side_declines() {
         return;
     }
     let pki = Pki::new();
-    let mut lab = Lab::new(2);
-    lab.link(0, 1, 1);
     // B, which dials, takes no lanes; A offers them, in vain
-    let (a, b) = two_nodes(&lab, &pki, "[performance]\nlanes = no\n");
-    assert!(wait_until(20, || lab.ping(1, "198.19.0.1")), "no ping across the link");
+    let (lab, a, b) = clean_pair(&pki, "[performance]\nlanes = no\n");
     let (ea, eb) = entries(&a, &b, true, 3);
     assert!(ea["lane"] == false && eb["lane"] == false, "a lane anyway: A {ea}, B {eb}");
     assert!(lab.ping(0, "198.19.0.2"));
@@ -203,10 +206,7 @@ fn bulk_flows_keep_the_link_of_a_clean_path() {
         return;
     }
     let pki = Pki::new();
-    let mut lab = Lab::new(2);
-    lab.link(0, 1, 1);
-    let (a, b) = two_nodes(&lab, &pki, "");
-    assert!(wait_until(20, || lab.ping(1, "198.19.0.1")), "no ping across the link");
+    let (lab, a, b) = clean_pair(&pki, "");
     assert!(wait_until(15, || entries(&a, &b, true, 1).1["lanes"] == 5), "no lanes");
     udp_flows(&lab, 1, "198.19.0.1", 16);
     // no loss, no stripes: more connections would only cost the workers
