@@ -42,6 +42,18 @@ fn write_conf_cache(
 
 /// A CA and a node made with openssl the way 0.4's INSTALL says (RSA,
 /// `openssl x509 -req` with `-extfile` so that they are X.509 v3).
+/// `openssl x509 -req`: the request `req` in `dir` signed by `ca.crt` /
+/// `ca.key` there for `days` into `out`, with the extensions of section
+/// `ext.1` of file `ext.0` (none: an X.509 v1 certificate).
+fn openssl_sign(dir: &Path, req: &str, out: &str, days: &str, ext: Option<(&str, &str)>) {
+    let mut args = vec!["x509", "-req", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"];
+    if let Some((file, section)) = ext {
+        args.extend(["-extfile", file, "-extensions", section]);
+    }
+    args.extend(["-days", days, "-in", req, "-out", out]);
+    openssl(dir, &args);
+}
+
 fn openssl_pki(dir: &Path, key_cmd: &[&str]) {
     std::fs::write(
         dir.join("v3.cnf"),
@@ -90,28 +102,7 @@ fn openssl_pki(dir: &Path, key_cmd: &[&str]) {
         dir,
         &["req", "-new", "-key", "node.key", "-out", "node.req", "-subj", "/CN=02:50:56:00:00:01"],
     );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-extfile",
-            "v3.cnf",
-            "-extensions",
-            "v3_notca",
-            "-days",
-            "30",
-            "-in",
-            "node.req",
-            "-out",
-            "node.crt",
-        ],
-    );
+    openssl_sign(dir, "node.req", "node.crt", "30", Some(("v3.cnf", "v3_notca")));
 }
 
 #[test]
@@ -196,24 +187,7 @@ fn bad_configurations_and_credentials_fail_with_one_clear_line() {
         &["req", "-new", "-key", "v1.key", "-out", "v1.req", "-subj", "/CN=02:50:56:00:00:01"],
     );
     std::fs::write(d.join("ca.key"), &pki.ca.key_pem).unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "9",
-            "-in",
-            "v1.req",
-            "-out",
-            "v1.crt",
-        ],
-    );
+    openssl_sign(d, "v1.req", "v1.crt", "9", None);
     std::fs::write(d.join("garbage.pem"), "not a pem file\n").unwrap();
     let missing = d.join("missing.key");
 
@@ -307,28 +281,7 @@ fn operator_mistakes_fail_with_file_and_line() {
         )
         .unwrap();
         let crt = format!("{name}.crt");
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-extfile",
-                &cnf,
-                "-extensions",
-                "e",
-                "-days",
-                "9",
-                "-in",
-                "eku.req",
-                "-out",
-                &crt,
-            ],
-        );
+        openssl_sign(d, "eku.req", &crt, "9", Some((&cnf, "e")));
     }
     // the key, encrypted with a passphrase: PKCS#8, and the traditional
     // form with Proc-Type

@@ -22,7 +22,8 @@
 //! on the sparse lanes they cross without waiting behind the transfer's
 //! retransmissions, and they keep the lanes busy enough that a loss there
 //! is found by the packets behind it rather than by a timer (measured:
-//! with ACKs on a lane of their own, pings waited longer on lossy paths). A flow that was not sparse keeps the bulk connection for
+//! with ACKs on a lane of their own, pings waited longer on lossy paths).
+//! A flow that was not sparse keeps the bulk connection for
 //! [`HOLD_MS`] after its last such frame, so that its frames still queued
 //! there are not overtaken by later ones on the lane (a flow changes
 //! connection only after a pause). Flows are told apart by the same hash

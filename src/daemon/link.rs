@@ -385,7 +385,8 @@ impl Link {
     /// gives links lanes), and to whom: once a link this node dialled to an
     /// invpnd neighbour that takes lanes carries a frame, either way. Links
     /// that carry only announcements (most of a large mesh's) get none.
-    /// Returns the peer once until [`Link::lanes_lost`].
+    /// Returns the peer once, and again after [`Link::set_lanes`] reports a
+    /// lane lost.
     pub fn wants_lanes(&mut self, enabled: bool) -> Option<Mac> {
         if self.lanes_asked || !enabled || !self.peer_lanes {
             return None;

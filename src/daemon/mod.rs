@@ -62,11 +62,16 @@ pub struct Settings {
     /// This node's announce interval (ms). A link is closed after three
     /// announce intervals of silence: ours, or the peer's if it is longer.
     pub announce_interval: u64,
-    /// Whether links to invpnd neighbours get lanes.
-    pub lanes: bool,
     /// Lanes the side that dialled a link dials for it (sparse lanes and
     /// stripes; 0 without lanes).
     pub lanes_wanted: usize,
+}
+
+impl Settings {
+    /// Whether links to invpnd neighbours get lanes.
+    pub fn lanes(&self) -> bool {
+        self.lanes_wanted > 0
+    }
 }
 
 /// What every thread shares.
@@ -356,7 +361,6 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             },
             handshake_timeout: 10_000,
             announce_interval: interval,
-            lanes: cfg.performance.lanes,
             lanes_wanted: if cfg.performance.lanes {
                 crate::core::lane::SPARSE_LANES + cfg.performance.stripes
             } else {

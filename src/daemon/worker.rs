@@ -138,8 +138,8 @@ impl Out<'_> {
         if wire::is_offloaded(&msg) && !l.peer_offload {
             return self.queue_segmented(slot, &msg);
         }
-        if !l.lanes_asked && wire::kind_of(&msg).is_some_and(|k| !wire::is_control(k)) {
-            if let Some(peer) = l.wants_lanes(self.shared.settings.lanes) {
+        if wire::kind_of(&msg).is_some_and(|k| !wire::is_control(k)) {
+            if let Some(peer) = l.wants_lanes(self.shared.settings.lanes()) {
                 self.shared.supervisor.send(ToSupervisor::WantLane { link: l.id, peer });
             }
         }
@@ -509,7 +509,7 @@ impl Worker {
             // invpnd extensions: say what we accept (0.4 never sees this).
             let mut hello = Vec::with_capacity(8);
             let mut flags = wire::hello_flags::OFFLOADED;
-            if self.shared.settings.lanes {
+            if self.shared.settings.lanes() {
                 flags |= wire::hello_flags::LANES | wire::hello_flags::TWINS;
             }
             wire::encode_hello(&mut hello, flags);
@@ -570,7 +570,7 @@ impl Worker {
         link.rx = rx;
         link.stats.messages_in.fetch_add(count, Ordering::Relaxed);
         if frames {
-            if let Some(peer) = link.wants_lanes(self.shared.settings.lanes) {
+            if let Some(peer) = link.wants_lanes(self.shared.settings.lanes()) {
                 self.shared.supervisor.send(ToSupervisor::WantLane { link: link.id, peer });
             }
         }
@@ -794,22 +794,15 @@ impl Worker {
     fn tick(&mut self, now: u64) {
         let settings = &self.shared.settings;
         let (hs_timeout, interval) = (settings.handshake_timeout, settings.announce_interval);
-        // retransmissions of each link with lanes, its lanes' included
+        // retransmissions of each link, its lanes' included
         let mut lossy: HashMap<LinkId, u32> = HashMap::new();
         for slot in self.links.occupied() {
             let Some(link) = self.links.get(slot) else {
                 continue;
             };
             link.refill_budget();
-            match link.state {
-                State::Up(ctx) if link.lanes.is_some() => {
-                    *lossy.entry(ctx.id).or_default() += link.sample_health();
-                }
-                State::Lane(Some(ctx)) => *lossy.entry(ctx.id).or_default() += link.sample_health(),
-                State::Up(_) => {
-                    link.sample_health();
-                }
-                _ => {}
+            if let State::Up(ctx) | State::Lane(Some(ctx)) = link.state {
+                *lossy.entry(ctx.id).or_default() += link.sample_health();
             }
             match link.state {
                 State::Handshaking if now.saturating_sub(link.created) > hs_timeout => {
