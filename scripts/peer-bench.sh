@@ -40,6 +40,8 @@
 #                 this repository, built by 'cargo build --release --example
 #                 wanem'; if missing, wanem.py beside this script or in
 #                 /work/shared/bench, which has no jitter)
+#     PING_COUNT, PING_INTERVAL   the idle ping (default 20 pings 0.05 s apart)
+#     PING_ONLY=1 measure only the idle ping, no iperf3 (invpnd: quick A/B of latency)
 #     UL_CC=NAME  TCP congestion control in both namespaces (a name listed in the
 #                 host's net.ipv4.tcp_allowed_congestion_control, e.g. reno or bbr)
 #   Variants run interleaved: round 1 of every variant, then round 2, ...
@@ -110,8 +112,9 @@ UL_MTU=${UL_MTU:-1500}
 ROUNDS=3
 DURATION=10
 PARALLEL=4
-PING_COUNT=20
-PING_INTERVAL=0.05
+PING_COUNT=${PING_COUNT:-20}
+PING_INTERVAL=${PING_INTERVAL:-0.05}
+PING_ONLY=${PING_ONLY:-0}   # invpnd: 1 = measure only the idle ping (quick A/B of latency)
 IPERF_PORT=5201
 REACH_TIMEOUT=30
 QUIET_WAIT=15     # s to wait, before each measurement, for other jobs' CPU use to drop...
@@ -561,6 +564,8 @@ measure_variant() { # VARIANT ROUND
         ip netns exec $NS_A ping -c $PING_COUNT -i $PING_INTERVAL -W 1 -q "$target" > "$dir/ping.txt" 2>&1
         rtt=$(sed -n 's/^rtt .* = [0-9.]*\/\([0-9.]*\)\/.*/\1/p' "$dir/ping.txt"); rtt=${rtt:-NA}
         load=$(cut -d' ' -f1 /proc/loadavg)
+    fi
+    if [ "$status" = ok ] && [ "$PING_ONLY" != 1 ]; then
         # single stream, with CPU accounting
         local d0 s0 s0a d1 s1 s1a t0 t1
         d0=$(proc_ticks "${daemons[@]}"); read -r s0 s0a < <(sys_ticks); t0=$(date +%s.%N)
@@ -593,7 +598,7 @@ measure_variant() { # VARIANT ROUND
         [ "$p1" = NA ] && note+="P1 failed: $(jq -r '.error // empty' "$dir/p1.json" 2>/dev/null | head -c 80) "
         [ "$p4" = NA ] && note+="P4 failed: $(jq -r '.error // empty' "$dir/p4.json" 2>/dev/null | head -c 80) "
         if declare -F "v_${v}_info" >/dev/null; then note+="$("v_${v}_info")"; fi
-    else
+    elif [ "$status" != ok ]; then
         load=$(cut -d' ' -f1 /proc/loadavg)
         log "$v round $r: $status"
     fi

@@ -67,6 +67,17 @@ pub fn tun_set_offload(fd: RawFd, tcp: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes reads and writes on a descriptor return `WouldBlock` instead of
+/// waiting (the TAP reader polls it; a TAP write never waits for room).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL and F_SETFL take and return plain flags; the kernel
+    // checks the descriptor.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
 /// Takes ownership of an open descriptor as a `File` (for plain read and
 /// write on a TAP).
 pub fn file_from_fd(fd: RawFd) -> io::Result<File> {

@@ -245,11 +245,10 @@ impl Wake {
     }
 }
 
-/// How long a thread of the data path (worker, TAP reader, TAP writer)
-/// keeps spinning for more input after it woke from a long sleep, before
-/// it sleeps again.
+/// How long a thread of the data path (worker, TAP thread) keeps spinning
+/// for more input after it woke from a long sleep, before it sleeps again.
 ///
-/// An idle ping otherwise wakes eight sleeping threads per round trip, each
+/// An idle ping otherwise wakes six sleeping threads per round trip, each
 /// wake-up 50-100 us on a VM whose idle vCPUs halt (BENCHMARKS.md, "Why
 /// idle latency stays at 0.4 ms"). A thread that spins is awake when the
 /// reply comes back and keeps its vCPU from halting, so that the threads

@@ -42,7 +42,7 @@ const WORKER_QUEUE: usize = 4096;
 /// ...and bytes: a few milliseconds of traffic, so that a busy worker
 /// drops frames (and TCP inside the tunnel slows down) instead of queueing.
 const WORKER_QUEUE_BYTES: usize = 512 * 1024;
-/// Frames the TAP writer's queue holds before it drops, and bytes.
+/// Frames the TAP thread's queue holds before it drops, and bytes.
 const TAP_QUEUE: usize = 4096;
 const TAP_QUEUE_BYTES: usize = 512 * 1024;
 /// Engine events the supervisor's queue holds before it drops them.
@@ -80,10 +80,12 @@ pub struct Shared {
     pub engine: Engine,
     /// The way into each worker, by index.
     pub workers: Vec<WorkerHandle>,
-    /// Frames for the TAP writer.
+    /// Frames for the TAP thread to write.
     pub tap: Sender<Vec<u8>>,
-    /// The bytes queued for the TAP writer, bounded.
+    /// The bytes queued for the TAP thread, bounded.
     pub tap_budget: Budget,
+    /// Wakes the TAP thread's poll.
+    pub tap_wake: Arc<Wake>,
     /// Whether TAP frames carry a virtio-net header.
     pub vnet: bool,
     /// The way into the supervisor.
@@ -113,7 +115,7 @@ impl Shared {
         }
         v.extend_from_slice(frame);
         match self.tap.try_send(v) {
-            Ok(()) => {}
+            Ok(()) => self.tap_wake.nudge(),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.tap_budget.give(size);
                 self.engine.stats().drop(DropReason::QueueFull)
@@ -339,11 +341,15 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     let (ev_tx, ev_rx) = bounded(SUPERVISOR_EVENTS);
     let (tap_tx, tap_rx) = bounded(TAP_QUEUE);
     let interval = cfg.network.announce_interval.as_millis() as u64;
+    let tap_poll = Poll::new().map_err(err("creating an event loop"))?;
+    let tap_wake =
+        Wake::new(Waker::new(tap_poll.registry(), tap::WAKER).map_err(err("creating a waker"))?);
     let shared = Arc::new(Shared {
         engine,
         workers: handles,
         tap: tap_tx,
         tap_budget: Budget::new(TAP_QUEUE_BYTES),
+        tap_wake,
         vnet: tap.vnet,
         supervisor: SupervisorHandle { tx: sup_tx, events: ev_tx, wake: sup_wake.clone() },
         clock,
@@ -379,11 +385,8 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     }
     {
         let (file, vnet, s) = (tap.file.clone(), tap.vnet, shared.clone());
-        spawn_guarded("tap-rx".into(), &shared, move || tap::reader(file, vnet, s))
-            .map_err(err("starting the TAP reader"))?;
-        let (file, s) = (tap.file.clone(), shared.clone());
-        spawn_guarded("tap-tx".into(), &shared, move || tap::writer(file, tap_rx, s))
-            .map_err(err("starting the TAP writer"))?;
+        spawn_guarded("tap".into(), &shared, move || tap::run(file, vnet, tap_poll, tap_rx, s))
+            .map_err(err("starting the TAP thread"))?;
     }
 
     if opts.tunfd.is_none() {

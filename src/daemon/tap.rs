@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use log::{error, info, warn};
 
-use super::channels::{Spinner, ToSupervisor, ToWorker, LONG_SLEEP};
+use super::channels::{Spinner, ToSupervisor, ToWorker};
 use super::Shared;
 use crate::config::Interface;
 use crate::core::offload::VNET_HDR_LEN;
@@ -346,36 +346,148 @@ impl Drop for Hooks {
     }
 }
 
-/// The reading thread: frames from the TAP become messages for links.
-pub fn reader(file: Arc<File>, vnet: bool, shared: Arc<Shared>) {
-    let at = if vnet { VNET_READ_AT } else { FRAME_HEADROOM };
-    let mut buf = vec![0u8; at + VNET_HDR_LEN + 65536 + 64];
+/// The token of the TAP descriptor in the TAP thread's poll.
+const TAP: mio::Token = mio::Token(0);
+/// The token of the TAP thread's waker (rung by [`Shared::to_tap_with`]
+/// while the thread sleeps).
+pub const WAKER: mio::Token = mio::Token(1);
+
+/// Frames the TAP thread moves one way before it turns to the other.
+const BATCH: usize = 64;
+
+/// The TAP thread: frames read from the TAP become messages for links, and
+/// frames the workers deliver are written to it (with their offload header,
+/// when the TAP has them).
+///
+/// One thread does both, like a single-threaded VPN: after it writes a
+/// frame, the kernel's answer to it (a ping's reply, a TCP ACK) is usually
+/// queued on the TAP before the write returns, and the same thread reads it
+/// at once instead of waking another (BENCHMARKS.md, "Idle latency"). It
+/// writes and reads in turns of at most [`BATCH`] frames, and sleeps in
+/// `poll` on the TAP and its waker when there is nothing either way. After
+/// a long sleep it spins a while (see [`Spinner`]) before it sleeps again,
+/// so that the next frame, typically the answer to the one that woke it,
+/// finds it awake.
+pub fn run(
+    file: Arc<File>,
+    vnet: bool,
+    mut poll: mio::Poll,
+    rx: Receiver<Vec<u8>>,
+    shared: Arc<Shared>,
+) {
+    let fatal = |what: &str, e: io::Error| {
+        shared.supervisor.send(ToSupervisor::Fatal(format!("{what} the TAP interface: {e}")));
+    };
+    let fd = file.as_raw_fd();
+    if let Err(e) = crate::sys::set_nonblocking(fd).and_then(|()| {
+        poll.registry().register(&mut mio::unix::SourceFd(&fd), TAP, mio::Interest::READABLE)
+    }) {
+        return fatal("polling", e);
+    }
+    let mut inbound = Inbound::new(vnet);
+    let mut events = mio::Events::with_capacity(4);
+    let mut spinner = Spinner::default();
     loop {
-        let slept = Instant::now();
-        let n = match (&*file).read(&mut buf[at..]) {
-            Ok(n) => {
-                // The first frame after a pause: its answer will come back
-                // through the TAP writer, which has been asleep as long.
-                // (This thread itself does not spin: it blocks in read, and
-                // the next frame on a quiet TAP rarely follows within SPIN.)
-                if slept.elapsed() >= LONG_SLEEP {
-                    warm_writer(&shared);
-                }
-                n
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                shared
-                    .supervisor
-                    .send(ToSupervisor::Fatal(format!("reading the TAP interface: {e}")));
-                return;
-            }
+        let wrote = match write_some(&file, &rx, &shared) {
+            Ok(n) => n,
+            Err(e) => return fatal("writing", e),
         };
+        let read = match inbound.read_some(&file, &shared) {
+            Ok(n) => n,
+            Err(e) => return fatal("reading", e),
+        };
+        if wrote > 0 || read > 0 {
+            continue;
+        }
+        // Nothing either way, and the last read found the TAP empty: a
+        // frame queued since wakes the (edge-triggered) poll.
+        if spinner.spin(|| {
+            !rx.is_empty() || {
+                let _ = poll.poll(&mut events, Some(Duration::ZERO));
+                !events.is_empty()
+            }
+        }) {
+            continue;
+        }
+        shared.tap_wake.going_to_sleep();
+        if !rx.is_empty() {
+            shared.tap_wake.woke();
+            continue;
+        }
+        let slept = Instant::now();
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return fatal("polling", e);
+            }
+        }
+        shared.tap_wake.woke();
+        spinner.woke(slept, Instant::now());
+    }
+}
+
+/// Writes up to [`BATCH`] queued frames to the TAP; how many were queued.
+/// Errors only if the TAP is gone.
+fn write_some(file: &File, rx: &Receiver<Vec<u8>>, shared: &Shared) -> io::Result<usize> {
+    let stats = shared.engine.stats();
+    let mut n = 0;
+    while n < BATCH {
+        let Ok(frame) = rx.try_recv() else { break };
+        n += 1;
+        shared.tap_budget.give(frame.len());
+        match (&*file).write(&frame) {
+            Ok(_) => {
+                stats.add(Counter::TapFramesOut, 1);
+                stats.add(Counter::TapBytesOut, frame.len() as u64);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Err(e),
+            // The interface is down, or the frame was refused: drop it.
+            Err(_) => stats.drop(DropReason::BadFrame),
+        }
+    }
+    Ok(n)
+}
+
+/// The reading half of the TAP thread: a buffer with room for the message
+/// header in front of the frame.
+struct Inbound {
+    buf: Vec<u8>,
+    at: usize,
+    vnet: bool,
+}
+
+impl Inbound {
+    fn new(vnet: bool) -> Inbound {
+        let at = if vnet { VNET_READ_AT } else { FRAME_HEADROOM };
+        Inbound { buf: vec![0u8; at + VNET_HDR_LEN + 65536 + 64], at, vnet }
+    }
+
+    /// Reads up to [`BATCH`] frames, until the TAP is empty, and hands each
+    /// to the engine and the workers; how many were read. Errors only if
+    /// the TAP is gone.
+    fn read_some(&mut self, file: &File, shared: &Shared) -> io::Result<usize> {
+        let mut n = 0;
+        while n < BATCH {
+            let len = match (&*file).read(&mut self.buf[self.at..]) {
+                Ok(len) => len,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            n += 1;
+            self.dispatch(len, shared);
+        }
+        Ok(n)
+    }
+
+    /// Hands a frame of `len` bytes, just read, to the engine and the
+    /// workers.
+    fn dispatch(&mut self, len: usize, shared: &Shared) {
+        let buf = &mut self.buf;
         let now = shared.clock.now();
-        let action = if vnet {
-            shared.engine.tap_frame_vnet(&mut buf, n, now)
+        let action = if self.vnet {
+            shared.engine.tap_frame_vnet(buf, len, now)
         } else {
-            shared.engine.tap_frame(&mut buf, n, now)
+            shared.engine.tap_frame(buf, len, now)
         };
         let send = |link: LinkId, msg: Vec<u8>| {
             let ok = shared
@@ -404,61 +516,6 @@ pub fn reader(file: Arc<File>, vnet: bool, shared: Arc<Shared>) {
             TapAction::Drop(_) => {}
         }
     }
-}
-
-/// The writing thread: frames delivered by workers go to the TAP (with
-/// their offload header, when the TAP has them).
-///
-/// After a long sleep it spins a while (see [`Spinner`]) before it sleeps
-/// again, so that the next frame, typically the answer to the one that
-/// woke it up or warmed it (see [`warm_writer`]), finds it awake.
-pub fn writer(file: Arc<File>, rx: Receiver<Vec<u8>>, shared: Arc<Shared>) {
-    let stats = shared.engine.stats();
-    let mut spinner = Spinner::default();
-    loop {
-        let frame = match rx.try_recv() {
-            Ok(f) => f,
-            Err(_) => {
-                if !spinner.spin(|| !rx.is_empty()) {
-                    let slept = Instant::now();
-                    let Ok(f) = rx.recv() else { return };
-                    spinner.woke(slept, Instant::now());
-                    f
-                } else {
-                    continue;
-                }
-            }
-        };
-        if frame.is_empty() {
-            // a wake-up call from warm_writer: nothing to write
-            continue;
-        }
-        shared.tap_budget.give(frame.len());
-        match (&*file).write(&frame) {
-            Ok(_) => {
-                stats.add(Counter::TapFramesOut, 1);
-                stats.add(Counter::TapBytesOut, frame.len() as u64);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
-                shared
-                    .supervisor
-                    .send(ToSupervisor::Fatal(format!("writing the TAP interface: {e}")));
-                return;
-            }
-            // The interface is down, or the frame was refused: drop it.
-            Err(_) => stats.drop(DropReason::BadFrame),
-        }
-    }
-}
-
-/// Wakes the TAP writer, if it sleeps, so that it spins for a while (see
-/// [`Spinner`]): called by a thread that just woke from a long sleep on a
-/// frame, whose answer the writer will probably have to write within the
-/// next fraction of a millisecond. Its own wake-up then happens while the
-/// frame travels, not after. The call is an empty frame, which the writer
-/// skips; a full queue means the writer is busy anyway.
-pub fn warm_writer(shared: &Shared) {
-    let _ = shared.tap.try_send(Vec::new());
 }
 
 #[cfg(test)]

@@ -336,10 +336,9 @@ impl Worker {
                 }
                 self.inbox.wake.woke();
                 // Woken by input (not by a timeout) after a long sleep:
-                // traffic is sparse, so latency is all wake-ups. Warm up
-                // the TAP writer too, while this frame is decrypted.
-                if !busy && !events.is_empty() && spinner.woke(slept, Instant::now()) {
-                    super::tap::warm_writer(&self.shared);
+                // traffic is sparse, so latency is all wake-ups.
+                if !busy && !events.is_empty() {
+                    spinner.woke(slept, Instant::now());
                 }
             }
             // gated links get another try every turn (at most every
