@@ -540,6 +540,20 @@ impl Dialer {
         }
     }
 
+    /// Cuts the back-off of `mac` and of its next address short: due at
+    /// `now` (a node without links retries its seeds; see
+    /// `core::mesh::ISOLATED_RETRY`). The failure count stays.
+    pub fn retry_now(&mut self, mac: Mac, now: u64) {
+        let Some(t) = self.targets.get_mut(&mac) else { return };
+        if t.state != State::Idle {
+            return;
+        }
+        t.next_try = t.next_try.min(now);
+        if let Some(b) = t.addr().and_then(|a| self.addr_backoff.get_mut(&canonical(a))) {
+            b.next_try = b.next_try.min(now);
+        }
+    }
+
     /// A dial that turned out to reach this node itself: never again, and
     /// its address is this node's own from now on.
     pub fn is_self(&mut self, mac: Mac) {

@@ -17,6 +17,7 @@ pub mod inflight;
 pub mod lane;
 pub mod links;
 pub mod mac;
+pub mod mesh;
 pub mod offload;
 pub mod ratelimit;
 pub mod routes;

@@ -81,17 +81,7 @@ impl ToWorker {
     }
 }
 
-/// How a connection handed to a worker came about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// We dialled the node whose MAC this is.
-    Dialled(Mac),
-    /// It connected to our listener.
-    Accepted,
-    /// We dialled a lane to the node whose MAC this is, for the link
-    /// named (`core::lane`).
-    Lane(Mac, LinkId),
-}
+pub use crate::core::mesh::Origin;
 
 /// Control requests for a worker (unbounded, never dropped).
 pub enum WorkerCtl {

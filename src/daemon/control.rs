@@ -523,7 +523,7 @@ impl Supervisor {
             mtu: self.info.mtu,
             listen: self.info.listen.map(|a| a.to_string()),
             uptime_secs: self.info.started.elapsed().as_secs(),
-            links: self.links.len(),
+            links: self.node.links().len(),
             routes: e.routes().len(),
             cached_nodes: self.cache.len(),
             workers: self.info.workers,
@@ -538,7 +538,7 @@ impl Supervisor {
                 .iter()
                 .map(|c| (c.label().to_string(), stats.closes(*c)))
                 .collect(),
-            pending_handshakes: self.admission.pending(),
+            pending_handshakes: self.node.pending_handshakes(),
             congestion: self.congestion_in_use(),
             congestion_source: self.congestion.source_text(),
             cert_not_after: self.material.cert.not_after,
@@ -555,7 +555,7 @@ impl Supervisor {
     }
 
     fn dialer_status(&self) -> DialerStatus {
-        let d = self.dialer.stats();
+        let d = self.node.dialer().stats();
         DialerStatus {
             seeds: d.seeds,
             confirmed: d.confirmed,
@@ -658,7 +658,7 @@ impl Supervisor {
         TraceNode {
             mac: e.me().to_string(),
             origin: true,
-            links: self.links.all().iter().map(|l| l.peer.to_string()).collect(),
+            links: self.node.links().all().iter().map(|l| l.peer.to_string()).collect(),
             routes: e
                 .routes()
                 .snapshot()

@@ -1,7 +1,8 @@
 //! The supervisor: the main thread's event loop. It owns the listener,
-//! the signals, the node cache and the dialer, decides which link to keep
-//! when two reach the same peer, announces the node, and hands every new
-//! connection to a worker.
+//! the signals and the node cache, and executes what the link lifecycle
+//! ([`crate::core::mesh::Node`]: dials, closes, announcements) asks for:
+//! it opens sockets, hands every new connection to a worker and reports
+//! what the workers tell it back to the `Node`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,12 +28,12 @@ use super::Shared;
 use crate::config::{self, Config};
 use crate::control::{ReloadReport, RestartReport};
 use crate::core::addrs::AddrPolicy;
-use crate::core::admission::{self, Admission};
 use crate::core::cache::NodeCache;
-use crate::core::dialer::{self, Dial, Dialer, Learn};
+use crate::core::dialer::{self, Learn};
 use crate::core::expiry::{Expiry, ExpiryAction};
 use crate::core::lane::{self, LanePairs};
-use crate::core::links::{self, CloseReason, LinkInfo, LinkTable};
+use crate::core::links::{CloseReason, LinkInfo};
+use crate::core::mesh::{Action, Closed, Node, NodeConfig};
 use crate::core::stats::Counter;
 use crate::core::{Event, LinkCtx, LinkId, Mac};
 use crate::tls::{self, Material};
@@ -65,19 +66,14 @@ pub struct Supervisor {
     pub(super) server_cfg: Arc<rustls::ServerConfig>,
     pub(super) listener: Option<mio::net::TcpListener>,
     pub(super) signals: Signals,
-    pub(super) links: LinkTable,
+    /// The link lifecycle: dialer, connections, links, timers.
+    pub(super) node: Node,
     pub(super) link_stats: HashMap<LinkId, Arc<LinkStats>>,
-    pub(super) pending: HashMap<LinkId, (Origin, SocketAddr)>,
-    pub(super) dialer: Dialer,
     pub(super) cache: NodeCache,
     pub(super) tuning: TcpTuning,
     /// The congestion control new link sockets get, and why.
     pub(super) congestion: CongestionControl,
-    pub(super) next_seq: u64,
-    pub(super) next_worker: usize,
-    pub(super) next_announce: u64,
     pub(super) next_tick: u64,
-    pub(super) announce_now: bool,
     /// When the node cache was last written (monotonic ms; `None`: not
     /// yet by this process).
     pub(super) last_cache_write: Option<u64>,
@@ -85,9 +81,6 @@ pub struct Supervisor {
     /// (logged once per step).
     clock_behind: bool,
     pub(super) last_accept_error: u64,
-    /// The last dial error logged for each node, so that a node failing the
-    /// same way again and again is logged once (at warning level).
-    pub(super) dial_errors: HashMap<Mac, CloseReason>,
     pub(super) next_prune: u64,
     /// When hearsay dial targets are next aged (monotonic ms).
     pub(super) next_dialer_prune: u64,
@@ -97,8 +90,6 @@ pub struct Supervisor {
     pub(super) refusals_logged: u64,
     /// Certificate expiry: this node's own, and its peers' links.
     pub(super) expiry: Expiry,
-    /// Incoming connections whose handshake is pending, capped.
-    pub(super) admission: Admission,
     pub(super) control: Option<ControlServer>,
     /// The metrics listener (`[control] metrics`), if configured.
     pub(super) metrics: Option<MetricsServer>,
@@ -212,16 +203,17 @@ impl Supervisor {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let me = material.mac;
-        let mut dialer = Dialer::new(
+        let mut node = Node::new(NodeConfig {
             me,
-            cfg.network.max_links,
-            dial_limits(&cfg),
-            addr_policy(&cfg, info.listen),
-            fastrand::u64(..),
-        );
-        for s in &cfg.network.init {
-            dialer.add_seed(s.mac, s.addr);
-        }
+            max_links: cfg.network.max_links,
+            limits: dial_limits(&cfg),
+            policy: addr_policy(&cfg, info.listen),
+            handshake_timeout: shared.settings.handshake_timeout,
+            announce_interval: cfg.network.announce_interval.as_millis() as u64,
+            workers: shared.workers.len(),
+            seeds: cfg.network.init.iter().map(|s| (s.mac, s.addr)).collect(),
+            rng_seed: fastrand::u64(..),
+        });
         // Entries without a date (from a 0.4 cache) age from now on.
         cache.date_undated(crate::daemon::clock::unix_ms() / 1000);
         // Until a link proves them again, cached addresses are dialled as
@@ -231,7 +223,7 @@ impl Supervisor {
         let entries: Vec<_> = cache.entries().collect();
         let mono = shared.clock.mono();
         for (mac, e) in entries {
-            if let Learn::Refused(why) = dialer.learn(mac, e.addr, me, mono) {
+            if let Learn::Refused(why) = node.learned(mac, e.addr, me, mono) {
                 refused.push(format!("{mac}@{} ({why})", e.addr));
                 cache.forget(&mac);
             }
@@ -244,7 +236,7 @@ impl Supervisor {
                 refused.len()
             );
         }
-        let _ = dialer.take_refusal();
+        let _ = node.dialer_mut().take_refusal();
         let expiry = own_expiry(&material);
         let tuning = TcpTuning::new(
             cfg.network.announce_interval,
@@ -262,28 +254,20 @@ impl Supervisor {
             server_cfg,
             listener,
             signals,
-            links: LinkTable::new(),
+            node,
             link_stats: HashMap::new(),
-            pending: HashMap::new(),
-            dialer,
             cache,
             tuning,
             congestion,
-            next_seq: 1,
-            next_worker: 0,
-            next_announce: 0,
             next_tick: 0,
-            announce_now: true,
             last_cache_write: None,
             clock_behind: false,
             last_accept_error: 0,
-            dial_errors: HashMap::new(),
             next_prune: 600_000,
             next_dialer_prune: 60_000,
             next_refusal_log: 0,
             refusals_logged: 0,
             expiry,
-            admission: Admission::new(admission::PER_ADDRESS, admission::TOTAL),
             control,
             metrics: None,
             info,
@@ -301,27 +285,20 @@ impl Supervisor {
         let mut events = Events::with_capacity(256);
         loop {
             let now = self.shared.clock.mono();
-            if self.announce_now || now >= self.next_announce {
-                self.announce();
-            }
             if now >= self.next_tick {
                 self.tick();
             }
-            self.dial();
+            self.node.handle_timeout(now);
+            self.execute();
             let trace_due = self.finish_traces().unwrap_or(u64::MAX);
             self.expire_metrics();
             if let Some(ctl) = self.control.as_mut() {
                 ctl.deliver_logs(self.poll.registry());
             }
-            let due = [
-                self.next_announce,
-                self.next_tick,
-                self.dialer.next_due().unwrap_or(u64::MAX),
-                trace_due,
-            ]
-            .into_iter()
-            .min()
-            .unwrap_or(u64::MAX);
+            let due = [self.next_tick, self.node.poll_timeout().unwrap_or(u64::MAX), trace_due]
+                .into_iter()
+                .min()
+                .unwrap_or(u64::MAX);
             self.wake.going_to_sleep();
             let idle = self.rx.is_empty() && self.events.is_empty();
             let mut timeout = if idle { due.saturating_sub(self.shared.clock.mono()) } else { 0 };
@@ -390,8 +367,33 @@ impl Supervisor {
         for w in &self.shared.workers {
             w.send_ctl(WorkerCtl::Flood { msg: msg.clone(), ext_only: false });
         }
-        self.announce_now = false;
-        self.next_announce = now.mono + self.cfg.network.announce_interval.as_millis() as u64;
+    }
+
+    /// Does what the link lifecycle asks for.
+    fn execute(&mut self) {
+        while let Some(action) = self.node.poll_action() {
+            match action {
+                Action::Dial { id, mac, addr } => self.start_dial(id, mac, addr),
+                Action::Close { id, reason } => {
+                    if reason == CloseReason::Admission {
+                        self.shared.engine.stats().add(Counter::ConnectionsRefused, 1);
+                    }
+                    self.close(id, reason);
+                }
+                // the worker runs the link since its handshake finished
+                Action::Up(_) => {}
+                Action::Announce => self.announce(),
+                Action::Remember { peer, addr } => {
+                    self.cache.learn(peer, addr, self.shared.clock.now().unix_ms / 1000);
+                }
+                Action::DialFailed { mac, addr, reason, first: true } => {
+                    warn!("cannot link to {mac} at {addr}: {reason} (retrying with back-off)");
+                }
+                Action::DialFailed { mac, addr, reason, first: false } => {
+                    debug!("cannot link to {mac} at {addr}: {reason}");
+                }
+            }
+        }
     }
 
     fn tick(&mut self) {
@@ -413,7 +415,7 @@ impl Supervisor {
         self.check_expiry(now.unix_ms as i64 / 1000);
         if now.mono >= self.next_dialer_prune {
             self.next_dialer_prune = now.mono + 60_000;
-            self.dialer.prune(now.mono);
+            self.node.dialer_mut().prune(now.mono);
         }
         self.log_refusals(now.mono);
         // Every 10 minutes: addresses are learned only when they change, so
@@ -424,11 +426,11 @@ impl Supervisor {
             self.next_prune = now.mono + 600_000;
             for (mac, route) in self.shared.engine.routes().snapshot() {
                 if let Some(addr) = route.addr {
-                    self.dialer.learn(mac, addr, route.via, now.mono);
+                    self.node.learned(mac, addr, route.via, now.mono);
                 }
             }
             let secs = now.unix_ms / 1000;
-            for l in self.links.all().into_iter().filter(|l| l.outbound) {
+            for l in self.node.links().all().into_iter().filter(|l| l.outbound) {
                 self.cache.learn(l.peer, l.addr, secs);
             }
             self.cache.prune(secs);
@@ -450,8 +452,8 @@ impl Supervisor {
         if now < self.next_refusal_log {
             return;
         }
-        let Some(r) = self.dialer.take_refusal() else { return };
-        let total = self.dialer.stats().refused;
+        let Some(r) = self.node.dialer_mut().take_refusal() else { return };
+        let total = self.node.dialer().stats().refused;
         warn!(
             "not dialling {} announced address(es) that cannot be a node's, such as {}@{} \
              ({}) from neighbour {}",
@@ -501,53 +503,34 @@ impl Supervisor {
         }
     }
 
-    fn dial(&mut self) {
+    fn start_dial(&mut self, id: LinkId, mac: Mac, addr: SocketAddr) {
+        debug!("dialling {mac}@{addr}");
         let now = self.shared.clock.mono();
-        for d in self.dialer.poll(now, self.links.len()) {
-            self.start_dial(d, now);
-        }
-    }
-
-    fn start_dial(&mut self, d: Dial, now: u64) {
-        debug!("dialling {}@{}", d.mac, d.addr);
-        let stream = match net::connect(d.addr, &self.tuning) {
+        let stream = match net::connect(addr, &self.tuning) {
             Ok(s) => s,
             Err(e) => {
                 let reason = CloseReason::ConnectFailed(e.kind());
                 self.shared.engine.stats().closed(reason.cause());
-                self.dial_failed(d.mac, d.addr, reason);
-                self.dialer.failed(d.mac, now);
+                self.node.closed(id, &reason, now);
                 return;
             }
         };
-        let conn = self.material.client_config(d.mac).and_then(|c| {
-            rustls::ClientConnection::new(c, ServerName::IpAddress(d.addr.ip().into()))
+        let conn = self.material.client_config(mac).and_then(|c| {
+            rustls::ClientConnection::new(c, ServerName::IpAddress(addr.ip().into()))
         });
         match conn {
-            Ok(c) => {
-                let id = self.new_link_id();
-                self.hand_over(
-                    id,
-                    stream,
-                    d.addr,
-                    Origin::Dialled(d.mac),
-                    rustls::Connection::Client(c),
-                );
-            }
+            Ok(c) => self.hand_over(
+                id,
+                stream,
+                addr,
+                Origin::Dialled(mac),
+                rustls::Connection::Client(c),
+            ),
             Err(e) => {
                 error!("TLS client setup: {e}");
-                self.dialer.failed(d.mac, now);
+                self.node.closed(id, &CloseReason::Tls(e.to_string()), now);
             }
         }
-    }
-
-    /// A new link id, on the next worker in turn.
-    fn new_link_id(&mut self) -> LinkId {
-        let w = self.next_worker % self.shared.workers.len().max(1);
-        self.next_worker = self.next_worker.wrapping_add(1);
-        let id = LinkId::new(self.next_seq, w);
-        self.next_seq += 1;
-        id
     }
 
     fn hand_over(
@@ -558,7 +541,6 @@ impl Supervisor {
         origin: Origin,
         tls: rustls::Connection,
     ) {
-        self.pending.insert(id, (origin, addr));
         if let Some(worker) = self.shared.workers.get(id.worker()) {
             worker.send_ctl(WorkerCtl::Adopt { id, stream, addr, origin, tls: Box::new(tls) });
         }
@@ -574,24 +556,19 @@ impl Supervisor {
                     let addr = net::canonical(addr);
                     if let Ok(local) = stream.local_addr() {
                         // where neighbours reach us: never to be dialled
-                        self.dialer.policy_mut().add_own(local);
+                        self.node.own_address(local);
                     }
                     if let Err(e) = net::tune(&SockRef::from(&stream), &self.tuning) {
                         debug!("connection from {addr}: socket options: {e}");
                     }
-                    let id = self.new_link_id();
-                    match self.admission.admit(id, addr.ip()) {
-                        admission::Admit::RefuseAddress => {
-                            self.shared.engine.stats().add(Counter::ConnectionsRefused, 1);
-                            debug!("connection from {addr} refused: too many handshakes pending from it");
-                            continue;
-                        }
-                        admission::Admit::AcceptEvicting(old) => {
-                            self.shared.engine.stats().add(Counter::ConnectionsRefused, 1);
-                            self.close(old, CloseReason::Admission);
-                        }
-                        admission::Admit::Accept => {}
-                    }
+                    let now = self.shared.clock.mono();
+                    let Some(id) = self.node.accept(addr, now) else {
+                        self.shared.engine.stats().add(Counter::ConnectionsRefused, 1);
+                        debug!(
+                            "connection from {addr} refused: too many handshakes pending from it"
+                        );
+                        continue;
+                    };
                     match rustls::ServerConnection::new(self.server_cfg.clone()) {
                         Ok(c) => self.hand_over(
                             id,
@@ -601,10 +578,11 @@ impl Supervisor {
                             rustls::Connection::Server(c),
                         ),
                         Err(e) => {
-                            self.admission.done(id);
+                            self.node.closed(id, &CloseReason::Tls(e.to_string()), now);
                             error!("TLS server setup: {e}");
                         }
                     }
+                    self.execute();
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -629,48 +607,26 @@ impl Supervisor {
     fn handle(&mut self, m: ToSupervisor) -> Option<Exit> {
         let now = self.shared.clock.now();
         match m {
-            ToSupervisor::LinkUp { id, peer, addr, outbound, ext, stats, chain } => {
-                self.pending.remove(&id);
-                self.admission.done(id);
+            ToSupervisor::LinkUp { id, peer, addr: _, outbound, ext, stats, chain } => {
                 let pc = PeerCert::new(chain, !outbound, peer);
                 // a handshake begun before a reload ran with the old material
                 let hs = self.shared.settings.handshake_timeout + 1000;
                 if self.material_changed > 0 && now.mono <= self.material_changed + hs {
                     if let Err(reason) = self.check_peer(&pc, UnixTime::now()) {
-                        self.close(id, reason);
+                        self.node.close(id, reason);
                         return None;
                     }
                 }
-                self.peer_chains.insert(id, pc);
-                let info = LinkInfo { id, peer, addr, outbound, ext, since: now.mono };
-                match self.links.admit(self.shared.engine.me(), info) {
-                    links::Admit::Accept => {}
-                    links::Admit::Replace(old) => {
-                        self.link_stats.remove(&old);
-                        self.peer_chains.remove(&old);
-                        self.close(old, CloseReason::Replaced);
-                    }
-                    links::Admit::Reject(_) => {
-                        self.peer_chains.remove(&id);
-                        self.close(id, CloseReason::Duplicate);
-                        return None;
-                    }
+                if self.node.established(id, peer, ext, now.mono) {
+                    self.peer_chains.insert(id, pc);
+                    self.link_stats.insert(id, stats);
                 }
-                self.link_stats.insert(id, stats);
-                // a link we dialled proves the address: the cache keeps it
-                self.dialer.linked(peer, outbound.then_some(addr));
-                if outbound {
-                    self.cache.learn(peer, addr, now.unix_ms / 1000);
-                }
-                self.dial_errors.remove(&peer);
-                self.announce_now = true;
             }
             ToSupervisor::WantLane { link, peer } => self.dial_lane(link, peer),
             ToSupervisor::LaneUp { id, peer, stats, chain } => self.lane_up(id, peer, stats, chain),
             ToSupervisor::LinkDown { id, peer: _, origin, reason } => {
                 self.shared.engine.stats().closed(reason.cause());
-                let pending = self.pending.remove(&id);
-                self.admission.done(id);
+                let closed = self.node.closed(id, &reason, now.mono);
                 self.link_stats.remove(&id);
                 self.peer_chains.remove(&id);
                 match self.lanes.closed(id) {
@@ -683,41 +639,25 @@ impl Supervisor {
                         for lane in lanes {
                             self.lane_stats.remove(&lane);
                             self.peer_chains.remove(&lane);
-                            self.close(lane, CloseReason::LaneWithoutLink);
+                            self.node.close(lane, CloseReason::LaneWithoutLink);
                         }
                     }
                     lane::Closed::Neither => {}
                 }
-                if let Origin::Lane(_, link) = origin {
+                if let (Origin::Lane(_, link), Closed::Conn(..) | Closed::Unknown) =
+                    (origin, closed)
+                {
                     debug!("lane for link {link} failed: {reason}");
                     self.lanes.dial_failed(link);
-                    return None;
-                }
-                if let Some(info) = self.links.remove(id) {
-                    if self.links.to_peer(&info.peer).is_none() {
-                        self.dialer.unlinked(info.peer, now.mono);
-                        self.announce_now = true;
-                    }
-                } else if let Origin::Dialled(mac) = origin {
-                    if reason == CloseReason::OwnNode {
-                        self.dialer.is_self(mac);
-                    } else if self.links.to_peer(&mac).is_none() {
-                        if let Some((_, addr)) = pending {
-                            self.dial_failed(mac, addr, reason);
-                        }
-                        self.dialer.failed(mac, now.mono);
-                    } else {
-                        self.dialer.linked(mac, None);
-                    }
                 }
             }
             // Hearsay: dialled (within the neighbour's share), never cached.
             ToSupervisor::Engine(Event::Learned { mac, addr, via }) => {
-                if let Learn::Refused(_) = self.dialer.learn(mac, addr, via, now.mono) {
+                if let Learn::Refused(_) = self.node.learned(mac, addr, via, now.mono) {
                     self.log_refusals(now.mono);
                 }
             }
-            ToSupervisor::Engine(Event::Forgot { mac }) => self.dialer.forget(mac),
+            ToSupervisor::Engine(Event::Forgot { mac }) => self.node.forgot(mac),
             ToSupervisor::Engine(Event::Health(report)) => self.trace_answer(report),
             ToSupervisor::Fatal(msg) => return Some(Exit::Fatal(msg)),
         }
@@ -728,7 +668,7 @@ impl Supervisor {
     /// link's address, on the link's worker, if it has fewer than it
     /// should; the next is dialled when this one is up.
     fn dial_lane(&mut self, link: LinkId, peer: Mac) {
-        let Some(addr) = self.links.get(link).map(|i| i.addr) else {
+        let Some(addr) = self.node.links().get(link).map(|i| i.addr) else {
             return; // gone, or refused as a duplicate
         };
         if !self.lanes.start_dial(link, self.shared.settings.lanes_wanted) {
@@ -741,8 +681,8 @@ impl Supervisor {
         match (stream, conn) {
             (Ok(stream), Ok(c)) => {
                 debug!("dialling a lane for link {link} to {peer}@{addr}");
-                let id = LinkId::new(self.next_seq, link.worker());
-                self.next_seq += 1;
+                let id = self.node.new_id_on(link.worker());
+                self.node.dialling_lane(id, peer, link, addr, self.shared.clock.mono());
                 self.hand_over(
                     id,
                     stream,
@@ -771,12 +711,11 @@ impl Supervisor {
         stats: Arc<LinkStats>,
         chain: Vec<CertificateDer<'static>>,
     ) {
-        let pending = self.pending.remove(&id);
-        self.admission.done(id);
+        let pending = self.node.lane_established(id);
         let accepted = !matches!(pending, Some((Origin::Lane(..), _)));
         let link = match pending {
-            Some((Origin::Lane(_, link), _)) => self.links.get(link),
-            _ => self.links.to_peer(&peer),
+            Some((Origin::Lane(_, link), _)) => self.node.links().get(link),
+            _ => self.node.links().to_peer(&peer),
         }
         .filter(|i| i.ext && i.peer == peer)
         .map(|i| LinkCtx { id: i.id, peer: i.peer, addr: i.addr, ext: i.ext });
@@ -792,8 +731,7 @@ impl Supervisor {
             self.pair(id, Some(ctx));
             id
         } else {
-            let to = LinkId::new(self.next_seq, ctx.id.worker());
-            self.next_seq += 1;
+            let to = self.node.new_id_on(ctx.id.worker());
             if let Some(w) = self.shared.workers.get(id.worker()) {
                 w.send_ctl(WorkerCtl::MoveLane { lane: id, to, link: ctx });
             }
@@ -916,13 +854,14 @@ impl Supervisor {
         self.server_cfg = server_cfg;
         let seeds: Vec<(Mac, SocketAddr)> =
             new.network.init.iter().map(|s| (s.mac, s.addr)).collect();
-        self.dialer.set_seeds(&seeds);
+        self.node.set_seeds(&seeds);
         let seed_addrs: Vec<SocketAddr> = seeds.iter().map(|s| s.1).collect();
-        self.dialer
+        let dialer = self.node.dialer_mut();
+        dialer
             .policy_mut()
             .set_loopback_allowed(AddrPolicy::loopback_allowed(self.cfg.network.bind, &seed_addrs));
-        self.dialer.set_max_links(new.network.max_links);
-        self.dialer.set_limits(dial_limits(&new));
+        dialer.set_max_links(new.network.max_links);
+        dialer.set_limits(dial_limits(&new));
         self.cfg.ssl = new.ssl;
         self.cfg.network.init = new.network.init;
         self.cfg.network.max_links = new.network.max_links;
@@ -1016,15 +955,6 @@ impl Supervisor {
             .unwrap_or_else(|| self.congestion.actual.clone())
     }
 
-    fn dial_failed(&mut self, mac: Mac, addr: SocketAddr, reason: CloseReason) {
-        if self.dial_errors.get(&mac) == Some(&reason) {
-            debug!("cannot link to {mac} at {addr}: {reason}");
-        } else {
-            warn!("cannot link to {mac} at {addr}: {reason} (retrying with back-off)");
-            self.dial_errors.insert(mac, reason);
-        }
-    }
-
     /// SIGUSR2 and `invpnctl restart`: the new process must be able to
     /// start, or the node would lose its interface. Checks the
     /// configuration and TLS material first; says what the restart applies
@@ -1076,10 +1006,10 @@ impl Supervisor {
         info!(
             "status: mac={} links={} routes={} cached_nodes={} known_nodes={}",
             e.me(),
-            self.links.len(),
+            self.node.links().len(),
             e.routes().len(),
             self.cache.len(),
-            self.dialer.known()
+            self.node.dialer().known()
         );
         for (l, s) in self.links() {
             let (rx, tx) = s.map_or((0, 0), |s| {
@@ -1110,7 +1040,8 @@ impl Supervisor {
 
     /// The established links and their counters (for the control socket).
     pub fn links(&self) -> Vec<(LinkInfo, Option<Arc<LinkStats>>)> {
-        self.links
+        self.node
+            .links()
             .all()
             .into_iter()
             .map(|l| {

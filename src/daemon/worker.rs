@@ -804,9 +804,6 @@ impl Worker {
                 *lossy.entry(ctx.id).or_default() += link.sample_health();
             }
             match link.state {
-                State::Handshaking if now.saturating_sub(link.created) > hs_timeout => {
-                    self.close(slot, CloseReason::HandshakeTimeout(hs_timeout));
-                }
                 State::Lane(None) if now.saturating_sub(link.created) > hs_timeout => {
                     self.close(slot, CloseReason::LaneUnpaired);
                 }

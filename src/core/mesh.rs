@@ -1,0 +1,500 @@
+//! The link lifecycle of one node, sans-IO: which nodes to dial and when,
+//! the connections under way and their handshake timer, admission of
+//! incoming connections, the duplicate-link decision, and when to announce
+//! (PROTOCOL.md §2, §7). The counterpart of quinn-proto's `Endpoint`.
+//!
+//! [`Node`] takes events (a connection accepted, a handshake finished, a
+//! connection closed with its [`CloseReason`], an address learned, the time)
+//! and returns [`Action`]s through [`Node::poll_action`] and its next
+//! deadline through [`Node::poll_timeout`]. The daemon's supervisor and
+//! workers execute the actions (open sockets, run TLS, move bytes) and
+//! report what happened; the simulator (`crate::sim`) executes them over
+//! simulated links. Every connection has an explicit [`ConnState`]:
+//!
+//! ```text
+//!   dial ──> Dialling ──┐
+//!                       ├─ established ─> Up ─ closed ─> (gone)
+//!   accept > Handshaking┘        │
+//!        any state ── Close action ──> Closing ── closed ──> (gone)
+//! ```
+//!
+//! A connection that is not up within the handshake timeout is closed with
+//! [`CloseReason::HandshakeTimeout`]. A node with no link at all retries its
+//! seeds at most [`ISOLATED_RETRY`] apart, whatever their back-off, so that
+//! a node whose seed was overloaded when it started joins as soon as the
+//! seed recovers.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+
+use hashbrown::HashMap;
+
+use super::addrs::AddrPolicy;
+use super::admission::{self, Admission};
+use super::dialer::{self, Dialer, Learn};
+use super::links::{self, CloseReason, LinkInfo, LinkTable};
+use super::mac::Mac;
+use super::LinkId;
+
+/// The longest a node without links waits between dials of its seeds (ms).
+pub const ISOLATED_RETRY: u64 = 5_000;
+
+/// How a connection came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// We dialled the node whose MAC this is.
+    Dialled(Mac),
+    /// It connected to our listener.
+    Accepted,
+    /// We dialled a lane to the node whose MAC this is, for the link
+    /// named (`core::lane`).
+    Lane(Mac, LinkId),
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// We dialled: TCP connect and TLS handshake under way.
+    Dialling,
+    /// It was accepted: TLS handshake under way.
+    Handshaking,
+    /// The handshake finished and the link won the duplicate decision.
+    Up,
+    /// We asked for it to be closed; its close is not yet reported.
+    Closing,
+}
+
+/// A connection the node knows of.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    origin: Origin,
+    addr: SocketAddr,
+    state: ConnState,
+    /// When it was dialled or accepted (monotonic ms).
+    since: u64,
+}
+
+/// What the node asks its executor to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open a TCP connection to `addr` and run a TLS client handshake
+    /// expecting the certificate of `mac`; report it as connection `id`.
+    Dial {
+        /// The connection's id.
+        id: LinkId,
+        /// The node dialled.
+        mac: Mac,
+        /// Where.
+        addr: SocketAddr,
+    },
+    /// Close connection or link `id`; report it closed afterwards.
+    Close {
+        /// The connection.
+        id: LinkId,
+        /// Why (counted by cause when the close is reported).
+        reason: CloseReason,
+    },
+    /// The link is up: it won the duplicate decision (or had none).
+    Up(LinkInfo),
+    /// Flood this node's announcement now (a link came or went).
+    Announce,
+    /// A link this node dialled proved that `peer` listens at `addr`:
+    /// worth keeping in the node cache.
+    Remember {
+        /// The node.
+        peer: Mac,
+        /// Its address.
+        addr: SocketAddr,
+    },
+    /// A dial of `mac` failed (it is retried with back-off). `first` is
+    /// whether this is the first failure of its kind in a row, worth a
+    /// warning; later ones are worth a debug line.
+    DialFailed {
+        /// The node.
+        mac: Mac,
+        /// The address dialled.
+        addr: SocketAddr,
+        /// Why.
+        reason: CloseReason,
+        /// The first failure of this kind in a row.
+        first: bool,
+    },
+}
+
+/// What a node needs to know to run its links.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's MAC.
+    pub me: Mac,
+    /// Most links to keep dialling for (`[network] max_links`).
+    pub max_links: usize,
+    /// Bounds on hearsay dial targets.
+    pub limits: dialer::Limits,
+    /// Which addresses may be dialled.
+    pub policy: AddrPolicy,
+    /// How long a connection may take to come up (ms).
+    pub handshake_timeout: u64,
+    /// How often to announce (ms).
+    pub announce_interval: u64,
+    /// How many workers connections are spread over (link ids name one).
+    pub workers: usize,
+    /// Seeds: the nodes to dial first (`[network] init`).
+    pub seeds: Vec<(Mac, SocketAddr)>,
+    /// Randomness for back-off jitter and dial order.
+    pub rng_seed: u64,
+}
+
+/// A seed, and when to dial it again if the node still has no link.
+#[derive(Debug, Clone, Copy)]
+struct Seed {
+    mac: Mac,
+    /// When its last dial started (monotonic ms).
+    dialled_at: u64,
+    /// When its last dial failed, plus what is left of [`ISOLATED_RETRY`].
+    retry_at: Option<u64>,
+}
+
+impl Seed {
+    fn new(mac: Mac) -> Seed {
+        Seed { mac, dialled_at: 0, retry_at: None }
+    }
+}
+
+/// What [`Node::closed`] found the closed connection to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// An established link.
+    Link(LinkInfo),
+    /// A connection that never became a link.
+    Conn(Origin, SocketAddr),
+    /// Nothing the node knew of (already closed).
+    Unknown,
+}
+
+/// The link lifecycle of one node (see the module's documentation).
+pub struct Node {
+    me: Mac,
+    dialer: Dialer,
+    links: LinkTable,
+    admission: Admission,
+    conns: HashMap<LinkId, Conn>,
+    handshake_timeout: u64,
+    announce_interval: u64,
+    next_announce: u64,
+    workers: usize,
+    next_seq: u64,
+    next_worker: usize,
+    /// Seeds, for [`ISOLATED_RETRY`].
+    seeds: Vec<Seed>,
+    /// The last failure of each node, so that a repeated one is not worth
+    /// a warning.
+    dial_errors: HashMap<Mac, CloseReason>,
+    actions: VecDeque<Action>,
+}
+
+impl Node {
+    /// A node with no links, about to dial its seeds.
+    pub fn new(cfg: NodeConfig) -> Node {
+        let mut dialer = Dialer::new(cfg.me, cfg.max_links, cfg.limits, cfg.policy, cfg.rng_seed);
+        for &(mac, addr) in &cfg.seeds {
+            dialer.add_seed(mac, addr);
+        }
+        Node {
+            me: cfg.me,
+            dialer,
+            links: LinkTable::new(),
+            admission: Admission::new(admission::PER_ADDRESS, admission::TOTAL),
+            conns: HashMap::new(),
+            handshake_timeout: cfg.handshake_timeout,
+            announce_interval: cfg.announce_interval.max(1),
+            next_announce: 0,
+            workers: cfg.workers.clamp(1, LinkId::MAX_WORKERS),
+            next_seq: 1,
+            next_worker: 0,
+            seeds: cfg.seeds.iter().map(|&(mac, _)| Seed::new(mac)).collect(),
+            dial_errors: HashMap::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// This node's MAC.
+    pub fn me(&self) -> Mac {
+        self.me
+    }
+
+    /// The established links.
+    pub fn links(&self) -> &LinkTable {
+        &self.links
+    }
+
+    /// The dialer (for its figures).
+    pub fn dialer(&self) -> &Dialer {
+        &self.dialer
+    }
+
+    /// The dialer, to feed it addresses (the node cache, own addresses)
+    /// and settings.
+    pub fn dialer_mut(&mut self) -> &mut Dialer {
+        &mut self.dialer
+    }
+
+    /// Replaces the seeds (a reload).
+    pub fn set_seeds(&mut self, seeds: &[(Mac, SocketAddr)]) {
+        self.dialer.set_seeds(seeds);
+        self.seeds = seeds.iter().map(|&(mac, _)| Seed::new(mac)).collect();
+    }
+
+    /// Incoming handshakes pending.
+    pub fn pending_handshakes(&self) -> usize {
+        self.admission.pending()
+    }
+
+    /// The state of connection `id`, if the node knows it.
+    pub fn state(&self, id: LinkId) -> Option<ConnState> {
+        self.conns.get(&id).map(|c| c.state)
+    }
+
+    /// A new connection id, on the next worker in turn.
+    pub fn new_id(&mut self) -> LinkId {
+        let w = self.next_worker % self.workers;
+        self.next_worker = self.next_worker.wrapping_add(1);
+        self.new_id_on(w)
+    }
+
+    /// A new connection id on worker `worker`.
+    pub fn new_id_on(&mut self, worker: usize) -> LinkId {
+        let id = LinkId::new(self.next_seq, worker);
+        self.next_seq += 1;
+        id
+    }
+
+    /// Asks for an announcement at the next [`Node::handle_timeout`].
+    pub fn announce_soon(&mut self) {
+        self.next_announce = 0;
+    }
+
+    /// The next action, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] is next due (monotonic ms).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let handshakes = self
+            .conns
+            .values()
+            .filter(|c| matches!(c.state, ConnState::Dialling | ConnState::Handshaking))
+            .map(|c| c.since + self.handshake_timeout + 1);
+        let seeds = self.isolated_due();
+        [Some(self.next_announce), self.dialer.next_due(), seeds]
+            .into_iter()
+            .flatten()
+            .chain(handshakes)
+            .min()
+    }
+
+    /// When a seed is due again while the node has no link.
+    fn isolated_due(&self) -> Option<u64> {
+        if !self.links.is_empty() {
+            return None;
+        }
+        self.seeds.iter().filter_map(|s| s.retry_at).min()
+    }
+
+    /// Runs the timers due at `now`: announcements, handshake timeouts and
+    /// dials.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if now >= self.next_announce {
+            self.next_announce = now + self.announce_interval;
+            self.actions.push_back(Action::Announce);
+        }
+        let late: Vec<LinkId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.state, ConnState::Dialling | ConnState::Handshaking))
+            .filter(|(_, c)| now.saturating_sub(c.since) > self.handshake_timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            self.close(id, CloseReason::HandshakeTimeout(self.handshake_timeout));
+        }
+        if self.links.is_empty() {
+            // cut the seeds' back-off short: there is nothing else to try
+            for s in self.seeds.iter_mut().filter(|s| s.retry_at.is_some_and(|t| now >= t)) {
+                s.retry_at = None;
+                self.dialer.retry_now(s.mac, now);
+            }
+        }
+        for d in self.dialer.poll(now, self.links.len()) {
+            let id = self.new_id();
+            self.conns.insert(
+                id,
+                Conn {
+                    origin: Origin::Dialled(d.mac),
+                    addr: d.addr,
+                    state: ConnState::Dialling,
+                    since: now,
+                },
+            );
+            if let Some(s) = self.seeds.iter_mut().find(|s| s.mac == d.mac) {
+                (s.dialled_at, s.retry_at) = (now, None);
+            }
+            self.actions.push_back(Action::Dial { id, mac: d.mac, addr: d.addr });
+        }
+    }
+
+    /// Asks for connection `id` to be closed.
+    pub fn close(&mut self, id: LinkId, reason: CloseReason) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            if c.state == ConnState::Closing {
+                return;
+            }
+            c.state = ConnState::Closing;
+        }
+        self.actions.push_back(Action::Close { id, reason });
+    }
+
+    /// A lane is being dialled as connection `id` (the lanes themselves
+    /// are paired by `core::lane`): its handshake is timed like any other.
+    pub fn dialling_lane(
+        &mut self,
+        id: LinkId,
+        peer: Mac,
+        link: LinkId,
+        addr: SocketAddr,
+        now: u64,
+    ) {
+        let conn =
+            Conn { origin: Origin::Lane(peer, link), addr, state: ConnState::Dialling, since: now };
+        self.conns.insert(id, conn);
+    }
+
+    /// A connection from `addr` was accepted: its id, or `None` if it is
+    /// to be closed at once (too many handshakes pending from its address).
+    /// When the total of pending handshakes is reached, the oldest is
+    /// closed to make room.
+    pub fn accept(&mut self, addr: SocketAddr, now: u64) -> Option<LinkId> {
+        let id = self.new_id();
+        match self.admission.admit(id, addr.ip()) {
+            admission::Admit::RefuseAddress => return None,
+            admission::Admit::AcceptEvicting(old) => self.close(old, CloseReason::Admission),
+            admission::Admit::Accept => {}
+        }
+        let conn =
+            Conn { origin: Origin::Accepted, addr, state: ConnState::Handshaking, since: now };
+        self.conns.insert(id, conn);
+        Some(id)
+    }
+
+    /// An address where this node is reached (never to be dialled).
+    pub fn own_address(&mut self, addr: SocketAddr) {
+        self.dialer.policy_mut().add_own(addr);
+    }
+
+    /// How connection `id` came about and from where, while it is not up.
+    pub fn origin(&self, id: LinkId) -> Option<(Origin, SocketAddr)> {
+        self.conns.get(&id).map(|c| (c.origin, c.addr))
+    }
+
+    /// Connection `id` finished its handshake with `peer` (`ext`: an invpnd
+    /// node) and is a link: decides whether it is kept. Returns whether it
+    /// is up; if so, [`Action::Up`] follows (and the link it replaces is
+    /// closed), else the connection is closed as a duplicate.
+    pub fn established(&mut self, id: LinkId, peer: Mac, ext: bool, now: u64) -> bool {
+        let Some(conn) = self.conns.get(&id).copied() else {
+            return false;
+        };
+        if conn.state == ConnState::Closing {
+            return false;
+        }
+        self.admission.done(id);
+        let outbound = !matches!(conn.origin, Origin::Accepted);
+        let info = LinkInfo { id, peer, addr: conn.addr, outbound, ext, since: now };
+        match self.links.admit(self.me, info.clone()) {
+            links::Admit::Accept => {}
+            links::Admit::Replace(old) => self.close(old, CloseReason::Replaced),
+            links::Admit::Reject(_) => {
+                self.close(id, CloseReason::Duplicate);
+                return false;
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.state = ConnState::Up;
+        }
+        // a link we dialled proves the address
+        self.dialer.linked(peer, outbound.then_some(conn.addr));
+        if outbound {
+            self.actions.push_back(Action::Remember { peer, addr: conn.addr });
+        }
+        self.dial_errors.remove(&peer);
+        self.actions.push_back(Action::Up(info));
+        self.announce_soon();
+        true
+    }
+
+    /// A lane's handshake finished: it leaves the handshake timer (pairing
+    /// it is `core::lane`'s business). Returns how it came about.
+    pub fn lane_established(&mut self, id: LinkId) -> Option<(Origin, SocketAddr)> {
+        self.admission.done(id);
+        self.conns.remove(&id).map(|c| (c.origin, c.addr))
+    }
+
+    /// Connection or link `id` closed for `reason`: the dialer learns of
+    /// it (back-off after a failed dial, a redial after a lost link).
+    pub fn closed(&mut self, id: LinkId, reason: &CloseReason, now: u64) -> Closed {
+        self.admission.done(id);
+        let conn = self.conns.remove(&id);
+        if let Some(info) = self.links.remove(id) {
+            if self.links.to_peer(&info.peer).is_none() {
+                self.dialer.unlinked(info.peer, now);
+                self.announce_soon();
+            }
+            return Closed::Link(info);
+        }
+        let Some(conn) = conn else { return Closed::Unknown };
+        if let Origin::Dialled(mac) = conn.origin {
+            if *reason == CloseReason::OwnNode {
+                self.dialer.is_self(mac);
+            } else if self.links.to_peer(&mac).is_none() {
+                let first = self.dial_errors.get(&mac) != Some(reason);
+                if first {
+                    self.dial_errors.insert(mac, reason.clone());
+                }
+                let (addr, reason) = (conn.addr, reason.clone());
+                self.actions.push_back(Action::DialFailed { mac, addr, reason, first });
+                self.dialer.failed(mac, now);
+                if let Some(s) = self.seeds.iter_mut().find(|s| s.mac == mac) {
+                    s.retry_at = Some(now.max(s.dialled_at + ISOLATED_RETRY));
+                }
+            } else {
+                self.dialer.linked(mac, None);
+            }
+        }
+        Closed::Conn(conn.origin, conn.addr)
+    }
+
+    /// A neighbour announced that `mac` listens at `addr` (hearsay).
+    pub fn learned(&mut self, mac: Mac, addr: SocketAddr, via: Mac, now: u64) -> Learn {
+        self.dialer.learn(mac, addr, via, now)
+    }
+
+    /// `mac` is no longer announced.
+    pub fn forgot(&mut self, mac: Mac) {
+        self.dialer.forget(mac);
+    }
+
+    /// The connections under way (not yet up), by state.
+    pub fn connecting(&self) -> (usize, usize) {
+        let n = |s| self.conns.values().filter(|c| c.state == s).count();
+        (n(ConnState::Dialling), n(ConnState::Handshaking))
+    }
+
+    /// The address an accepted connection came from (for logs).
+    pub fn ip_of(&self, id: LinkId) -> Option<IpAddr> {
+        self.conns.get(&id).map(|c| c.addr.ip())
+    }
+}
+
+#[cfg(test)]
+#[path = "mesh_tests.rs"]
+mod tests;

@@ -1,0 +1,256 @@
+use super::*;
+
+fn me(n: u8) -> Mac {
+    Mac([2, 0, 0, 0, 0, n])
+}
+
+fn addr(n: u8) -> SocketAddr {
+    SocketAddr::from(([198, 18, 0, n], 655))
+}
+
+fn node(n: u8, seeds: &[u8]) -> Node {
+    Node::new(NodeConfig {
+        me: me(n),
+        max_links: 8,
+        limits: dialer::Limits::DEFAULT,
+        policy: AddrPolicy::new(&[], false),
+        handshake_timeout: 10_000,
+        announce_interval: 5_000,
+        workers: 2,
+        seeds: seeds.iter().map(|&s| (me(s), addr(s))).collect(),
+        rng_seed: n as u64,
+    })
+}
+
+fn actions(n: &mut Node) -> Vec<Action> {
+    std::iter::from_fn(|| n.poll_action()).collect()
+}
+
+fn dials(acts: &[Action]) -> Vec<(LinkId, Mac)> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Dial { id, mac, .. } => Some((*id, *mac)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_dials_its_seed_and_announces_when_the_link_is_up() {
+    let mut a = node(1, &[2]);
+    a.handle_timeout(0);
+    let acts = actions(&mut a);
+    assert!(acts.contains(&Action::Announce));
+    let d = dials(&acts);
+    assert_eq!(d.len(), 1);
+    let (id, mac) = d[0];
+    assert_eq!(mac, me(2));
+    assert_eq!(a.state(id), Some(ConnState::Dialling));
+    assert!(a.established(id, me(2), true, 100));
+    assert_eq!(a.state(id), Some(ConnState::Up));
+    let acts = actions(&mut a);
+    assert!(
+        matches!(&acts[..], [Action::Remember { .. }, Action::Up(i)] if i.id == id && i.outbound)
+    );
+    assert_eq!(a.poll_timeout(), Some(0), "an announcement is due at once");
+    a.handle_timeout(100);
+    assert_eq!(actions(&mut a), vec![Action::Announce]);
+    // nothing else to do: the next announcement is the next deadline
+    assert_eq!(a.poll_timeout(), Some(5_100));
+}
+
+#[test]
+fn simultaneous_dials_keep_the_link_dialled_by_the_lower_mac_at_both_ends() {
+    let (mut a, mut b) = (node(1, &[2]), node(2, &[1]));
+    a.handle_timeout(0);
+    b.handle_timeout(0);
+    let (a_out, _) = dials(&actions(&mut a))[0];
+    let (b_out, _) = dials(&actions(&mut b))[0];
+    // each accepts the other's connection
+    let a_in = a.accept(addr(2), 5).unwrap();
+    let b_in = b.accept(addr(1), 5).unwrap();
+    // all four handshakes finish, in an order that differs at each end
+    assert!(a.established(a_out, me(2), true, 10));
+    assert!(b.established(b_out, me(1), true, 10));
+    assert!(!a.established(a_in, me(2), false, 11));
+    assert!(b.established(b_in, me(1), false, 11));
+    let (acts_a, acts_b) = (actions(&mut a), actions(&mut b));
+    // a (lower MAC) keeps its own dial and refuses b's
+    assert!(acts_a.contains(&Action::Close { id: a_in, reason: CloseReason::Duplicate }));
+    // b replaces its own dial by a's
+    assert!(acts_b.contains(&Action::Close { id: b_out, reason: CloseReason::Replaced }));
+    assert_eq!(a.links().to_peer(&me(2)).map(|l| l.id), Some(a_out));
+    assert_eq!(b.links().to_peer(&me(1)).map(|l| l.id), Some(b_in));
+    // the losers' closes are reported: the links stay
+    assert_eq!(
+        a.closed(a_in, &CloseReason::Duplicate, 20),
+        Closed::Conn(Origin::Accepted, addr(2))
+    );
+    assert!(matches!(
+        b.closed(b_out, &CloseReason::Replaced, 20),
+        Closed::Unknown | Closed::Conn(..)
+    ));
+    assert_eq!(a.links().len(), 1);
+    assert_eq!(b.links().len(), 1);
+}
+
+#[test]
+fn failed_dials_back_off_and_a_repeated_failure_is_not_worth_a_warning() {
+    let mut a = node(1, &[2]);
+    a.handle_timeout(0);
+    let mut now = 0;
+    let mut starts = Vec::new();
+    for _ in 0..4 {
+        let acts = actions(&mut a);
+        let (id, _) = dials(&acts)[0];
+        starts.push(now);
+        let refused = CloseReason::ConnectFailed(std::io::ErrorKind::ConnectionRefused);
+        assert!(matches!(a.closed(id, &refused, now), Closed::Conn(Origin::Dialled(_), _)));
+        let failed = actions(&mut a);
+        let first = starts.len() == 1;
+        assert!(
+            matches!(&failed[..], [Action::DialFailed { first: f, .. }] if *f == first),
+            "{failed:?}"
+        );
+        // run the clock to the next dial
+        loop {
+            now = a.poll_timeout().unwrap().max(now + 1);
+            a.handle_timeout(now);
+            if a.connecting().0 > 0 {
+                break;
+            }
+        }
+    }
+    starts.push(now);
+    let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    // 1 s, 2 s, then the cut of ISOLATED_RETRY for a node without links
+    assert!((800..=1_200).contains(&gaps[0]), "{gaps:?}");
+    assert!((1_600..=2_400).contains(&gaps[1]), "{gaps:?}");
+    assert!(gaps[2] <= ISOLATED_RETRY && gaps[3] <= ISOLATED_RETRY, "{gaps:?}");
+}
+
+#[test]
+fn a_node_whose_seed_is_overloaded_joins_as_soon_as_the_seed_recovers() {
+    // The seed accepts the TCP connection but its handshakes time out until
+    // RECOVERS (monotonic ms); from then on they finish in 50 ms.
+    const RECOVERS: u64 = 200_000;
+    let mut a = node(1, &[2]);
+    let mut now = 0;
+    let mut pending: Option<(LinkId, u64)> = None;
+    let mut joined = None;
+    let mut timeouts = 0;
+    while now < RECOVERS + 60_000 && joined.is_none() {
+        a.handle_timeout(now);
+        for act in actions(&mut a) {
+            match act {
+                Action::Dial { id, .. } => pending = Some((id, now)),
+                Action::Close { id, reason } => {
+                    assert!(matches!(reason, CloseReason::HandshakeTimeout(_)));
+                    timeouts += 1;
+                    assert!(pending.is_some_and(|p| p.0 == id));
+                    pending = None;
+                    a.closed(id, &reason, now);
+                }
+                Action::Up(_) => joined = Some(now),
+                _ => {}
+            }
+        }
+        if let Some((id, at)) = pending {
+            if at >= RECOVERS && now >= at + 50 {
+                a.established(id, me(2), true, now);
+                pending = None;
+                continue;
+            }
+        }
+        let next = a.poll_timeout().unwrap_or(u64::MAX);
+        now = next.max(now + 1).min(pending.map_or(u64::MAX, |p| p.1 + 50).max(now + 1));
+    }
+    let joined = joined.expect("never joined");
+    assert!(timeouts >= 10, "the seed timed out {timeouts} handshakes");
+    // the dial under way at RECOVERS times out (10 s), the next one starts
+    // at once and takes 50 ms
+    assert!(joined <= RECOVERS + 10_000 + ISOLATED_RETRY + 100, "joined at {joined}");
+}
+
+#[test]
+fn a_lost_link_is_dialled_again_soon_and_a_silent_one_too() {
+    let mut a = node(1, &[2]);
+    a.handle_timeout(0);
+    let (id, _) = dials(&actions(&mut a))[0];
+    a.established(id, me(2), true, 10);
+    actions(&mut a);
+    assert!(matches!(a.closed(id, &CloseReason::Silent(12_500), 1_000), Closed::Link(_)));
+    assert!(a.links().is_empty());
+    assert_eq!(actions(&mut a), vec![]);
+    let due = a.poll_timeout().unwrap();
+    assert!(due <= 1_000, "an announcement that the link went is due: {due}");
+    a.handle_timeout(due.max(1_000));
+    let mut now = 1_000;
+    let mut redial = None;
+    while redial.is_none() && now < 3_000 {
+        now = a.poll_timeout().unwrap().max(now + 1);
+        a.handle_timeout(now);
+        redial = dials(&actions(&mut a)).first().copied();
+    }
+    let (id2, mac) = redial.expect("not dialled again within 2 s");
+    assert_eq!(mac, me(2));
+    assert_ne!(id2, id);
+}
+
+#[test]
+fn churn_keeps_the_tables_consistent() {
+    // links to many peers come and go in random order; the node's tables
+    // end empty and its deadlines stay in the future
+    let mut a = node(1, &[]);
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut up: Vec<LinkId> = Vec::new();
+    for step in 0..2_000u64 {
+        let now = step * 10;
+        if rng.bool() || up.is_empty() {
+            let peer = me(rng.u8(2..60));
+            let id = a.accept(addr(rng.u8(2..60)), now).unwrap();
+            if a.established(id, peer, rng.bool(), now) {
+                up.push(id);
+            }
+        } else {
+            let id = up.swap_remove(rng.usize(..up.len()));
+            a.closed(id, &CloseReason::PeerClosed, now);
+        }
+        for act in actions(&mut a) {
+            if let Action::Close { id, reason } = act {
+                up.retain(|u| *u != id);
+                a.closed(id, &reason, now);
+            }
+        }
+        a.handle_timeout(now);
+        assert!(a.poll_timeout().unwrap() > now);
+        assert!(a.links().len() <= 58);
+        assert_eq!(a.links().len(), up.len());
+    }
+    for id in up {
+        a.closed(id, &CloseReason::PeerClosed, 30_000);
+    }
+    assert!(a.links().is_empty());
+    assert_eq!(a.connecting(), (0, 0));
+    assert_eq!(a.pending_handshakes(), 0);
+}
+
+#[test]
+fn incoming_handshakes_are_capped_per_address_and_time_out() {
+    let mut a = node(1, &[]);
+    let ids: Vec<_> = (0..admission::PER_ADDRESS).map(|_| a.accept(addr(9), 0).unwrap()).collect();
+    assert_eq!(a.accept(addr(9), 0), None, "too many pending from one address");
+    assert_eq!(a.connecting(), (0, admission::PER_ADDRESS));
+    a.handle_timeout(0);
+    actions(&mut a);
+    a.handle_timeout(10_001);
+    let closes: Vec<_> = actions(&mut a)
+        .into_iter()
+        .filter(|a| matches!(a, Action::Close { reason: CloseReason::HandshakeTimeout(_), .. }))
+        .collect();
+    assert_eq!(closes.len(), ids.len());
+    for id in ids {
+        a.closed(id, &CloseReason::HandshakeTimeout(10_000), 10_001);
+    }
+    assert!(a.accept(addr(9), 10_002).is_some());
+}
