@@ -1,41 +1,87 @@
 //! Scale figures for invpnd's protocol from the mesh simulator: for each
-//! size, a random mesh of degree 3-8 with 1-20 ms links and 5 s
-//! announcements, it reports the time until every node routes to every
-//! other, the control-plane traffic per node in steady state, and how long
-//! after a node crashes every pair of live nodes reaches each other again.
+//! size, the time until every node routes to every other, the links per
+//! node, the control-plane traffic per node at rest, what one broadcast
+//! costs mesh-wide, and how long after the best-connected node crashes
+//! every pair of live nodes reaches each other again.
 //!
 //!     cargo run --release --example mesh_sim -- 10 50 200 1000
+//!     cargo run --release --example mesh_sim -- --dialled 40 100
+//!
+//! By default the mesh is a random graph of degree 3-8 with 1-20 ms links,
+//! joined at time 0. With `--dialled` every node runs the daemon's link
+//! lifecycle (`core::mesh::Node`, default `max_links` 100; `--max-links N`
+//! to change it), starts within the first second with node 0 as its only
+//! seed, and builds the mesh as real nodes do; times are then counted from
+//! the cold start.
 
 use std::time::Instant;
 
-use invpn::sim::{Sim, SimConfig};
+use invpn::core::Mac;
+use invpn::sim::{Dialled, Sim, SimConfig};
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dialled = args.iter().any(|a| a == "--dialled");
+    let max_links = args
+        .iter()
+        .position(|a| a == "--max-links")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let sizes: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || args[i - 1] != "--max-links")
+        .filter_map(|(_, a)| a.parse().ok())
+        .collect();
     let sizes = if sizes.is_empty() { vec![10, 50, 200, 1000] } else { sizes };
+    let config = |n: usize| {
+        if dialled {
+            SimConfig::dialled(n, 42, Dialled { max_links, ..Dialled::default() })
+        } else {
+            SimConfig::new(n, 42)
+        }
+    };
     println!(
-        "| nodes | links | mean degree | converged after, ms | control bytes/node/s | control msgs/node/s | crash: all pairs reachable again after, ms | wall time, s |"
+        "| nodes | links | links per node, mean / max | converged after, ms | control bytes/node/s | control msgs/node/s | one broadcast, msgs | crash: all pairs reachable again after, ms | wall time, s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         let wall = Instant::now();
-        let mut sim = Sim::new(SimConfig::new(n, 42));
-        let (links, degree) = (sim.edges(), sim.mean_degree());
-        let conv = sim.converge(60_000);
-        // steady state: 30 s of simulated time
+        let mut sim = Sim::new(config(n));
+        let conv = if dialled {
+            // every node has started after a second
+            sim.settle(1_000);
+            sim.converge(120_000).map(|_| sim.now())
+        } else {
+            sim.converge(60_000)
+        };
+        // at rest: 30 s of simulated time, after 10 s more
         sim.settle(10_000);
+        let links = sim.edges();
+        let per_node: Vec<usize> = (0..n).map(|i| sim.neighbours(i).len()).collect();
+        let max_degree = per_node.iter().copied().max().unwrap_or(0);
         let (b0, m0, t0) = (sim.control_bytes, sim.control_msgs, sim.now());
         sim.settle(30_000);
         let secs = (sim.now() - t0) as f64 / 1000.0;
         let bps = (sim.control_bytes - b0) as f64 / n as f64 / secs;
         let mps = (sim.control_msgs - m0) as f64 / n as f64 / secs;
+        // one broadcast frame from node 1 (an ARP request, say)
+        let before = sim.all_msgs - sim.control_msgs;
+        let sent = sim.send_frame(1 % n, Mac([0xff; 6]), &[0u8; 46]);
+        sim.settle(1_000);
+        let bcast = sim.all_msgs - sim.control_msgs - before;
+        let bcast = if sent { bcast.to_string() } else { "-".into() };
         // crash the best-connected node (if the rest stays connected)
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by_key(|i| std::cmp::Reverse(sim.neighbours(*i).len()));
         let victim = order.into_iter().take(20).find(|&v| {
-            let mut probe = Sim::new(SimConfig::new(n, 42));
-            probe.crash(v);
-            probe.connected()
+            // a dialled mesh is dense; a random one may hang on one node
+            dialled || {
+                let mut probe = Sim::new(config(n));
+                probe.crash(v);
+                probe.connected()
+            }
         });
         let recovery = victim.map(|v| {
             sim.crash(v);
@@ -49,12 +95,14 @@ fn main() {
             }
         });
         println!(
-            "| {n} | {} | {:.1} | {} | {:.0} | {:.0} | {} | {:.1} |",
+            "| {n} | {} | {:.1} / {} | {} | {:.0} | {:.0} | {} | {} | {:.1} |",
             links,
-            degree,
+            2.0 * links as f64 / n as f64,
+            max_degree,
             conv.map_or("not converged".into(), |t| t.to_string()),
             bps,
             mps,
+            bcast,
             recovery.map_or("-".into(), |t| t.to_string()),
             wall.elapsed().as_secs_f64()
         );

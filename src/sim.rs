@@ -4,12 +4,25 @@
 //! control-plane traffic for meshes far larger than a machine can host,
 //! and lets tests check mesh-wide properties (every broadcast delivered
 //! exactly once, unicast frames reach their destination) without root.
+//!
+//! The mesh is either a random graph joined at time 0
+//! ([`SimConfig::dialled`] `None`), or the one real nodes build: every
+//! node runs the daemon's link lifecycle ([`crate::core::mesh::Node`]),
+//! starts from one seed, dials, accepts, decides on duplicate links and
+//! times out handshakes exactly as the daemon does, over simulated TCP
+//! connections with the links' latencies.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::rc::Rc;
 
+use hashbrown::HashMap;
+
+use crate::core::addrs::AddrPolicy;
+use crate::core::dialer;
+use crate::core::links::CloseReason;
+use crate::core::mesh::{Action, ConnState, Node, NodeConfig};
 use crate::core::wire::{self, FRAME_HEADROOM};
 use crate::core::{Engine, EngineConfig, Event, LinkCtx, LinkId, Mac, Now, Output, TapAction};
 
@@ -28,6 +41,27 @@ pub struct SimConfig {
     pub route_ttl: u64,
     /// Seeds the topology, latencies and the nodes' randomness.
     pub seed: u64,
+    /// Build the mesh as real nodes do (see [`Dialled`]) instead of a
+    /// random graph of `degree`.
+    pub dialled: Option<Dialled>,
+}
+
+/// How nodes that build their own mesh are set up.
+#[derive(Debug, Clone, Copy)]
+pub struct Dialled {
+    /// `[network] max_links`.
+    pub max_links: usize,
+    /// Nodes start at random times within this many ms.
+    pub start_within: u64,
+    /// The handshake timeout (ms).
+    pub handshake_timeout: u64,
+}
+
+impl Default for Dialled {
+    /// The daemon's defaults; every node starts within the first second.
+    fn default() -> Dialled {
+        Dialled { max_links: 100, start_within: 1000, handshake_timeout: 10_000 }
+    }
 }
 
 impl SimConfig {
@@ -40,9 +74,35 @@ impl SimConfig {
             announce_interval: 5000,
             route_ttl: 60_000,
             seed,
+            dialled: None,
         }
     }
+
+    /// `nodes` nodes that build their mesh as the daemon does, each given
+    /// node 0 as its seed.
+    pub fn dialled(nodes: usize, seed: u64, dialled: Dialled) -> SimConfig {
+        SimConfig { dialled: Some(dialled), ..SimConfig::new(nodes, seed) }
+    }
 }
+
+/// The listening address of simulated node `i`.
+pub fn node_addr(i: usize) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([198, 18, (i >> 8) as u8, i as u8], 41744))
+}
+
+/// The node listening at `addr`, if any.
+fn node_at(addr: std::net::SocketAddr) -> usize {
+    match addr.ip() {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            (o[2] as usize) << 8 | o[3] as usize
+        }
+        std::net::IpAddr::V6(_) => usize::MAX,
+    }
+}
+
+/// No position yet: the far end of a link is not up on its side.
+const NOT_YET: LinkId = LinkId(u64::MAX);
 
 /// One end of a simulated link.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +118,12 @@ struct SimNode {
     engine: Engine,
     links: Vec<End>,
     alive: bool,
+    /// The link lifecycle, when the mesh is dialled.
+    node: Option<Node>,
+    /// Position in `links` of each link by its [`Node`] id.
+    pos_of: HashMap<LinkId, usize>,
+    /// When a wake-up of `node` is scheduled.
+    wake_at: Option<u64>,
 }
 
 /// Something due at a virtual time.
@@ -68,6 +134,16 @@ enum Kind {
     Announce(usize),
     /// Housekeeping of every node (once a second).
     Tick,
+    /// A node starts (dialled meshes).
+    Start(usize),
+    /// A node's link lifecycle is due.
+    Wake(usize),
+    /// Connection `id` dialled by `from` reaches node `to`.
+    Syn { from: usize, id: LinkId, to: usize },
+    /// The TLS handshake between two connections finishes.
+    Handshake { a: usize, aid: LinkId, b: usize, bid: LinkId },
+    /// The far end closed connection `id` of node `to`.
+    Reset { to: usize, id: LinkId },
 }
 
 struct Due {
@@ -104,10 +180,15 @@ pub struct Sim {
     seq: u64,
     nodes: Vec<SimNode>,
     queue: BinaryHeap<Reverse<Due>>,
+    /// Which node and connection is at the other end of each connection of
+    /// a dialled mesh.
+    pairs: HashMap<(usize, LinkId), (usize, LinkId)>,
     /// Bytes and messages of types below 0x80 (control) sent on links.
     pub control_bytes: u64,
     /// See `control_bytes`.
     pub control_msgs: u64,
+    /// Every message sent on a link, control or not.
+    pub all_msgs: u64,
     /// Frames written to TAPs.
     pub delivered: Deliveries,
     rng: fastrand::Rng,
@@ -119,6 +200,7 @@ struct Collect<'a> {
     links: &'a [End],
     sends: Vec<(LinkId, Rc<[u8]>)>,
     delivered: &'a Deliveries,
+    events: Vec<Event>,
 }
 
 impl Output for Collect<'_> {
@@ -136,7 +218,9 @@ impl Output for Collect<'_> {
     fn deliver(&mut self, frame: &[u8]) {
         self.delivered.borrow_mut().push((self.node, frame.to_vec()));
     }
-    fn event(&mut self, _ev: Event) {}
+    fn event(&mut self, ev: Event) {
+        self.events.push(ev);
+    }
 }
 
 /// The MAC of simulated node `i`.
@@ -163,8 +247,18 @@ impl Sim {
             .collect();
         let mut nodes: Vec<SimNode> = engines
             .into_iter()
-            .map(|engine| SimNode { engine, links: Vec::new(), alive: true })
+            .map(|engine| SimNode {
+                engine,
+                links: Vec::new(),
+                alive: true,
+                node: None,
+                pos_of: HashMap::new(),
+                wake_at: None,
+            })
             .collect();
+        if let Some(d) = cfg.dialled {
+            return Sim::dialled(cfg, d, nodes, rng);
+        }
         let want: Vec<usize> = (0..n).map(|_| rng.usize(cfg.degree.0..=cfg.degree.1)).collect();
         let mut edges: Vec<(usize, usize)> = Vec::new();
         let mut adj = vec![Vec::<usize>::new(); n];
@@ -192,8 +286,10 @@ impl Sim {
             seq: 0,
             nodes: Vec::new(),
             queue: BinaryHeap::new(),
+            pairs: HashMap::new(),
             control_bytes: 0,
             control_msgs: 0,
+            all_msgs: 0,
             delivered: Rc::new(RefCell::new(Vec::new())),
             rng,
         };
@@ -202,10 +298,8 @@ impl Sim {
             let latency = sim.rng.u64(sim.cfg.latency.0..=sim.cfg.latency.1);
             let (la, lb) =
                 (LinkId(nodes[a].links.len() as u64), LinkId(nodes[b].links.len() as u64));
-            let addr =
-                |i: usize| std::net::SocketAddr::from(([198, 18, (i >> 8) as u8, i as u8], 41744));
-            let ca = LinkCtx { id: la, peer: node_mac(b), addr: addr(b), ext: true };
-            let cb = LinkCtx { id: lb, peer: node_mac(a), addr: addr(a), ext: true };
+            let ca = LinkCtx { id: la, peer: node_mac(b), addr: node_addr(b), ext: true };
+            let cb = LinkCtx { id: lb, peer: node_mac(a), addr: node_addr(a), ext: true };
             nodes[a].links.push(End { ctx: ca, peer_node: b, peer_link: lb, latency, up: true });
             nodes[b].links.push(End { ctx: cb, peer_node: a, peer_link: la, latency, up: true });
             nodes[a].engine.link_up(&ca, now);
@@ -218,6 +312,195 @@ impl Sim {
         }
         sim.schedule(1000, Kind::Tick);
         sim
+    }
+
+    /// Nodes that dial their own mesh, starting from node 0 as the seed.
+    fn dialled(cfg: SimConfig, d: Dialled, mut nodes: Vec<SimNode>, rng: fastrand::Rng) -> Sim {
+        for (i, n) in nodes.iter_mut().enumerate() {
+            n.node = Some(Node::new(NodeConfig {
+                me: node_mac(i),
+                max_links: d.max_links,
+                limits: dialer::Limits::DEFAULT,
+                policy: AddrPolicy::new(&[node_addr(i)], false),
+                handshake_timeout: d.handshake_timeout,
+                announce_interval: cfg.announce_interval,
+                workers: 1,
+                seeds: if i == 0 { Vec::new() } else { vec![(node_mac(0), node_addr(0))] },
+                rng_seed: cfg.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            }));
+            n.alive = false;
+        }
+        let n = nodes.len();
+        let mut sim = Sim {
+            cfg,
+            now: 0,
+            seq: 0,
+            nodes,
+            queue: BinaryHeap::new(),
+            pairs: HashMap::new(),
+            control_bytes: 0,
+            control_msgs: 0,
+            all_msgs: 0,
+            delivered: Rc::new(RefCell::new(Vec::new())),
+            rng,
+        };
+        for i in 0..n {
+            let at = if i == 0 { 0 } else { sim.rng.u64(0..=d.start_within) };
+            sim.schedule(at, Kind::Start(i));
+        }
+        sim.schedule(1000, Kind::Tick);
+        sim
+    }
+
+    /// The one-way latency between two nodes (the same both ways, drawn
+    /// once per pair from the configured range).
+    fn latency(&self, a: usize, b: usize) -> u64 {
+        let (lo, hi) = self.cfg.latency;
+        let (x, y) = (a.min(b) as u64, a.max(b) as u64);
+        let h = (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ y.wrapping_mul(0xc2b2_ae3d_27d4_eb4f))
+            .wrapping_add(self.cfg.seed)
+            .wrapping_mul(0x1656_67b1_9e37_79f9);
+        lo + (h >> 33) % (hi - lo + 1)
+    }
+
+    /// Runs what node `i`'s link lifecycle asks for, and schedules its next
+    /// wake-up.
+    fn drive(&mut self, i: usize) {
+        while let Some(action) = self.nodes[i].node.as_mut().and_then(|n| n.poll_action()) {
+            match action {
+                Action::Dial { id, addr, .. } => {
+                    let j = node_at(addr);
+                    // a dead or absent node: the handshake timer closes it
+                    if j < self.nodes.len() && j != i {
+                        let at = self.now + self.latency(i, j);
+                        self.schedule(at, Kind::Syn { from: i, id, to: j });
+                    }
+                }
+                Action::Close { id, reason } => self.close_conn(i, id, reason),
+                Action::Up(info) => self.link_came_up(i, info.id),
+                Action::Announce => self.announce(i),
+                Action::Remember { .. } | Action::DialFailed { .. } => {}
+            }
+        }
+        let Some(due) = self.nodes[i].node.as_ref().and_then(|n| n.poll_timeout()) else {
+            return;
+        };
+        let due = due.max(self.now + 1);
+        if self.nodes[i].wake_at.is_none_or(|w| w <= self.now || due < w) {
+            self.nodes[i].wake_at = Some(due);
+            self.schedule(due, Kind::Wake(i));
+        }
+    }
+
+    /// Node `i` closes connection `id`: the far end hears of it one
+    /// latency later.
+    fn close_conn(&mut self, i: usize, id: LinkId, reason: CloseReason) {
+        if let Some(pos) = self.nodes[i].pos_of.remove(&id) {
+            if self.nodes[i].links[pos].up {
+                self.nodes[i].links[pos].up = false;
+                let now = self.clock();
+                self.nodes[i].engine.link_down(LinkId(pos as u64), now);
+            }
+        }
+        if let Some((j, jid)) = self.pairs.remove(&(i, id)) {
+            self.pairs.remove(&(j, jid));
+            let at = self.now + self.latency(i, j);
+            self.schedule(at, Kind::Reset { to: j, id: jid });
+        }
+        let now = self.now;
+        if let Some(n) = self.nodes[i].node.as_mut() {
+            n.closed(id, &reason, now);
+        }
+    }
+
+    /// Node `i`'s connection `id` won the duplicate decision: its engine
+    /// gets the link.
+    fn link_came_up(&mut self, i: usize, id: LinkId) {
+        let Some(&(j, jid)) = self.pairs.get(&(i, id)) else { return };
+        let pos = self.nodes[i].links.len();
+        let peer_link = self.nodes[j].pos_of.get(&jid).map_or(NOT_YET, |p| LinkId(*p as u64));
+        let ctx =
+            LinkCtx { id: LinkId(pos as u64), peer: node_mac(j), addr: node_addr(j), ext: true };
+        let latency = self.latency(i, j);
+        let end = End { ctx, peer_node: j, peer_link, latency, up: true };
+        self.nodes[i].links.push(end);
+        self.nodes[i].pos_of.insert(id, pos);
+        if let Some(p) = self.nodes[j].pos_of.get(&jid).copied() {
+            self.nodes[j].links[p].peer_link = LinkId(pos as u64);
+        }
+        let now = self.clock();
+        self.nodes[i].engine.link_up(&ctx, now);
+    }
+
+    fn on_lifecycle(&mut self, kind: Kind) {
+        let now = self.now;
+        match kind {
+            Kind::Start(i) => {
+                self.nodes[i].alive = true;
+                if let Some(n) = self.nodes[i].node.as_mut() {
+                    n.handle_timeout(now);
+                }
+                self.drive(i);
+            }
+            Kind::Wake(i) => {
+                if self.nodes[i].wake_at == Some(now) {
+                    self.nodes[i].wake_at = None;
+                }
+                if self.nodes[i].alive {
+                    if let Some(n) = self.nodes[i].node.as_mut() {
+                        n.handle_timeout(now);
+                    }
+                    self.drive(i);
+                }
+            }
+            Kind::Syn { from, id, to } => {
+                let dialling = |s: &Sim| {
+                    s.nodes[from].alive
+                        && s.nodes[from].node.as_ref().and_then(|n| n.state(id))
+                            == Some(ConnState::Dialling)
+                };
+                if !dialling(self) || !self.nodes[to].alive {
+                    return;
+                }
+                let accepted =
+                    self.nodes[to].node.as_mut().and_then(|n| n.accept(node_addr(from), now));
+                let lat = self.latency(from, to);
+                match accepted {
+                    Some(bid) => {
+                        self.pairs.insert((from, id), (to, bid));
+                        self.pairs.insert((to, bid), (from, id));
+                        // TCP's and TLS 1.3's round trips
+                        let at = now + 3 * lat;
+                        self.schedule(at, Kind::Handshake { a: from, aid: id, b: to, bid });
+                        self.drive(to);
+                    }
+                    None => self.schedule(now + lat, Kind::Reset { to: from, id }),
+                }
+            }
+            Kind::Handshake { a, aid, b, bid } => {
+                if self.pairs.get(&(a, aid)) != Some(&(b, bid)) {
+                    return; // closed meanwhile
+                }
+                if !self.nodes[a].alive || !self.nodes[b].alive {
+                    return;
+                }
+                for (x, xid, y) in [(a, aid, b), (b, bid, a)] {
+                    let Some(n) = self.nodes[x].node.as_mut() else { continue };
+                    if matches!(n.state(xid), Some(ConnState::Dialling | ConnState::Handshaking)) {
+                        n.established(xid, node_mac(y), true, now);
+                    }
+                }
+                self.drive(a);
+                self.drive(b);
+            }
+            Kind::Reset { to, id } => {
+                if self.nodes[to].alive {
+                    self.close_conn(to, id, CloseReason::PeerClosed);
+                    self.drive(to);
+                }
+            }
+            Kind::Deliver { .. } | Kind::Announce(_) | Kind::Tick => {}
+        }
     }
 
     fn schedule(&mut self, at: u64, kind: Kind) {
@@ -258,9 +541,10 @@ impl Sim {
     fn dispatch(&mut self, from: usize, sends: Vec<(LinkId, Rc<[u8]>)>) {
         for (link, bytes) in sends {
             let Some(end) = self.nodes[from].links.get(link.0 as usize).copied() else { continue };
-            if !end.up {
+            if !end.up || end.peer_link == NOT_YET {
                 continue;
             }
+            self.all_msgs += 1;
             if wire::kind_of(&bytes).is_some_and(wire::is_control) {
                 self.control_bytes += bytes.len() as u64;
                 self.control_msgs += 1;
@@ -315,6 +599,7 @@ impl Sim {
                     self.nodes.iter().filter(|n| n.alive).for_each(|n| n.engine.tick(now));
                     self.schedule(self.now + 1000, Kind::Tick);
                 }
+                other => self.on_lifecycle(other),
             }
         }
     }
@@ -326,12 +611,32 @@ impl Sim {
         if !end.up {
             return;
         }
-        let mut out =
-            Collect { node: to, links: &node.links, sends: Vec::new(), delivered: &self.delivered };
+        let mut out = Collect {
+            node: to,
+            links: &node.links,
+            sends: Vec::new(),
+            delivered: &self.delivered,
+            events: Vec::new(),
+        };
         let mut raw = bytes.to_vec();
         node.engine.handle_message(&end.ctx, &mut raw, now, &mut out);
-        let sends = out.sends;
+        let (sends, events) = (out.sends, out.events);
         self.dispatch(to, sends);
+        if let Some(n) = self.nodes[to].node.as_mut() {
+            for ev in &events {
+                match *ev {
+                    Event::Learned { mac, addr, via } => {
+                        n.learned(mac, addr, via, now.mono);
+                    }
+                    Event::Forgot { mac } => n.forgot(mac),
+                    _ => {}
+                }
+            }
+            if !events.is_empty() {
+                n.handle_timeout(now.mono);
+                self.drive(to);
+            }
+        }
     }
 
     /// Whether every live node has a route to every other live node.
@@ -380,6 +685,21 @@ impl Sim {
     /// announce themselves at once).
     pub fn crash(&mut self, i: usize) {
         self.nodes[i].alive = false;
+        if self.nodes[i].node.is_some() {
+            // the kernel resets its connections; its lifecycle is gone
+            let conns: Vec<(usize, LinkId)> =
+                self.pairs.iter().filter(|(k, _)| k.0 == i).map(|(_, v)| *v).collect();
+            for (j, jid) in conns {
+                self.pairs.remove(&(j, jid));
+                self.schedule(self.now, Kind::Reset { to: j, id: jid });
+            }
+            self.pairs.retain(|k, _| k.0 != i);
+            for e in &mut self.nodes[i].links {
+                e.up = false;
+            }
+            self.nodes[i].pos_of.clear();
+            return;
+        }
         let ends: Vec<End> = self.nodes[i].links.clone();
         for e in ends {
             self.nodes[i].links[e.ctx.id.0 as usize].up = false;
