@@ -280,19 +280,7 @@ impl Sim {
                 connect(a, b, &mut adj);
             }
         }
-        let mut sim = Sim {
-            cfg,
-            now: 0,
-            seq: 0,
-            nodes: Vec::new(),
-            queue: BinaryHeap::new(),
-            pairs: HashMap::new(),
-            control_bytes: 0,
-            control_msgs: 0,
-            all_msgs: 0,
-            delivered: Rc::new(RefCell::new(Vec::new())),
-            rng,
-        };
+        let mut sim = Sim::empty(cfg, Vec::new(), rng);
         let now = sim.clock();
         for (a, b) in edges {
             let latency = sim.rng.u64(sim.cfg.latency.0..=sim.cfg.latency.1);
@@ -314,6 +302,23 @@ impl Sim {
         sim
     }
 
+    /// A mesh of `nodes` at time 0 with nothing scheduled.
+    fn empty(cfg: SimConfig, nodes: Vec<SimNode>, rng: fastrand::Rng) -> Sim {
+        Sim {
+            cfg,
+            now: 0,
+            seq: 0,
+            nodes,
+            queue: BinaryHeap::new(),
+            pairs: HashMap::new(),
+            control_bytes: 0,
+            control_msgs: 0,
+            all_msgs: 0,
+            delivered: Rc::new(RefCell::new(Vec::new())),
+            rng,
+        }
+    }
+
     /// Nodes that dial their own mesh, starting from node 0 as the seed.
     fn dialled(cfg: SimConfig, d: Dialled, mut nodes: Vec<SimNode>, rng: fastrand::Rng) -> Sim {
         for (i, n) in nodes.iter_mut().enumerate() {
@@ -331,19 +336,7 @@ impl Sim {
             n.alive = false;
         }
         let n = nodes.len();
-        let mut sim = Sim {
-            cfg,
-            now: 0,
-            seq: 0,
-            nodes,
-            queue: BinaryHeap::new(),
-            pairs: HashMap::new(),
-            control_bytes: 0,
-            control_msgs: 0,
-            all_msgs: 0,
-            delivered: Rc::new(RefCell::new(Vec::new())),
-            rng,
-        };
+        let mut sim = Sim::empty(cfg, nodes, rng);
         for i in 0..n {
             let at = if i == 0 { 0 } else { sim.rng.u64(0..=d.start_within) };
             sim.schedule(at, Kind::Start(i));
