@@ -106,6 +106,12 @@ pub enum WorkerCtl {
         /// Only for links to invpnd nodes.
         ext_only: bool,
     },
+    /// The link won the duplicate decision: the engine learns of it and
+    /// messages flow (see `link::State::Deciding`).
+    Up {
+        /// The link.
+        id: LinkId,
+    },
     /// Close a link, saying why.
     Close {
         /// The link (or a connection still in its handshake).

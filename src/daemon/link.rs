@@ -90,7 +90,11 @@ impl LinkStats {
 pub enum State {
     /// TCP connecting (dialled links) and TLS handshake.
     Handshaking,
-    /// Established: messages flow.
+    /// The handshake finished; the supervisor decides whether the link is
+    /// kept (one link per pair of nodes, `core::mesh::Node`). The engine
+    /// does not know it yet, and what arrives waits unread.
+    Deciding(LinkCtx),
+    /// Established and kept: messages flow.
     Up(LinkCtx),
     /// Established, as the lane of a link (`core::lane`): frames of sparse
     /// flows only. What arrives on it is taken as arriving on the link
@@ -368,7 +372,7 @@ impl Link {
     pub fn ctx(&self) -> Option<LinkCtx> {
         match self.state {
             State::Up(ctx) => Some(ctx),
-            State::Handshaking | State::Lane(_) => None,
+            State::Handshaking | State::Deciding(_) | State::Lane(_) => None,
         }
     }
 
@@ -377,7 +381,7 @@ impl Link {
     pub fn rx_ctx(&self) -> Option<LinkCtx> {
         match self.state {
             State::Up(ctx) | State::Lane(Some(ctx)) => Some(ctx),
-            State::Handshaking | State::Lane(None) => None,
+            State::Handshaking | State::Deciding(_) | State::Lane(None) => None,
         }
     }
 

@@ -380,8 +380,11 @@ impl Supervisor {
                     }
                     self.close(id, reason);
                 }
-                // the worker runs the link since its handshake finished
-                Action::Up(_) => {}
+                Action::Up(info) => {
+                    if let Some(w) = self.shared.workers.get(info.id.worker()) {
+                        w.send_ctl(WorkerCtl::Up { id: info.id });
+                    }
+                }
                 Action::Announce => self.announce(),
                 Action::Remember { peer, addr } => {
                     self.cache.learn(peer, addr, self.shared.clock.now().unix_ms / 1000);

@@ -479,21 +479,9 @@ impl Worker {
         }
         let ext = link.tls.alpn_protocol() == Some(tls::ALPN_INVPN2);
         let ctx = LinkCtx { id: link.id, peer, addr: link.addr, ext };
-        link.state = State::Up(ctx);
+        link.state = State::Deciding(ctx);
         link.last_rx = now.mono;
         let outbound = matches!(link.origin, Origin::Dialled(_));
-        let suite = link
-            .tls
-            .negotiated_cipher_suite()
-            .map(|s| format!("{:?}", s.suite()))
-            .unwrap_or_default();
-        info!(
-            "link up: peer={peer} addr={} dir={} proto={} tls={suite} link={}",
-            link.addr,
-            links::direction_label(outbound),
-            links::protocol_label(ext),
-            link.id
-        );
         let not_after = link
             .tls
             .peer_certificates()
@@ -504,17 +492,6 @@ impl Worker {
         link.sample_health();
         let stats = link.stats.clone();
         let chain = link.tls.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
-        if ext {
-            // invpnd extensions: say what we accept (0.4 never sees this).
-            let mut hello = Vec::with_capacity(8);
-            let mut flags = wire::hello_flags::OFFLOADED;
-            if self.shared.settings.lanes() {
-                flags |= wire::hello_flags::LANES | wire::hello_flags::TWINS;
-            }
-            wire::encode_hello(&mut hello, flags);
-            self.out().queue_local(slot, &hello);
-        }
-        self.shared.engine.link_up(&ctx, now);
         self.shared.supervisor.send(ToSupervisor::LinkUp {
             id: ctx.id,
             peer,
@@ -525,6 +502,40 @@ impl Worker {
             chain,
         });
         true
+    }
+
+    /// The supervisor kept the link (see [`WorkerCtl::Up`]): the engine
+    /// learns of it, the hello goes out and what waited is read.
+    fn confirm(&mut self, slot: usize) {
+        let Some(link) = self.links.get(slot) else { return };
+        let State::Deciding(ctx) = link.state else { return };
+        link.state = State::Up(ctx);
+        let suite = link
+            .tls
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default();
+        info!(
+            "link up: peer={} addr={} dir={} proto={} tls={suite} link={}",
+            ctx.peer,
+            ctx.addr,
+            links::direction_label(matches!(link.origin, Origin::Dialled(_))),
+            links::protocol_label(ctx.ext),
+            ctx.id
+        );
+        if ctx.ext {
+            // invpnd extensions: say what we accept (0.4 never sees this).
+            let mut hello = Vec::with_capacity(8);
+            let mut flags = wire::hello_flags::OFFLOADED;
+            if self.shared.settings.lanes() {
+                flags |= wire::hello_flags::LANES | wire::hello_flags::TWINS;
+            }
+            wire::encode_hello(&mut hello, flags);
+            self.out().queue_local(slot, &hello);
+        }
+        self.shared.engine.link_up(&ctx, self.shared.clock.now());
+        self.process_messages(slot);
+        self.dirty.push(slot);
     }
 
     fn process_messages(&mut self, slot: usize) {
@@ -610,6 +621,11 @@ impl Worker {
                     self.adopt(id, stream, addr, origin, *tls)
                 }
                 WorkerCtl::Flood { msg, ext_only } => self.out().flood_here(None, &msg, ext_only),
+                WorkerCtl::Up { id } => {
+                    if let Some(slot) = self.links.slot_of(id) {
+                        self.confirm(slot);
+                    }
+                }
                 WorkerCtl::Close { id, reason } => {
                     if let Some(slot) = self.links.slot_of(id) {
                         self.close(slot, reason);
@@ -832,7 +848,10 @@ impl Worker {
         };
         let _ = self.poll.registry().deregister(&mut link.sock);
         self.twins.remove(&link.id);
-        let peer = link.ctx().map(|c| c.peer);
+        let peer = match link.state {
+            State::Deciding(ctx) => Some(ctx.peer),
+            _ => link.ctx().map(|c| c.peer),
+        };
         match link.state {
             State::Up(ctx) => {
                 let removed = self.shared.engine.link_down(ctx.id, self.shared.clock.now());
@@ -843,6 +862,9 @@ impl Worker {
             }
             State::Lane(_) => {
                 debug!("lane down: addr={} reason=\"{reason}\" link={}", link.addr, link.id)
+            }
+            State::Deciding(ctx) => {
+                debug!("link to {} closed before use: {reason} link={}", ctx.peer, ctx.id)
             }
             State::Handshaking => match link.origin {
                 Origin::Dialled(mac) | Origin::Lane(mac, _) => {
