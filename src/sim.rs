@@ -60,7 +60,11 @@ pub struct Dialled {
 impl Default for Dialled {
     /// The daemon's defaults; every node starts within the first second.
     fn default() -> Dialled {
-        Dialled { max_links: 100, start_within: 1000, handshake_timeout: 10_000 }
+        Dialled {
+            max_links: crate::core::mesh::DEFAULT_MAX_LINKS,
+            start_within: 1000,
+            handshake_timeout: 10_000,
+        }
     }
 }
 

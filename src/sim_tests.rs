@@ -166,13 +166,20 @@ fn a_forged_broadcast_id_suppresses_nothing_off_the_forgers_path() {
 #[test]
 fn nodes_started_from_one_seed_build_a_mesh_of_single_links_and_converge() {
     // the daemon's lifecycle on every node: a cold start, node 0 the only
-    // seed; a small max_links so that the limit matters
-    let d = Dialled { max_links: 6, ..Dialled::default() };
+    // seed; a small max_links so that the limit matters (every node dials
+    // 8 and keeps 12: all 29 dial the seed first)
+    let d = Dialled { max_links: 12, ..Dialled::default() };
     let mut sim = Sim::new(SimConfig::dialled(30, 3, d));
     sim.settle(1_000);
     sim.converge(30_000).expect("converged");
-    sim.settle(10_000);
+    // the seed's surplus links are closed after their grace: the mesh
+    // stays whole
+    sim.settle(30_000);
     assert!(sim.converged());
+    for i in 0..30 {
+        let n = sim.neighbours(i).len();
+        assert!((1..=12).contains(&n), "node {i} has {n} links");
+    }
     assert_eq!(sim.reachability(10_000), (30 * 29, 30 * 29));
     for i in 0..30 {
         let peers: Vec<usize> = sim.neighbours(i).into_iter().map(|(p, _)| p).collect();
@@ -188,8 +195,7 @@ fn nodes_started_from_one_seed_build_a_mesh_of_single_links_and_converge() {
             );
         }
     }
-    // each node dials at most max_links; the others' dials come on top
-    assert!(sim.mean_degree() <= 2.0 * 6.0, "{}", sim.mean_degree());
+    assert!(sim.mean_degree() >= 4.0, "{}", sim.mean_degree());
     // the seed crashes: everyone else still reaches everyone
     sim.crash(0);
     sim.settle(2_000);
@@ -203,14 +209,14 @@ fn a_dialled_mesh_delivers_broadcasts_once_and_costs_about_two_per_link() {
     sim.converge(30_000).expect("converged");
     sim.settle(6_000);
     let links = sim.edges() as u64;
-    assert_eq!(links, 20 * 19 / 2, "max_links 100: every node links to every other");
+    assert!((20 * 8 / 2..=20 * 16 / 2).contains(&links), "{links} links");
     sim.delivered.borrow_mut().clear();
     let before = sim.all_msgs - sim.control_msgs;
     assert!(sim.send_frame(3, Mac::BROADCAST, &[7; 50]));
     sim.settle(500);
     let cost = sim.all_msgs - sim.control_msgs - before;
     // the flood crosses every link once or twice (0.4's flooding)
-    assert!(cost >= links && cost <= 2 * links, "{cost} messages for {links} links");
+    assert!((links..=2 * links).contains(&cost), "{cost} messages for {links} links");
     let got = sim.delivered.borrow();
     for node in (0..20).filter(|n| *n != 3) {
         assert_eq!(got.iter().filter(|(at, _)| *at == node).count(), 1, "node {node}");

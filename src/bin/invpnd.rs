@@ -235,7 +235,8 @@ fn print_check(
             " (not created yet)".to_string()
         }
     )?;
-    writeln!(out, "max links:       {}", n.max_links)?;
+    let dials = n.max_links.min(invpn::core::mesh::DIAL_LINKS);
+    writeln!(out, "max links:       {}, dialling until {dials}", n.max_links)?;
     writeln!(
         out,
         "dial targets:    {} learnt from announcements, {} per neighbour",

@@ -446,7 +446,7 @@ pub const KEYS: &[Key] = &[
     key!("network", "init", None, Reload, |c| c.network.init),
     key!("network", "no_incoming", Some("false"), RestartInPlace, |c| c.network.no_incoming),
     key!("network", "no_relay", Some("false"), RestartInPlace, |c| c.network.no_relay),
-    key!("network", "max_links", Some("100"), Reload, |c| c.network.max_links),
+    key!("network", "max_links", Some("16"), Reload, |c| c.network.max_links),
     key!("network", "announce_interval", Some("5s"), RestartInPlace, |c| {
         c.network.announce_interval
     }),

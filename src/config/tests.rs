@@ -25,7 +25,7 @@ fn defaults() {
     assert_eq!(c.network.port, 41744);
     assert_eq!(c.network.bind, None);
     assert_eq!(c.control.metrics, None, "no metrics listener unless asked");
-    assert_eq!(c.network.max_links, 100);
+    assert_eq!(c.network.max_links, crate::core::mesh::DEFAULT_MAX_LINKS);
     assert_eq!(c.network.announce_interval, Duration::from_secs(5));
     assert!(c.network.listening());
     assert_eq!(c.interface.name, "invpn%d");

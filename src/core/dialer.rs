@@ -478,24 +478,39 @@ impl Dialer {
             self.addr_backoff.remove(&canonical(a));
         }
         let t = self.targets.entry(mac).or_insert_with(Target::new);
+        // failures are forgotten when the link has lasted (see `unlinked`)
         t.state = State::Linked;
-        t.failures = 0;
         if let Some(h) = t.heard.as_mut() {
             h.failures = 0;
         }
         dialled.is_some_and(|a| self.confirm(mac, canonical(a)))
     }
 
-    /// The link to `mac` went down: try again soon.
+    /// The link to `mac` went down after a useful life: try again soon.
     pub fn unlinked(&mut self, mac: Mac, now: u64) {
         let jitter = self.rng.u64(0..BACKOFF_MIN / 2);
         if let Some(t) = self.targets.get_mut(&mac) {
             if t.state != State::Dialing {
                 t.state = State::Idle;
+                t.failures = 0;
                 t.next_try = now + BACKOFF_MIN / 2 + jitter;
                 if t.is_empty() {
                     self.targets.remove(&mac);
                 }
+            }
+        }
+    }
+
+    /// The link to `mac`, which this node dialled, was closed by the far
+    /// end soon after it came up (a full node keeps newcomers only a
+    /// while): it counts as one more failure in a row, and backs off.
+    pub fn dropped_early(&mut self, mac: Mac, now: u64) {
+        let r = self.rng.f64();
+        if let Some(t) = self.targets.get_mut(&mac) {
+            if t.state == State::Linked {
+                t.state = State::Idle;
+                t.failures = t.failures.saturating_add(1);
+                t.next_try = now + backoff(t.failures, r);
             }
         }
     }

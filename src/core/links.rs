@@ -51,6 +51,10 @@ pub enum CloseReason {
     /// The peer's certificate (or one of its chain) expired at this time
     /// (Unix seconds) while the link was up.
     CertificateExpired(i64),
+    /// This node has `max_links` links: a link another invpnd node opened
+    /// beyond that is closed once the newcomer had time to learn the mesh
+    /// (`core::mesh`).
+    Full,
     /// A lane whose link closed, or that found no link to pair with.
     LaneWithoutLink,
     /// A lane not paired with a link within the handshake timeout.
@@ -77,6 +81,7 @@ impl CloseReason {
             R::Duplicate | R::Replaced => CloseCause::Duplicate,
             R::Certificate(_) => CloseCause::Certificate,
             R::CertificateExpired(_) => CloseCause::CertificateExpired,
+            R::Full => CloseCause::Full,
             R::LaneWithoutLink | R::LaneUnpaired => CloseCause::Lane,
             R::Unwatchable(_) => CloseCause::Internal,
         }
@@ -103,6 +108,7 @@ impl std::fmt::Display for CloseReason {
             R::CertificateExpired(t) => {
                 write!(f, "peer certificate expired on {}", super::expiry::unix_to_text(*t))
             }
+            R::Full => f.write_str("this node has its fill of links (max_links)"),
             R::LaneWithoutLink => f.write_str("a lane without its link"),
             R::LaneUnpaired => f.write_str("lane not paired with a link in time"),
             R::Unwatchable(k) => write!(f, "cannot watch the socket: {k}"),

@@ -23,6 +23,17 @@
 //! seeds at most [`ISOLATED_RETRY`] apart, whatever their back-off, so that
 //! a node whose seed was overloaded when it started joins as soon as the
 //! seed recovers.
+//!
+//! The neighbour set is bounded: a node dials until it has
+//! [`DIAL_LINKS`] links (or `max_links`, if fewer), and keeps at most
+//! `max_links`, those other nodes opened included (with `max_links` 0 the
+//! node dials nobody and keeps every link it is given). A link another invpnd
+//! node opens beyond that is kept for [`GRACE`], time enough for the
+//! newcomer to hear the mesh's announcements and dial others, then closed
+//! ([`CloseReason::Full`]); links to invpn 0.4 nodes are never closed for
+//! this (0.4's behaviour). A link this node dialled that the far end
+//! closes within [`SHORT_LINK`] counts as a failed dial (back-off), so a
+//! full node is not dialled again and again.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +49,20 @@ use super::LinkId;
 
 /// The longest a node without links waits between dials of its seeds (ms).
 pub const ISOLATED_RETRY: u64 = 5_000;
+
+/// How many links a node dials for (at most `max_links`).
+pub const DIAL_LINKS: usize = 8;
+
+/// The default of `[network] max_links` (BENCHMARKS.md, "A bounded
+/// neighbour set").
+pub const DEFAULT_MAX_LINKS: usize = 16;
+
+/// How long a link opened beyond `max_links` is kept (ms).
+pub const GRACE: u64 = 10_000;
+
+/// A dialled link closed by the far end sooner than this (ms) counts as a
+/// failed dial.
+pub const SHORT_LINK: u64 = 30_000;
 
 /// How a connection came about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +151,7 @@ pub enum Action {
 pub struct NodeConfig {
     /// This node's MAC.
     pub me: Mac,
-    /// Most links to keep dialling for (`[network] max_links`).
+    /// Most links to keep, incoming ones included (`[network] max_links`).
     pub max_links: usize,
     /// Bounds on hearsay dial targets.
     pub limits: dialer::Limits,
@@ -178,6 +203,10 @@ pub struct Node {
     links: LinkTable,
     admission: Admission,
     conns: HashMap<LinkId, Conn>,
+    max_links: usize,
+    /// Links opened by others beyond `max_links`, and when their grace
+    /// ends (monotonic ms).
+    surplus: HashMap<LinkId, u64>,
     handshake_timeout: u64,
     announce_interval: u64,
     next_announce: u64,
@@ -195,7 +224,8 @@ pub struct Node {
 impl Node {
     /// A node with no links, about to dial its seeds.
     pub fn new(cfg: NodeConfig) -> Node {
-        let mut dialer = Dialer::new(cfg.me, cfg.max_links, cfg.limits, cfg.policy, cfg.rng_seed);
+        let dial = cfg.max_links.min(DIAL_LINKS);
+        let mut dialer = Dialer::new(cfg.me, dial, cfg.limits, cfg.policy, cfg.rng_seed);
         for &(mac, addr) in &cfg.seeds {
             dialer.add_seed(mac, addr);
         }
@@ -205,6 +235,8 @@ impl Node {
             links: LinkTable::new(),
             admission: Admission::new(admission::PER_ADDRESS, admission::TOTAL),
             conns: HashMap::new(),
+            max_links: cfg.max_links,
+            surplus: HashMap::new(),
             handshake_timeout: cfg.handshake_timeout,
             announce_interval: cfg.announce_interval.max(1),
             next_announce: 0,
@@ -236,6 +268,12 @@ impl Node {
     /// and settings.
     pub fn dialer_mut(&mut self) -> &mut Dialer {
         &mut self.dialer
+    }
+
+    /// Changes `max_links` (a reload); links beyond it stay.
+    pub fn set_max_links(&mut self, max_links: usize) {
+        self.max_links = max_links;
+        self.dialer.set_max_links(max_links.min(DIAL_LINKS));
     }
 
     /// Replaces the seeds (a reload).
@@ -286,7 +324,8 @@ impl Node {
             .filter(|c| matches!(c.state, ConnState::Dialling | ConnState::Handshaking))
             .map(|c| c.since + self.handshake_timeout + 1);
         let seeds = self.isolated_due();
-        [Some(self.next_announce), self.dialer.next_due(), seeds]
+        let grace = self.surplus.values().min().copied();
+        [Some(self.next_announce), self.dialer.next_due(), seeds, grace]
             .into_iter()
             .flatten()
             .chain(handshakes)
@@ -317,6 +356,14 @@ impl Node {
             .collect();
         for id in late {
             self.close(id, CloseReason::HandshakeTimeout(self.handshake_timeout));
+        }
+        let ended: Vec<LinkId> =
+            self.surplus.iter().filter(|(_, t)| now >= **t).map(|(id, _)| *id).collect();
+        for id in ended {
+            self.surplus.remove(&id);
+            if self.links.len() > self.max_links {
+                self.close(id, CloseReason::Full);
+            }
         }
         if self.links.is_empty() {
             // cut the seeds' back-off short: there is nothing else to try
@@ -421,6 +468,10 @@ impl Node {
         if let Some(c) = self.conns.get_mut(&id) {
             c.state = ConnState::Up;
         }
+        // max_links 0: a node that only waits to be dialled takes everyone
+        if !outbound && ext && self.max_links > 0 && self.links.len() > self.max_links {
+            self.surplus.insert(id, now + GRACE);
+        }
         // a link we dialled proves the address
         self.dialer.linked(peer, outbound.then_some(conn.addr));
         if outbound {
@@ -443,10 +494,17 @@ impl Node {
     /// it (back-off after a failed dial, a redial after a lost link).
     pub fn closed(&mut self, id: LinkId, reason: &CloseReason, now: u64) -> Closed {
         self.admission.done(id);
+        self.surplus.remove(&id);
         let conn = self.conns.remove(&id);
         if let Some(info) = self.links.remove(id) {
             if self.links.to_peer(&info.peer).is_none() {
-                self.dialer.unlinked(info.peer, now);
+                let short = now.saturating_sub(info.since) < SHORT_LINK;
+                if info.outbound && short && *reason == CloseReason::PeerClosed {
+                    // the far end would not keep it (full, say): back off
+                    self.dialer.dropped_early(info.peer, now);
+                } else {
+                    self.dialer.unlinked(info.peer, now);
+                }
                 self.announce_soon();
             }
             return Closed::Link(info);

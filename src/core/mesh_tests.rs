@@ -9,7 +9,11 @@ fn addr(n: u8) -> SocketAddr {
 }
 
 fn node(n: u8, seeds: &[u8]) -> Node {
-    Node::new(NodeConfig {
+    Node::new(config(n, seeds))
+}
+
+fn config(n: u8, seeds: &[u8]) -> NodeConfig {
+    NodeConfig {
         me: me(n),
         max_links: 8,
         limits: dialer::Limits::DEFAULT,
@@ -19,7 +23,7 @@ fn node(n: u8, seeds: &[u8]) -> Node {
         workers: 2,
         seeds: seeds.iter().map(|&s| (me(s), addr(s))).collect(),
         rng_seed: n as u64,
-    })
+    }
 }
 
 fn actions(n: &mut Node) -> Vec<Action> {
@@ -253,4 +257,59 @@ fn incoming_handshakes_are_capped_per_address_and_time_out() {
         a.closed(id, &CloseReason::HandshakeTimeout(10_000), 10_001);
     }
     assert!(a.accept(addr(9), 10_002).is_some());
+}
+
+#[test]
+fn links_beyond_max_links_get_a_grace_and_go_but_never_those_of_0_4_nodes() {
+    let mut a = Node::new(NodeConfig { max_links: 2, ..config(1, &[]) });
+    let mut ids = Vec::new();
+    for (i, ext) in [(2u8, true), (3, true), (4, true), (5, false)] {
+        let id = a.accept(addr(i), 0).unwrap();
+        assert!(a.established(id, me(i), ext, 0));
+        ids.push(id);
+    }
+    actions(&mut a);
+    assert_eq!(a.links().len(), 4, "kept during their grace");
+    a.handle_timeout(GRACE - 1);
+    assert!(!actions(&mut a).iter().any(|x| matches!(x, Action::Close { .. })));
+    assert_eq!(a.poll_timeout(), Some(GRACE), "the grace is a deadline");
+    a.handle_timeout(GRACE);
+    let closes: Vec<LinkId> = actions(&mut a)
+        .into_iter()
+        .filter_map(|x| match x {
+            Action::Close { id, reason: CloseReason::Full } => Some(id),
+            _ => None,
+        })
+        .collect();
+    // the third invpnd link goes; the 0.4 node's stays
+    assert_eq!(closes, vec![ids[2]]);
+}
+
+#[test]
+fn a_dialled_link_the_far_end_soon_closes_backs_off() {
+    // a seed that is full: each link it accepts is closed after its grace
+    let mut a = node(1, &[2, 3]);
+    a.handle_timeout(0);
+    let d = dials(&actions(&mut a));
+    let (mut id, _) = d.iter().copied().find(|(_, m)| *m == me(2)).unwrap();
+    let mut now = 10;
+    let mut gaps = Vec::new();
+    for _ in 0..3 {
+        a.established(id, me(2), true, now);
+        actions(&mut a);
+        now += GRACE;
+        a.closed(id, &CloseReason::PeerClosed, now);
+        let closed_at = now;
+        let mut again = None;
+        while now < closed_at + 30_000 && again.is_none() {
+            now = a.poll_timeout().unwrap().max(now + 1);
+            a.handle_timeout(now);
+            again = dials(&actions(&mut a)).into_iter().find(|(_, m)| *m == me(2));
+        }
+        id = again.expect("dialled again within 30 s").0;
+        gaps.push(now - closed_at);
+    }
+    // 1 s, 2 s, 4 s (+-20 %): not the half second of a link lost after a
+    // long life
+    assert!(gaps[0] >= 800 && gaps[1] >= 1_600 && gaps[2] >= 3_200, "{gaps:?}");
 }

@@ -159,6 +159,9 @@ named_enum! {
         /// The peer's certificate (or one of its chain) expired while the
         /// link was up (`core::expiry`).
         CertificateExpired = "certificate_expired",
+        /// This node had its fill of links (`max_links`): a link another
+        /// invpnd node opened beyond it was closed after a grace period.
+        Full = "full",
         /// A lane ended with its link, or found none to pair with.
         Lane = "lane",
         /// The event loop could not watch the socket.

@@ -863,8 +863,8 @@ impl Supervisor {
         dialer
             .policy_mut()
             .set_loopback_allowed(AddrPolicy::loopback_allowed(self.cfg.network.bind, &seed_addrs));
-        dialer.set_max_links(new.network.max_links);
         dialer.set_limits(dial_limits(&new));
+        self.node.set_max_links(new.network.max_links);
         self.cfg.ssl = new.ssl;
         self.cfg.network.init = new.network.init;
         self.cfg.network.max_links = new.network.max_links;
