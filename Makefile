@@ -84,7 +84,7 @@ fuzz:
 
 sim:
 	$(CARGO) run --release --locked --example mesh_sim -- 10 50 200 1000
-	$(CARGO) run --release --locked --example mesh_sim -- --dialled 40 100
+	$(CARGO) run --release --locked --example mesh_sim -- --dialled 40 100 300
 
 bench-failover: deps build
 	scripts/bench-failover.sh -r 5

@@ -9,7 +9,7 @@
 //!
 //! By default the mesh is a random graph of degree 3-8 with 1-20 ms links,
 //! joined at time 0. With `--dialled` every node runs the daemon's link
-//! lifecycle (`core::mesh::Node`, default `max_links` 100; `--max-links N`
+//! lifecycle (`core::mesh::Node`, default `max_links` 16; `--max-links N`
 //! to change it), starts within the first second with node 0 as its only
 //! seed, and builds the mesh as real nodes do; times are then counted from
 //! the cold start.
@@ -27,7 +27,7 @@ fn main() {
         .position(|a| a == "--max-links")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(invpn::core::mesh::DEFAULT_MAX_LINKS);
     let sizes: Vec<usize> = args
         .iter()
         .enumerate()

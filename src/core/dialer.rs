@@ -645,8 +645,16 @@ impl Dialer {
         dials
     }
 
+    /// Whether [`Dialer::poll`] would dial anything with `links_up` links
+    /// up (no room: nothing is due, however overdue the targets are).
+    pub fn has_room(&self, links_up: usize) -> bool {
+        let dialing = self.targets.values().filter(|t| t.state == State::Dialing).count();
+        self.max_links > links_up + dialing
+    }
+
     /// When [`Dialer::poll`] may next have something to do (a node whose
-    /// address is being dialled for another is due when that dial ends).
+    /// address is being dialled for another is due when that dial ends),
+    /// if it has room (see [`Dialer::has_room`]).
     pub fn next_due(&self) -> Option<u64> {
         self.targets
             .values()

@@ -325,11 +325,10 @@ impl Node {
             .map(|c| c.since + self.handshake_timeout + 1);
         let seeds = self.isolated_due();
         let grace = self.surplus.values().min().copied();
-        [Some(self.next_announce), self.dialer.next_due(), seeds, grace]
-            .into_iter()
-            .flatten()
-            .chain(handshakes)
-            .min()
+        // with no room to dial, overdue targets are not a deadline: they
+        // wait for a link to go (which is an event)
+        let dial = self.dialer.has_room(self.links.len()).then(|| self.dialer.next_due()).flatten();
+        [Some(self.next_announce), dial, seeds, grace].into_iter().flatten().chain(handshakes).min()
     }
 
     /// When a seed is due again while the node has no link.

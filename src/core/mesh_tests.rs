@@ -313,3 +313,23 @@ fn a_dialled_link_the_far_end_soon_closes_backs_off() {
     // long life
     assert!(gaps[0] >= 800 && gaps[1] >= 1_600 && gaps[2] >= 3_200, "{gaps:?}");
 }
+
+#[test]
+fn a_node_with_its_fill_of_links_has_no_dial_deadline() {
+    // one link to dial for, two seeds: once the first is up, the second
+    // is overdue but waits for room, without waking the node every turn
+    let mut a = Node::new(NodeConfig { max_links: 1, ..config(1, &[2, 3]) });
+    a.handle_timeout(0);
+    let d = dials(&actions(&mut a));
+    assert_eq!(d.len(), 1);
+    a.established(d[0].0, d[0].1, true, 10);
+    a.handle_timeout(10);
+    actions(&mut a);
+    assert_eq!(a.poll_timeout(), Some(5_010), "only the next announcement");
+    // the link goes: the other seed is dialled at once
+    a.closed(d[0].0, &CloseReason::Silent(3_000), 6_000);
+    a.handle_timeout(6_000);
+    let again = dials(&actions(&mut a));
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].1, d[0].1, "{again:?}");
+}

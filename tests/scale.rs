@@ -1,0 +1,103 @@
+//! The mesh that real daemons build, against the simulator's prediction
+//! (issue 11): 30 invpnd nodes on one switched underlay, each given node 1
+//! as its only seed, with the default `max_links`. The simulator runs the
+//! same link lifecycle (`core::mesh::Node`) and engine over simulated
+//! links; the test prints both sets of figures (links per node, control
+//! messages per node per second at rest) and checks what must hold of the
+//! real mesh: it converges, stays whole at rest, and every node's links
+//! are bounded by `max_links`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use invpn::sim::{Dialled, Sim, SimConfig};
+
+const N: usize = 30;
+
+fn status_u64(n: &Node, path: &[&str]) -> u64 {
+    let mut v = n.query("status");
+    for p in path {
+        v = v[*p].clone();
+    }
+    v.as_u64().unwrap_or(0)
+}
+
+#[test]
+fn thirty_daemons_build_the_mesh_the_simulator_predicts() {
+    if !root_or_skip("thirty_daemons_build_the_mesh_the_simulator_predicts") {
+        return;
+    }
+    let pki = Pki::new();
+    let mut lab = Lab::new(N);
+    lab.switch(&(0..N).collect::<Vec<_>>(), 1);
+    let start = Instant::now();
+    let mut nodes = vec![Node::start(&lab, 0, &pki, NodeConf::new(1, mac(1)))];
+    for i in 1..N {
+        let n = i as u8 + 1;
+        let conf = NodeConf { init: vec![seed(1, "198.18.1.1")], ..NodeConf::new(n, mac(n)) };
+        nodes.push(Node::start(&lab, i, &pki, conf));
+    }
+    // started one after the other: the simulated nodes start over as long
+    let started = start.elapsed().as_millis() as u64;
+    // the simulation runs meanwhile, on its own thread
+    let simulated = std::thread::spawn(move || simulate(started));
+    println!("{N} nodes started after {started} ms");
+    let converged =
+        wait_until(60, || nodes.iter().all(|n| status_u64(n, &["routes"]) as usize >= N - 1));
+    let took = start.elapsed();
+    assert!(converged, "not every node routes to every other within 60 s");
+    // the links beyond max_links go after their grace (10 s)
+    std::thread::sleep(Duration::from_secs(12));
+    let links: Vec<u64> = nodes.iter().map(|n| status_u64(n, &["links"])).collect();
+    let before: Vec<u64> =
+        nodes.iter().map(|n| status_u64(n, &["counters", "messages_in"])).collect();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(10));
+    let after: Vec<u64> =
+        nodes.iter().map(|n| status_u64(n, &["counters", "messages_in"])).collect();
+    let secs = t0.elapsed().as_secs_f64();
+    let real_links = links.iter().sum::<u64>() as f64 / N as f64;
+    let real_msgs =
+        after.iter().zip(&before).map(|(a, b)| a - b).sum::<u64>() as f64 / N as f64 / secs;
+    for n in &nodes {
+        assert!(status_u64(n, &["routes"]) as usize >= N - 1, "node {} lost routes", n.n);
+    }
+
+    let (sim_links, sim_msgs) = simulated.join().expect("the simulation ran");
+    // stop them all at once rather than one after the other
+    nodes.iter().for_each(|n| n.signal("TERM"));
+    let figures = format!(
+        "converged after {took:?}; links per node {real_links:.1} (simulated {sim_links:.1}); \
+         control messages per node per second {real_msgs:.0} (simulated {sim_msgs:.0}); \
+         started over {started} ms; links per node: {links:?}"
+    );
+    println!("{figures}");
+    let max = invpn::core::mesh::DEFAULT_MAX_LINKS;
+    // a link that came late may still be in its 10 s grace
+    assert!(links.iter().all(|l| (1..=max as u64 + 2).contains(l)), "{figures}");
+    assert!(real_links <= max as f64 && sim_links <= max as f64, "{figures}");
+    // every announcement crosses each link about once a second each way
+    assert!(real_msgs <= 2.0 * real_links * N as f64, "{figures}");
+}
+
+/// The same mesh in the simulator: 1 s announcements as the test nodes, a
+/// LAN's latency. Returns links per node and control messages per node
+/// per second at rest.
+fn simulate(started: u64) -> (f64, f64) {
+    let cfg = SimConfig {
+        latency: (1, 1),
+        announce_interval: 1000,
+        ..SimConfig::dialled(N, 11, Dialled { start_within: started, ..Dialled::default() })
+    };
+    let mut sim = Sim::new(cfg);
+    sim.settle(started);
+    sim.converge(60_000).expect("the simulation converges");
+    sim.settle(12_000);
+    let links = 2.0 * sim.edges() as f64 / N as f64;
+    let (m0, t0) = (sim.control_msgs, sim.now());
+    sim.settle(5_000);
+    let msgs = (sim.control_msgs - m0) as f64 / N as f64 / ((sim.now() - t0) as f64 / 1000.0);
+    (links, msgs)
+}
