@@ -2,10 +2,9 @@
 //! (issue 11): 30 invpnd nodes on one switched underlay, each given node 1
 //! as its only seed, with the default `max_links`. The simulator runs the
 //! same link lifecycle (`core::mesh::Node`) and engine over simulated
-//! links; the test prints both sets of figures (links per node, control
-//! messages per node per second at rest) and checks what must hold of the
-//! real mesh: it converges, stays whole at rest, and every node's links
-//! are bounded by `max_links`.
+//! links. Links per node and control messages per node per second at rest
+//! must agree within 25 %; the real mesh must converge, stay whole at rest,
+//! and keep every node's links bounded by `max_links`.
 
 mod common;
 
@@ -80,14 +79,20 @@ fn thirty_daemons_build_the_mesh_the_simulator_predicts() {
     assert!(real_links <= max as f64 && sim_links <= max as f64, "{figures}");
     // every announcement crosses each link about once a second each way
     assert!(real_msgs <= 2.0 * real_links * N as f64, "{figures}");
+    let close = |a: f64, b: f64| (a - b).abs() <= 0.25 * b;
+    assert!(close(real_links, sim_links), "links per node: {figures}");
+    assert!(close(real_msgs, sim_msgs), "control messages: {figures}");
 }
 
-/// The same mesh in the simulator: 1 s announcements as the test nodes, a
-/// LAN's latency. Returns links per node and control messages per node
-/// per second at rest.
+/// The same mesh in the simulator: 1 s announcements as the test nodes.
+/// A simulated handshake takes three one-way latencies: 5 ms makes it
+/// 15 ms, as long as 30 daemons starting at once on two cores take (with
+/// 1 ms, 3 ms handshakes, the nodes first up keep fewer links: 9.2-9.7 per
+/// node instead of 10.7-12.3). Returns links per node and control
+/// messages per node per second at rest.
 fn simulate(started: u64) -> (f64, f64) {
     let cfg = SimConfig {
-        latency: (1, 1),
+        latency: (5, 5),
         announce_interval: 1000,
         ..SimConfig::dialled(N, 11, Dialled { start_within: started, ..Dialled::default() })
     };
