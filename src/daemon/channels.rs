@@ -160,8 +160,6 @@ pub enum ToSupervisor {
         id: LinkId,
         /// The peer's MAC, from its certificate.
         peer: Mac,
-        /// The peer's address on the TCP connection.
-        addr: SocketAddr,
         /// Whether this node dialled it.
         outbound: bool,
         /// Whether the invpnd extensions were agreed (ALPN invpn/2).
@@ -175,8 +173,6 @@ pub enum ToSupervisor {
     LinkDown {
         /// The link or connection.
         id: LinkId,
-        /// The peer, if the handshake had finished.
-        peer: Option<Mac>,
         /// Dialled, accepted, or a lane.
         origin: Origin,
         /// Why it closed.

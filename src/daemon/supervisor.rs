@@ -378,7 +378,9 @@ impl Supervisor {
                     if reason == CloseReason::Admission {
                         self.shared.engine.stats().add(Counter::ConnectionsRefused, 1);
                     }
-                    self.close(id, reason);
+                    if let Some(w) = self.shared.workers.get(id.worker()) {
+                        w.send_ctl(WorkerCtl::Close { id, reason });
+                    }
                 }
                 Action::Up(info) => {
                     if let Some(w) = self.shared.workers.get(info.id.worker()) {
@@ -488,7 +490,7 @@ impl Supervisor {
                 ExpiryAction::Close { link, peer, reason } => {
                     self.peer_chains.remove(&link);
                     info!("link to {peer} closed: {reason} (cause={})", reason.cause().label());
-                    self.close(link, reason);
+                    self.node.close(link, reason);
                 }
             }
         }
@@ -601,16 +603,10 @@ impl Supervisor {
         }
     }
 
-    fn close(&self, id: LinkId, reason: CloseReason) {
-        if let Some(w) = self.shared.workers.get(id.worker()) {
-            w.send_ctl(WorkerCtl::Close { id, reason });
-        }
-    }
-
     fn handle(&mut self, m: ToSupervisor) -> Option<Exit> {
         let now = self.shared.clock.now();
         match m {
-            ToSupervisor::LinkUp { id, peer, addr: _, outbound, ext, stats, chain } => {
+            ToSupervisor::LinkUp { id, peer, outbound, ext, stats, chain } => {
                 let pc = PeerCert::new(chain, !outbound, peer);
                 // a handshake begun before a reload ran with the old material
                 let hs = self.shared.settings.handshake_timeout + 1000;
@@ -627,7 +623,7 @@ impl Supervisor {
             }
             ToSupervisor::WantLane { link, peer } => self.dial_lane(link, peer),
             ToSupervisor::LaneUp { id, peer, stats, chain } => self.lane_up(id, peer, stats, chain),
-            ToSupervisor::LinkDown { id, peer: _, origin, reason } => {
+            ToSupervisor::LinkDown { id, origin, reason } => {
                 self.shared.engine.stats().closed(reason.cause());
                 let closed = self.node.closed(id, &reason, now.mono);
                 self.link_stats.remove(&id);
@@ -743,7 +739,7 @@ impl Supervisor {
         if let Some(old) = self.lanes.paired(lane, ctx.id) {
             self.peer_chains.remove(&old);
             self.lane_stats.remove(&old);
-            self.close(old, CloseReason::Replaced);
+            self.node.close(old, CloseReason::Replaced);
         }
         self.peer_chains.insert(lane, PeerCert::new(chain, accepted, peer));
         self.lane_stats.insert(lane, stats);
@@ -909,7 +905,7 @@ impl Supervisor {
                 info!("link to {peer} closed: {reason}");
                 closed.push(line);
             }
-            self.close(id, reason);
+            self.node.close(id, reason);
         }
         closed.sort();
         closed

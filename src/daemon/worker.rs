@@ -495,7 +495,6 @@ impl Worker {
         self.shared.supervisor.send(ToSupervisor::LinkUp {
             id: ctx.id,
             peer,
-            addr: ctx.addr,
             outbound,
             ext,
             stats,
@@ -666,7 +665,6 @@ impl Worker {
             // closed meanwhile: the supervisor paired `to`, which never came
             self.shared.supervisor.send(ToSupervisor::LinkDown {
                 id: to,
-                peer: None,
                 origin: Origin::Accepted,
                 reason: CloseReason::LaneWithoutLink,
             });
@@ -848,10 +846,6 @@ impl Worker {
         };
         let _ = self.poll.registry().deregister(&mut link.sock);
         self.twins.remove(&link.id);
-        let peer = match link.state {
-            State::Deciding(ctx) => Some(ctx.peer),
-            _ => link.ctx().map(|c| c.peer),
-        };
         match link.state {
             State::Up(ctx) => {
                 let removed = self.shared.engine.link_down(ctx.id, self.shared.clock.now());
@@ -884,7 +878,6 @@ impl Worker {
         }
         self.shared.supervisor.send(ToSupervisor::LinkDown {
             id: link.id,
-            peer,
             origin: link.origin,
             reason,
         });
