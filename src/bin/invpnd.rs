@@ -235,7 +235,7 @@ fn print_check(
             " (not created yet)".to_string()
         }
     )?;
-    let dials = n.max_links.min(invpn::core::mesh::DIAL_LINKS);
+    let dials = invpn::core::mesh::dial_links(n.max_links);
     writeln!(out, "max links:       {}, dialling until {dials}", n.max_links)?;
     writeln!(
         out,

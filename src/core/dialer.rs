@@ -610,8 +610,7 @@ impl Dialer {
     /// The dials to start now, given how many links are up. Marks them as
     /// being dialled.
     pub fn poll(&mut self, now: u64, links_up: usize) -> Vec<Dial> {
-        let dialing = self.targets.values().filter(|t| t.state == State::Dialing).count();
-        let room = self.max_links.saturating_sub(links_up + dialing);
+        let room = self.room(links_up);
         if room == 0 {
             return Vec::new();
         }
@@ -648,8 +647,13 @@ impl Dialer {
     /// Whether [`Dialer::poll`] would dial anything with `links_up` links
     /// up (no room: nothing is due, however overdue the targets are).
     pub fn has_room(&self, links_up: usize) -> bool {
+        self.room(links_up) > 0
+    }
+
+    /// How many more dials may be under way with `links_up` links up.
+    fn room(&self, links_up: usize) -> usize {
         let dialing = self.targets.values().filter(|t| t.state == State::Dialing).count();
-        self.max_links > links_up + dialing
+        self.max_links.saturating_sub(links_up + dialing)
     }
 
     /// When [`Dialer::poll`] may next have something to do (a node whose

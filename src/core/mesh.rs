@@ -36,7 +36,7 @@
 //! full node is not dialled again and again.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use hashbrown::HashMap;
 
@@ -56,6 +56,12 @@ pub const DIAL_LINKS: usize = 8;
 /// The default of `[network] max_links` (BENCHMARKS.md, "A bounded
 /// neighbour set").
 pub const DEFAULT_MAX_LINKS: usize = 16;
+
+/// How many links a node with `max_links` dials for: [`DIAL_LINKS`], or
+/// `max_links` if fewer.
+pub fn dial_links(max_links: usize) -> usize {
+    max_links.min(DIAL_LINKS)
+}
 
 /// How long a link opened beyond `max_links` is kept (ms).
 pub const GRACE: u64 = 10_000;
@@ -224,7 +230,7 @@ pub struct Node {
 impl Node {
     /// A node with no links, about to dial its seeds.
     pub fn new(cfg: NodeConfig) -> Node {
-        let dial = cfg.max_links.min(DIAL_LINKS);
+        let dial = dial_links(cfg.max_links);
         let mut dialer = Dialer::new(cfg.me, dial, cfg.limits, cfg.policy, cfg.rng_seed);
         for &(mac, addr) in &cfg.seeds {
             dialer.add_seed(mac, addr);
@@ -273,7 +279,7 @@ impl Node {
     /// Changes `max_links` (a reload); links beyond it stay.
     pub fn set_max_links(&mut self, max_links: usize) {
         self.max_links = max_links;
-        self.dialer.set_max_links(max_links.min(DIAL_LINKS));
+        self.dialer.set_max_links(dial_links(max_links));
     }
 
     /// Replaces the seeds (a reload).
@@ -318,17 +324,21 @@ impl Node {
 
     /// When [`Node::handle_timeout`] is next due (monotonic ms).
     pub fn poll_timeout(&self) -> Option<u64> {
-        let handshakes = self
-            .conns
-            .values()
-            .filter(|c| matches!(c.state, ConnState::Dialling | ConnState::Handshaking))
-            .map(|c| c.since + self.handshake_timeout + 1);
+        let handshakes = self.handshaking().map(|(_, since)| since + self.handshake_timeout + 1);
         let seeds = self.isolated_due();
         let grace = self.surplus.values().min().copied();
         // with no room to dial, overdue targets are not a deadline: they
         // wait for a link to go (which is an event)
         let dial = self.dialer.has_room(self.links.len()).then(|| self.dialer.next_due()).flatten();
         [Some(self.next_announce), dial, seeds, grace].into_iter().flatten().chain(handshakes).min()
+    }
+
+    /// The connections whose handshake runs, and since when.
+    fn handshaking(&self) -> impl Iterator<Item = (LinkId, u64)> + '_ {
+        self.conns
+            .iter()
+            .filter(|(_, c)| matches!(c.state, ConnState::Dialling | ConnState::Handshaking))
+            .map(|(id, c)| (*id, c.since))
     }
 
     /// When a seed is due again while the node has no link.
@@ -347,11 +357,9 @@ impl Node {
             self.actions.push_back(Action::Announce);
         }
         let late: Vec<LinkId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c.state, ConnState::Dialling | ConnState::Handshaking))
-            .filter(|(_, c)| now.saturating_sub(c.since) > self.handshake_timeout)
-            .map(|(id, _)| *id)
+            .handshaking()
+            .filter(|(_, since)| now.saturating_sub(*since) > self.handshake_timeout)
+            .map(|(id, _)| id)
             .collect();
         for id in late {
             self.close(id, CloseReason::HandshakeTimeout(self.handshake_timeout));
@@ -435,11 +443,6 @@ impl Node {
     /// An address where this node is reached (never to be dialled).
     pub fn own_address(&mut self, addr: SocketAddr) {
         self.dialer.policy_mut().add_own(addr);
-    }
-
-    /// How connection `id` came about and from where, while it is not up.
-    pub fn origin(&self, id: LinkId) -> Option<(Origin, SocketAddr)> {
-        self.conns.get(&id).map(|c| (c.origin, c.addr))
     }
 
     /// Connection `id` finished its handshake with `peer` (`ext`: an invpnd
@@ -544,11 +547,6 @@ impl Node {
     pub fn connecting(&self) -> (usize, usize) {
         let n = |s| self.conns.values().filter(|c| c.state == s).count();
         (n(ConnState::Dialling), n(ConnState::Handshaking))
-    }
-
-    /// The address an accepted connection came from (for logs).
-    pub fn ip_of(&self, id: LinkId) -> Option<IpAddr> {
-        self.conns.get(&id).map(|c| c.addr.ip())
     }
 }
 
