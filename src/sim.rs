@@ -429,25 +429,28 @@ impl Sim {
         self.nodes[i].engine.link_up(&ctx, now);
     }
 
+    /// Runs node `i`'s lifecycle timers now, and what they ask for.
+    fn run_timers(&mut self, i: usize) {
+        let now = self.now;
+        if let Some(n) = self.nodes[i].node.as_mut() {
+            n.handle_timeout(now);
+        }
+        self.drive(i);
+    }
+
     fn on_lifecycle(&mut self, kind: Kind) {
         let now = self.now;
         match kind {
             Kind::Start(i) => {
                 self.nodes[i].alive = true;
-                if let Some(n) = self.nodes[i].node.as_mut() {
-                    n.handle_timeout(now);
-                }
-                self.drive(i);
+                self.run_timers(i);
             }
             Kind::Wake(i) => {
                 if self.nodes[i].wake_at == Some(now) {
                     self.nodes[i].wake_at = None;
                 }
                 if self.nodes[i].alive {
-                    if let Some(n) = self.nodes[i].node.as_mut() {
-                        n.handle_timeout(now);
-                    }
-                    self.drive(i);
+                    self.run_timers(i);
                 }
             }
             Kind::Syn { from, id, to } => {
@@ -630,8 +633,7 @@ impl Sim {
                 }
             }
             if !events.is_empty() {
-                n.handle_timeout(now.mono);
-                self.drive(to);
+                self.run_timers(to);
             }
         }
     }
