@@ -11,7 +11,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use invpn::config::Ssl;
 use invpn::core::deframer::Deframer;
 use invpn::core::wire::FRAME_HEADROOM;
-use invpn::core::{Engine, EngineConfig, Event, LinkCtx, LinkId, Mac, Now, Output, TapAction};
+use invpn::core::{
+    Engine, EngineConfig, Event, Fanout, LinkCtx, LinkId, Mac, Now, Output, TapAction,
+};
 use invpn::pki::{self, KeyType, Validity};
 use invpn::tls::Material;
 use rustls::pki_types::UnixTime;
@@ -20,7 +22,7 @@ struct Sink(usize);
 
 impl Output for Sink {
     fn send(&mut self, _: LinkId, _: &[u8]) {}
-    fn flood(&mut self, _: Option<LinkId>, _: &[u8], _: bool) {}
+    fn flood(&mut self, _: &Fanout, _: &[u8]) {}
     fn deliver(&mut self, frame: &[u8]) {
         self.0 += frame.len();
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use invpn::core::dedup::Dedup;
-use invpn::core::routes::RouteTable;
+use invpn::core::routes::{Hop, RouteTable};
 use invpn::core::{LinkId, Mac};
 
 fn mac(i: u32) -> Mac {
@@ -14,10 +14,14 @@ fn mac(i: u32) -> Mac {
     Mac([2, 0, 0, a, b, c])
 }
 
+fn hop(i: u32) -> Hop {
+    Hop { link: LinkId(u64::from(i % 8)), via: mac(0), alt_ok: true, slot: None }
+}
+
 fn tables(c: &mut Criterion) {
     let routes = Arc::new(RouteTable::new());
     for i in 0..1000 {
-        routes.offer(mac(i), 1, LinkId(u64::from(i % 8)), mac(0), None, 0, true);
+        routes.offer(mac(i), 1, hop(i), None, 0);
     }
     let mut g = c.benchmark_group("routes");
     g.throughput(Throughput::Elements(1));
@@ -36,15 +40,7 @@ fn tables(c: &mut Criterion) {
             let mut stamp = 2;
             while !stop.load(Ordering::Relaxed) {
                 for i in 0..1000 {
-                    routes.offer(
-                        mac(i),
-                        stamp,
-                        LinkId(u64::from(i % 8)),
-                        mac(0),
-                        None,
-                        stamp,
-                        true,
-                    );
+                    routes.offer(mac(i), stamp, hop(i), None, stamp);
                 }
                 stamp += 1;
             }

@@ -16,6 +16,7 @@
 
 use std::time::Instant;
 
+use invpn::core::wire::kind;
 use invpn::core::Mac;
 use invpn::sim::{Dialled, Sim, SimConfig};
 
@@ -43,9 +44,9 @@ fn main() {
         }
     };
     println!(
-        "| nodes | links | links per node, mean / max | converged after, ms | control bytes/node/s | control msgs/node/s | one broadcast, msgs | crash: all pairs reachable again after, ms | wall time, s |"
+        "| nodes | links | links per node, mean / max | converged after, ms | control bytes/node/s | control msgs/node/s | copies of an announcement per node | prunes and grafts/node/s | one broadcast, msgs | crash: all pairs reachable again after, ms | wall time, s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         let wall = Instant::now();
         let mut sim = Sim::new(config(n));
@@ -56,16 +57,28 @@ fn main() {
         } else {
             sim.converge(60_000)
         };
-        // at rest: 30 s of simulated time, after 10 s more
-        sim.settle(10_000);
+        // at rest: 30 s of simulated time, after 30 s more (surplus links
+        // close after their 10 s of grace, and the flood tree then
+        // settles in a few announce intervals)
+        sim.settle(if dialled { 30_000 } else { 10_000 });
         let links = sim.edges();
         let per_node: Vec<usize> = (0..n).map(|i| sim.neighbours(i).len()).collect();
         let max_degree = per_node.iter().copied().max().unwrap_or(0);
         let (b0, m0, t0) = (sim.control_bytes, sim.control_msgs, sim.now());
+        let announces = |sim: &Sim| {
+            sim.by_kind[usize::from(kind::DIRECT_ANNOUNCE)]
+                + sim.by_kind[usize::from(kind::ANNOUNCE)]
+        };
+        let (a0, p0) = (announces(&sim), sim.by_kind[usize::from(kind::PRUNE)]);
         sim.settle(30_000);
         let secs = (sim.now() - t0) as f64 / 1000.0;
         let bps = (sim.control_bytes - b0) as f64 / n as f64 / secs;
         let mps = (sim.control_msgs - m0) as f64 / n as f64 / secs;
+        // every node announces once an interval; each of the others gets
+        // this many copies of it
+        let made = n as f64 * secs * 1000.0 / sim.cfg.announce_interval as f64;
+        let copies = (announces(&sim) - a0) as f64 / made / (n - 1).max(1) as f64;
+        let pps = (sim.by_kind[usize::from(kind::PRUNE)] - p0) as f64 / n as f64 / secs;
         // one broadcast frame from node 1 (an ARP request, say)
         let before = sim.all_msgs - sim.control_msgs;
         let sent = sim.send_frame(1 % n, Mac([0xff; 6]), &[0u8; 46]);
@@ -95,13 +108,15 @@ fn main() {
             }
         });
         println!(
-            "| {n} | {} | {:.1} / {} | {} | {:.0} | {:.0} | {} | {} | {:.1} |",
+            "| {n} | {} | {:.1} / {} | {} | {:.0} | {:.0} | {:.2} | {:.1} | {} | {} | {:.1} |",
             links,
             2.0 * links as f64 / n as f64,
             max_degree,
             conv.map_or("not converged".into(), |t| t.to_string()),
             bps,
             mps,
+            copies,
+            pps,
             bcast,
             recovery.map_or("-".into(), |t| t.to_string()),
             wall.elapsed().as_secs_f64()

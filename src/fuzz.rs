@@ -11,7 +11,7 @@ use crate::core::offload::{self, VnetHdr};
 use crate::core::stats::DropReason;
 use crate::core::wire::{self, Message};
 use crate::core::{
-    Engine, EngineConfig, Event, LinkCtx, LinkId, Mac, Now, Output, TapAction, Verdict,
+    Engine, EngineConfig, Event, Fanout, LinkCtx, LinkId, Mac, Now, Output, TapAction, Verdict,
 };
 
 /// Parses `data` as one message; whatever parses must encode back to the
@@ -47,6 +47,19 @@ pub fn wire_round_trip(data: &[u8]) {
             let mut plain = Vec::new();
             wire::encode_unicast(&mut plain, t.unicast.frame)
                 && wire::encode_twin(&mut out, t.seq, &plain)
+        }
+        Message::Prune(p) => {
+            let prune: Vec<Mac> = p.prune.iter().collect();
+            let graft: Vec<Mac> = p.graft.iter().collect();
+            let mut msgs = Vec::new();
+            wire::encode_prunes(&mut msgs, &prune, &graft);
+            match msgs.pop() {
+                Some(one) if msgs.is_empty() && p.version == wire::VERSION => {
+                    out = one;
+                    true
+                }
+                _ => false,
+            }
         }
         Message::Hello(_) | Message::Unknown(_) => false,
     };
@@ -90,6 +103,17 @@ struct Checked<'a> {
     answer_bytes: &'a mut HashMap<LinkId, u64>,
 }
 
+impl<'a> Checked<'a> {
+    /// Checks what is sent outside the handling of a message.
+    fn new(
+        me: Mac,
+        up: &'a HashSet<LinkId>,
+        answer_bytes: &'a mut HashMap<LinkId, u64>,
+    ) -> Checked<'a> {
+        Checked { me, up, delivered: 0, only_to: None, answer_bytes }
+    }
+}
+
 impl Output for Checked<'_> {
     fn send(&mut self, link: LinkId, msg: &[u8]) {
         assert!(self.up.contains(&link), "sent on link {link} which is not up");
@@ -104,8 +128,8 @@ impl Output for Checked<'_> {
             *self.answer_bytes.entry(link).or_default() += msg.len() as u64;
         }
     }
-    fn flood(&mut self, except: Option<LinkId>, msg: &[u8], _ext_only: bool) {
-        if let Some(l) = except {
+    fn flood(&mut self, to: &Fanout, msg: &[u8]) {
+        if let Some(l) = to.except {
             assert!(self.up.contains(&l), "flooded from link {l} which is not up");
         }
         let Some((m, rest)) = wire::split_message(msg) else { panic!("flooded a broken message") };
@@ -250,11 +274,11 @@ pub fn engine_sequence(data: &[u8]) {
                     mono: now.mono + 1,
                     unix_ms: now.unix_ms.saturating_sub(u64::from(arg) * 10_000),
                 };
-                e.tick(now);
+                e.tick(now, &mut Checked::new(me, &up, &mut answer_bytes));
             }
             4 => {
                 if up.remove(&link.id) {
-                    e.link_down(link.id, now);
+                    e.link_down(link.id, now, &mut Checked::new(me, &up, &mut answer_bytes));
                 } else {
                     gens[i] += 1;
                     let l = ctx(i, gens[i]);
@@ -265,7 +289,7 @@ pub fn engine_sequence(data: &[u8]) {
             5 => {
                 let dt = u64::from(arg) * 997;
                 now = Now { mono: now.mono + dt, unix_ms: now.unix_ms + dt };
-                e.tick(now);
+                e.tick(now, &mut Checked::new(me, &up, &mut answer_bytes));
             }
             _ => {
                 // a frame from the TAP, with or without an offload header

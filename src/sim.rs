@@ -24,7 +24,9 @@ use crate::core::dialer;
 use crate::core::links::CloseReason;
 use crate::core::mesh::{Action, ConnState, Node, NodeConfig};
 use crate::core::wire::{self, FRAME_HEADROOM};
-use crate::core::{Engine, EngineConfig, Event, LinkCtx, LinkId, Mac, Now, Output, TapAction};
+use crate::core::{
+    Engine, EngineConfig, Event, Fanout, LinkCtx, LinkId, Mac, Now, Output, TapAction,
+};
 
 /// Shape and timing of a simulated mesh.
 #[derive(Debug, Clone)]
@@ -35,6 +37,10 @@ pub struct SimConfig {
     pub degree: (usize, usize),
     /// One-way latency of each link, drawn from this range (ms).
     pub latency: (u64, u64),
+    /// Up to this much more (ms, drawn for each message) a message takes
+    /// on top of its link's latency, as a loaded host's queues and
+    /// scheduler add; messages on one link keep their order (TCP).
+    pub jitter: u64,
     /// Each node's announce interval (ms).
     pub announce_interval: u64,
     /// How long a route lives without a fresh announcement (ms).
@@ -75,6 +81,7 @@ impl SimConfig {
             nodes,
             degree: (3, 8),
             latency: (1, 20),
+            jitter: 0,
             announce_interval: 5000,
             route_ttl: 60_000,
             seed,
@@ -116,6 +123,8 @@ struct End {
     peer_link: LinkId,
     latency: u64,
     up: bool,
+    /// When the last message sent on it arrives (messages keep their order).
+    last_at: u64,
 }
 
 struct SimNode {
@@ -193,6 +202,8 @@ pub struct Sim {
     pub control_msgs: u64,
     /// Every message sent on a link, control or not.
     pub all_msgs: u64,
+    /// Messages sent on links, by type byte.
+    pub by_kind: Box<[u64; 256]>,
     /// Frames written to TAPs.
     pub delivered: Deliveries,
     rng: fastrand::Rng,
@@ -211,12 +222,10 @@ impl Output for Collect<'_> {
     fn send(&mut self, link: LinkId, msg: &[u8]) {
         self.sends.push((link, msg.into()));
     }
-    fn flood(&mut self, except: Option<LinkId>, msg: &[u8], ext_only: bool) {
+    fn flood(&mut self, to: &Fanout, msg: &[u8]) {
         let bytes: Rc<[u8]> = msg.into();
-        for e in self.links.iter().filter(|e| e.up && Some(e.ctx.id) != except) {
-            if e.ctx.ext || !ext_only {
-                self.sends.push((e.ctx.id, bytes.clone()));
-            }
+        for e in self.links.iter().filter(|e| e.up && to.includes(e.ctx.id, e.ctx.ext)) {
+            self.sends.push((e.ctx.id, bytes.clone()));
         }
     }
     fn deliver(&mut self, frame: &[u8]) {
@@ -292,10 +301,26 @@ impl Sim {
                 (LinkId(nodes[a].links.len() as u64), LinkId(nodes[b].links.len() as u64));
             let ca = LinkCtx { id: la, peer: node_mac(b), addr: node_addr(b), ext: true };
             let cb = LinkCtx { id: lb, peer: node_mac(a), addr: node_addr(a), ext: true };
-            nodes[a].links.push(End { ctx: ca, peer_node: b, peer_link: lb, latency, up: true });
-            nodes[b].links.push(End { ctx: cb, peer_node: a, peer_link: la, latency, up: true });
+            nodes[a].links.push(End {
+                ctx: ca,
+                peer_node: b,
+                peer_link: lb,
+                latency,
+                up: true,
+                last_at: 0,
+            });
+            nodes[b].links.push(End {
+                ctx: cb,
+                peer_node: a,
+                peer_link: la,
+                latency,
+                up: true,
+                last_at: 0,
+            });
             nodes[a].engine.link_up(&ca, now);
             nodes[b].engine.link_up(&cb, now);
+            sim.hello(&nodes[a].engine, &ca, now);
+            sim.hello(&nodes[b].engine, &cb, now);
         }
         sim.nodes = nodes;
         for i in 0..n {
@@ -318,6 +343,7 @@ impl Sim {
             control_bytes: 0,
             control_msgs: 0,
             all_msgs: 0,
+            by_kind: Box::new([0; 256]),
             delivered: Rc::new(RefCell::new(Vec::new())),
             rng,
         }
@@ -395,8 +421,9 @@ impl Sim {
         if let Some(pos) = self.nodes[i].pos_of.remove(&id) {
             if self.nodes[i].links[pos].up {
                 self.nodes[i].links[pos].up = false;
-                let now = self.clock();
-                self.nodes[i].engine.link_down(LinkId(pos as u64), now);
+                self.with_engine(i, |e, now, out| {
+                    e.link_down(LinkId(pos as u64), now, out);
+                });
             }
         }
         if let Some((j, jid)) = self.pairs.remove(&(i, id)) {
@@ -419,7 +446,7 @@ impl Sim {
         let ctx =
             LinkCtx { id: LinkId(pos as u64), peer: node_mac(j), addr: node_addr(j), ext: true };
         let latency = self.latency(i, j);
-        let end = End { ctx, peer_node: j, peer_link, latency, up: true };
+        let end = End { ctx, peer_node: j, peer_link, latency, up: true, last_at: 0 };
         self.nodes[i].links.push(end);
         self.nodes[i].pos_of.insert(id, pos);
         if let Some(p) = self.nodes[j].pos_of.get(&jid).copied() {
@@ -427,6 +454,40 @@ impl Sim {
         }
         let now = self.clock();
         self.nodes[i].engine.link_up(&ctx, now);
+        // the peer's hello is the first thing on the link
+        self.hello(&self.nodes[i].engine, &ctx, now);
+    }
+
+    /// Node `i`'s engine handles the hello of the peer on `link`, which
+    /// says what a peer of the same version takes.
+    fn hello(&self, engine: &Engine, link: &LinkCtx, now: Now) {
+        let mut msg = Vec::new();
+        wire::encode_hello(&mut msg, engine.hello_flags());
+        let mut out = Collect {
+            node: 0,
+            links: &[],
+            sends: Vec::new(),
+            delivered: &self.delivered,
+            events: Vec::new(),
+        };
+        engine.handle_message(link, &mut msg, now, &mut out);
+    }
+
+    /// Calls `f` with node `i`'s engine and an output, and sends what it
+    /// sent.
+    fn with_engine(&mut self, i: usize, f: impl FnOnce(&Engine, Now, &mut Collect<'_>)) {
+        let now = self.clock();
+        let node = &self.nodes[i];
+        let mut out = Collect {
+            node: i,
+            links: &node.links,
+            sends: Vec::new(),
+            delivered: &self.delivered,
+            events: Vec::new(),
+        };
+        f(&node.engine, now, &mut out);
+        let sends = out.sends;
+        self.dispatch(i, sends);
     }
 
     /// Runs node `i`'s lifecycle timers now, and what they ask for.
@@ -545,11 +606,16 @@ impl Sim {
                 continue;
             }
             self.all_msgs += 1;
+            if let Some(k) = wire::kind_of(&bytes) {
+                self.by_kind[usize::from(k)] += 1;
+            }
             if wire::kind_of(&bytes).is_some_and(wire::is_control) {
                 self.control_bytes += bytes.len() as u64;
                 self.control_msgs += 1;
             }
-            let at = self.now + end.latency;
+            let jitter = if self.cfg.jitter > 0 { self.rng.u64(0..=self.cfg.jitter) } else { 0 };
+            let at = (self.now + end.latency + jitter).max(end.last_at);
+            self.nodes[from].links[link.0 as usize].last_at = at;
             self.schedule(at, Kind::Deliver { to: end.peer_node, link: end.peer_link, bytes });
         }
     }
@@ -595,8 +661,11 @@ impl Sim {
                     }
                 }
                 Kind::Tick => {
-                    let now = self.clock();
-                    self.nodes.iter().filter(|n| n.alive).for_each(|n| n.engine.tick(now));
+                    for i in 0..self.nodes.len() {
+                        if self.nodes[i].alive {
+                            self.with_engine(i, |e, now, out| e.tick(now, out));
+                        }
+                    }
                     self.schedule(self.now + 1000, Kind::Tick);
                 }
                 other => self.on_lifecycle(other),
@@ -704,8 +773,9 @@ impl Sim {
             self.nodes[i].links[e.ctx.id.0 as usize].up = false;
             let peer = e.peer_node;
             self.nodes[peer].links[e.peer_link.0 as usize].up = false;
-            let now = self.clock();
-            self.nodes[peer].engine.link_down(e.peer_link, now);
+            self.with_engine(peer, |eng, now, out| {
+                eng.link_down(e.peer_link, now, out);
+            });
             self.announce(peer);
         }
     }

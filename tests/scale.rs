@@ -4,7 +4,8 @@
 //! same link lifecycle (`core::mesh::Node`) and engine over simulated
 //! links. Links per node and control messages per node per second at rest
 //! must agree within 25 %; the real mesh must converge, stay whole at rest,
-//! and keep every node's links bounded by `max_links`.
+//! keep every node's links bounded by `max_links`, and carry fewer than
+//! 3 x N control messages per node per announce interval (the flood tree).
 
 mod common;
 
@@ -77,8 +78,10 @@ fn thirty_daemons_build_the_mesh_the_simulator_predicts() {
     // a link that came late may still be in its 10 s grace
     assert!(links.iter().all(|l| (1..=max as u64 + 2).contains(l)), "{figures}");
     assert!(real_links <= max as f64 && sim_links <= max as f64, "{figures}");
-    // every announcement crosses each link about once a second each way
-    assert!(real_msgs <= 2.0 * real_links * N as f64, "{figures}");
+    // the flood tree: each node hears each announcement (one a second
+    // from every node) from its route and that route's second path, not
+    // from every link (about 2 x links per node a second before it)
+    assert!(real_msgs < 3.0 * N as f64, "{figures}");
     let close = |a: f64, b: f64| (a - b).abs() <= 0.25 * b;
     assert!(close(real_links, sim_links), "links per node: {figures}");
     assert!(close(real_msgs, sim_msgs), "control messages: {figures}");

@@ -161,6 +161,22 @@ fn counter_metric(c: Counter) -> (&'static str, &'static str) {
         Counter::SoftwareSegments => {
             ("invpn_software_segments_total", "Frames cut out of super-frames in software.")
         }
+        Counter::PrunesSent => (
+            "invpn_prunes_sent_total",
+            "Sources whose floods a neighbour was asked not to send (flood tree).",
+        ),
+        Counter::GraftsSent => (
+            "invpn_grafts_sent_total",
+            "Sources whose floods a neighbour was asked to send again (flood tree).",
+        ),
+        Counter::PrunesReceived => (
+            "invpn_prunes_received_total",
+            "Sources whose floods neighbours asked this node not to send (flood tree).",
+        ),
+        Counter::GraftsReceived => (
+            "invpn_grafts_received_total",
+            "Sources whose floods neighbours asked this node to send again (flood tree).",
+        ),
     }
 }
 

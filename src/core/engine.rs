@@ -13,7 +13,7 @@ use super::ids::IdSource;
 use super::mac::Mac;
 use super::offload::{self, VnetHdr};
 use super::ratelimit::{Rate, TokenBucket};
-use super::routes::{Offer, RouteTable};
+use super::routes::{Hop, Offer, RouteTable, Withdrawn};
 use super::stats::{Counter, DropReason, Stats};
 use super::wire::{
     self, Announce, AnnouncedAddr, DirectAnnounce, HealthReport, Message, WireError,
@@ -95,6 +95,45 @@ pub struct LinkCtx {
     pub ext: bool,
 }
 
+/// Which links a flooded message goes to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fanout {
+    /// The link it came on, if any: not sent back there.
+    pub except: Option<LinkId>,
+    /// Only to invpnd links (ALPN `invpn/2`).
+    pub ext_only: bool,
+    /// Links whose neighbours pruned the message's source (`0x05`).
+    pub skip: Vec<LinkId>,
+}
+
+impl Fanout {
+    /// Every link.
+    pub fn all() -> Fanout {
+        Fanout::default()
+    }
+
+    /// Whether the message goes to `link` (an invpnd link if `ext`).
+    pub fn includes(&self, link: LinkId, ext: bool) -> bool {
+        Some(link) != self.except && (ext || !self.ext_only) && !self.skip.contains(&link)
+    }
+}
+
+/// A linked neighbour as the engine keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Neighbour {
+    peer: Mac,
+    /// Its place in the routes' prune bits (invpnd links only, at most
+    /// [`TREE_SLOTS`]; a link without one is flooded everything and
+    /// never pruned).
+    slot: Option<u8>,
+    /// Whether it honours prunes (its hello said so): only then is it
+    /// sent any.
+    tree: bool,
+}
+
+/// How many links take part in the flood tree: one bit each in a route.
+pub const TREE_SLOTS: u8 = 64;
+
 /// Something the rest of the daemon should know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -122,9 +161,8 @@ pub enum Event {
 pub trait Output {
     /// Sends a whole message (with its length prefix) on one link.
     fn send(&mut self, link: LinkId, msg: &[u8]);
-    /// Sends a message on every link but `except`; only on invpnd links if
-    /// `ext_only`.
-    fn flood(&mut self, except: Option<LinkId>, msg: &[u8], ext_only: bool);
+    /// Sends a message on every link `to` includes.
+    fn flood(&mut self, to: &Fanout, msg: &[u8]);
     /// Writes an Ethernet frame to the TAP.
     fn deliver(&mut self, frame: &[u8]);
     /// Writes an offloaded frame (with its header) to the TAP. Without
@@ -184,7 +222,7 @@ pub struct Engine {
     routes: RouteTable,
     broadcasts: Dedup,
     health_requests: Dedup,
-    neighbours: RwLock<HashMap<LinkId, Mac>>,
+    neighbours: RwLock<HashMap<LinkId, Neighbour>>,
     /// When each neighbour's own announcement last arrived on its link.
     heard: RwLock<HashMap<Mac, u64>>,
     /// Our own health requests whose answers are awaited, and how much of
@@ -246,7 +284,7 @@ impl Engine {
 
     /// The neighbours linked now, by link.
     pub fn neighbours(&self) -> Vec<(LinkId, Mac)> {
-        let mut v: Vec<_> = self.neighbours.read().iter().map(|(l, m)| (*l, *m)).collect();
+        let mut v: Vec<_> = self.neighbours.read().iter().map(|(l, n)| (*l, n.peer)).collect();
         v.sort();
         v
     }
@@ -291,24 +329,41 @@ impl Engine {
 
     /// A link came up (after the one-link-per-pair check).
     pub fn link_up(&self, link: &LinkCtx, now: Now) {
-        self.neighbours.write().insert(link.id, link.peer);
+        {
+            let mut n = self.neighbours.write();
+            // a slot is free once its link's bits are cleared (link_down)
+            let used = n.values().filter_map(|x| x.slot).fold(0u64, |m, s| m | 1 << s);
+            let slot = (0..TREE_SLOTS).find(|s| used & (1 << s) == 0).filter(|_| link.ext);
+            n.insert(link.id, Neighbour { peer: link.peer, slot, tree: false });
+        }
         self.heard.write().insert(link.peer, now.mono);
         self.routes.add_neighbour(link.peer, link.id, now.mono);
     }
 
-    /// A link went down: every route through it goes at once. Returns how
-    /// many routes were removed. If another link to the same neighbour is
-    /// still up (two nodes dialled each other and one link was closed as
-    /// the duplicate), the neighbour stays reached through it.
-    pub fn link_down(&self, link: LinkId, now: Now) -> usize {
+    /// The hello flags this engine adds to what the shell accepts.
+    pub fn hello_flags(&self) -> u32 {
+        wire::hello_flags::TREE
+    }
+
+    /// A link went down: every route through it goes at once (or moves to
+    /// its second path). Returns how many routes were removed; grafts for
+    /// the routes that lost a path go out on `out`. If another link to the
+    /// same neighbour is still up (two nodes dialled each other and one
+    /// link was closed as the duplicate), the neighbour stays reached
+    /// through it.
+    pub fn link_down(&self, link: LinkId, now: Now, out: &mut impl Output) -> usize {
+        let gone = self.neighbours.read().get(&link).copied();
+        // the slot stays taken until its bits are cleared
+        let w = self.routes.remove_via(link, gone.and_then(|n| n.slot));
         let gone = {
             let mut n = self.neighbours.write();
-            n.remove(&link).map(|peer| {
-                let other = n.iter().filter(|(_, m)| **m == peer).map(|(l, _)| *l).min();
-                (peer, other)
+            n.remove(&link).map(|x| {
+                let other = n.iter().filter(|(_, m)| m.peer == x.peer).map(|(l, _)| *l).min();
+                (x.peer, other)
             })
         };
-        let removed = self.routes.remove_via(link);
+        let removed = w.removed;
+        self.send_grafts(w, out);
         match gone {
             Some((peer, Some(other))) => self.routes.add_neighbour(peer, other, now.mono),
             Some((peer, None)) => {
@@ -320,9 +375,11 @@ impl Engine {
         removed
     }
 
-    /// Periodic housekeeping: expires routes and de-duplication state.
-    pub fn tick(&self, now: Now) {
-        self.routes.expire(now.mono, self.cfg.route_ttl);
+    /// Periodic housekeeping: expires routes (grafting what they had
+    /// pruned, on `out`) and de-duplication state.
+    pub fn tick(&self, now: Now, out: &mut impl Output) {
+        let w = self.routes.expire(now.mono, self.cfg.route_ttl);
+        self.send_grafts(w, out);
         // longer than any id is accepted (see id_refused), so that no
         // replay finds its source forgotten
         let idle = self.cfg.route_ttl.max(2 * self.cfg.max_clock_skew + MAX_TRANSIT + 1_000);
@@ -330,6 +387,69 @@ impl Engine {
         self.health_requests.expire(now.mono, idle);
         let links = self.neighbours.read();
         self.answer_bytes.lock().retain(|l| links.contains_key(&l));
+    }
+
+    /// The link's tree slot, if its neighbour honours prunes.
+    fn tree_slot(&self, link: LinkId) -> Option<u8> {
+        self.neighbours.read().get(&link).filter(|n| n.tree).and_then(|n| n.slot)
+    }
+
+    /// Where a copy that came on `link` came from, for the route table.
+    fn hop(&self, link: &LinkCtx) -> Hop {
+        Hop { link: link.id, via: link.peer, alt_ok: link.ext, slot: self.tree_slot(link.id) }
+    }
+
+    /// The links in the tree slots of `mask`.
+    fn links_in(&self, mask: u64) -> Vec<LinkId> {
+        if mask == 0 {
+            return Vec::new();
+        }
+        let n = self.neighbours.read();
+        n.iter()
+            .filter(|(_, x)| x.slot.is_some_and(|s| mask & (1 << s) != 0))
+            .map(|(l, _)| *l)
+            .collect()
+    }
+
+    /// Where a flood of `src`'s message that came on `except` goes: every
+    /// link but the ones whose neighbours pruned `src`.
+    fn fanout(&self, src: &Mac, except: Option<LinkId>, ext_only: bool) -> Fanout {
+        let skip = self.links_in(self.routes.get(src).map_or(0, |r| r.pruned_by));
+        Fanout { except, ext_only, skip }
+    }
+
+    /// Sends one `0x05` with `prune` and `graft` on `link`.
+    fn send_prunes(&self, link: LinkId, prune: &[Mac], graft: &[Mac], out: &mut impl Output) {
+        let mut msgs = Vec::new();
+        wire::encode_prunes(&mut msgs, prune, graft);
+        for m in &msgs {
+            out.send(link, m);
+        }
+        self.stats.add(Counter::PrunesSent, prune.len() as u64);
+        self.stats.add(Counter::GraftsSent, graft.len() as u64);
+    }
+
+    /// Grafts the withdrawn routes' sources on the links they had pruned,
+    /// one message (or as few as fit) per link.
+    fn send_grafts(&self, w: Withdrawn, out: &mut impl Output) {
+        if w.grafts.is_empty() {
+            return;
+        }
+        let slots: Vec<(u8, LinkId)> = {
+            let n = self.neighbours.read();
+            n.iter().filter(|(_, x)| x.tree).filter_map(|(l, x)| Some((x.slot?, *l))).collect()
+        };
+        for (slot, link) in slots {
+            let macs: Vec<Mac> = w
+                .grafts
+                .iter()
+                .filter(|(_, m)| m & (1 << slot) != 0)
+                .map(|(mac, _)| *mac)
+                .collect();
+            if !macs.is_empty() {
+                self.send_prunes(link, &[], &macs, out);
+            }
+        }
     }
 
     fn heard_lately(&self, mac: Mac, now: Now) -> bool {
@@ -359,8 +479,9 @@ impl Engine {
 
     /// Whether a broadcast or health request naming `src` as its source is
     /// plausible on `link`: `src` is the neighbour itself, or the route to
-    /// `src` uses `link` (not its second path: a forger there would reach
-    /// every node downstream of it).
+    /// `src` uses `link` (not its second path, which the flood tree also
+    /// feeds: a forger there would reach every node downstream of it; when
+    /// the route's link goes, the second path becomes the route at once).
     ///
     /// This is the reverse-path check of multicast routing: every node
     /// floods what it accepts, so the copy on the path from the source
@@ -442,7 +563,7 @@ impl Engine {
                     Seen::TooOld => return self.dropped(DropReason::TooOld),
                     Seen::RateLimited => return self.dropped(DropReason::BroadcastRate),
                 }
-                out.flood(Some(link.id), raw, false);
+                out.flood(&self.fanout(&b.src, Some(link.id), false), raw);
                 // The id's last six bytes become the broadcast destination:
                 // raw[5..] is then the Ethernet frame.
                 raw[5..11].copy_from_slice(&Mac::BROADCAST.0);
@@ -452,8 +573,31 @@ impl Engine {
             Message::HealthRequest(r) => self.on_health_request(link, &r, now, out),
             Message::Hello(h) => {
                 if link.ext {
+                    if let Some(n) = self.neighbours.write().get_mut(&link.id) {
+                        n.tree = h.flags & wire::hello_flags::TREE != 0;
+                    }
                     out.capabilities(link.id, h.flags);
                 }
+                Verdict::Done
+            }
+            Message::Prune(p) => {
+                // honoured from invpnd links with a tree slot; bits in
+                // routes already kept are all a neighbour can set
+                if !link.ext {
+                    return self.dropped(DropReason::WrongLink);
+                }
+                // past TREE_SLOTS links, the rest are flooded everything
+                let Some(slot) = self.neighbours.read().get(&link.id).and_then(|n| n.slot) else {
+                    return Verdict::Done;
+                };
+                for mac in p.prune.iter() {
+                    self.routes.set_pruned(&mac, slot, true);
+                }
+                for mac in p.graft.iter() {
+                    self.routes.set_pruned(&mac, slot, false);
+                }
+                self.stats.add(Counter::PrunesReceived, p.prune.len() as u64);
+                self.stats.add(Counter::GraftsReceived, p.graft.len() as u64);
                 Verdict::Done
             }
             Message::Offloaded(o) => {
@@ -585,17 +729,30 @@ impl Engine {
             // the direct copy. This keeps a forged relay from capturing the
             // route to a neighbour; a silent direct link stops counting
             // after two intervals, and the relayed copies win again.
+            if self.routes.redundant_copy(&a.mac, a.id, self.hop(link)) {
+                self.send_prunes(link.id, &[a.mac], &[], out);
+            }
             return self.dropped(DropReason::IndirectNeighbour);
         }
         let addr = a.socket_addr().filter(|s| !s.ip().is_unspecified() && s.port() != 0);
-        match self.routes.offer(a.mac, a.id, link.id, link.peer, addr, now.mono, link.ext) {
-            // An announcement seen already: this is how a flood ends.
-            Offer::Stale => Verdict::Done,
+        let hop = self.hop(link);
+        match self.routes.offer(a.mac, a.id, hop, addr, now.mono) {
+            // An announcement seen already: this is how a flood ends. A
+            // copy the route does not need is pruned where it came from.
+            Offer::Stale { prune } => {
+                if prune {
+                    self.send_prunes(link.id, &[a.mac], &[], out);
+                }
+                Verdict::Done
+            }
             Offer::Full => self.dropped(DropReason::RouteTableFull),
             Offer::ShareFull => self.dropped(DropReason::RouteShare),
             Offer::RateLimited => self.dropped(DropReason::AnnounceRate),
-            Offer::Accepted { addr_changed, relay } => {
+            Offer::Accepted { addr_changed, relay, skip, graft } => {
                 self.stats.add(Counter::AnnouncementsAccepted, 1);
+                if graft != 0 {
+                    self.send_grafts(Withdrawn { removed: 0, grafts: vec![(a.mac, graft)] }, out);
+                }
                 if addr_changed {
                     out.event(match addr {
                         Some(addr) => Event::Learned { mac: a.mac, addr, via: link.peer },
@@ -603,7 +760,12 @@ impl Engine {
                     });
                 }
                 if self.cfg.relay && relay {
-                    out.flood(Some(link.id), raw, false);
+                    let to = Fanout {
+                        except: Some(link.id),
+                        ext_only: false,
+                        skip: self.links_in(skip),
+                    };
+                    out.flood(&to, raw);
                 }
                 Verdict::Done
             }
@@ -658,7 +820,7 @@ impl Engine {
         trace.extend_from_slice(&self.cfg.me.0);
         let mut fwd = Vec::with_capacity(trace.len() + 20);
         if wire::encode_health_request(&mut fwd, r.version, r.id, r.origin, &trace) {
-            out.flood(Some(link.id), &fwd, true);
+            out.flood(&self.fanout(&r.origin, Some(link.id), true), &fwd);
         } else {
             self.stats.drop(DropReason::TooLong);
         }

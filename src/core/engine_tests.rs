@@ -9,6 +9,8 @@ use crate::core::wire::{encode_broadcast, encode_unicast, FRAME_HEADROOM};
 pub(crate) enum Act {
     Send(LinkId, Vec<u8>),
     Flood(Option<LinkId>, Vec<u8>, bool),
+    /// The links the next flood skips (pruned), when there are any.
+    Skip(Vec<LinkId>),
     Deliver(Vec<u8>),
     DeliverOffloaded(VnetHdr, Vec<u8>),
     Caps(LinkId, u32),
@@ -22,8 +24,13 @@ impl Output for Rec {
     fn send(&mut self, link: LinkId, msg: &[u8]) {
         self.0.push(Act::Send(link, msg.to_vec()));
     }
-    fn flood(&mut self, except: Option<LinkId>, msg: &[u8], ext_only: bool) {
-        self.0.push(Act::Flood(except, msg.to_vec(), ext_only));
+    fn flood(&mut self, to: &Fanout, msg: &[u8]) {
+        if !to.skip.is_empty() {
+            let mut skip = to.skip.clone();
+            skip.sort();
+            self.0.push(Act::Skip(skip));
+        }
+        self.0.push(Act::Flood(to.except, msg.to_vec(), to.ext_only));
     }
     fn deliver(&mut self, frame: &[u8]) {
         self.0.push(Act::Deliver(frame.to_vec()));
@@ -326,7 +333,7 @@ fn link_down_removes_routes_through_it() {
     run(&e, &ls[0], &announce(m(9), 1, AnnouncedAddr::None));
     run(&e, &ls[1], &announce(m(8), 1, AnnouncedAddr::None));
     assert_eq!(e.routes().len(), 4);
-    assert_eq!(e.link_down(LinkId(10), NOW), 2);
+    assert_eq!(e.link_down(LinkId(10), NOW, &mut Rec::default()), 2);
     assert!(!e.routes().contains(&m(9)) && !e.routes().contains(&m(2)));
     assert_eq!(e.neighbours(), vec![(LinkId(11), m(3))]);
 }
@@ -336,7 +343,7 @@ fn routes_expire_on_tick() {
     let e = engine(1);
     let ls = linked(&e, &[(10, 2, false)]);
     run(&e, &ls[0], &announce(m(9), 1, AnnouncedAddr::None));
-    e.tick(Now { mono: NOW.mono + 300_001, ..NOW });
+    e.tick(Now { mono: NOW.mono + 300_001, ..NOW }, &mut Rec::default());
     assert!(e.routes().is_empty());
 }
 
@@ -493,7 +500,11 @@ fn losing_a_link_moves_routes_to_the_second_path_at_once() {
     let msg = announce(m(9), 5, AnnouncedAddr::None);
     run(&e, &ls[0], &msg);
     run(&e, &ls[1], &msg);
-    assert_eq!(e.link_down(LinkId(10), NOW), 1, "only the neighbour's own route goes");
+    assert_eq!(
+        e.link_down(LinkId(10), NOW, &mut Rec::default()),
+        1,
+        "only the neighbour's own route goes"
+    );
     assert_eq!(e.routes().next_hop(&m(9)), Some(LinkId(11)));
     // frames for node 9 now leave on the second link
     let mut buf = vec![0u8; 200];
@@ -512,7 +523,7 @@ fn closing_a_duplicate_link_keeps_the_neighbour_reached() {
     run(&e, &ls[0], &announce(m(9), 100, AnnouncedAddr::None));
     assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(10)));
     // the first link loses the tie-break and is closed
-    e.link_down(LinkId(10), NOW);
+    e.link_down(LinkId(10), NOW, &mut Rec::default());
     assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(11)), "still reached, directly");
     assert_eq!(e.neighbours(), vec![(LinkId(11), m(2))]);
     // its announcements through the other link still count as direct:
@@ -520,9 +531,13 @@ fn closing_a_duplicate_link_keeps_the_neighbour_reached() {
     let ls3 = linked(&e, &[(12, 3, true)]);
     let relayed = announce(m(2), 200, AnnouncedAddr::None);
     assert_eq!(run(&e, &ls3[0], &relayed).0, Verdict::Dropped(DropReason::IndirectNeighbour));
-    // the last link going takes the neighbour with it
-    e.link_down(LinkId(11), NOW);
+    // but it is the second path, taken when the last link goes
+    assert_eq!(e.routes().get(&m(2)).unwrap().alt, Some((LinkId(12), m(3))));
+    e.link_down(LinkId(11), NOW, &mut Rec::default());
+    assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(12)));
+    e.link_down(LinkId(12), NOW, &mut Rec::default());
     assert_eq!(e.routes().next_hop(&m(2)), None);
+    let ls3 = linked(&e, &[(12, 3, true)]);
     assert_eq!(run(&e, &ls3[0], &announce(m(2), 300, AnnouncedAddr::None)).0, Verdict::Done);
     assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(12)));
 }
@@ -654,7 +669,7 @@ fn default_offloaded_delivery_segments_in_software() {
     struct Plain(Vec<Vec<u8>>);
     impl Output for Plain {
         fn send(&mut self, _: LinkId, _: &[u8]) {}
-        fn flood(&mut self, _: Option<LinkId>, _: &[u8], _: bool) {}
+        fn flood(&mut self, _: &Fanout, _: &[u8]) {}
         fn deliver(&mut self, frame: &[u8]) {
             self.0.push(frame.to_vec());
         }
@@ -678,7 +693,7 @@ fn a_replayed_broadcast_is_never_delivered_again() {
     // id is now too old to be accepted at all
     for dt in [30_000u64, 70_000, 200_000] {
         let later = Now { mono: NOW.mono + dt, unix_ms: NOW.unix_ms + dt };
-        e.tick(later);
+        e.tick(later, &mut Rec::default());
         e.link_up(&ls[0], later);
         let mut rec = Rec::default();
         let mut raw = b.clone();
@@ -775,7 +790,7 @@ fn health_responses_a_link_carries_are_bounded_in_bytes() {
     let later = Now { mono: NOW.mono + 1_000, ..NOW };
     let mut raw = resp.clone();
     assert_eq!(e.handle_message(&ls[1], &mut raw, later, &mut Rec::default()), Verdict::Done);
-    e.link_down(LinkId(10), later);
+    e.link_down(LinkId(10), later, &mut Rec::default());
     assert!(e.answer_bytes.lock().is_empty());
 }
 
@@ -888,4 +903,95 @@ fn a_backward_clock_step_neither_freezes_ids_nor_refuses_peers() {
 fn run_at(e: &Engine, l: &LinkCtx, msg: &[u8], now: Now) -> Verdict {
     let mut raw = msg.to_vec();
     e.handle_message(l, &mut raw, now, &mut Rec::default())
+}
+
+/// Links to invpnd peers whose hellos say they honour prunes (or not).
+fn tree_linked(e: &Engine, peers: &[(u64, u8)], tree: bool) -> Vec<LinkCtx> {
+    let ls = linked(e, &peers.iter().map(|&(id, p)| (id, p, true)).collect::<Vec<_>>());
+    let mut hello = Vec::new();
+    wire::encode_hello(&mut hello, if tree { wire::hello_flags::TREE } else { 0 });
+    for l in &ls {
+        run(e, l, &hello);
+    }
+    ls
+}
+
+fn prune_msg(prune: &[Mac], graft: &[Mac]) -> Vec<u8> {
+    let mut v = Vec::new();
+    wire::encode_prunes(&mut v, prune, graft);
+    assert_eq!(v.len(), 1);
+    v.pop().unwrap()
+}
+
+#[test]
+fn a_copy_neither_the_route_nor_its_second_path_needs_is_pruned() {
+    let e = engine(1);
+    let ls = tree_linked(&e, &[(10, 2), (11, 3), (12, 4)], true);
+    let a = announce(m(9), 100, AnnouncedAddr::None);
+    assert!(matches!(
+        run(&e, &ls[0], &a).1.as_slice(),
+        [Act::Event(Event::Forgot { .. }), Act::Flood(Some(LinkId(10)), _, false)]
+    ));
+    assert_eq!(run(&e, &ls[1], &a).1, vec![], "the second path");
+    assert_eq!(run(&e, &ls[2], &a).1, vec![Act::Send(LinkId(12), prune_msg(&[m(9)], &[]))]);
+    assert_eq!(e.stats().get(Counter::PrunesSent), 1);
+    // a peer that does not honour prunes is never sent one
+    let plain = tree_linked(&e, &[(13, 5)], false);
+    assert_eq!(run(&e, &plain[0], &a).1, vec![]);
+    // nor is a 0.4 neighbour, which would not know the message
+    let old = linked(&e, &[(14, 6, false)]);
+    assert_eq!(run(&e, &old[0], &a).1, vec![]);
+}
+
+#[test]
+fn floods_skip_the_neighbours_that_pruned_their_source() {
+    let e = engine(1);
+    let ls = tree_linked(&e, &[(10, 2), (11, 3), (12, 4)], true);
+    run(&e, &ls[0], &announce(m(9), 100, AnnouncedAddr::None));
+    // node 4 prunes node 9 here, and an unknown node (kept nowhere)
+    assert_eq!(run(&e, &ls[2], &prune_msg(&[m(9), m(77)], &[])), (Verdict::Done, vec![]));
+    assert_eq!(e.stats().get(Counter::PrunesReceived), 2);
+    assert!(e.routes().get(&m(77)).is_none());
+    let (_, acts) = run(&e, &ls[0], &announce(m(9), 200, AnnouncedAddr::None));
+    assert!(matches!(
+        acts.as_slice(),
+        [Act::Skip(s), Act::Flood(Some(LinkId(10)), _, false)] if s == &[LinkId(12)]
+    ));
+    // its broadcasts too
+    let mut b = Vec::new();
+    encode_broadcast(&mut b, t(300), &frame(Mac::BROADCAST, m(9), 60));
+    let (_, acts) = run(&e, &ls[0], &b);
+    assert!(
+        matches!(&acts[..2], [Act::Skip(s), Act::Flood(Some(LinkId(10)), _, false)] if s == &[LinkId(12)])
+    );
+    // grafted: flooded to it again
+    run(&e, &ls[2], &prune_msg(&[], &[m(9)]));
+    let (_, acts) = run(&e, &ls[0], &announce(m(9), 400, AnnouncedAddr::None));
+    assert!(matches!(acts.as_slice(), [Act::Flood(Some(LinkId(10)), _, false)]));
+    // 0.4 neighbours cannot prune
+    let old = linked(&e, &[(13, 5, false)]);
+    assert_eq!(
+        run(&e, &old[0], &prune_msg(&[m(9)], &[])).0,
+        Verdict::Dropped(DropReason::WrongLink)
+    );
+}
+
+#[test]
+fn losing_a_link_grafts_the_sources_that_lost_a_path() {
+    let e = engine(1);
+    let ls = tree_linked(&e, &[(10, 2), (11, 3), (12, 4)], true);
+    let a = announce(m(9), 100, AnnouncedAddr::None);
+    for l in &ls {
+        run(&e, l, &a);
+    }
+    let mut rec = Rec::default();
+    // node 2's own route goes; node 9's moves to its second path
+    assert_eq!(e.link_down(LinkId(10), NOW, &mut rec), 1);
+    assert_eq!(rec.0, vec![Act::Send(LinkId(12), prune_msg(&[], &[m(9)]))]);
+    assert_eq!(e.routes().next_hop(&m(9)), Some(LinkId(11)));
+    assert_eq!(e.stats().get(Counter::GraftsSent), 1);
+    // the slot is free again, for a new link that starts unpruned
+    let n = tree_linked(&e, &[(20, 6)], true);
+    run(&e, &ls[1], &announce(m(9), 200, AnnouncedAddr::None));
+    assert_eq!(run(&e, &n[0], &announce(m(9), 200, AnnouncedAddr::None)).1, vec![]);
 }

@@ -24,7 +24,7 @@ pub mod routes;
 pub mod stats;
 pub mod wire;
 
-pub use engine::{Engine, EngineConfig, Event, LinkCtx, Output, TapAction, Verdict};
+pub use engine::{Engine, EngineConfig, Event, Fanout, LinkCtx, Output, TapAction, Verdict};
 pub use mac::Mac;
 
 /// Identifies one link (one TLS connection) for the life of the process.

@@ -52,17 +52,63 @@ pub struct Route {
     pub refreshed: u64,
     /// The address the node announced, if any.
     pub addr: Option<SocketAddr>,
-    /// A second way to the node: the link (and neighbour) on which the same
-    /// announcement arrived next, from an invpnd neighbour. When the route's
-    /// link goes down, traffic moves there at once instead of waiting for
-    /// the node's next announcement.
+    /// A second way to the node: the link (and neighbour) on which an
+    /// announcement of it arrived next, from an invpnd neighbour, and which
+    /// has brought every announcement since. When the route's link goes
+    /// down, traffic moves there at once instead of waiting for the node's
+    /// next announcement.
     pub alt: Option<(LinkId, Mac)>,
+    /// The newest announcement `alt` brought: a second path that did not
+    /// bring the last one, though its neighbour pruned this node's floods
+    /// here (so it had them from elsewhere), is no longer one.
+    pub alt_stamp: u64,
+    /// The tree slot of `alt`'s link, if it has one.
+    pub alt_slot: Option<u8>,
     /// Announcements of this node accepted lately (a flood of fresh ids for
     /// one MAC is cut off here).
     pub bucket: TokenBucket,
     /// Whether this node's announcements are relayed to the other
     /// neighbours: it was among the relayed half of its link's share.
     pub relay: bool,
+    /// The neighbours, by tree slot (bit `s` for slot `s`, see
+    /// `core::engine`), that pruned this node's floods: its announcements,
+    /// broadcasts and health requests are not sent to them.
+    pub pruned_by: u64,
+    /// The neighbours, by tree slot, that this node asked not to send its
+    /// floods: neither the route's link nor its alternative, whose copies
+    /// are redundant. They are grafted again when the route loses its
+    /// second path or goes.
+    pub pruning: u64,
+}
+
+/// Where a copy of an announcement came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    /// The link it arrived on.
+    pub link: LinkId,
+    /// The neighbour at the other end.
+    pub via: Mac,
+    /// Whether the copy may become a route's alternative: false for 0.4
+    /// neighbours, which echo every announcement back on the link it came
+    /// from, so that their copy may lead straight back here.
+    pub alt_ok: bool,
+    /// The link's tree slot, if its neighbour honours prunes.
+    pub slot: Option<u8>,
+}
+
+/// Routes that lost their second path, or went, while this node had
+/// pruned their floods on some links: those links are to be grafted again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Withdrawn {
+    /// Routes removed.
+    pub removed: usize,
+    /// Each node whose floods are to be grafted, and the tree slots to
+    /// graft them on.
+    pub grafts: Vec<(Mac, u64)>,
+}
+
+fn bit(slot: Option<u8>) -> u64 {
+    slot.map_or(0, |s| 1u64 << (s % 64))
 }
 
 /// What one link holds in the table.
@@ -84,9 +130,19 @@ pub enum Offer {
         addr_changed: bool,
         /// Whether to relay the announcement to the other neighbours.
         relay: bool,
+        /// The tree slots that pruned this node's floods: not to relay to.
+        skip: u64,
+        /// The tree slots to graft this node on again: the previous
+        /// announcement came over one path only, so the route has no
+        /// second one; the pruned links may offer it.
+        graft: u64,
     },
     /// An announcement with this id or a newer one was seen already.
-    Stale,
+    Stale {
+        /// Whether to prune the node's floods on the link the copy came
+        /// on: it is neither the route's link nor its alternative.
+        prune: bool,
+    },
     /// A new node, but the table holds as many as it may.
     Full,
     /// A new node (or one moving to this link), but the link holds its
@@ -205,31 +261,23 @@ impl RouteTable {
         self.shard(mac).read().contains_key(mac)
     }
 
-    /// Offers an announcement of `mac` with id `stamp` that arrived on `link`
-    /// from neighbour `via`. The first copy of a newer announcement wins; a
-    /// later copy of the same one, if `alt_ok`, becomes the alternative.
-    ///
-    /// `alt_ok` must be false for copies from 0.4 neighbours: 0.4 echoes
-    /// every announcement back on the link it came from, so its copy may
-    /// lead straight back here.
-    #[allow(clippy::too_many_arguments)]
+    /// Offers an announcement of `mac` with id `stamp` that arrived over
+    /// `hop`. The first copy of a newer announcement wins; a later copy of
+    /// the same one, if `hop.alt_ok`, becomes the alternative; any other
+    /// copy from a tree link is to be pruned there.
     pub fn offer(
         &self,
         mac: Mac,
         stamp: u64,
-        link: LinkId,
-        via: Mac,
+        hop: Hop,
         addr: Option<SocketAddr>,
         now: u64,
-        alt_ok: bool,
     ) -> Offer {
+        let Hop { link, via, slot, .. } = hop;
         let mut shard = self.shard(&mac).write();
         match shard.get_mut(&mac) {
             Some(old) if old.stamp >= stamp => {
-                if old.stamp == stamp && old.link != link && old.alt.is_none() && alt_ok {
-                    old.alt = Some((link, via));
-                }
-                Offer::Stale
+                Offer::Stale { prune: Self::other_copy(old, hop, stamp) }
             }
             Some(old) => {
                 let direct = mac == via;
@@ -262,17 +310,38 @@ impl RouteTable {
                     relay
                 };
                 let addr_changed = old.addr != addr;
+                // The second path first this time: the route's link becomes
+                // the second path when its copy comes. Otherwise the second
+                // path stays if it brought the previous announcement; if not,
+                // the route had one path only, and the pruned links are
+                // asked for their copies again.
+                let swap = old.alt.is_some_and(|(l, _)| l == link);
+                // (a second path that takes this node's floods from here
+                // has them from here first as often as not)
+                let kept = old.alt.is_some()
+                    && (old.alt_stamp >= old.stamp || old.pruned_by & bit(old.alt_slot) == 0);
+                let graft = if swap || kept { 0 } else { old.pruning & !bit(slot) };
+                let pruning = old.pruning & !graft & !bit(slot);
+                let (alt, alt_stamp, alt_slot) = if kept && !swap {
+                    (old.alt, old.alt_stamp, old.alt_slot)
+                } else {
+                    (None, 0, None)
+                };
                 *old = Route {
                     link,
                     via,
                     stamp,
                     refreshed: now,
                     addr,
-                    alt: None,
+                    alt,
+                    alt_stamp,
+                    alt_slot,
                     bucket: old.bucket,
                     relay,
+                    pruned_by: old.pruned_by,
+                    pruning,
                 };
-                Offer::Accepted { addr_changed, relay }
+                Offer::Accepted { addr_changed, relay, skip: old.pruned_by, graft }
             }
             None => {
                 if self.count.load(Ordering::Relaxed) >= self.max {
@@ -285,10 +354,23 @@ impl RouteTable {
                 bucket.allow(ANNOUNCE_RATE, now);
                 shard.insert(
                     mac,
-                    Route { link, via, stamp, refreshed: now, addr, alt: None, bucket, relay },
+                    Route {
+                        link,
+                        via,
+                        stamp,
+                        refreshed: now,
+                        addr,
+                        alt: None,
+                        alt_stamp: 0,
+                        alt_slot: None,
+                        bucket,
+                        relay,
+                        pruned_by: 0,
+                        pruning: 0,
+                    },
                 );
                 self.count.fetch_add(1, Ordering::Relaxed);
-                Offer::Accepted { addr_changed: true, relay }
+                Offer::Accepted { addr_changed: true, relay, skip: 0, graft: 0 }
             }
         }
     }
@@ -323,25 +405,40 @@ impl RouteTable {
                     refreshed: now,
                     addr: None,
                     alt: None,
+                    alt_stamp: 0,
+                    alt_slot: None,
                     bucket,
                     relay: true,
+                    pruned_by: 0,
+                    pruning: 0,
                 },
             );
             self.count.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Withdraws `link` from every route: a route through it moves to its
-    /// alternative if it has one, else goes. Returns how many routes went.
-    pub fn remove_via(&self, link: LinkId) -> usize {
-        let mut removed = 0;
+    /// Withdraws `link` (whose tree slot was `slot`) from every route: a
+    /// route through it moves to its alternative if it has one, else goes.
+    /// The slot is cleared from every route's prune state; a route that
+    /// lost its second path, or went, has its pruned links to graft.
+    pub fn remove_via(&self, link: LinkId, slot: Option<u8>) -> Withdrawn {
+        let mut w = Withdrawn::default();
+        let gone = bit(slot);
         for s in self.shards.iter() {
             let mut s = s.write();
             let before = s.len();
             let mut charges = self.charges.lock();
             s.retain(|m, r| {
+                r.pruned_by &= !gone;
+                r.pruning &= !gone;
+                let second_lost = r.alt.is_some_and(|(l, _)| l == link) || r.link == link;
+                if second_lost && r.pruning != 0 {
+                    w.grafts.push((*m, std::mem::take(&mut r.pruning)));
+                }
                 if r.alt.is_some_and(|(l, _)| l == link) {
                     r.alt = None;
+                    r.alt_stamp = 0;
+                    r.alt_slot = None;
                 }
                 if r.link != link {
                     return true;
@@ -358,40 +455,95 @@ impl RouteTable {
                         r.link = l;
                         r.via = via;
                         r.relay = relay;
+                        r.alt_stamp = 0;
+                        r.alt_slot = None;
                         true
                     }
                     _ => false,
                 }
             });
-            removed += before - s.len();
+            w.removed += before - s.len();
         }
         self.charges.lock().remove(&link);
-        self.count.fetch_sub(removed, Ordering::Relaxed);
-        removed
+        self.count.fetch_sub(w.removed, Ordering::Relaxed);
+        w
     }
 
-    /// Removes routes not refreshed within `ttl` ms; returns how many.
-    pub fn expire(&self, now: u64, ttl: u64) -> usize {
-        self.retain(|_, r| now.saturating_sub(r.refreshed) <= ttl)
-    }
-
-    fn retain(&self, mut keep: impl FnMut(&Mac, &Route) -> bool) -> usize {
-        let mut removed = 0;
+    /// Removes routes not refreshed within `ttl` ms; those that had links
+    /// pruned have them to graft.
+    pub fn expire(&self, now: u64, ttl: u64) -> Withdrawn {
+        let mut w = Withdrawn::default();
         for s in self.shards.iter() {
             let mut s = s.write();
             let before = s.len();
             let mut charges = self.charges.lock();
             s.retain(|m, r| {
-                let k = keep(m, r);
-                if !k {
+                let keep = now.saturating_sub(r.refreshed) <= ttl;
+                if !keep {
                     Self::give(&mut charges, r.link, r.relay);
+                    if r.pruning != 0 {
+                        w.grafts.push((*m, r.pruning));
+                    }
                 }
-                k
+                keep
             });
-            removed += before - s.len();
+            w.removed += before - s.len();
         }
-        self.count.fetch_sub(removed, Ordering::Relaxed);
-        removed
+        self.count.fetch_sub(w.removed, Ordering::Relaxed);
+        w
+    }
+
+    /// A copy of an announcement of `mac` that is not offered (see
+    /// `Engine`: a neighbour's own announcement relayed by another, ahead
+    /// of the direct copy): whether to prune `mac` on its link, as for a
+    /// stale copy.
+    pub fn redundant_copy(&self, mac: &Mac, stamp: u64, hop: Hop) -> bool {
+        let mut shard = self.shard(mac).write();
+        shard.get_mut(mac).is_some_and(|r| Self::other_copy(r, hop, stamp))
+    }
+
+    /// A copy with id `stamp` over `hop` that does not make the route: the
+    /// route's own link's, the second path's (which it keeps fresh), the
+    /// first other one (which becomes the second path, if `hop.alt_ok` and
+    /// the copy is of the newest announcement), or one the route does not
+    /// need: from a tree link, it is to be pruned (marked so here).
+    fn other_copy(r: &mut Route, hop: Hop, stamp: u64) -> bool {
+        if hop.link == r.link {
+            return false;
+        }
+        match r.alt {
+            Some((l, _)) if l == hop.link => {
+                r.alt_stamp = r.alt_stamp.max(stamp);
+                return false;
+            }
+            None if hop.alt_ok && stamp >= r.stamp => {
+                r.alt = Some((hop.link, hop.via));
+                r.alt_stamp = stamp;
+                r.alt_slot = hop.slot;
+                return false;
+            }
+            _ => {}
+        }
+        if hop.slot.is_some() {
+            r.pruning |= bit(hop.slot);
+        }
+        hop.slot.is_some()
+    }
+
+    /// A neighbour (in tree slot `slot`) prunes (`on`) or grafts `mac`'s
+    /// floods. Returns whether `mac` is known; an unknown one is ignored
+    /// (its first announcement is flooded to every link, and pruned again
+    /// by those that do not want it), so that a neighbour can make this
+    /// node keep nothing beyond its routes.
+    pub fn set_pruned(&self, mac: &Mac, slot: u8, on: bool) -> bool {
+        let mut shard = self.shard(mac).write();
+        let Some(r) = shard.get_mut(mac) else { return false };
+        if on {
+            r.pruned_by |= bit(Some(slot));
+        } else {
+            r.pruned_by &= !bit(Some(slot));
+        }
+        true
     }
 
     /// Number of routes.
@@ -423,6 +575,10 @@ mod tests {
         Mac([2, 0, 0, 0, 0, n])
     }
 
+    fn hop(link: LinkId, via: Mac, alt_ok: bool) -> Hop {
+        Hop { link, via, alt_ok, slot: None }
+    }
+
     #[test]
     fn a_node_costs_what_the_manual_says() {
         // invpn.conf(5), [limits] memory: "about 2.8 KiB per node"
@@ -436,26 +592,29 @@ mod tests {
         let (bad, good) = (LinkId(1), LinkId(2));
         t.add_neighbour(m(1), bad, 0);
         let offered: Vec<Offer> =
-            (10..40u8).map(|i| t.offer(m(i), 1, bad, m(1), None, 0, true)).collect();
+            (10..40u8).map(|i| t.offer(m(i), 1, hop(bad, m(1), true), None, 0)).collect();
         let relayed = offered.iter().filter(|o| matches!(o, Offer::Accepted { relay: true, .. }));
         let kept = offered.iter().filter(|o| matches!(o, Offer::Accepted { .. })).count();
         // the neighbour's own route counts: 9 more fit, 4 more relayed
         assert_eq!(kept, 9);
         assert_eq!(relayed.count(), 4);
-        assert_eq!(t.offer(m(50), 1, bad, m(1), None, 0, true), Offer::ShareFull);
+        assert_eq!(t.offer(m(50), 1, hop(bad, m(1), true), None, 0), Offer::ShareFull);
         assert_eq!(t.charge(bad), Charge { held: 10, relayed: 5 });
         // another link is untouched, and a node cannot be moved onto the full link
-        assert!(matches!(t.offer(m(60), 1, good, m(2), None, 0, true), Offer::Accepted { .. }));
-        assert_eq!(t.offer(m(60), 2, bad, m(1), None, 0, true), Offer::ShareFull);
+        assert!(matches!(
+            t.offer(m(60), 1, hop(good, m(2), true), None, 0),
+            Offer::Accepted { .. }
+        ));
+        assert_eq!(t.offer(m(60), 2, hop(bad, m(1), true), None, 0), Offer::ShareFull);
         assert_eq!(t.next_hop(&m(60)), Some(good));
         // the neighbour itself always fits, even on a full link
         t.add_neighbour(m(61), bad, 0);
         assert_eq!(t.next_hop(&m(61)), Some(bad));
         // expiry and link loss give the share back
-        assert_eq!(t.remove_via(bad), 11);
+        assert_eq!(t.remove_via(bad, None).removed, 11);
         assert_eq!(t.charge(bad), Charge::default());
         assert_eq!(t.charges(), vec![(good, Charge { held: 1, relayed: 1 })]);
-        assert_eq!(t.expire(100_000, 10), 1);
+        assert_eq!(t.expire(100_000, 10).removed, 1);
         assert!(t.charges().is_empty());
     }
 
@@ -464,17 +623,17 @@ mod tests {
         let t = RouteTable::with_limits(100, 4);
         let l = LinkId(1);
         for i in 10..14u8 {
-            t.offer(m(i), 1, l, m(1), None, 0, true);
+            t.offer(m(i), 1, hop(l, m(1), true), None, 0);
         }
         assert_eq!(t.charge(l), Charge { held: 4, relayed: 2 });
         assert!(!t.get(&m(13)).unwrap().relay);
         // two relayed routes expire; the next announcement of m(13) is relayed
-        t.offer(m(12), 2, l, m(1), None, 50, true);
-        t.offer(m(13), 2, l, m(1), None, 50, true);
-        assert_eq!(t.expire(60, 20), 2);
+        t.offer(m(12), 2, hop(l, m(1), true), None, 50);
+        t.offer(m(13), 2, hop(l, m(1), true), None, 50);
+        assert_eq!(t.expire(60, 20).removed, 2);
         assert_eq!(t.charge(l), Charge { held: 2, relayed: 0 });
         assert!(matches!(
-            t.offer(m(13), 3, l, m(1), None, 60, true),
+            t.offer(m(13), 3, hop(l, m(1), true), None, 60),
             Offer::Accepted { relay: true, .. }
         ));
         assert_eq!(t.charge(l), Charge { held: 2, relayed: 1 });
@@ -484,16 +643,16 @@ mod tests {
     fn moving_routes_move_their_charge() {
         let t = RouteTable::with_limits(100, 4);
         let (l1, l2) = (LinkId(1), LinkId(2));
-        t.offer(m(9), 10, l1, m(1), None, 0, true);
-        t.offer(m(9), 10, l2, m(2), None, 0, true);
+        t.offer(m(9), 10, hop(l1, m(1), true), None, 0);
+        t.offer(m(9), 10, hop(l2, m(2), true), None, 0);
         assert_eq!(t.charge(l1).held, 1);
         // newer announcement first on l2
-        t.offer(m(9), 11, l2, m(2), None, 0, true);
+        t.offer(m(9), 11, hop(l2, m(2), true), None, 0);
         assert_eq!((t.charge(l1).held, t.charge(l2).held), (0, 1));
         // a route moving to its alternative on link loss
-        t.offer(m(9), 12, l1, m(1), None, 0, true);
-        t.offer(m(9), 12, l2, m(2), None, 0, true);
-        assert_eq!(t.remove_via(l1), 0);
+        t.offer(m(9), 12, hop(l1, m(1), true), None, 0);
+        t.offer(m(9), 12, hop(l2, m(2), true), None, 0);
+        assert_eq!(t.remove_via(l1, None).removed, 0);
         assert_eq!(t.charge(l2).held, 1);
     }
 
@@ -502,17 +661,17 @@ mod tests {
         let t = RouteTable::new();
         let (l1, l2) = (LinkId(1), LinkId(2));
         assert_eq!(
-            t.offer(m(9), 10, l1, m(1), None, 0, true),
-            Offer::Accepted { addr_changed: true, relay: true }
+            t.offer(m(9), 10, hop(l1, m(1), true), None, 0),
+            Offer::Accepted { addr_changed: true, relay: true, skip: 0, graft: 0 }
         );
         // the same announcement over another path later: dropped
-        assert_eq!(t.offer(m(9), 10, l2, m(2), None, 1, true), Offer::Stale);
-        assert_eq!(t.offer(m(9), 9, l2, m(2), None, 1, true), Offer::Stale);
+        assert_eq!(t.offer(m(9), 10, hop(l2, m(2), true), None, 1), Offer::Stale { prune: false });
+        assert_eq!(t.offer(m(9), 9, hop(l2, m(2), true), None, 1), Offer::Stale { prune: false });
         assert_eq!(t.next_hop(&m(9)), Some(l1));
         // the next announcement arrives first on l2
         assert_eq!(
-            t.offer(m(9), 11, l2, m(2), None, 2, true),
-            Offer::Accepted { addr_changed: false, relay: true }
+            t.offer(m(9), 11, hop(l2, m(2), true), None, 2),
+            Offer::Accepted { addr_changed: false, relay: true, skip: 0, graft: 0 }
         );
         assert_eq!(t.get(&m(9)).unwrap().via, m(2));
     }
@@ -521,14 +680,14 @@ mod tests {
     fn second_copy_is_the_alternative_on_link_loss() {
         let t = RouteTable::new();
         let (l1, l2, l3) = (LinkId(1), LinkId(2), LinkId(3));
-        t.offer(m(9), 10, l1, m(1), None, 0, true);
-        t.offer(m(9), 10, l2, m(2), None, 0, true);
-        t.offer(m(9), 10, l3, m(3), None, 0, true);
+        t.offer(m(9), 10, hop(l1, m(1), true), None, 0);
+        t.offer(m(9), 10, hop(l2, m(2), true), None, 0);
+        t.offer(m(9), 10, hop(l3, m(3), true), None, 0);
         assert_eq!(t.get(&m(9)).unwrap().alt, Some((l2, m(2))), "the first duplicate only");
-        assert_eq!(t.remove_via(l1), 0, "moved, not removed");
+        assert_eq!(t.remove_via(l1, None).removed, 0, "moved, not removed");
         let r = t.get(&m(9)).unwrap();
         assert_eq!((r.link, r.via, r.alt), (l2, m(2), None));
-        assert_eq!(t.remove_via(l2), 1);
+        assert_eq!(t.remove_via(l2, None).removed, 1);
         assert!(!t.contains(&m(9)));
     }
 
@@ -536,34 +695,48 @@ mod tests {
     fn alternative_dies_with_its_link_and_0_4_copies_are_not_used() {
         let t = RouteTable::new();
         let (l1, l2) = (LinkId(1), LinkId(2));
-        t.offer(m(9), 10, l1, m(1), None, 0, true);
-        t.offer(m(9), 10, l2, m(2), None, 0, false);
+        t.offer(m(9), 10, hop(l1, m(1), true), None, 0);
+        t.offer(m(9), 10, hop(l2, m(2), false), None, 0);
         assert_eq!(t.get(&m(9)).unwrap().alt, None, "0.4 echoes announcements back");
-        t.offer(m(9), 10, l2, m(2), None, 0, true);
-        assert_eq!(t.remove_via(l2), 0);
+        t.offer(m(9), 10, hop(l2, m(2), true), None, 0);
+        assert_eq!(t.remove_via(l2, None).removed, 0);
         assert_eq!(t.get(&m(9)).unwrap().alt, None);
-        // a newer announcement starts over without an alternative
-        t.offer(m(9), 10, l2, m(2), None, 0, true);
-        t.offer(m(9), 11, l1, m(1), None, 0, true);
-        assert_eq!(t.get(&m(9)).unwrap().alt, None);
-        assert_eq!(t.remove_via(l1), 1);
+        // the alternative stays while it brings every announcement
+        t.offer(m(9), 10, hop(l2, m(2), true), None, 0);
+        t.offer(m(9), 11, hop(l1, m(1), true), None, 0);
+        assert_eq!(t.get(&m(9)).unwrap().alt, Some((l2, m(2))));
+        // (one that misses some ends it, see the flood tree's tests)
+        assert_eq!(t.remove_via(l1, None).removed, 0);
+        assert_eq!(t.remove_via(l2, None).removed, 1);
     }
 
     #[test]
     fn the_table_has_a_limit_and_floods_of_one_mac_are_cut() {
         let t = RouteTable::with_limit(3);
         t.add_neighbour(m(1), LinkId(1), 0);
-        assert!(matches!(t.offer(m(2), 1, LinkId(1), m(1), None, 0, true), Offer::Accepted { .. }));
-        assert!(matches!(t.offer(m(3), 1, LinkId(1), m(1), None, 0, true), Offer::Accepted { .. }));
-        assert_eq!(t.offer(m(4), 1, LinkId(1), m(1), None, 0, true), Offer::Full);
+        assert!(matches!(
+            t.offer(m(2), 1, hop(LinkId(1), m(1), true), None, 0),
+            Offer::Accepted { .. }
+        ));
+        assert!(matches!(
+            t.offer(m(3), 1, hop(LinkId(1), m(1), true), None, 0),
+            Offer::Accepted { .. }
+        ));
+        assert_eq!(t.offer(m(4), 1, hop(LinkId(1), m(1), true), None, 0), Offer::Full);
         assert_eq!(t.len(), 3);
-        t.remove_via(LinkId(1));
+        t.remove_via(LinkId(1), None);
         assert_eq!(t.len(), 0);
-        assert!(matches!(t.offer(m(4), 1, LinkId(1), m(1), None, 0, true), Offer::Accepted { .. }));
+        assert!(matches!(
+            t.offer(m(4), 1, hop(LinkId(1), m(1), true), None, 0),
+            Offer::Accepted { .. }
+        ));
         // one node, a new id every millisecond: the burst, then the rate
         let accepted = (2..1002u64)
             .filter(|i| {
-                matches!(t.offer(m(4), *i, LinkId(1), m(1), None, *i, true), Offer::Accepted { .. })
+                matches!(
+                    t.offer(m(4), *i, hop(LinkId(1), m(1), true), None, *i),
+                    Offer::Accepted { .. }
+                )
             })
             .count();
         assert!(accepted <= (ANNOUNCE_RATE.burst + ANNOUNCE_RATE.per_sec) as usize, "{accepted}");
@@ -577,20 +750,20 @@ mod tests {
         let b: SocketAddr = "198.18.0.2:41744".parse().unwrap();
         let l = LinkId(1);
         assert_eq!(
-            t.offer(m(9), 1, l, m(1), Some(a), 0, true),
-            Offer::Accepted { addr_changed: true, relay: true }
+            t.offer(m(9), 1, hop(l, m(1), true), Some(a), 0),
+            Offer::Accepted { addr_changed: true, relay: true, skip: 0, graft: 0 }
         );
         assert_eq!(
-            t.offer(m(9), 2, l, m(1), Some(a), 0, true),
-            Offer::Accepted { addr_changed: false, relay: true }
+            t.offer(m(9), 2, hop(l, m(1), true), Some(a), 0),
+            Offer::Accepted { addr_changed: false, relay: true, skip: 0, graft: 0 }
         );
         assert_eq!(
-            t.offer(m(9), 3, l, m(1), Some(b), 0, true),
-            Offer::Accepted { addr_changed: true, relay: true }
+            t.offer(m(9), 3, hop(l, m(1), true), Some(b), 0),
+            Offer::Accepted { addr_changed: true, relay: true, skip: 0, graft: 0 }
         );
         assert_eq!(
-            t.offer(m(9), 4, l, m(1), None, 0, true),
-            Offer::Accepted { addr_changed: true, relay: true }
+            t.offer(m(9), 4, hop(l, m(1), true), None, 0),
+            Offer::Accepted { addr_changed: true, relay: true, skip: 0, graft: 0 }
         );
     }
 
@@ -602,7 +775,10 @@ mod tests {
         // an existing route is not replaced
         t.add_neighbour(m(5), LinkId(4), 0);
         assert_eq!(t.next_hop(&m(5)), Some(LinkId(3)));
-        assert!(matches!(t.offer(m(5), 1, LinkId(4), m(6), None, 0, true), Offer::Accepted { .. }));
+        assert!(matches!(
+            t.offer(m(5), 1, hop(LinkId(4), m(6), true), None, 0),
+            Offer::Accepted { .. }
+        ));
         assert_eq!(t.next_hop(&m(5)), Some(LinkId(4)));
     }
 
@@ -610,14 +786,109 @@ mod tests {
     fn link_loss_and_expiry_remove_routes() {
         let t = RouteTable::new();
         for i in 0..100u8 {
-            t.offer(m(i), 1, LinkId(u64::from(i % 2)), m(200), None, u64::from(i), false);
+            t.offer(m(i), 1, hop(LinkId(u64::from(i % 2)), m(200), false), None, u64::from(i));
         }
         assert_eq!(t.len(), 100);
-        assert_eq!(t.remove_via(LinkId(0)), 50);
+        assert_eq!(t.remove_via(LinkId(0), None).removed, 50);
         assert!(t.snapshot().iter().all(|(_, r)| r.link == LinkId(1)));
         // refreshed at 1, 3, ..., 99; at now=150 with ttl 100, those <= 49 go
-        assert_eq!(t.expire(150, 100), 25);
+        assert_eq!(t.expire(150, 100).removed, 25);
         assert_eq!(t.len(), 25);
         assert!(!t.contains(&m(1)) && t.contains(&m(51)));
+    }
+
+    fn tree(link: u64, via: u8) -> Hop {
+        Hop { link: LinkId(link), via: m(via), alt_ok: true, slot: Some(link as u8) }
+    }
+
+    #[test]
+    fn copies_beyond_the_route_and_its_second_path_are_pruned() {
+        let t = RouteTable::new();
+        assert!(matches!(t.offer(m(9), 10, tree(1, 1), None, 0), Offer::Accepted { .. }));
+        assert_eq!(t.offer(m(9), 10, tree(2, 2), None, 0), Offer::Stale { prune: false });
+        assert_eq!(t.offer(m(9), 10, tree(3, 3), None, 0), Offer::Stale { prune: true });
+        // a copy from a link outside the tree (0.4, or one past the slots)
+        let plain = Hop { slot: None, ..tree(4, 4) };
+        assert_eq!(t.offer(m(9), 10, plain, None, 0), Offer::Stale { prune: false });
+        let r = t.get(&m(9)).unwrap();
+        assert_eq!((r.link, r.alt, r.pruning), (LinkId(1), Some((LinkId(2), m(2))), 1 << 3));
+        // the route and its second path swap places without a word
+        assert!(matches!(t.offer(m(9), 11, tree(2, 2), None, 1), Offer::Accepted { graft: 0, .. }));
+        assert_eq!(t.offer(m(9), 11, tree(1, 1), None, 1), Offer::Stale { prune: false });
+        let r = t.get(&m(9)).unwrap();
+        assert_eq!((r.link, r.alt, r.pruning), (LinkId(2), Some((LinkId(1), m(1))), 1 << 3));
+    }
+
+    #[test]
+    fn a_second_path_that_stops_bringing_announcements_grafts_the_pruned_links() {
+        let t = RouteTable::new();
+        t.offer(m(9), 10, tree(1, 1), None, 0);
+        t.offer(m(9), 10, tree(2, 2), None, 0);
+        t.offer(m(9), 10, tree(3, 3), None, 0);
+        // node 2 takes node 9's floods from its other links (it pruned us)
+        assert!(t.set_pruned(&m(9), 2, true));
+        assert!(matches!(t.offer(m(9), 11, tree(1, 1), None, 1), Offer::Accepted { graft: 0, .. }));
+        // node 2 did not bring announcement 11: ask link 3 again
+        let Offer::Accepted { graft, skip, .. } = t.offer(m(9), 12, tree(1, 1), None, 2) else {
+            panic!("not accepted")
+        };
+        assert_eq!((graft, skip), (1 << 3, 1 << 2));
+        let r = t.get(&m(9)).unwrap();
+        assert_eq!((r.alt, r.pruning), (None, 0));
+        // its next copy is the second path again
+        assert_eq!(t.offer(m(9), 12, tree(3, 3), None, 2), Offer::Stale { prune: false });
+    }
+
+    #[test]
+    fn a_second_path_that_takes_our_floods_may_miss_announcements() {
+        // node 2 takes node 9's floods from here too: whichever of us has
+        // an announcement first passes it to the other
+        let t = RouteTable::new();
+        t.offer(m(9), 10, tree(1, 1), None, 0);
+        t.offer(m(9), 10, tree(2, 2), None, 0);
+        t.offer(m(9), 10, tree(3, 3), None, 0);
+        t.offer(m(9), 11, tree(1, 1), None, 1);
+        let Offer::Accepted { graft, .. } = t.offer(m(9), 12, tree(1, 1), None, 2) else {
+            panic!("not accepted")
+        };
+        assert_eq!(graft, 0);
+        assert_eq!(t.get(&m(9)).unwrap().alt, Some((LinkId(2), m(2))));
+    }
+
+    #[test]
+    fn losing_a_path_or_a_route_grafts_what_it_had_pruned() {
+        let t = RouteTable::new();
+        for mac in [m(8), m(9)] {
+            t.offer(mac, 10, tree(1, 1), None, 0);
+            t.offer(mac, 10, tree(2, 2), None, 0);
+            t.offer(mac, 10, tree(3, 3), None, 0);
+        }
+        t.offer(m(7), 10, tree(3, 3), None, 0);
+        t.set_pruned(&m(8), 1, true);
+        // link 1 goes: both move to their second path, and ask link 3 again
+        let w = t.remove_via(LinkId(1), Some(1));
+        assert_eq!(w.removed, 0);
+        let mut g = w.grafts.clone();
+        g.sort();
+        assert_eq!(g, vec![(m(8), 1 << 3), (m(9), 1 << 3)]);
+        let r = t.get(&m(8)).unwrap();
+        assert_eq!((r.link, r.alt, r.pruned_by, r.pruning), (LinkId(2), None, 0, 0));
+        // routes that had pruned nothing graft nothing
+        t.offer(m(9), 10, tree(4, 4), None, 0);
+        let w = t.remove_via(LinkId(2), Some(2));
+        assert_eq!((w.removed, w.grafts), (1, vec![]));
+        assert_eq!(t.next_hop(&m(9)), Some(LinkId(4)));
+    }
+
+    #[test]
+    fn prunes_of_unknown_nodes_are_not_kept() {
+        let t = RouteTable::new();
+        assert!(!t.set_pruned(&m(9), 1, true));
+        assert!(t.is_empty());
+        t.offer(m(9), 10, tree(1, 1), None, 0);
+        t.offer(m(9), 10, tree(2, 2), None, 0);
+        t.offer(m(9), 10, tree(3, 3), None, 0);
+        let w = t.expire(100_000, 10);
+        assert_eq!((w.removed, w.grafts), (1, vec![(m(9), 1 << 3)]));
     }
 }

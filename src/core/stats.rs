@@ -55,6 +55,16 @@ named_enum! {
         /// Frames of bulk flows sent on a stripe of a link rather than on
         /// the link itself (`core::lane`).
         StripeFrames = "stripe_frames",
+        /// Sources whose floods this node asked a neighbour not to send
+        /// (copies neither the route nor its second path needs).
+        PrunesSent = "prunes_sent",
+        /// Sources whose floods this node asked a neighbour to send again
+        /// (a route lost its second path, or went).
+        GraftsSent = "grafts_sent",
+        /// Sources whose floods neighbours asked this node not to send.
+        PrunesReceived = "prunes_received",
+        /// Sources whose floods neighbours asked this node to send again.
+        GraftsReceived = "grafts_received",
     }
 }
 

@@ -45,6 +45,12 @@ pub mod kind {
     /// (`core::lane`). Sent only to neighbours whose hello says they
     /// accept it.
     pub const TWIN: u8 = 0x83;
+    /// invpnd extension: prunes and grafts of the flood tree. The sender
+    /// asks not to be sent (prune), or to be sent again (graft), the
+    /// announcements, broadcasts and health requests of the listed sources
+    /// (`core::tree`). Sent only to neighbours whose hello says they honour
+    /// it.
+    pub const PRUNE: u8 = 0x05;
 
     /// A short name for logs and counters.
     pub fn name(k: u8) -> &'static str {
@@ -58,6 +64,7 @@ pub mod kind {
             HELLO => "hello",
             OFFLOADED => "offloaded",
             TWIN => "twin",
+            PRUNE => "prune",
             _ => "unknown",
         }
     }
@@ -427,6 +434,22 @@ pub mod hello_flags {
     pub const LANES: u32 = 2;
     /// The sender accepts `0x83` twin frames.
     pub const TWINS: u32 = 4;
+    /// The sender honours `0x05` prunes and grafts: it floods a source's
+    /// announcements, broadcasts and health requests only to the
+    /// neighbours that have not pruned it.
+    pub const TREE: u32 = 8;
+}
+
+/// `0x05`: which sources' floods the sender no longer wants from this
+/// link (prune), and which it wants again (graft).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prune<'a> {
+    /// The protocol version byte.
+    pub version: u8,
+    /// Sources not to be flooded to the sender any more.
+    pub prune: MacList<'a>,
+    /// Sources to be flooded to the sender again.
+    pub graft: MacList<'a>,
 }
 
 /// `0x83`: a unicast frame sent twice, with its sequence number.
@@ -473,6 +496,8 @@ pub enum Message<'a> {
     Offloaded(Offloaded<'a>),
     /// `0x83` (invpnd links only).
     Twin(Twin<'a>),
+    /// `0x05` (invpnd links only).
+    Prune(Prune<'a>),
     /// A type this implementation does not know; ignored (PROTOCOL.md §3).
     Unknown(u8),
 }
@@ -586,6 +611,13 @@ pub fn parse(msg: &[u8]) -> Result<Message<'_>, WireError> {
                 return Err(WireError::RuntFrame { kind: k });
             }
             Message::Twin(Twin { seq, unicast: Unicast { dst, src, frame } })
+        }
+        kind::PRUNE => {
+            let version = r.u8("version")?;
+            let n = r.u16("prune count")? as usize;
+            let prune = r.macs(n, "pruned sources")?;
+            let graft = r.rest_macs("grafted sources")?;
+            Message::Prune(Prune { version, prune, graft })
         }
         other => Message::Unknown(other),
     };
@@ -920,6 +952,30 @@ pub fn untwin(msg: &mut [u8]) -> Option<(u32, &mut [u8])> {
     inner[..LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
     inner[LEN_PREFIX] = kind::UNICAST;
     Some((seq, inner))
+}
+
+/// Most sources one `0x05` message lists.
+pub const MAX_PRUNE_ENTRIES: usize = (MAX_MSG_LEN - 1 - 1 - 2) / 6;
+
+/// Encodes `0x05` messages pruning `prune` and grafting `graft`, as many as
+/// it takes (each lists at most [`MAX_PRUNE_ENTRIES`] sources), appending
+/// each whole message to `out`.
+pub fn encode_prunes(out: &mut Vec<Vec<u8>>, prune: &[Mac], graft: &[Mac]) {
+    let (mut p, mut g) = (prune, graft);
+    while !p.is_empty() || !g.is_empty() {
+        let np = p.len().min(MAX_PRUNE_ENTRIES);
+        let ng = g.len().min(MAX_PRUNE_ENTRIES - np);
+        let mut m = Vec::with_capacity(LEN_PREFIX + 4 + 6 * (np + ng));
+        header(&mut m, kind::PRUNE, 3 + 6 * (np + ng));
+        m.push(VERSION);
+        m.extend_from_slice(&(np as u16).to_be_bytes());
+        for mac in p[..np].iter().chain(&g[..ng]) {
+            m.extend_from_slice(&mac.0);
+        }
+        out.push(m);
+        p = &p[np..];
+        g = &g[ng..];
+    }
 }
 
 /// Encodes a `0x04` hello.

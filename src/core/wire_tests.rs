@@ -333,3 +333,51 @@ fn a_twin_carries_a_unicast_and_unwraps_in_place_into_it() {
     assert!(parse_whole(&runt).is_err());
     assert!(untwin(&mut runt).is_none());
 }
+
+#[test]
+fn prunes_and_grafts_round_trip_and_split() {
+    let (a, b, c) = (mac("02:50:56:00:00:0a"), mac("02:50:56:00:00:0b"), mac("02:50:56:00:00:0c"));
+    let mut msgs = Vec::new();
+    encode_prunes(&mut msgs, &[a, b], &[c]);
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0], hex("00160501000202505600000a02505600000b02505600000c"));
+    let Message::Prune(p) = parse_stream(&msgs[0]) else { panic!("not a prune") };
+    assert_eq!(p.version, VERSION);
+    assert_eq!(p.prune.iter().collect::<Vec<_>>(), vec![a, b]);
+    assert_eq!(p.graft.iter().collect::<Vec<_>>(), vec![c]);
+    // nothing to say: no message
+    msgs.clear();
+    encode_prunes(&mut msgs, &[], &[]);
+    assert!(msgs.is_empty());
+    // a long list takes as many messages as it needs, each whole
+    let many: Vec<Mac> =
+        (0..20_000u32).map(|i| Mac([2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8])).collect();
+    encode_prunes(&mut msgs, &many[..15_000], &many[15_000..]);
+    assert_eq!(msgs.len(), 20_000usize.div_ceil(MAX_PRUNE_ENTRIES));
+    let (mut pruned, mut grafted) = (Vec::new(), Vec::new());
+    for m in &msgs {
+        assert!(m.len() <= LEN_PREFIX + MAX_MSG_LEN);
+        let Message::Prune(p) = parse_stream(m) else { panic!("not a prune") };
+        pruned.extend(p.prune.iter());
+        grafted.extend(p.graft.iter());
+    }
+    assert_eq!((pruned.as_slice(), grafted.as_slice()), (&many[..15_000], &many[15_000..]));
+}
+
+#[test]
+fn malformed_prunes_are_errors() {
+    // the count says two, one is there
+    assert_eq!(
+        parse(&hex("05010002025056000001")),
+        Err(WireError::Truncated { kind: kind::PRUNE, field: "pruned sources" })
+    );
+    assert_eq!(
+        parse(&hex("0501")),
+        Err(WireError::Truncated { kind: kind::PRUNE, field: "prune count" })
+    );
+    // grafts that are not whole MACs
+    assert_eq!(
+        parse(&hex("050100000250")),
+        Err(WireError::Misaligned { kind: kind::PRUNE, field: "grafted sources" })
+    );
+}

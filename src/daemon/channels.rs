@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::core::links::CloseReason;
-use crate::core::{Event, LinkCtx, LinkId, Mac};
+use crate::core::{Event, Fanout, LinkCtx, LinkId, Mac};
 
 /// A limit on the bytes waiting in a queue, shared by its senders and its
 /// receiver: frames beyond it are dropped (like a switch), so memory stays
@@ -60,14 +60,12 @@ pub enum ToWorker {
         /// The whole message, length prefix included.
         msg: Vec<u8>,
     },
-    /// A message for every link of the worker but `except`.
+    /// A message for every link of the worker that `to` includes.
     Flood {
-        /// The link it came on, which does not get it back.
-        except: Option<LinkId>,
         /// The whole message, shared by every link's queue.
         msg: Arc<[u8]>,
-        /// Only for links to invpnd nodes (an extension 0.4 does not know).
-        ext_only: bool,
+        /// Which links get it.
+        to: Fanout,
     },
 }
 

@@ -18,7 +18,7 @@ use signal_hook_mio::v1_0::Signals;
 use socket2::SockRef;
 
 use super::cache_file;
-use super::channels::{Origin, ToSupervisor, Wake, WorkerCtl};
+use super::channels::{Origin, ToSupervisor, ToWorker, Wake, WorkerCtl};
 use super::control::{ControlServer, PendingTrace};
 use super::link::LinkStats;
 use super::metrics_http::MetricsServer;
@@ -34,8 +34,8 @@ use crate::core::expiry::{Expiry, ExpiryAction};
 use crate::core::lane::{self, LanePairs};
 use crate::core::links::{CloseReason, LinkInfo};
 use crate::core::mesh::{Action, Closed, Node, NodeConfig};
-use crate::core::stats::Counter;
-use crate::core::{Event, LinkCtx, LinkId, Mac};
+use crate::core::stats::{Counter, DropReason};
+use crate::core::{Event, Fanout, LinkCtx, LinkId, Mac, Output};
 use crate::tls::{self, Material};
 
 /// The token of the supervisor's waker in its poll.
@@ -403,7 +403,7 @@ impl Supervisor {
 
     fn tick(&mut self) {
         let now = self.shared.clock.now();
-        self.shared.engine.tick(now);
+        self.shared.engine.tick(now, &mut ToLinks(&self.shared));
         self.next_tick = now.mono + 1000;
         // ids follow the mesh clock, which absorbs a step back of the wall
         // clock at half speed (core::ids::MeshClock): say so once
@@ -1093,6 +1093,41 @@ fn own_expiry(m: &Material) -> Expiry {
 pub fn needs_restart(old: &Config, new: &Config) -> (Vec<String>, Vec<String>) {
     use crate::config::{changed, Takes};
     (changed(old, new, Takes::RestartInPlace), changed(old, new, Takes::FullRestart))
+}
+
+/// Where the engine's housekeeping (run by the supervisor) sends what it
+/// asks for: through the workers that own the links, as their own engine
+/// calls would.
+struct ToLinks<'a>(&'a Shared);
+
+impl Output for ToLinks<'_> {
+    fn send(&mut self, link: LinkId, msg: &[u8]) {
+        let ok = self
+            .0
+            .workers
+            .get(link.worker())
+            .is_some_and(|w| w.send_data(ToWorker::Send { link, msg: msg.to_vec() }));
+        if !ok {
+            self.0.engine.stats().drop(DropReason::QueueFull);
+        }
+    }
+
+    fn flood(&mut self, to: &Fanout, msg: &[u8]) {
+        let msg: Arc<[u8]> = msg.into();
+        for w in &self.0.workers {
+            if !w.send_data(ToWorker::Flood { msg: msg.clone(), to: to.clone() }) {
+                self.0.engine.stats().drop(DropReason::QueueFull);
+            }
+        }
+    }
+
+    fn deliver(&mut self, frame: &[u8]) {
+        self.0.to_tap(frame);
+    }
+
+    fn event(&mut self, ev: Event) {
+        self.0.supervisor.send(ToSupervisor::Engine(ev));
+    }
 }
 
 #[cfg(test)]

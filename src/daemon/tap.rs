@@ -17,7 +17,7 @@ use crate::config::Interface;
 use crate::core::offload::VNET_HDR_LEN;
 use crate::core::stats::{Counter, DropReason};
 use crate::core::wire::{FRAME_HEADROOM, VNET_READ_AT};
-use crate::core::{LinkId, Mac, TapAction};
+use crate::core::{Fanout, LinkId, Mac, TapAction};
 
 /// An open TAP interface.
 pub struct Tap {
@@ -504,11 +504,7 @@ impl Inbound {
             TapAction::Flood { msg } => {
                 let msg: Arc<[u8]> = buf[msg].into();
                 for w in &shared.workers {
-                    if !w.send_data(ToWorker::Flood {
-                        except: None,
-                        msg: msg.clone(),
-                        ext_only: false,
-                    }) {
+                    if !w.send_data(ToWorker::Flood { msg: msg.clone(), to: Fanout::all() }) {
                         shared.engine.stats().drop(DropReason::QueueFull);
                     }
                 }

@@ -18,7 +18,7 @@ use super::Shared;
 use crate::core::lane::{self, TwinWindow};
 use crate::core::links::{self, CloseReason};
 use crate::core::stats::{Counter, DropReason};
-use crate::core::{offload, wire, LinkCtx, LinkId, Output, Verdict};
+use crate::core::{offload, wire, Fanout, LinkCtx, LinkId, Output, Verdict};
 use crate::tls::{self, verify::peer_mac};
 
 /// Token of the worker's waker.
@@ -233,8 +233,8 @@ impl Output for Out<'_> {
         }
     }
 
-    fn flood(&mut self, except: Option<LinkId>, msg: &[u8], ext_only: bool) {
-        self.flood_here(except, msg, ext_only);
+    fn flood(&mut self, to: &Fanout, msg: &[u8]) {
+        self.flood_here(to, msg);
         if self.shared.workers.len() > 1 {
             // Relays to other workers go through their bounded data queues:
             // under a flood they are dropped (and repeated by their senders
@@ -242,7 +242,7 @@ impl Output for Out<'_> {
             let shared: Arc<[u8]> = msg.into();
             for (i, w) in self.shared.workers.iter().enumerate() {
                 if i != self.index
-                    && !w.send_data(ToWorker::Flood { except, msg: shared.clone(), ext_only })
+                    && !w.send_data(ToWorker::Flood { msg: shared.clone(), to: to.clone() })
                 {
                     self.shared.engine.stats().drop(DropReason::QueueFull);
                 }
@@ -525,7 +525,7 @@ impl Worker {
         if ctx.ext {
             // invpnd extensions: say what we accept (0.4 never sees this).
             let mut hello = Vec::with_capacity(8);
-            let mut flags = wire::hello_flags::OFFLOADED;
+            let mut flags = wire::hello_flags::OFFLOADED | self.shared.engine.hello_flags();
             if self.shared.settings.lanes() {
                 flags |= wire::hello_flags::LANES | wire::hello_flags::TWINS;
             }
@@ -619,7 +619,9 @@ impl Worker {
                 WorkerCtl::Adopt { id, stream, addr, origin, tls } => {
                     self.adopt(id, stream, addr, origin, *tls)
                 }
-                WorkerCtl::Flood { msg, ext_only } => self.out().flood_here(None, &msg, ext_only),
+                WorkerCtl::Flood { msg, ext_only } => {
+                    self.out().flood_here(&Fanout { ext_only, ..Fanout::all() }, &msg)
+                }
                 WorkerCtl::Up { id } => {
                     if let Some(slot) = self.links.slot_of(id) {
                         self.confirm(slot);
@@ -718,9 +720,7 @@ impl Worker {
                     Some(slot) => self.out().queue_owned(slot, msg),
                     None => self.shared.engine.stats().drop(DropReason::NoRoute),
                 },
-                ToWorker::Flood { except, msg, ext_only } => {
-                    self.out().flood_here(except, &msg, ext_only)
-                }
+                ToWorker::Flood { msg, to } => self.out().flood_here(&to, &msg),
             }
         }
     }
@@ -848,7 +848,11 @@ impl Worker {
         self.twins.remove(&link.id);
         match link.state {
             State::Up(ctx) => {
-                let removed = self.shared.engine.link_down(ctx.id, self.shared.clock.now());
+                let now = self.shared.clock.now();
+                let removed = {
+                    let shared = self.shared.clone();
+                    shared.engine.link_down(ctx.id, now, &mut self.out())
+                };
                 info!(
                     "link down: peer={} addr={} reason=\"{reason}\" routes_removed={removed} link={}",
                     ctx.peer, ctx.addr, ctx.id
@@ -897,15 +901,15 @@ impl Worker {
 }
 
 impl Out<'_> {
-    /// Queues a message on every link of this worker but `except` (only
-    /// invpnd links if `ext_only`; never lanes): the one flood loop, for
-    /// the engine's floods, other workers' and the supervisor's.
-    fn flood_here(&mut self, except: Option<LinkId>, msg: &[u8], ext_only: bool) {
+    /// Queues a message on every link of this worker that `to` includes
+    /// (never lanes): the one flood loop, for the engine's floods, other
+    /// workers' and the supervisor's.
+    fn flood_here(&mut self, to: &Fanout, msg: &[u8]) {
         for slot in self.links.occupied() {
             let Some(ctx) = self.links.get(slot).and_then(|l| l.ctx()) else {
                 continue;
             };
-            if Some(ctx.id) != except && (ctx.ext || !ext_only) {
+            if to.includes(ctx.id, ctx.ext) {
                 self.queue_local(slot, msg);
             }
         }
