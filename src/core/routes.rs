@@ -581,7 +581,7 @@ mod tests {
 
     #[test]
     fn a_node_costs_what_the_manual_says() {
-        // invpn.conf(5), [limits] memory: "about 2.8 KiB per node"
+        // invpn.conf(5), [limits] memory: "about 2.9 KiB per node"
         let b = bytes_per_node();
         assert!((2000..=3500).contains(&b), "{b} bytes per node");
     }
