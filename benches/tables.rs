@@ -15,7 +15,7 @@ fn mac(i: u32) -> Mac {
 }
 
 fn hop(i: u32) -> Hop {
-    Hop { link: LinkId(u64::from(i % 8)), via: mac(0), alt_ok: true, slot: None }
+    Hop { link: LinkId(u64::from(i % 8)), via: mac(0), alt_ok: true, slot: None, answer: false }
 }
 
 fn tables(c: &mut Criterion) {

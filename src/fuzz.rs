@@ -61,6 +61,29 @@ pub fn wire_round_trip(data: &[u8]) {
                 _ => false,
             }
         }
+        Message::Routes(r) => {
+            let mut msgs = Vec::new();
+            wire::encode_routes(&mut msgs, r.iter());
+            match msgs.pop() {
+                Some(one) if msgs.is_empty() && r.version == wire::VERSION => {
+                    out = one;
+                    true
+                }
+                _ => false,
+            }
+        }
+        Message::RouteRequest(r) => {
+            let macs: Vec<Mac> = r.nodes.iter().collect();
+            let mut msgs = Vec::new();
+            wire::encode_route_requests(&mut msgs, r.lost, &macs);
+            match msgs.pop() {
+                Some(one) if msgs.is_empty() && r.version == wire::VERSION => {
+                    out = one;
+                    true
+                }
+                _ => false,
+            }
+        }
         Message::Hello(_) | Message::Unknown(_) => false,
     };
     if encoded {

@@ -295,6 +295,7 @@ impl Sim {
         }
         let mut sim = Sim::empty(cfg, Vec::new(), rng);
         let now = sim.clock();
+        let mut hellos = Vec::new();
         for (a, b) in edges {
             let latency = sim.rng.u64(sim.cfg.latency.0..=sim.cfg.latency.1);
             let (la, lb) =
@@ -319,10 +320,13 @@ impl Sim {
             });
             nodes[a].engine.link_up(&ca, now);
             nodes[b].engine.link_up(&cb, now);
-            sim.hello(&nodes[a].engine, &ca, now);
-            sim.hello(&nodes[b].engine, &cb, now);
+            hellos.push((a, ca));
+            hellos.push((b, cb));
         }
         sim.nodes = nodes;
+        for (i, ctx) in hellos {
+            sim.hello(i, &ctx);
+        }
         for i in 0..n {
             let at = sim.rng.u64(0..50);
             sim.schedule(at, Kind::Announce(i));
@@ -449,28 +453,31 @@ impl Sim {
         let end = End { ctx, peer_node: j, peer_link, latency, up: true, last_at: 0 };
         self.nodes[i].links.push(end);
         self.nodes[i].pos_of.insert(id, pos);
-        if let Some(p) = self.nodes[j].pos_of.get(&jid).copied() {
+        let peer_end = self.nodes[j].pos_of.get(&jid).copied();
+        if let Some(p) = peer_end {
             self.nodes[j].links[p].peer_link = LinkId(pos as u64);
         }
         let now = self.clock();
         self.nodes[i].engine.link_up(&ctx, now);
-        // the peer's hello is the first thing on the link
-        self.hello(&self.nodes[i].engine, &ctx, now);
+        // Each hello is the first thing on the link: once both ends are
+        // up, each takes the other's (what is sent before the far end is
+        // up is lost here, where TCP would hold it).
+        if let Some(p) = peer_end {
+            let peer_ctx = self.nodes[j].links[p].ctx;
+            self.hello(i, &ctx);
+            self.hello(j, &peer_ctx);
+        }
     }
 
     /// Node `i`'s engine handles the hello of the peer on `link`, which
-    /// says what a peer of the same version takes.
-    fn hello(&self, engine: &Engine, link: &LinkCtx, now: Now) {
+    /// says what a peer of the same version takes, and sends what it asks
+    /// for (the route table).
+    fn hello(&mut self, i: usize, link: &LinkCtx) {
         let mut msg = Vec::new();
-        wire::encode_hello(&mut msg, engine.hello_flags());
-        let mut out = Collect {
-            node: 0,
-            links: &[],
-            sends: Vec::new(),
-            delivered: &self.delivered,
-            events: Vec::new(),
-        };
-        engine.handle_message(link, &mut msg, now, &mut out);
+        wire::encode_hello(&mut msg, self.nodes[i].engine.hello_flags());
+        self.with_engine(i, |e, now, out| {
+            e.handle_message(link, &mut msg, now, out);
+        });
     }
 
     /// Calls `f` with node `i`'s engine and an output, and sends what it

@@ -13,7 +13,7 @@ use super::ids::IdSource;
 use super::mac::Mac;
 use super::offload::{self, VnetHdr};
 use super::ratelimit::{Rate, TokenBucket};
-use super::routes::{Hop, Offer, RouteTable, Withdrawn};
+use super::routes::{Hop, Offer, Repair, Route, RouteTable, Withdrawn};
 use super::stats::{Counter, DropReason, Stats};
 use super::wire::{
     self, Announce, AnnouncedAddr, DirectAnnounce, HealthReport, Message, WireError,
@@ -129,6 +129,8 @@ struct Neighbour {
     /// Whether it honours prunes (its hello said so): only then is it
     /// sent any.
     tree: bool,
+    /// Whether it answers route requests (its hello said so).
+    routes: bool,
 }
 
 /// How many links take part in the flood tree: one bit each in a route.
@@ -334,7 +336,7 @@ impl Engine {
             // a slot is free once its link's bits are cleared (link_down)
             let used = n.values().filter_map(|x| x.slot).fold(0u64, |m, s| m | 1 << s);
             let slot = (0..TREE_SLOTS).find(|s| used & (1 << s) == 0).filter(|_| link.ext);
-            n.insert(link.id, Neighbour { peer: link.peer, slot, tree: false });
+            n.insert(link.id, Neighbour { peer: link.peer, slot, tree: false, routes: false });
         }
         self.heard.write().insert(link.peer, now.mono);
         self.routes.add_neighbour(link.peer, link.id, now.mono);
@@ -342,7 +344,63 @@ impl Engine {
 
     /// The hello flags this engine adds to what the shell accepts.
     pub fn hello_flags(&self) -> u32 {
-        wire::hello_flags::TREE
+        wire::hello_flags::TREE | wire::hello_flags::ROUTES
+    }
+
+    /// Asks every neighbour that answers route requests, but `except`,
+    /// for routes to `macs`, lost with the link to `lost`.
+    fn ask_routes(&self, lost: Mac, macs: &[Mac], except: Option<LinkId>, out: &mut impl Output) {
+        if macs.is_empty() {
+            return;
+        }
+        let mut msgs = Vec::new();
+        wire::encode_route_requests(&mut msgs, lost, macs);
+        let asked: Vec<LinkId> = self
+            .neighbours
+            .read()
+            .iter()
+            .filter(|(l, n)| n.routes && Some(**l) != except)
+            .map(|(l, _)| *l)
+            .collect();
+        for l in asked {
+            msgs.iter().for_each(|m| out.send(l, m));
+        }
+    }
+
+    /// Sends the route table to the neighbour on `link`, whose link just
+    /// came up: the newest announcement of every node whose announcements
+    /// this node relays, but for the neighbour itself and what was learnt
+    /// through it.
+    fn send_routes(&self, link: &LinkCtx, out: &mut impl Output) {
+        self.answer_routes(link, self.routes.snapshot(), out);
+    }
+
+    /// Sends the neighbour on `link` those of `table` it may use: routes
+    /// learnt from announcements and relayed, but for the neighbour itself,
+    /// those that lead back to it, and those repaired after a link went
+    /// (which may lead back to it further on).
+    fn answer_routes(&self, link: &LinkCtx, table: Vec<(Mac, Route)>, out: &mut impl Output) {
+        let routes = table
+            .iter()
+            .filter(|(m, r)| {
+                r.stamp > 0
+                    && r.relay
+                    && r.repair == Repair::None
+                    && *m != link.peer
+                    && r.link != link.id
+            })
+            .map(|(m, r)| Announce {
+                version: wire::VERSION,
+                id: r.stamp,
+                mac: *m,
+                port: r.addr.map_or(0, |a| a.port()),
+                addr: r.addr.map_or(AnnouncedAddr::None, |a| AnnouncedAddr::from_ip(a.ip())),
+            });
+        let mut msgs = Vec::new();
+        wire::encode_routes(&mut msgs, routes);
+        for m in &msgs {
+            out.send(link.id, m);
+        }
     }
 
     /// A link went down: every route through it goes at once (or moves to
@@ -355,6 +413,7 @@ impl Engine {
         let gone = self.neighbours.read().get(&link).copied();
         // the slot stays taken until its bits are cleared
         let w = self.routes.remove_via(link, gone.and_then(|n| n.slot));
+        let lost_peer = gone.map(|n| n.peer);
         let gone = {
             let mut n = self.neighbours.write();
             n.remove(&link).map(|x| {
@@ -363,6 +422,11 @@ impl Engine {
             })
         };
         let removed = w.removed;
+        // ask the other neighbours for the routes that went: the first
+        // answer is a route again, within a round trip
+        if let Some(peer) = lost_peer {
+            self.ask_routes(peer, &w.lost, None, out);
+        }
         self.send_grafts(w, out);
         match gone {
             Some((peer, Some(other))) => self.routes.add_neighbour(peer, other, now.mono),
@@ -396,7 +460,13 @@ impl Engine {
 
     /// Where a copy that came on `link` came from, for the route table.
     fn hop(&self, link: &LinkCtx) -> Hop {
-        Hop { link: link.id, via: link.peer, alt_ok: link.ext, slot: self.tree_slot(link.id) }
+        Hop {
+            link: link.id,
+            via: link.peer,
+            alt_ok: link.ext,
+            slot: self.tree_slot(link.id),
+            answer: false,
+        }
     }
 
     /// The links in the tree slots of `mask`.
@@ -531,7 +601,40 @@ impl Engine {
         };
         match msg {
             Message::DirectAnnounce(a) => self.on_direct_announce(link, &a, now, out),
-            Message::Announce(a) => self.on_announce(link, &a, raw, now, out),
+            Message::Announce(a) => self.on_announce(link, &a, Some(raw), now, out),
+            Message::RouteRequest(q) => {
+                if !link.ext {
+                    return self.dropped(DropReason::WrongLink);
+                }
+                // an answer is at most as many routes as were asked for,
+                // none through the neighbour the asker lost (if that one
+                // crashed, our link to it may not have gone yet)
+                let found = q
+                    .nodes
+                    .iter()
+                    .filter_map(|m| Some((m, self.routes.get(&m)?)))
+                    .filter(|(_, r)| r.via != q.lost)
+                    .collect();
+                self.answer_routes(link, found, out);
+                // our routes through the asker went with its own: ask in
+                // turn (so that the nodes behind us, whose routes lead
+                // back through the asker, do not answer it with them)
+                let ours: Vec<Mac> =
+                    q.nodes.iter().filter(|m| self.routes.unsettle(m, link.id)).collect();
+                self.ask_routes(q.lost, &ours, Some(link.id), out);
+                Verdict::Done
+            }
+            Message::Routes(r) => {
+                if !link.ext {
+                    return self.dropped(DropReason::WrongLink);
+                }
+                // what the neighbour knows, taken as copies of the
+                // announcements that made it: neither relayed nor pruned
+                for a in r.iter().filter(|a| a.mac != link.peer) {
+                    self.on_announce(link, &a, None, now, out);
+                }
+                Verdict::Done
+            }
             Message::Unicast(u) => self.on_unicast(link, &u, raw, out),
             Message::Twin(_) => {
                 // the link's shell kept only the first copy: what is left
@@ -575,6 +678,10 @@ impl Engine {
                 if link.ext {
                     if let Some(n) = self.neighbours.write().get_mut(&link.id) {
                         n.tree = h.flags & wire::hello_flags::TREE != 0;
+                        n.routes = h.flags & wire::hello_flags::ROUTES != 0;
+                    }
+                    if h.flags & wire::hello_flags::ROUTES != 0 {
+                        self.send_routes(link, out);
                     }
                     out.capabilities(link.id, h.flags);
                 }
@@ -702,14 +809,17 @@ impl Engine {
         };
         let mut raw = Vec::with_capacity(40);
         wire::encode_announce(&mut raw, &relayed);
-        self.on_announce(link, &relayed, &raw, now, out)
+        self.on_announce(link, &relayed, Some(&raw), now, out)
     }
 
+    /// An announcement that came on `link`, flooded (`raw`, the whole
+    /// message, to relay) or in the neighbour's route table (`None`: not
+    /// relayed, and no prune for it).
     fn on_announce(
         &self,
         link: &LinkCtx,
         a: &Announce,
-        raw: &[u8],
+        raw: Option<&[u8]>,
         now: Now,
         out: &mut impl Output,
     ) -> Verdict {
@@ -729,13 +839,16 @@ impl Engine {
             // the direct copy. This keeps a forged relay from capturing the
             // route to a neighbour; a silent direct link stops counting
             // after two intervals, and the relayed copies win again.
-            if self.routes.redundant_copy(&a.mac, a.id, self.hop(link)) {
+            if raw.is_some() && self.routes.redundant_copy(&a.mac, a.id, self.hop(link)) {
                 self.send_prunes(link.id, &[a.mac], &[], out);
             }
             return self.dropped(DropReason::IndirectNeighbour);
         }
         let addr = a.socket_addr().filter(|s| !s.ip().is_unspecified() && s.port() != 0);
-        let hop = self.hop(link);
+        let hop = match raw {
+            Some(_) => self.hop(link),
+            None => Hop { slot: None, answer: true, ..self.hop(link) },
+        };
         match self.routes.offer(a.mac, a.id, hop, addr, now.mono) {
             // An announcement seen already: this is how a flood ends. A
             // copy the route does not need is pruned where it came from.
@@ -751,7 +864,10 @@ impl Engine {
             Offer::Accepted { addr_changed, relay, skip, graft } => {
                 self.stats.add(Counter::AnnouncementsAccepted, 1);
                 if graft != 0 {
-                    self.send_grafts(Withdrawn { removed: 0, grafts: vec![(a.mac, graft)] }, out);
+                    self.send_grafts(
+                        Withdrawn { grafts: vec![(a.mac, graft)], ..Withdrawn::default() },
+                        out,
+                    );
                 }
                 if addr_changed {
                     out.event(match addr {
@@ -759,7 +875,7 @@ impl Engine {
                         None => Event::Forgot { mac: a.mac },
                     });
                 }
-                if self.cfg.relay && relay {
+                if let Some(raw) = raw.filter(|_| self.cfg.relay && relay) {
                     let to = Fanout {
                         except: Some(link.id),
                         ext_only: false,

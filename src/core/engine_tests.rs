@@ -995,3 +995,117 @@ fn losing_a_link_grafts_the_sources_that_lost_a_path() {
     run(&e, &ls[1], &announce(m(9), 200, AnnouncedAddr::None));
     assert_eq!(run(&e, &n[0], &announce(m(9), 200, AnnouncedAddr::None)).1, vec![]);
 }
+
+/// Links to invpnd peers that take route tables and answer route
+/// requests (and honour prunes).
+fn routes_linked(e: &Engine, peers: &[(u64, u8)]) -> (Vec<LinkCtx>, Vec<Act>) {
+    let ls = linked(e, &peers.iter().map(|&(id, p)| (id, p, true)).collect::<Vec<_>>());
+    let mut hello = Vec::new();
+    wire::encode_hello(&mut hello, wire::hello_flags::TREE | wire::hello_flags::ROUTES);
+    let acts = ls.iter().flat_map(|l| run(e, l, &hello).1).collect();
+    (ls, acts)
+}
+
+fn sent_on(acts: &[Act], link: u64) -> Vec<Message<'_>> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Act::Send(l, m) if *l == LinkId(link) => Some(wire::parse_whole(m).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_link_brings_the_route_table_which_is_taken_but_not_relayed() {
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2)]);
+    run(&e, &ls[0], &direct(m(2), 100));
+    run(&e, &ls[0], &announce(m(9), 100, AnnouncedAddr::V4("198.18.0.9".parse().unwrap())));
+    // a neighbour that takes tables links: it gets node 9 and node 2
+    let (_, acts) = routes_linked(&e, &[(11, 3)]);
+    let [Message::Routes(r)] = sent_on(&acts, 11)[..] else { panic!("{acts:?}") };
+    let got: Vec<(Mac, u64)> = r.iter().map(|a| (a.mac, a.id)).collect();
+    assert_eq!(got, vec![(m(2), t(100)), (m(9), t(100))]);
+    // what the other end makes of it: routes (and addresses), no flood
+    let f = engine(3);
+    let (fl, _) = routes_linked(&f, &[(20, 1), (21, 4)]);
+    let mut table = Vec::new();
+    let Act::Send(_, msg) =
+        &acts.iter().find(|a| matches!(a, Act::Send(l, _) if *l == LinkId(11))).unwrap()
+    else {
+        unreachable!()
+    };
+    table.extend_from_slice(msg);
+    let (v, got) = run(&f, &fl[0], &table);
+    assert_eq!(v, Verdict::Done);
+    assert!(got.iter().all(|a| !matches!(a, Act::Flood(..))), "{got:?}");
+    assert!(got.contains(&Act::Event(Event::Learned {
+        mac: m(9),
+        addr: "198.18.0.9:41744".parse().unwrap(),
+        via: m(1)
+    })));
+    assert_eq!(f.routes().next_hop(&m(9)), Some(LinkId(20)));
+    // a 0.4 link never sends one
+    let old = linked(&f, &[(22, 5, false)]);
+    assert_eq!(run(&f, &old[0], &table).0, Verdict::Dropped(DropReason::WrongLink));
+}
+
+#[test]
+fn routes_lost_with_a_link_are_asked_for_and_the_first_answer_taken() {
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3), (12, 4)]);
+    run(&e, &ls[0], &announce(m(9), 100, AnnouncedAddr::None));
+    let mut rec = Rec::default();
+    e.link_down(LinkId(10), NOW, &mut rec);
+    assert!(e.routes().get(&m(9)).is_none());
+    for l in [11, 12] {
+        let [Message::RouteRequest(q)] = sent_on(&rec.0, l)[..] else { panic!("{:?}", rec.0) };
+        // node 2 too: the link went, node 2 may still be up
+        let mut asked: Vec<Mac> = q.nodes.iter().collect();
+        asked.sort();
+        assert_eq!((q.lost, asked), (m(2), vec![m(2), m(9)]));
+    }
+    // node 4 answers first
+    let mut answer = Vec::new();
+    let a = Announce { version: 1, id: t(100), mac: m(9), port: 0, addr: AnnouncedAddr::None };
+    let mut msgs = Vec::new();
+    wire::encode_routes(&mut msgs, [a]);
+    answer.extend_from_slice(&msgs[0]);
+    run(&e, &ls[2], &answer);
+    assert_eq!(e.routes().next_hop(&m(9)), Some(LinkId(12)));
+    // node 3's answer, later, changes nothing
+    run(&e, &ls[1], &answer);
+    assert_eq!(e.routes().next_hop(&m(9)), Some(LinkId(12)));
+}
+
+#[test]
+fn a_route_request_is_answered_with_routes_that_lead_elsewhere_and_passed_on() {
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3), (12, 4)]);
+    run(&e, &ls[0], &announce(m(9), 100, AnnouncedAddr::None));
+    run(&e, &ls[1], &announce(m(8), 100, AnnouncedAddr::None));
+    run(&e, &ls[2], &announce(m(7), 100, AnnouncedAddr::None));
+    // node 3 lost its routes to 7, 8 and 9 with its link to node 5
+    let mut req = Vec::new();
+    let mut msgs = Vec::new();
+    wire::encode_route_requests(&mut msgs, m(5), &[m(7), m(8), m(9)]);
+    req.extend_from_slice(&msgs[0]);
+    let (_, acts) = run(&e, &ls[1], &req);
+    // answered with 7 and 9; 8's route leads back through node 3
+    let [Message::Routes(r)] = sent_on(&acts, 11)[..] else { panic!("{acts:?}") };
+    assert_eq!(r.iter().map(|a| a.mac).collect::<Vec<_>>(), vec![m(7), m(9)]);
+    // and 8 is asked for in turn, of everyone else
+    for l in [10, 12] {
+        let [Message::RouteRequest(q)] = sent_on(&acts, l)[..] else { panic!("{acts:?}") };
+        assert_eq!((q.lost, q.nodes.iter().collect::<Vec<_>>()), (m(5), vec![m(8)]));
+    }
+    // until it is repaired, that route is no answer to anyone
+    let (_, acts) = run(&e, &ls[0], &req);
+    let [Message::Routes(r)] = sent_on(&acts, 10)[..] else { panic!("{acts:?}") };
+    assert_eq!(r.iter().map(|a| a.mac).collect::<Vec<_>>(), vec![m(7)]);
+    // a route through the lost node itself is no answer either
+    let mut msgs = Vec::new();
+    wire::encode_route_requests(&mut msgs, m(4), &[m(7)]);
+    let (_, acts) = run(&e, &ls[0], &msgs[0]);
+    assert!(sent_on(&acts, 10).is_empty(), "{acts:?}");
+}

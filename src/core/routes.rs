@@ -64,6 +64,10 @@ pub struct Route {
     pub alt_stamp: u64,
     /// The tree slot of `alt`'s link, if it has one.
     pub alt_slot: Option<u8>,
+    /// Whether the route was repaired after a link went, and how; until
+    /// the node's next announcement, a repaired route is no answer to
+    /// others' route requests (it may lead back to them).
+    pub repair: Repair,
     /// Announcements of this node accepted lately (a flood of fresh ids for
     /// one MAC is cut off here).
     pub bucket: TokenBucket,
@@ -81,6 +85,19 @@ pub struct Route {
     pub pruning: u64,
 }
 
+/// How a route was repaired after its link went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repair {
+    /// Not repaired: learnt from the newest announcement.
+    None,
+    /// Moved to its second path, whose neighbour may have had it from the
+    /// same node as the link's: the first neighbour to answer the route
+    /// request for it (whose route leads through neither) takes it over.
+    Moved,
+    /// Taken from a neighbour's answer (or table).
+    Answered,
+}
+
 /// Where a copy of an announcement came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hop {
@@ -94,6 +111,9 @@ pub struct Hop {
     pub alt_ok: bool,
     /// The link's tree slot, if its neighbour honours prunes.
     pub slot: Option<u8>,
+    /// Whether the copy answers a route request (or is a neighbour's
+    /// table): it takes over a route that moved to its second path.
+    pub answer: bool,
 }
 
 /// Routes that lost their second path, or went, while this node had
@@ -105,6 +125,9 @@ pub struct Withdrawn {
     /// Each node whose floods are to be grafted, and the tree slots to
     /// graft them on.
     pub grafts: Vec<(Mac, u64)>,
+    /// The nodes whose routes went with a link, or moved to their second
+    /// path: to ask the other neighbours for.
+    pub lost: Vec<Mac>,
 }
 
 fn bit(slot: Option<u8>) -> u64 {
@@ -276,7 +299,10 @@ impl RouteTable {
         let Hop { link, via, slot, .. } = hop;
         let mut shard = self.shard(&mac).write();
         match shard.get_mut(&mac) {
-            Some(old) if old.stamp >= stamp => {
+            Some(old)
+                if old.stamp > stamp
+                    || (old.stamp == stamp && !(hop.answer && old.repair == Repair::Moved)) =>
+            {
                 Offer::Stale { prune: Self::other_copy(old, hop, stamp) }
             }
             Some(old) => {
@@ -336,6 +362,7 @@ impl RouteTable {
                     alt,
                     alt_stamp,
                     alt_slot,
+                    repair: if hop.answer { Repair::Answered } else { Repair::None },
                     bucket: old.bucket,
                     relay,
                     pruned_by: old.pruned_by,
@@ -363,6 +390,7 @@ impl RouteTable {
                         alt: None,
                         alt_stamp: 0,
                         alt_slot: None,
+                        repair: if hop.answer { Repair::Answered } else { Repair::None },
                         bucket,
                         relay,
                         pruned_by: 0,
@@ -407,6 +435,7 @@ impl RouteTable {
                     alt: None,
                     alt_stamp: 0,
                     alt_slot: None,
+                    repair: Repair::None,
                     bucket,
                     relay: true,
                     pruned_by: 0,
@@ -443,10 +472,15 @@ impl RouteTable {
                 if r.link != link {
                     return true;
                 }
+                // the second path takes it on if it brought the newest
+                // announcement (so that its neighbour's route does not lead
+                // back here), within its link's share
+                let fresh = r.alt_stamp >= r.stamp;
                 match r.alt.take() {
-                    // the alternative's link takes it on, within its share
                     Some((l, via))
-                        if *m == via || charges.get(&l).map_or(0, |c| c.held) < self.share =>
+                        if fresh
+                            && (*m == via
+                                || charges.get(&l).map_or(0, |c| c.held) < self.share) =>
                     {
                         let c = charges.entry(l).or_default();
                         let relay = *m == via || c.relayed < self.share.div_ceil(2);
@@ -457,9 +491,14 @@ impl RouteTable {
                         r.relay = relay;
                         r.alt_stamp = 0;
                         r.alt_slot = None;
+                        r.repair = Repair::Moved;
+                        w.lost.push(*m);
                         true
                     }
-                    _ => false,
+                    _ => {
+                        w.lost.push(*m);
+                        false
+                    }
                 }
             });
             w.removed += before - s.len();
@@ -530,6 +569,21 @@ impl RouteTable {
         hop.slot.is_some()
     }
 
+    /// The route to `mac` leads through a neighbour that lost its own (it
+    /// asked for it, over `link`): marks it [`Repair::Moved`], so that it
+    /// is no answer to others and the first answer takes it over. Returns
+    /// whether it did (the route used `link` and was not being repaired).
+    pub fn unsettle(&self, mac: &Mac, link: LinkId) -> bool {
+        let mut shard = self.shard(mac).write();
+        match shard.get_mut(mac) {
+            Some(r) if r.link == link && r.repair == Repair::None => {
+                r.repair = Repair::Moved;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A neighbour (in tree slot `slot`) prunes (`on`) or grafts `mac`'s
     /// floods. Returns whether `mac` is known; an unknown one is ignored
     /// (its first announcement is flooded to every link, and pruned again
@@ -576,7 +630,7 @@ mod tests {
     }
 
     fn hop(link: LinkId, via: Mac, alt_ok: bool) -> Hop {
-        Hop { link, via, alt_ok, slot: None }
+        Hop { link, via, alt_ok, slot: None, answer: false }
     }
 
     #[test]
@@ -705,9 +759,10 @@ mod tests {
         t.offer(m(9), 10, hop(l2, m(2), true), None, 0);
         t.offer(m(9), 11, hop(l1, m(1), true), None, 0);
         assert_eq!(t.get(&m(9)).unwrap().alt, Some((l2, m(2))));
-        // (one that misses some ends it, see the flood tree's tests)
-        assert_eq!(t.remove_via(l1, None).removed, 0);
-        assert_eq!(t.remove_via(l2, None).removed, 1);
+        // but one that did not bring the newest is not taken when the
+        // route's link goes: its own route may lead back here
+        let w = t.remove_via(l1, None);
+        assert_eq!((w.removed, w.lost), (1, vec![m(9)]));
     }
 
     #[test]
@@ -798,7 +853,7 @@ mod tests {
     }
 
     fn tree(link: u64, via: u8) -> Hop {
-        Hop { link: LinkId(link), via: m(via), alt_ok: true, slot: Some(link as u8) }
+        Hop { link: LinkId(link), via: m(via), alt_ok: true, slot: Some(link as u8), answer: false }
     }
 
     #[test]

@@ -51,6 +51,16 @@ pub mod kind {
     /// (`core::tree`). Sent only to neighbours whose hello says they honour
     /// it.
     pub const PRUNE: u8 = 0x05;
+    /// invpnd extension: the sender's route table, as the announcements
+    /// that made it, sent once to a neighbour whose hello asks for it when
+    /// their link comes up: a node that joins knows the mesh at once
+    /// instead of after an announce interval.
+    pub const ROUTES: u8 = 0x06;
+    /// invpnd extension: the nodes whose routes the sender lost with its
+    /// link to a neighbour; a neighbour that has a route to any of them
+    /// that leads neither back to the sender nor through that neighbour
+    /// answers with a `0x06` of those routes.
+    pub const ROUTE_REQUEST: u8 = 0x07;
 
     /// A short name for logs and counters.
     pub fn name(k: u8) -> &'static str {
@@ -65,6 +75,8 @@ pub mod kind {
             OFFLOADED => "offloaded",
             TWIN => "twin",
             PRUNE => "prune",
+            ROUTES => "routes",
+            ROUTE_REQUEST => "route-request",
             _ => "unknown",
         }
     }
@@ -438,6 +450,44 @@ pub mod hello_flags {
     /// announcements, broadcasts and health requests only to the
     /// neighbours that have not pruned it.
     pub const TREE: u32 = 8;
+    /// The sender takes a `0x06` route table when the link comes up, and
+    /// answers `0x07` route requests.
+    pub const ROUTES: u32 = 16;
+}
+
+/// `0x07`: nodes whose routes a neighbour lost with a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteRequest<'a> {
+    /// The protocol version byte.
+    pub version: u8,
+    /// The neighbour at the far end of the link that went: routes through
+    /// it are no answer.
+    pub lost: Mac,
+    /// The nodes asked for.
+    pub nodes: MacList<'a>,
+}
+
+/// `0x06`: a neighbour's route table, as announcements (checked when
+/// parsed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routes<'a> {
+    /// The protocol version byte, that of every announcement in it.
+    pub version: u8,
+    entries: &'a [u8],
+}
+
+impl Routes<'_> {
+    /// The announcements, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Announce> + '_ {
+        let mut r = Reader { kind: kind::ROUTES, rest: self.entries };
+        let version = self.version;
+        std::iter::from_fn(move || {
+            if r.rest.is_empty() {
+                return None;
+            }
+            announce_body(&mut r, version).ok()
+        })
+    }
 }
 
 /// `0x05`: which sources' floods the sender no longer wants from this
@@ -498,8 +548,34 @@ pub enum Message<'a> {
     Twin(Twin<'a>),
     /// `0x05` (invpnd links only).
     Prune(Prune<'a>),
+    /// `0x06` (invpnd links only).
+    Routes(Routes<'a>),
+    /// `0x07` (invpnd links only).
+    RouteRequest(RouteRequest<'a>),
     /// A type this implementation does not know; ignored (PROTOCOL.md §3).
     Unknown(u8),
+}
+
+/// An announcement after its version octet (`0x01`, and each entry of a
+/// `0x06`).
+fn announce_body(r: &mut Reader<'_>, version: u8) -> Result<Announce, WireError> {
+    let id = r.u64("id")?;
+    let mac = r.mac("mac")?;
+    let port = r.u16("port")?;
+    let addr = match r.u8("address type")? {
+        addr_type::NONE => AnnouncedAddr::None,
+        addr_type::V4 => {
+            let b = r.take(4, "address")?;
+            AnnouncedAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        }
+        addr_type::V6 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(r.take(16, "address")?);
+            AnnouncedAddr::V6(Ipv6Addr::from(a))
+        }
+        other => return Err(WireError::BadAddressType(other)),
+    };
+    Ok(Announce { version, id, mac, port, addr })
 }
 
 /// Parses one message: `msg` is what follows the length prefix (type + body).
@@ -519,24 +595,22 @@ pub fn parse(msg: &[u8]) -> Result<Message<'_>, WireError> {
         }
         kind::ANNOUNCE => {
             let version = r.u8("version")?;
-            let id = r.u64("id")?;
-            let mac = r.mac("mac")?;
-            let port = r.u16("port")?;
-            let addr = match r.u8("address type")? {
-                addr_type::NONE => AnnouncedAddr::None,
-                addr_type::V4 => {
-                    let b = r.take(4, "address")?;
-                    AnnouncedAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-                }
-                addr_type::V6 => {
-                    let mut a = [0u8; 16];
-                    a.copy_from_slice(r.take(16, "address")?);
-                    AnnouncedAddr::V6(Ipv6Addr::from(a))
-                }
-                other => return Err(WireError::BadAddressType(other)),
-            };
+            let a = announce_body(&mut r, version)?;
             r.end()?;
-            Message::Announce(Announce { version, id, mac, port, addr })
+            Message::Announce(a)
+        }
+        kind::ROUTE_REQUEST => Message::RouteRequest(RouteRequest {
+            version: r.u8("version")?,
+            lost: r.mac("lost neighbour")?,
+            nodes: r.rest_macs("nodes")?,
+        }),
+        kind::ROUTES => {
+            let version = r.u8("version")?;
+            let entries = r.rest;
+            while !r.rest.is_empty() {
+                announce_body(&mut r, version)?;
+            }
+            Message::Routes(Routes { version, entries })
         }
         kind::HEALTH_REQUEST => Message::HealthRequest(HealthRequest {
             version: r.u8("version")?,
@@ -711,22 +785,58 @@ pub fn encode_direct_announce(out: &mut Vec<u8>, a: &DirectAnnounce) {
 
 /// Encodes a `0x01` announce.
 pub fn encode_announce(out: &mut Vec<u8>, a: &Announce) {
-    let (t, addr): (u8, &[u8]) = match &a.addr {
-        AnnouncedAddr::None => (addr_type::NONE, &[]),
-        AnnouncedAddr::V4(ip) => (addr_type::V4, &ip.octets()[..]),
-        AnnouncedAddr::V6(ip) => (addr_type::V6, &ip.octets()[..]),
-    };
-    // `addr` borrows a temporary for V4/V6; copy before the match ends.
-    let mut addr_buf = [0u8; 16];
-    let alen = addr.len();
-    addr_buf[..alen].copy_from_slice(addr);
-    header(out, kind::ANNOUNCE, 18 + alen);
+    header(out, kind::ANNOUNCE, 1 + announce_body_len(a));
     out.push(a.version);
+    put_announce_body(out, a);
+}
+
+/// The length of an announcement after its version octet.
+fn announce_body_len(a: &Announce) -> usize {
+    17 + match a.addr {
+        AnnouncedAddr::None => 0,
+        AnnouncedAddr::V4(_) => 4,
+        AnnouncedAddr::V6(_) => 16,
+    }
+}
+
+fn put_announce_body(out: &mut Vec<u8>, a: &Announce) {
     out.extend_from_slice(&a.id.to_be_bytes());
     out.extend_from_slice(&a.mac.0);
     out.extend_from_slice(&a.port.to_be_bytes());
-    out.push(t);
-    out.extend_from_slice(&addr_buf[..alen]);
+    match a.addr {
+        AnnouncedAddr::None => out.push(addr_type::NONE),
+        AnnouncedAddr::V4(ip) => {
+            out.push(addr_type::V4);
+            out.extend_from_slice(&ip.octets());
+        }
+        AnnouncedAddr::V6(ip) => {
+            out.push(addr_type::V6);
+            out.extend_from_slice(&ip.octets());
+        }
+    }
+}
+
+/// Encodes `0x06` messages carrying `routes` (announcements of protocol
+/// version [`VERSION`]), as many as it takes, appending each whole message
+/// to `out`.
+pub fn encode_routes(out: &mut Vec<Vec<u8>>, routes: impl IntoIterator<Item = Announce>) {
+    let mut body: Vec<u8> = Vec::new();
+    let flush = |body: &mut Vec<u8>, out: &mut Vec<Vec<u8>>| {
+        if !body.is_empty() {
+            let mut m = Vec::with_capacity(LEN_PREFIX + 2 + body.len());
+            header(&mut m, kind::ROUTES, 1 + body.len());
+            m.push(VERSION);
+            m.append(body);
+            out.push(m);
+        }
+    };
+    for a in routes {
+        if 1 + 1 + body.len() + announce_body_len(&a) > MAX_MSG_LEN {
+            flush(&mut body, out);
+        }
+        put_announce_body(&mut body, &a);
+    }
+    flush(&mut body, out);
 }
 
 /// Encodes a `0x02` health request. Returns `false` (writing nothing) if
@@ -975,6 +1085,19 @@ pub fn encode_prunes(out: &mut Vec<Vec<u8>>, prune: &[Mac], graft: &[Mac]) {
         out.push(m);
         p = &p[np..];
         g = &g[ng..];
+    }
+}
+
+/// Encodes `0x07` route requests for `macs`, lost with the link to
+/// `lost`, as many as it takes.
+pub fn encode_route_requests(out: &mut Vec<Vec<u8>>, lost: Mac, macs: &[Mac]) {
+    for chunk in macs.chunks(MAX_PRUNE_ENTRIES - 1) {
+        let mut m = Vec::with_capacity(LEN_PREFIX + 8 + 6 * chunk.len());
+        header(&mut m, kind::ROUTE_REQUEST, 7 + 6 * chunk.len());
+        m.push(VERSION);
+        m.extend_from_slice(&lost.0);
+        chunk.iter().for_each(|mac| m.extend_from_slice(&mac.0));
+        out.push(m);
     }
 }
 

@@ -381,3 +381,50 @@ fn malformed_prunes_are_errors() {
         Err(WireError::Misaligned { kind: kind::PRUNE, field: "grafted sources" })
     );
 }
+
+#[test]
+fn route_tables_and_requests_round_trip() {
+    let a = Announce {
+        version: VERSION,
+        id: 7,
+        mac: mac("02:50:56:00:00:09"),
+        port: 41744,
+        addr: AnnouncedAddr::V4("198.18.0.9".parse().unwrap()),
+    };
+    let b =
+        Announce { id: 8, mac: mac("02:50:56:00:00:0a"), port: 0, addr: AnnouncedAddr::None, ..a };
+    let c = Announce { id: 9, addr: AnnouncedAddr::V6("fd00::9".parse().unwrap()), ..a };
+    let mut msgs = Vec::new();
+    encode_routes(&mut msgs, [a, b, c]);
+    assert_eq!(msgs.len(), 1);
+    let Message::Routes(r) = parse_stream(&msgs[0]) else { panic!("not a route table") };
+    assert_eq!(r.iter().collect::<Vec<_>>(), vec![a, b, c]);
+    // a table too long for one message takes several, each whole
+    msgs.clear();
+    encode_routes(&mut msgs, std::iter::repeat_n(c, 5000));
+    assert_eq!(msgs.len(), 3);
+    let n: usize = msgs
+        .iter()
+        .map(|m| match parse_stream(m) {
+            Message::Routes(r) => r.iter().count(),
+            _ => panic!("not a route table"),
+        })
+        .sum();
+    assert_eq!(n, 5000);
+    // an entry with an unknown address type makes the message malformed
+    let mut bad = msgs[0][..LEN_PREFIX + 2 + 17].to_vec();
+    bad[LEN_PREFIX + 2 + 16] = 9;
+    let len = (bad.len() - 2) as u16;
+    bad[..2].copy_from_slice(&len.to_be_bytes());
+    assert_eq!(parse(&bad[2..]), Err(WireError::BadAddressType(9)));
+    // a request: the neighbour lost, then the nodes
+    let lost = mac("02:50:56:00:00:02");
+    msgs.clear();
+    encode_route_requests(&mut msgs, lost, &[a.mac, b.mac]);
+    let Message::RouteRequest(q) = parse_stream(&msgs[0]) else { panic!("not a request") };
+    assert_eq!((q.lost, q.nodes.iter().collect::<Vec<_>>()), (lost, vec![a.mac, b.mac]));
+    assert_eq!(
+        parse(&hex("0701025056")),
+        Err(WireError::Truncated { kind: kind::ROUTE_REQUEST, field: "lost neighbour" })
+    );
+}
