@@ -44,9 +44,9 @@ fn main() {
         }
     };
     println!(
-        "| nodes | links | links per node, mean / max | converged after, ms | control bytes/node/s | control msgs/node/s | copies of an announcement per node | prunes and grafts/node/s | one broadcast, msgs | crash: all pairs reachable again after, ms | wall time, s |"
+        "| nodes | links | links per node, mean / max | converged after, ms | control bytes/node/s | control msgs/node/s | copies of an announcement per node | prunes and grafts/node/s | one broadcast, msgs | state per node, KiB mean / max | crash: all pairs reachable again after, ms | wall time, s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         let wall = Instant::now();
         let mut sim = Sim::new(config(n));
@@ -85,6 +85,11 @@ fn main() {
         sim.settle(1_000);
         let bcast = sim.all_msgs - sim.control_msgs - before;
         let bcast = if sent { bcast.to_string() } else { "-".into() };
+        // what each node keeps about the others (a broadcast has just
+        // given every node a window for node 1)
+        let state: Vec<usize> = (0..n).map(|i| sim.state_bytes(i)).collect();
+        let state_mean = state.iter().sum::<usize>() as f64 / n as f64 / 1024.0;
+        let state_max = *state.iter().max().unwrap_or(&0) as f64 / 1024.0;
         // crash the best-connected node (if the rest stays connected)
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by_key(|i| std::cmp::Reverse(sim.neighbours(*i).len()));
@@ -108,7 +113,7 @@ fn main() {
             }
         });
         println!(
-            "| {n} | {} | {:.1} / {} | {} | {:.0} | {:.0} | {:.2} | {:.1} | {} | {} | {:.1} |",
+            "| {n} | {} | {:.1} / {} | {} | {:.0} | {:.0} | {:.2} | {:.1} | {} | {:.0} / {:.0} | {} | {:.1} |",
             links,
             2.0 * links as f64 / n as f64,
             max_degree,
@@ -118,6 +123,8 @@ fn main() {
             copies,
             pps,
             bcast,
+            state_mean,
+            state_max,
             recovery.map_or("-".into(), |t| t.to_string()),
             wall.elapsed().as_secs_f64()
         );

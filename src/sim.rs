@@ -601,6 +601,14 @@ impl Sim {
         2.0 * self.edges() as f64 / alive.max(1) as f64
     }
 
+    /// The bytes of protocol state node `i` keeps about other nodes: its
+    /// engine's routes and de-duplication windows, and its dialer's
+    /// targets.
+    pub fn state_bytes(&self, i: usize) -> usize {
+        let n = &self.nodes[i];
+        n.engine.state_bytes() + n.node.as_ref().map_or(0, |x| x.dialer().state_bytes())
+    }
+
     /// A node's engine.
     pub fn engine(&self, i: usize) -> &Engine {
         &self.nodes[i].engine

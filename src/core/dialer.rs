@@ -674,6 +674,14 @@ impl Dialer {
             .min()
     }
 
+    /// The bytes the dialer keeps about other nodes now (their targets and
+    /// the index by neighbour), without the tables' slack.
+    pub fn state_bytes(&self) -> usize {
+        self.targets.len() * std::mem::size_of::<(Mac, Target)>()
+            + self.by_via.values().map(|s| s.len()).sum::<usize>()
+                * std::mem::size_of::<(u64, Mac)>()
+    }
+
     /// The number of nodes known with an address.
     pub fn known(&self) -> usize {
         self.targets.values().filter(|t| t.addr().is_some()).count()

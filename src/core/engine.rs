@@ -284,6 +284,15 @@ impl Engine {
         (self.broadcasts.sources(), self.health_requests.sources())
     }
 
+    /// The bytes of protocol state this node keeps about others now: its
+    /// routes and de-duplication windows, without the hash tables' slack
+    /// (see [`super::routes::bytes_per_node`] for the worst case).
+    pub fn state_bytes(&self) -> usize {
+        let (b, h) = self.dedup_sources();
+        self.routes.len() * std::mem::size_of::<(Mac, Route)>()
+            + (b + h) * super::dedup::ENTRY_BYTES
+    }
+
     /// The neighbours linked now, by link.
     pub fn neighbours(&self) -> Vec<(LinkId, Mac)> {
         let mut v: Vec<_> = self.neighbours.read().iter().map(|(l, n)| (*l, n.peer)).collect();

@@ -226,20 +226,32 @@ pub fn run_hook(
 ) {
     use std::os::unix::process::CommandExt;
     let what = format!("{} program {}", hook.key(), program.display());
-    let mut child = match std::process::Command::new(program)
-        .env_clear()
-        .env("PATH", HOOK_PATH)
-        .env("INTERFACE", iface)
-        .env("MAC", mac.to_string())
-        .env("MTU", mtu.to_string())
-        .stdin(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            error!("{what}: cannot run: {e}");
-            return;
+    let spawn = || {
+        std::process::Command::new(program)
+            .env_clear()
+            .env("PATH", HOOK_PATH)
+            .env("INTERFACE", iface)
+            .env("MAC", mac.to_string())
+            .env("MTU", mtu.to_string())
+            .stdin(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+    };
+    // A program just written (by a deployment tool, or a test) is "busy"
+    // while another thread's fork still holds it open for writing: the
+    // moment passes at that child's exec, so try a few times.
+    let mut tries = 0;
+    let mut child = loop {
+        match spawn() {
+            Ok(c) => break c,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => {
+                error!("{what}: cannot run: {e}");
+                return;
+            }
         }
     };
     let deadline = Instant::now() + timeout;
