@@ -13,6 +13,8 @@
 #   make bench        criterion benchmarks of the hot paths
 #   make bench-net    iperf3 through invpnd and peer VPNs (root)
 #   make bench-failover  outage when a relay crashes or is cut off (root)
+#   make bench-coldstart 40 real nodes from one seed each, started at once,
+#                     INVPN_COLD_STARTS times (10): time until all route (root)
 #   make bench-wan    iperf3 and ping under load through invpnd and peer VPNs
 #                     over emulated WAN paths (delay, loss, rate, jitter; reno
 #                     and bbr), ~45 min (root); BENCH_WAN_ARGS= for
@@ -43,7 +45,7 @@ MAN5        := man/invpn.conf.5
 MAN8        := man/invpnd.8 man/invpnctl.8
 PEER_BENCH  ?= scripts/peer-bench.sh
 
-.PHONY: all build test demo install uninstall deb deb-test bench bench-net bench-failover bench-wan wanem sim fuzz soak lint clean deps
+.PHONY: all build test demo install uninstall deb deb-test bench bench-net bench-failover bench-coldstart bench-wan wanem sim fuzz soak lint clean deps
 
 all: build
 
@@ -88,6 +90,9 @@ sim:
 
 bench-failover: deps build
 	scripts/bench-failover.sh -r 5
+
+bench-coldstart: deps
+	$(CARGO) test --release --locked --test scale -- --ignored --nocapture --test-threads=1
 
 # the userspace WAN emulator (examples/wanem.rs)
 wanem:

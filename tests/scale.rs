@@ -113,3 +113,61 @@ fn simulate(started: u64) -> (f64, f64) {
     let msgs = (sim.control_msgs - m0) as f64 / N as f64 / ((sim.now() - t0) as f64 / 1000.0);
     (links, msgs)
 }
+
+/// Issue 11's cold start, as a benchmark (`make bench-coldstart`, root;
+/// not in `make test`: about 15 s a run): 40 invpnd nodes on one switched
+/// underlay, each given node 1 as its only seed, all started at once,
+/// `INVPN_COLD_STARTS` times (10 by default). Every run must converge
+/// (every node routes to every other) within 30 s; the times are printed.
+#[test]
+#[ignore = "a benchmark: make bench-coldstart"]
+fn forty_daemons_converge_from_a_cold_start_every_time() {
+    if !root_or_skip("forty_daemons_converge_from_a_cold_start_every_time") {
+        return;
+    }
+    const M: usize = 40;
+    let runs: usize =
+        std::env::var("INVPN_COLD_STARTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let pki = Pki::new();
+    let mut times = Vec::new();
+    for run in 1..=runs {
+        let mut lab = Lab::new(M);
+        lab.switch(&(0..M).collect::<Vec<_>>(), 1);
+        let start = Instant::now();
+        let mut nodes = vec![Node::start(&lab, 0, &pki, NodeConf::new(1, mac(1)))];
+        for i in 1..M {
+            let n = i as u8 + 1;
+            let conf = NodeConf { init: vec![seed(1, "198.18.1.1")], ..NodeConf::new(n, mac(n)) };
+            nodes.push(Node::start(&lab, i, &pki, conf));
+        }
+        let started = start.elapsed();
+        let converged = wait_until(30, || {
+            nodes.iter().all(|n| status_u64(n, &["routes"]) as usize >= M - 1)
+        });
+        let took = start.elapsed();
+        let links: Vec<u64> = nodes.iter().map(|n| status_u64(n, &["links"])).collect();
+        let behind: Vec<u8> = nodes
+            .iter()
+            .filter(|n| (status_u64(n, &["routes"]) as usize) < M - 1)
+            .map(|n| n.n)
+            .collect();
+        nodes.iter().for_each(|n| n.signal("TERM"));
+        println!(
+            "run {run}: started over {started:?}, converged: {converged} after {took:?}; \
+             links per node {:.1}, max {}; nodes short of routes: {behind:?}",
+            links.iter().sum::<u64>() as f64 / M as f64,
+            links.iter().max().unwrap_or(&0)
+        );
+        assert!(converged, "run {run}: nodes {behind:?} did not route to every other in 30 s");
+        times.push(took.as_secs_f64());
+        drop(nodes);
+        drop(lab);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{runs} cold starts of {M} nodes: converged after {:.2} s (median), {:.2}-{:.2} s",
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1]
+    );
+}
