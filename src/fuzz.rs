@@ -53,42 +53,38 @@ pub fn wire_round_trip(data: &[u8]) {
             let graft: Vec<Mac> = p.graft.iter().collect();
             let mut msgs = Vec::new();
             wire::encode_prunes(&mut msgs, &prune, &graft);
-            match msgs.pop() {
-                Some(one) if msgs.is_empty() && p.version == wire::VERSION => {
-                    out = one;
-                    true
-                }
-                _ => false,
-            }
+            only_one(msgs, p.version, &mut out)
         }
         Message::Routes(r) => {
             let mut msgs = Vec::new();
             wire::encode_routes(&mut msgs, r.iter());
-            match msgs.pop() {
-                Some(one) if msgs.is_empty() && r.version == wire::VERSION => {
-                    out = one;
-                    true
-                }
-                _ => false,
-            }
+            only_one(msgs, r.version, &mut out)
         }
         Message::RouteRequest(r) => {
             let macs: Vec<Mac> = r.nodes.iter().collect();
             let mut msgs = Vec::new();
             wire::encode_route_requests(&mut msgs, r.lost, &macs);
-            match msgs.pop() {
-                Some(one) if msgs.is_empty() && r.version == wire::VERSION => {
-                    out = one;
-                    true
-                }
-                _ => false,
-            }
+            only_one(msgs, r.version, &mut out)
         }
         Message::Hello(_) | Message::Unknown(_) => false,
     };
     if encoded {
         assert_eq!(&out[wire::LEN_PREFIX..], data, "re-encoding {m:?} changed it");
         assert_eq!(wire::parse(&out[wire::LEN_PREFIX..]), Ok(m));
+    }
+}
+
+/// For the encoders that split long lists over several messages (and
+/// write the current version): the one message they made into `out`, if
+/// they made one, of a message of that version (else there is nothing to
+/// compare).
+fn only_one(mut msgs: Vec<Vec<u8>>, version: u8, out: &mut Vec<u8>) -> bool {
+    match msgs.pop() {
+        Some(one) if msgs.is_empty() && version == wire::VERSION => {
+            *out = one;
+            true
+        }
+        _ => false,
     }
 }
 

@@ -16,6 +16,18 @@ use invpn::sim::{Dialled, Sim, SimConfig};
 
 const N: usize = 30;
 
+/// Starts `n` nodes in the lab's first `n` namespaces, node 1 first and
+/// every other with node 1 as its only seed.
+fn start_seeded(lab: &Lab, pki: &Pki, n: usize) -> Vec<Node> {
+    let mut nodes = vec![Node::start(lab, 0, pki, NodeConf::new(1, mac(1)))];
+    for i in 1..n {
+        let k = i as u8 + 1;
+        let conf = NodeConf { init: vec![seed(1, "198.18.1.1")], ..NodeConf::new(k, mac(k)) };
+        nodes.push(Node::start(lab, i, pki, conf));
+    }
+    nodes
+}
+
 fn status_u64(n: &Node, path: &[&str]) -> u64 {
     let mut v = n.query("status");
     for p in path {
@@ -33,12 +45,7 @@ fn thirty_daemons_build_the_mesh_the_simulator_predicts() {
     let mut lab = Lab::new(N);
     lab.switch(&(0..N).collect::<Vec<_>>(), 1);
     let start = Instant::now();
-    let mut nodes = vec![Node::start(&lab, 0, &pki, NodeConf::new(1, mac(1)))];
-    for i in 1..N {
-        let n = i as u8 + 1;
-        let conf = NodeConf { init: vec![seed(1, "198.18.1.1")], ..NodeConf::new(n, mac(n)) };
-        nodes.push(Node::start(&lab, i, &pki, conf));
-    }
+    let nodes = start_seeded(&lab, &pki, N);
     // started one after the other: the simulated nodes start over as long
     let started = start.elapsed().as_millis() as u64;
     // the simulation runs meanwhile, on its own thread
@@ -134,16 +141,10 @@ fn forty_daemons_converge_from_a_cold_start_every_time() {
         let mut lab = Lab::new(M);
         lab.switch(&(0..M).collect::<Vec<_>>(), 1);
         let start = Instant::now();
-        let mut nodes = vec![Node::start(&lab, 0, &pki, NodeConf::new(1, mac(1)))];
-        for i in 1..M {
-            let n = i as u8 + 1;
-            let conf = NodeConf { init: vec![seed(1, "198.18.1.1")], ..NodeConf::new(n, mac(n)) };
-            nodes.push(Node::start(&lab, i, &pki, conf));
-        }
+        let nodes = start_seeded(&lab, &pki, M);
         let started = start.elapsed();
-        let converged = wait_until(30, || {
-            nodes.iter().all(|n| status_u64(n, &["routes"]) as usize >= M - 1)
-        });
+        let converged =
+            wait_until(30, || nodes.iter().all(|n| status_u64(n, &["routes"]) as usize >= M - 1));
         let took = start.elapsed();
         let links: Vec<u64> = nodes.iter().map(|n| status_u64(n, &["links"])).collect();
         let behind: Vec<u8> = nodes

@@ -856,6 +856,14 @@ mod tests {
         Hop { link: LinkId(link), via: m(via), alt_ok: true, slot: Some(link as u8), answer: false }
     }
 
+    /// Announcement 10 of `mac` over tree links 1, 2 and 3, in that order:
+    /// the route, its second path, and a copy pruned.
+    fn three_copies(t: &RouteTable, mac: Mac) {
+        for l in 1..=3 {
+            t.offer(mac, 10, tree(l, l as u8), None, 0);
+        }
+    }
+
     #[test]
     fn copies_beyond_the_route_and_its_second_path_are_pruned() {
         let t = RouteTable::new();
@@ -877,9 +885,7 @@ mod tests {
     #[test]
     fn a_second_path_that_stops_bringing_announcements_grafts_the_pruned_links() {
         let t = RouteTable::new();
-        t.offer(m(9), 10, tree(1, 1), None, 0);
-        t.offer(m(9), 10, tree(2, 2), None, 0);
-        t.offer(m(9), 10, tree(3, 3), None, 0);
+        three_copies(&t, m(9));
         // node 2 takes node 9's floods from its other links (it pruned us)
         assert!(t.set_pruned(&m(9), 2, true));
         assert!(matches!(t.offer(m(9), 11, tree(1, 1), None, 1), Offer::Accepted { graft: 0, .. }));
@@ -899,9 +905,7 @@ mod tests {
         // node 2 takes node 9's floods from here too: whichever of us has
         // an announcement first passes it to the other
         let t = RouteTable::new();
-        t.offer(m(9), 10, tree(1, 1), None, 0);
-        t.offer(m(9), 10, tree(2, 2), None, 0);
-        t.offer(m(9), 10, tree(3, 3), None, 0);
+        three_copies(&t, m(9));
         t.offer(m(9), 11, tree(1, 1), None, 1);
         let Offer::Accepted { graft, .. } = t.offer(m(9), 12, tree(1, 1), None, 2) else {
             panic!("not accepted")
@@ -913,11 +917,8 @@ mod tests {
     #[test]
     fn losing_a_path_or_a_route_grafts_what_it_had_pruned() {
         let t = RouteTable::new();
-        for mac in [m(8), m(9)] {
-            t.offer(mac, 10, tree(1, 1), None, 0);
-            t.offer(mac, 10, tree(2, 2), None, 0);
-            t.offer(mac, 10, tree(3, 3), None, 0);
-        }
+        three_copies(&t, m(8));
+        three_copies(&t, m(9));
         t.offer(m(7), 10, tree(3, 3), None, 0);
         t.set_pruned(&m(8), 1, true);
         // link 1 goes: both move to their second path, and ask link 3 again
@@ -940,9 +941,7 @@ mod tests {
         let t = RouteTable::new();
         assert!(!t.set_pruned(&m(9), 1, true));
         assert!(t.is_empty());
-        t.offer(m(9), 10, tree(1, 1), None, 0);
-        t.offer(m(9), 10, tree(2, 2), None, 0);
-        t.offer(m(9), 10, tree(3, 3), None, 0);
+        three_copies(&t, m(9));
         let w = t.expire(100_000, 10);
         assert_eq!((w.removed, w.grafts), (1, vec![(m(9), 1 << 3)]));
     }
