@@ -3,10 +3,12 @@
 //!
 //! 0.4 kept only the newest id per source and dropped anything older, which
 //! loses a broadcast overtaken by a later one on a faster path. Here each
-//! source has a sliding window: a bitmap of the ids in `(top - WINDOW, top]`
-//! already seen, kept as a ring indexed by `id % WINDOW`. An id above the
-//! window slides it; one inside is delivered if its bit is clear; one below
-//! it is too old to tell apart from a replay, and is dropped.
+//! source has a sliding window of the ids in `(top - WINDOW, top]` already
+//! seen: a short list of them while there are few (most sources broadcast
+//! a few times a minute: an ARP request, a router advertisement), a bitmap
+//! kept as a ring indexed by `id % WINDOW` once there are more. An id above
+//! the window slides it; one inside is delivered if it was not seen; one
+//! below it is too old to tell apart from a replay, and is dropped.
 //!
 //! A window follows its source, not the other way round: when a source's
 //! ids keep falling below its window for [`RECOVER_MS`] (its clock went
@@ -47,12 +49,28 @@ pub enum Seen {
     RateLimited,
 }
 
-/// Bytes one source's window takes in a [`Dedup`] table (key included).
-pub const ENTRY_BYTES: usize = std::mem::size_of::<(Mac, Window)>();
+/// The most bytes one source's window takes in a [`Dedup`] table (key
+/// included): with its bitmap.
+pub const ENTRY_BYTES: usize = std::mem::size_of::<(Mac, Window)>() + WORDS * 8;
+
+/// How many ids a window lists before it takes a bitmap.
+const FEW: usize = 6;
+
+/// The ids a window has seen.
+enum Ids {
+    /// At most [`FEW`], as distances below the top (all `< WINDOW`).
+    Few { below: [u16; FEW], n: u8 },
+    /// A bit per id, a ring indexed by `id % WINDOW`.
+    Map(Box<[u64; WORDS]>),
+}
+
+impl Ids {
+    const NONE: Ids = Ids::Few { below: [0; FEW], n: 0 };
+}
 
 struct Window {
     top: u64,
-    bits: [u64; WORDS],
+    bits: Ids,
     last_used: u64,
     /// Since when (monotonic ms) every id checked fell below the window.
     below_since: Option<u64>,
@@ -63,7 +81,7 @@ impl Window {
     fn new(id: u64, now: u64, rate: Rate) -> Window {
         let mut w = Window {
             top: id,
-            bits: [0; WORDS],
+            bits: Ids::NONE,
             last_used: now,
             below_since: None,
             bucket: TokenBucket::full(rate, now),
@@ -77,22 +95,76 @@ impl Window {
         ((i / 64) as usize, 1u64 << (i % 64))
     }
 
+    /// Records `id`, which is in the window.
     fn set(&mut self, id: u64) {
-        let (w, b) = Window::pos(id);
-        self.bits[w] |= b;
+        let d = self.top - id;
+        match &mut self.bits {
+            Ids::Few { below, n } if usize::from(*n) < FEW => {
+                below[usize::from(*n)] = d as u16;
+                *n += 1;
+            }
+            Ids::Few { below, n } => {
+                // a busy source: a bitmap from now on
+                let mut map = Box::new([0u64; WORDS]);
+                for k in below[..usize::from(*n)].iter().map(|k| self.top - u64::from(*k)) {
+                    let (w, b) = Window::pos(k);
+                    map[w] |= b;
+                }
+                let (w, b) = Window::pos(id);
+                map[w] |= b;
+                self.bits = Ids::Map(map);
+            }
+            Ids::Map(map) => {
+                let (w, b) = Window::pos(id);
+                map[w] |= b;
+            }
+        }
     }
 
     fn get(&self, id: u64) -> bool {
-        let (w, b) = Window::pos(id);
-        self.bits[w] & b != 0
+        match &self.bits {
+            Ids::Few { below, n } => {
+                below[..usize::from(*n)].iter().any(|k| u64::from(*k) == self.top - id)
+            }
+            Ids::Map(map) => {
+                let (w, b) = Window::pos(id);
+                map[w] & b != 0
+            }
+        }
+    }
+
+    /// The bytes this window takes beyond its entry.
+    fn heap_bytes(&self) -> usize {
+        match self.bits {
+            Ids::Few { .. } => 0,
+            Ids::Map(_) => WORDS * 8,
+        }
     }
 
     /// Slides the window so that `id` is its top, forgetting ids that fall
     /// out of it.
     fn advance(&mut self, id: u64) {
         let shift = id - self.top;
+        let map = match &mut self.bits {
+            Ids::Few { below, n } => {
+                // keep the distances that stay in the window, shifted
+                let mut kept = 0;
+                for i in 0..usize::from(*n) {
+                    let d = u64::from(below[i]) + shift;
+                    if d < WINDOW {
+                        below[kept] = d as u16;
+                        kept += 1;
+                    }
+                }
+                *n = kept as u8;
+                self.top = id;
+                return;
+            }
+            Ids::Map(map) => map,
+        };
         if shift >= WINDOW {
-            self.bits = [0; WORDS];
+            // the source went quiet for a whole window: a list again
+            self.bits = Ids::NONE;
         } else {
             // Clear the ring positions of the ids now entering the window
             // (top+1 ..= id); they held ids WINDOW older.
@@ -101,11 +173,11 @@ impl Window {
                 let (w, _) = Window::pos(next);
                 let off = next % 64;
                 if off == 0 && id - next >= 63 {
-                    self.bits[w] = 0;
+                    map[w] = 0;
                     next += 64;
                 } else {
                     let (_, b) = Window::pos(next);
-                    self.bits[w] &= !b;
+                    map[w] &= !b;
                     next += 1;
                 }
             }
@@ -125,7 +197,7 @@ impl Window {
             match self.below_since {
                 Some(t) if now.saturating_sub(t) >= RECOVER_MS => {
                     // the source's ids are elsewhere now: follow them
-                    self.bits = [0; WORDS];
+                    self.bits = Ids::NONE;
                     self.top = id;
                     self.set(id);
                     self.below_since = None;
@@ -202,6 +274,15 @@ impl Dedup {
     pub fn sources(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
+
+    /// The bytes the windows take now, without the hash tables' slack.
+    pub fn state_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(Mac, Window)>();
+        self.shards
+            .iter()
+            .map(|s| s.lock().values().map(|w| entry + w.heap_bytes()).sum::<usize>())
+            .sum()
+    }
 }
 
 #[cfg(test)]
@@ -277,6 +358,38 @@ mod tests {
                 seen.insert(id);
             }
         }
+    }
+
+    #[test]
+    fn a_sparse_source_keeps_a_list_and_a_busy_one_a_bitmap_both_exact() {
+        // the same model with ids far apart (a few per window), then dense,
+        // then quiet again: the list, the bitmap and the way back
+        let mut rng = fastrand::Rng::with_seed(11);
+        let d = Dedup::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut top = 5_000_000u64;
+        for phase in [900u64, 3, 2 * WINDOW, 700] {
+            for _ in 0..20_000 {
+                top += rng.u64(0..=phase);
+                let id = top.saturating_sub(rng.u64(0..WINDOW + 100));
+                let max = *seen.iter().next_back().unwrap_or(&0);
+                let want = if seen.contains(&id) && max.saturating_sub(id) < WINDOW {
+                    Seen::Duplicate
+                } else if max > id && max - id >= WINDOW {
+                    Seen::TooOld
+                } else {
+                    Seen::Fresh
+                };
+                assert_eq!(d.check(S, id, 0), want, "phase {phase}: id {id} top {max}");
+                if want == Seen::Fresh {
+                    seen.insert(id);
+                }
+            }
+        }
+        // a source heard once costs its entry only: an eighth of a bitmap's
+        let quiet = Dedup::new();
+        quiet.check(S, 1_000, 0);
+        assert!(quiet.state_bytes() * 8 <= ENTRY_BYTES, "{} bytes", quiet.state_bytes());
     }
 
     #[test]

@@ -288,9 +288,9 @@ impl Engine {
     /// routes and de-duplication windows, without the hash tables' slack
     /// (see [`super::routes::bytes_per_node`] for the worst case).
     pub fn state_bytes(&self) -> usize {
-        let (b, h) = self.dedup_sources();
         self.routes.len() * std::mem::size_of::<(Mac, Route)>()
-            + (b + h) * super::dedup::ENTRY_BYTES
+            + self.broadcasts.state_bytes()
+            + self.health_requests.state_bytes()
     }
 
     /// The neighbours linked now, by link.
