@@ -166,3 +166,87 @@ fn a_flood_of_invented_routes_takes_only_its_share_and_new_nodes_still_join() {
     eprintln!("victim peak RSS {} MiB", rss / 1024);
     assert!(rss > 0 && rss < 64 * 1024, "the victim's peak RSS was {rss} KiB");
 }
+
+/// The resident memory of a process now (VmRSS), in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Issue 11's memory target, from one node's side: a node that knows
+/// 10,000 nodes, each of which has just broadcast (an ARP request, say),
+/// stays under 64 MiB resident. One neighbour announces the 10,000 and a
+/// broadcast from each (the node's share per link is raised so that one
+/// link may carry them all).
+#[test]
+fn a_node_that_knows_ten_thousand_nodes_that_broadcast_stays_under_64_mib() {
+    if !root_or_skip("a_node_that_knows_ten_thousand_nodes_that_broadcast_stays_under_64_mib") {
+        return;
+    }
+    const NODES: u32 = 10_000;
+    let pki = Pki::new();
+    let mut lab = Lab::new(2);
+    lab.switch(&[0, 1], 1);
+    let conf = NodeConf {
+        extra: "[limits]\nroutes_per_link = 11000\n".into(),
+        ..NodeConf::new(1, mac(1))
+    };
+    let node = Node::start(&lab, 0, &pki, conf);
+    let mut h = Hostile::link(&lab, 1, &pki, "198.18.1.1:41744");
+    assert!(node.wait_log(10, &format!("link up: peer={}", mac(HOSTILE))), "{}", node.log_text());
+    let at_start = rss_kib(node.pid());
+    let behind = |i: u32| {
+        let b = i.to_be_bytes();
+        Mac([0x02, 0xdd, b[1], b[2], b[3], 0x01])
+    };
+    for first in (0..NODES).step_by(500) {
+        let mut batch = Vec::new();
+        for i in first..first + 500 {
+            let a = wire::Announce {
+                version: 1,
+                id: now_ms(),
+                mac: behind(i),
+                port: 41744,
+                addr: wire::AnnouncedAddr::None,
+            };
+            wire::encode_announce(&mut batch, &a);
+        }
+        h.send(&batch);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status_u64 = |k: &str| node.query("status")[k].as_u64().unwrap_or(0);
+    assert!(wait_until(15, || status_u64("routes") > u64::from(NODES)), "{}", node.log_text());
+    // each of them broadcasts once: an ARP request for the node
+    for first in (0..NODES).step_by(500) {
+        let mut batch = Vec::new();
+        for i in first..first + 500 {
+            let mut frame = Mac::BROADCAST.0.to_vec();
+            frame.extend_from_slice(&behind(i).0);
+            frame.extend_from_slice(&[0x08, 0x06]);
+            frame.resize(14 + 28, 0);
+            wire::encode_broadcast(&mut batch, now_ms(), &frame);
+        }
+        h.send(&batch);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        wait_until(15, || status_u64("dedup_sources") >= u64::from(NODES)),
+        "windows for {} sources",
+        status_u64("dedup_sources")
+    );
+    let (now, peak) = (rss_kib(node.pid()), peak_rss_kib(node.pid()));
+    eprintln!(
+        "knowing {} nodes with {} windows: RSS {} KiB (at the start {at_start} KiB), peak {} KiB",
+        status_u64("routes"),
+        status_u64("dedup_sources"),
+        now,
+        peak
+    );
+    drop(h);
+    assert!(peak > 0 && peak < 64 * 1024, "peak RSS {peak} KiB");
+}
