@@ -81,6 +81,11 @@ const HEALTH_RATE: Rate = Rate { per_sec: 5, burst: 10 };
 /// together: each answer carries the whole route table.
 const ANSWER_RATE: Rate = Rate { per_sec: 20, burst: 40 };
 
+/// How many nodes one neighbour may ask this node for routes to (`0x07`)
+/// per second: a burst of a whole table (a node that lost its busiest
+/// link asks for every route through it), then a thousand a second.
+const ROUTE_REQUEST_RATE: Rate = Rate { per_sec: 1_000, burst: 16_384 };
+
 /// A link as the engine sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkCtx {
@@ -234,6 +239,8 @@ pub struct Engine {
     answer_budget: Mutex<TokenBucket>,
     /// Bytes of health responses each link may still carry out.
     answer_bytes: Mutex<AnswerBudgets>,
+    /// Nodes each link may still ask routes for.
+    route_requests: Mutex<HashMap<LinkId, TokenBucket>>,
     stats: Stats,
 }
 
@@ -254,6 +261,7 @@ impl Engine {
             traces: Mutex::new(Traces::new()),
             answer_budget: Mutex::new(TokenBucket::full(ANSWER_RATE, 0)),
             answer_bytes: Mutex::new(AnswerBudgets::new()),
+            route_requests: Mutex::new(HashMap::new()),
             stats: Stats::new(),
         }
     }
@@ -445,6 +453,7 @@ impl Engine {
             None => {}
         }
         self.answer_bytes.lock().retain(|l| l != link);
+        self.route_requests.lock().remove(&link);
         removed
     }
 
@@ -460,6 +469,7 @@ impl Engine {
         self.health_requests.expire(now.mono, idle);
         let links = self.neighbours.read();
         self.answer_bytes.lock().retain(|l| links.contains_key(&l));
+        self.route_requests.lock().retain(|l, _| links.contains_key(l));
     }
 
     /// The link's tree slot, if its neighbour honours prunes.
@@ -614,6 +624,16 @@ impl Engine {
             Message::RouteRequest(q) => {
                 if !link.ext {
                     return self.dropped(DropReason::WrongLink);
+                }
+                let n = u32::try_from(q.nodes.len()).unwrap_or(u32::MAX);
+                let allowed = self
+                    .route_requests
+                    .lock()
+                    .entry(link.id)
+                    .or_insert_with(|| TokenBucket::full(ROUTE_REQUEST_RATE, now.mono))
+                    .allow_n(ROUTE_REQUEST_RATE, now.mono, n);
+                if !allowed {
+                    return self.dropped(DropReason::RouteRequests);
                 }
                 // an answer is at most as many routes as were asked for,
                 // none through the neighbour the asker lost (if that one

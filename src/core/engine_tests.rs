@@ -1109,3 +1109,27 @@ fn a_route_request_is_answered_with_routes_that_lead_elsewhere_and_passed_on() {
     let (_, acts) = run(&e, &ls[0], &msgs[0]);
     assert!(sent_on(&acts, 10).is_empty(), "{acts:?}");
 }
+
+#[test]
+fn a_neighbour_asks_for_a_tables_worth_of_routes_then_a_thousand_a_second() {
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3)]);
+    let ask = |n: u32| {
+        let macs: Vec<Mac> =
+            (0..n).map(|i| Mac([2, 9, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8])).collect();
+        let mut msgs = Vec::new();
+        wire::encode_route_requests(&mut msgs, m(5), &macs);
+        msgs
+    };
+    for msg in ask(16_384) {
+        assert_eq!(run(&e, &ls[0], &msg).0, Verdict::Done);
+    }
+    let more = ask(10).pop().unwrap();
+    assert_eq!(run(&e, &ls[0], &more).0, Verdict::Dropped(DropReason::RouteRequests));
+    // another link has its own budget, and the first one's comes back
+    assert_eq!(run(&e, &ls[1], &more).0, Verdict::Done);
+    let mut rec = Rec::default();
+    let mut raw = more.clone();
+    let later = Now { mono: NOW.mono + 1_000, ..NOW };
+    assert_eq!(e.handle_message(&ls[0], &mut raw, later, &mut rec), Verdict::Done);
+}
