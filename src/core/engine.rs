@@ -477,6 +477,18 @@ impl Engine {
         self.neighbours.read().get(&link).filter(|n| n.tree).and_then(|n| n.slot)
     }
 
+    /// Whether `link` may still ask for routes to `n` nodes now (route
+    /// requests, and the routes sent in answer to grafts); if so, counts
+    /// them.
+    fn route_budget(&self, link: LinkId, n: usize, now: Now) -> bool {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.route_requests
+            .lock()
+            .entry(link)
+            .or_insert_with(|| TokenBucket::full(ROUTE_REQUEST_RATE, now.mono))
+            .allow_n(ROUTE_REQUEST_RATE, now.mono, n)
+    }
+
     /// Where a copy that came on `link` came from, for the route table.
     fn hop(&self, link: &LinkCtx) -> Hop {
         Hop {
@@ -625,14 +637,7 @@ impl Engine {
                 if !link.ext {
                     return self.dropped(DropReason::WrongLink);
                 }
-                let n = u32::try_from(q.nodes.len()).unwrap_or(u32::MAX);
-                let allowed = self
-                    .route_requests
-                    .lock()
-                    .entry(link.id)
-                    .or_insert_with(|| TokenBucket::full(ROUTE_REQUEST_RATE, now.mono))
-                    .allow_n(ROUTE_REQUEST_RATE, now.mono, n);
-                if !allowed {
+                if !self.route_budget(link.id, q.nodes.len(), now) {
                     return self.dropped(DropReason::RouteRequests);
                 }
                 // an answer is at most as many routes as were asked for,
@@ -734,6 +739,17 @@ impl Engine {
                 }
                 self.stats.add(Counter::PrunesReceived, p.prune.len() as u64);
                 self.stats.add(Counter::GraftsReceived, p.graft.len() as u64);
+                // a neighbour grafts a source when its route lost its second
+                // path: our route (if it may use it) is one at once, rather
+                // than at the source's next announcement; within the same
+                // budget as route requests
+                let answers = self.neighbours.read().get(&link.id).is_some_and(|n| n.routes);
+                if answers && !p.graft.is_empty() && self.route_budget(link.id, p.graft.len(), now)
+                {
+                    let found =
+                        p.graft.iter().filter_map(|m| Some((m, self.routes.get(&m)?))).collect();
+                    self.answer_routes(link, found, out);
+                }
                 Verdict::Done
             }
             Message::Offloaded(o) => {

@@ -1133,3 +1133,17 @@ fn a_neighbour_asks_for_a_tables_worth_of_routes_then_a_thousand_a_second() {
     let later = Now { mono: NOW.mono + 1_000, ..NOW };
     assert_eq!(e.handle_message(&ls[0], &mut raw, later, &mut rec), Verdict::Done);
 }
+
+#[test]
+fn a_graft_is_answered_with_the_route_at_once() {
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3)]);
+    run(&e, &ls[0], &announce(m(9), 100, AnnouncedAddr::None));
+    // node 3's route to node 9 lost its second path: it grafts node 9 here
+    let (_, acts) = run(&e, &ls[1], &prune_msg(&[], &[m(9)]));
+    let [Message::Routes(r)] = sent_on(&acts, 11)[..] else { panic!("{acts:?}") };
+    assert_eq!(r.iter().map(|a| (a.mac, a.id)).collect::<Vec<_>>(), vec![(m(9), t(100))]);
+    // not with a route through the one grafting
+    let (_, acts) = run(&e, &ls[0], &prune_msg(&[], &[m(9)]));
+    assert!(sent_on(&acts, 10).is_empty(), "{acts:?}");
+}
