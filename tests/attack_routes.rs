@@ -23,15 +23,21 @@ const INVENTED: u32 = 100_000;
 /// How long the flood lasts at most.
 const FLOOD: Duration = Duration::from_secs(20);
 
-/// The peak resident memory of a process (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
+/// A figure of a process's /proc status (`VmHWM:` its peak resident
+/// memory, `VmRSS:` its resident memory now), in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// The peak resident memory of a process (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
 }
 
 fn drops(n: &Node, reason: &str) -> u64 {
@@ -169,13 +175,7 @@ fn a_flood_of_invented_routes_takes_only_its_share_and_new_nodes_still_join() {
 
 /// The resident memory of a process now (VmRSS), in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    status_kib(pid, "VmRSS:")
 }
 
 /// Issue 11's memory target, from one node's side: a node that knows

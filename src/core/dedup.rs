@@ -335,6 +335,23 @@ mod tests {
         assert_eq!(d.check(S, top + 10 * WINDOW - 5, 0), Seen::Fresh);
     }
 
+    /// Checks `id` of source `S` against a set-based model of what a
+    /// window must say (`seen`: the ids taken so far).
+    fn check_against_model(d: &Dedup, seen: &mut std::collections::BTreeSet<u64>, id: u64) {
+        let max = *seen.iter().next_back().unwrap_or(&0);
+        let want = if seen.contains(&id) && max.saturating_sub(id) < WINDOW {
+            Seen::Duplicate
+        } else if max > id && max - id >= WINDOW {
+            Seen::TooOld
+        } else {
+            Seen::Fresh
+        };
+        assert_eq!(d.check(S, id, 0), want, "id {id} top {max}");
+        if want == Seen::Fresh {
+            seen.insert(id);
+        }
+    }
+
     #[test]
     fn matches_a_naive_model() {
         // Random ids near a moving top, checked against a set-based model.
@@ -345,18 +362,7 @@ mod tests {
         for _ in 0..200_000 {
             top += rng.u64(0..3);
             let id = top.saturating_sub(rng.u64(0..WINDOW + 200));
-            let max = *seen.iter().next_back().unwrap_or(&0);
-            let want = if seen.contains(&id) && max.saturating_sub(id) < WINDOW {
-                Seen::Duplicate
-            } else if max > id && max - id >= WINDOW {
-                Seen::TooOld
-            } else {
-                Seen::Fresh
-            };
-            assert_eq!(d.check(S, id, 0), want, "id {id} top {max}");
-            if want == Seen::Fresh {
-                seen.insert(id);
-            }
+            check_against_model(&d, &mut seen, id);
         }
     }
 
@@ -372,18 +378,7 @@ mod tests {
             for _ in 0..20_000 {
                 top += rng.u64(0..=phase);
                 let id = top.saturating_sub(rng.u64(0..WINDOW + 100));
-                let max = *seen.iter().next_back().unwrap_or(&0);
-                let want = if seen.contains(&id) && max.saturating_sub(id) < WINDOW {
-                    Seen::Duplicate
-                } else if max > id && max - id >= WINDOW {
-                    Seen::TooOld
-                } else {
-                    Seen::Fresh
-                };
-                assert_eq!(d.check(S, id, 0), want, "phase {phase}: id {id} top {max}");
-                if want == Seen::Fresh {
-                    seen.insert(id);
-                }
+                check_against_model(&d, &mut seen, id);
             }
         }
         // a source heard once costs its entry only: an eighth of a bitmap's
