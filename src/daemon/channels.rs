@@ -104,6 +104,15 @@ pub enum WorkerCtl {
         /// Only for links to invpnd nodes.
         ext_only: bool,
     },
+    /// A message for one of the worker's links that must not be lost: the
+    /// flood tree's prunes and grafts and route requests, which nothing
+    /// repeats (their number is bounded by the route table).
+    Send {
+        /// The link.
+        link: LinkId,
+        /// The whole message, length prefix included.
+        msg: Vec<u8>,
+    },
     /// The link won the duplicate decision: the engine learns of it and
     /// messages flow (see `link::State::Deciding`).
     Up {
@@ -336,6 +345,20 @@ impl WorkerHandle {
             self.wake.nudge();
         }
     }
+
+    /// Sends a message to one of the worker's links: the flood tree's and
+    /// the route requests' messages as control requests (never dropped),
+    /// the rest through the bounded data queue. Returns `false` if it was
+    /// dropped.
+    pub fn send_to_link(&self, link: LinkId, msg: Vec<u8>) -> bool {
+        use crate::core::wire::{kind, kind_of};
+        if matches!(kind_of(&msg), Some(kind::PRUNE | kind::ROUTE_REQUEST)) {
+            self.send_ctl(WorkerCtl::Send { link, msg });
+            true
+        } else {
+            self.send_data(ToWorker::Send { link, msg })
+        }
+    }
 }
 
 /// The receiving ends a worker owns.
@@ -393,6 +416,27 @@ mod tests {
         assert!(!s.spin(|| false), "window closes");
         assert!(t.elapsed() >= SPIN);
         assert!(!s.spin(|| panic!("spun past its window")));
+    }
+
+    #[test]
+    fn the_trees_and_route_requests_messages_are_never_dropped_for_a_full_queue() {
+        let poll = mio::Poll::new().unwrap();
+        let wake = Wake::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (dtx, drx) = crossbeam_channel::bounded(1);
+        let (ctx, crx) = crossbeam_channel::unbounded();
+        let w = WorkerHandle { data: dtx, ctl: ctx, wake, budget: Arc::new(Budget::new(1 << 20)) };
+        let link = LinkId(7);
+        let mut announce = Vec::new();
+        crate::core::wire::encode_hello(&mut announce, 0);
+        let mut grafts = Vec::new();
+        crate::core::wire::encode_prunes(&mut grafts, &[], &[Mac([2, 0, 0, 0, 0, 9])]);
+        // the data queue holds one message: the second is refused
+        assert!(w.send_to_link(link, announce.clone()));
+        assert!(!w.send_to_link(link, announce));
+        // a graft goes as a control request, whatever the data queue holds
+        assert!(w.send_to_link(link, grafts[0].clone()));
+        assert_eq!(drx.len(), 1);
+        assert!(matches!(crx.try_recv(), Ok(WorkerCtl::Send { link: LinkId(7), .. })));
     }
 
     #[test]

@@ -1102,11 +1102,8 @@ struct ToLinks<'a>(&'a Shared);
 
 impl Output for ToLinks<'_> {
     fn send(&mut self, link: LinkId, msg: &[u8]) {
-        let ok = self
-            .0
-            .workers
-            .get(link.worker())
-            .is_some_and(|w| w.send_data(ToWorker::Send { link, msg: msg.to_vec() }));
+        let ok =
+            self.0.workers.get(link.worker()).is_some_and(|w| w.send_to_link(link, msg.to_vec()));
         if !ok {
             self.0.engine.stats().drop(DropReason::QueueFull);
         }

@@ -227,7 +227,7 @@ impl Output for Out<'_> {
                 None => self.shared.engine.stats().drop(DropReason::NoRoute),
             }
         } else if let Some(w) = self.shared.workers.get(link.worker()) {
-            if !w.send_data(ToWorker::Send { link, msg: msg.to_vec() }) {
+            if !w.send_to_link(link, msg.to_vec()) {
                 self.shared.engine.stats().drop(DropReason::QueueFull);
             }
         }
@@ -622,6 +622,10 @@ impl Worker {
                 WorkerCtl::Flood { msg, ext_only } => {
                     self.out().flood_here(&Fanout { ext_only, ..Fanout::all() }, &msg)
                 }
+                WorkerCtl::Send { link, msg } => match self.links.slot_of(link) {
+                    Some(slot) => self.out().queue_owned(slot, msg),
+                    None => self.shared.engine.stats().drop(DropReason::NoRoute),
+                },
                 WorkerCtl::Up { id } => {
                     if let Some(slot) = self.links.slot_of(id) {
                         self.confirm(slot);
