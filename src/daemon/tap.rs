@@ -502,10 +502,7 @@ impl Inbound {
             shared.engine.tap_frame(buf, len, now)
         };
         let send = |link: LinkId, msg: Vec<u8>| {
-            let ok = shared
-                .workers
-                .get(link.worker())
-                .is_some_and(|w| w.send_data(ToWorker::Send { link, msg }));
+            let ok = shared.workers.get(link.worker()).is_some_and(|w| w.send_to_link(link, msg));
             if !ok {
                 shared.engine.stats().drop(DropReason::QueueFull);
             }

@@ -177,7 +177,7 @@ impl Out<'_> {
     fn push_to(&mut self, id: LinkId, slot: usize, msg: Vec<u8>, now_us: u64) {
         if id.worker() != self.index {
             if let Some(w) = self.shared.workers.get(id.worker()) {
-                if !w.send_data(ToWorker::Send { link: id, msg }) {
+                if !w.send_to_link(id, msg) {
                     self.shared.engine.stats().drop(DropReason::QueueFull);
                 }
             }
