@@ -50,6 +50,10 @@ pub struct SimConfig {
     /// Build the mesh as real nodes do (see [`Dialled`]) instead of a
     /// random graph of `degree`.
     pub dialled: Option<Dialled>,
+    /// In a random graph, every node `i` with `i % n == 1` speaks the 0.4
+    /// protocol to its neighbours (no ALPN `invpn/2`: no hello, no prune,
+    /// no route table); 0: none.
+    pub legacy_every: usize,
 }
 
 /// How nodes that build their own mesh are set up.
@@ -82,6 +86,7 @@ impl SimConfig {
             degree: (3, 8),
             latency: (1, 20),
             jitter: 0,
+            legacy_every: 0,
             announce_interval: 5000,
             route_ttl: 60_000,
             seed,
@@ -300,8 +305,10 @@ impl Sim {
             let latency = sim.rng.u64(sim.cfg.latency.0..=sim.cfg.latency.1);
             let (la, lb) =
                 (LinkId(nodes[a].links.len() as u64), LinkId(nodes[b].links.len() as u64));
-            let ca = LinkCtx { id: la, peer: node_mac(b), addr: node_addr(b), ext: true };
-            let cb = LinkCtx { id: lb, peer: node_mac(a), addr: node_addr(a), ext: true };
+            let legacy = |i: usize| sim.cfg.legacy_every > 0 && i % sim.cfg.legacy_every == 1;
+            let ext = !legacy(a) && !legacy(b);
+            let ca = LinkCtx { id: la, peer: node_mac(b), addr: node_addr(b), ext };
+            let cb = LinkCtx { id: lb, peer: node_mac(a), addr: node_addr(a), ext };
             nodes[a].links.push(End {
                 ctx: ca,
                 peer_node: b,
@@ -324,7 +331,8 @@ impl Sim {
             hellos.push((b, cb));
         }
         sim.nodes = nodes;
-        for (i, ctx) in hellos {
+        // hellos go only where invpn/2 was agreed
+        for (i, ctx) in hellos.into_iter().filter(|(_, c)| c.ext) {
             sim.hello(i, &ctx);
         }
         for i in 0..n {

@@ -253,3 +253,43 @@ fn a_cold_start_converges_within_five_seconds_and_a_crash_cuts_no_pair_off_for_a
     let (ok, all) = sim.reachability(10_000);
     assert_eq!(ok, all, "pairs still cut off a second after the crash");
 }
+
+#[test]
+fn a_mesh_with_0_4_nodes_converges_delivers_broadcasts_once_and_routes_around_a_crash() {
+    // every third node speaks 0.4 to its neighbours: its links are flooded
+    // everything, never pruned, and bring no route table
+    let cfg = SimConfig { latency: (1, 30), legacy_every: 3, ..SimConfig::new(45, 4) };
+    let mut sim = Sim::new(cfg);
+    sim.converge(5_000).expect("converged");
+    sim.settle(3 * sim.cfg.announce_interval);
+    sim.delivered.borrow_mut().clear();
+    for k in 0..10u8 {
+        assert!(sim.send_frame(1, Mac::BROADCAST, &[k; 50]), "from a 0.4 node");
+        assert!(sim.send_frame(2, Mac::BROADCAST, &[k; 50]), "from an invpnd node");
+    }
+    sim.settle(500);
+    {
+        let got = sim.delivered.borrow();
+        for node in 0..45 {
+            for src in [1usize, 2] {
+                let n = got.iter().filter(|(at, f)| *at == node && f[6..12] == node_mac(src).0);
+                assert_eq!(n.count(), if node == src { 0 } else { 10 }, "node {node} from {src}");
+            }
+        }
+    }
+    assert_eq!(sim.reachability(10_000), (45 * 44, 45 * 44));
+    // an invpnd node crashes; the rest still reach each other within an
+    // announce interval, as before the tree
+    let victim = (0..45)
+        .filter(|v| v % 3 != 1)
+        .find(|&v| {
+            let mut probe =
+                Sim::new(SimConfig { latency: (1, 30), legacy_every: 3, ..SimConfig::new(45, 4) });
+            probe.crash(v);
+            probe.connected()
+        })
+        .expect("some node can go");
+    sim.crash(victim);
+    sim.settle(sim.cfg.announce_interval + 500);
+    assert_eq!(sim.reachability(10_000), (44 * 43, 44 * 43));
+}
