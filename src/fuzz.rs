@@ -348,7 +348,7 @@ pub fn engine_sequence(data: &[u8]) {
         }
         for (_, r) in e.routes().snapshot() {
             assert!(up.contains(&r.link), "route through link {} which is down", r.link);
-            if let Some((alt, _)) = r.alt {
+            if let Some((alt, _)) = r.alt() {
                 assert!(up.contains(&alt), "second path through link {alt} which is down");
             }
         }

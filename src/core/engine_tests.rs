@@ -532,7 +532,7 @@ fn closing_a_duplicate_link_keeps_the_neighbour_reached() {
     let relayed = announce(m(2), 200, AnnouncedAddr::None);
     assert_eq!(run(&e, &ls3[0], &relayed).0, Verdict::Dropped(DropReason::IndirectNeighbour));
     // but it is the second path, taken when the last link goes
-    assert_eq!(e.routes().get(&m(2)).unwrap().alt, Some((LinkId(12), m(3))));
+    assert_eq!(e.routes().get(&m(2)).unwrap().alt(), Some((LinkId(12), m(3))));
     e.link_down(LinkId(11), NOW, &mut Rec::default());
     assert_eq!(e.routes().next_hop(&m(2)), Some(LinkId(12)));
     e.link_down(LinkId(12), NOW, &mut Rec::default());
@@ -568,7 +568,7 @@ fn a_neighbour_is_reached_through_its_own_link_while_it_is_alive() {
     let (_, acts) = run(&e, &ls[0], &direct(m(2), 200));
     assert_eq!(acts.len(), 1, "{acts:?}");
     assert_eq!(run(&e, &ls[1], &relayed).0, Verdict::Done);
-    assert_eq!(e.routes().get(&m(2)).unwrap().alt, Some((LinkId(11), m(3))));
+    assert_eq!(e.routes().get(&m(2)).unwrap().alt(), Some((LinkId(11), m(3))));
     // once the direct link has been silent for two intervals, relays win
     let later = Now { mono: NOW.mono + 10_001, unix_ms: NOW.unix_ms + 10_001 };
     let mut rec = Rec::default();

@@ -52,18 +52,11 @@ pub struct Route {
     pub refreshed: u64,
     /// The address the node announced, if any.
     pub addr: Option<SocketAddr>,
-    /// A second way to the node: the link (and neighbour) on which an
-    /// announcement of it arrived next, from an invpnd neighbour, and which
-    /// has brought every announcement since. When the route's link goes
-    /// down, traffic moves there at once instead of waiting for the node's
-    /// next announcement.
-    pub alt: Option<(LinkId, Mac)>,
-    /// The newest announcement `alt` brought: a second path that did not
-    /// bring the last one, though its neighbour pruned this node's floods
-    /// here (so it had them from elsewhere), is no longer one.
-    pub alt_stamp: u64,
-    /// The tree slot of `alt`'s link, if it has one.
-    pub alt_slot: Option<u8>,
+    /// A second way to the node: the link on which an announcement of it
+    /// arrived next, from an invpnd neighbour, and which has brought every
+    /// announcement since. When the route's link goes down, traffic moves
+    /// there at once instead of waiting for the node's next announcement.
+    pub second: Option<SecondPath>,
     /// Whether the route was repaired after a link went, and how; until
     /// the node's next announcement, a repaired route is no answer to
     /// others' route requests (it may lead back to them).
@@ -83,6 +76,28 @@ pub struct Route {
     /// are redundant. They are grafted again when the route loses its
     /// second path or goes.
     pub pruning: u64,
+}
+
+/// A route's second path (see [`Route::second`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondPath {
+    /// The link.
+    pub link: LinkId,
+    /// The neighbour at its other end.
+    pub via: Mac,
+    /// The newest announcement it brought: a second path that did not
+    /// bring the last one, though its neighbour pruned this node's floods
+    /// here (so it had them from elsewhere), is no longer one.
+    pub stamp: u64,
+    /// The link's tree slot, if it has one.
+    pub slot: Option<u8>,
+}
+
+impl Route {
+    /// The second path's link and neighbour, if the route has one.
+    pub fn alt(&self) -> Option<(LinkId, Mac)> {
+        self.second.map(|p| (p.link, p.via))
+    }
 }
 
 /// How a route was repaired after its link went.
@@ -341,27 +356,22 @@ impl RouteTable {
                 // path stays if it brought the previous announcement; if not,
                 // the route had one path only, and the pruned links are
                 // asked for their copies again.
-                let swap = old.alt.is_some_and(|(l, _)| l == link);
+                let swap = old.second.is_some_and(|p| p.link == link);
                 // (a second path that takes this node's floods from here
                 // has them from here first as often as not)
-                let kept = old.alt.is_some()
-                    && (old.alt_stamp >= old.stamp || old.pruned_by & bit(old.alt_slot) == 0);
+                let kept = old
+                    .second
+                    .is_some_and(|p| p.stamp >= old.stamp || old.pruned_by & bit(p.slot) == 0);
                 let graft = if swap || kept { 0 } else { old.pruning & !bit(slot) };
                 let pruning = old.pruning & !graft & !bit(slot);
-                let (alt, alt_stamp, alt_slot) = if kept && !swap {
-                    (old.alt, old.alt_stamp, old.alt_slot)
-                } else {
-                    (None, 0, None)
-                };
+                let second = if kept && !swap { old.second } else { None };
                 *old = Route {
                     link,
                     via,
                     stamp,
                     refreshed: now,
                     addr,
-                    alt,
-                    alt_stamp,
-                    alt_slot,
+                    second,
                     repair: if hop.answer { Repair::Answered } else { Repair::None },
                     bucket: old.bucket,
                     relay,
@@ -387,9 +397,7 @@ impl RouteTable {
                         stamp,
                         refreshed: now,
                         addr,
-                        alt: None,
-                        alt_stamp: 0,
-                        alt_slot: None,
+                        second: None,
                         repair: if hop.answer { Repair::Answered } else { Repair::None },
                         bucket,
                         relay,
@@ -432,9 +440,7 @@ impl RouteTable {
                     stamp: 0,
                     refreshed: now,
                     addr: None,
-                    alt: None,
-                    alt_stamp: 0,
-                    alt_slot: None,
+                    second: None,
                     repair: Repair::None,
                     bucket,
                     relay: true,
@@ -460,14 +466,12 @@ impl RouteTable {
             s.retain(|m, r| {
                 r.pruned_by &= !gone;
                 r.pruning &= !gone;
-                let second_lost = r.alt.is_some_and(|(l, _)| l == link) || r.link == link;
-                if second_lost && r.pruning != 0 {
+                let second_gone = r.second.is_some_and(|p| p.link == link);
+                if (second_gone || r.link == link) && r.pruning != 0 {
                     w.grafts.push((*m, std::mem::take(&mut r.pruning)));
                 }
-                if r.alt.is_some_and(|(l, _)| l == link) {
-                    r.alt = None;
-                    r.alt_stamp = 0;
-                    r.alt_slot = None;
+                if second_gone {
+                    r.second = None;
                 }
                 if r.link != link {
                     return true;
@@ -475,10 +479,9 @@ impl RouteTable {
                 // the second path takes it on if it brought the newest
                 // announcement (so that its neighbour's route does not lead
                 // back here), within its link's share
-                let fresh = r.alt_stamp >= r.stamp;
-                match r.alt.take() {
-                    Some((l, via))
-                        if fresh
+                match r.second.take() {
+                    Some(SecondPath { link: l, via, stamp, .. })
+                        if stamp >= r.stamp
                             && (*m == via
                                 || charges.get(&l).map_or(0, |c| c.held) < self.share) =>
                     {
@@ -489,8 +492,6 @@ impl RouteTable {
                         r.link = l;
                         r.via = via;
                         r.relay = relay;
-                        r.alt_stamp = 0;
-                        r.alt_slot = None;
                         r.repair = Repair::Moved;
                         w.lost.push(*m);
                         true
@@ -550,22 +551,18 @@ impl RouteTable {
         if hop.link == r.link {
             return false;
         }
-        match r.alt {
-            Some((l, _)) if l == hop.link => {
-                r.alt_stamp = r.alt_stamp.max(stamp);
+        match &mut r.second {
+            Some(p) if p.link == hop.link => {
+                p.stamp = p.stamp.max(stamp);
                 return false;
             }
             None if hop.alt_ok && stamp >= r.stamp => {
-                r.alt = Some((hop.link, hop.via));
-                r.alt_stamp = stamp;
-                r.alt_slot = hop.slot;
+                r.second = Some(SecondPath { link: hop.link, via: hop.via, stamp, slot: hop.slot });
                 return false;
             }
             _ => {}
         }
-        if hop.slot.is_some() {
-            r.pruning |= bit(hop.slot);
-        }
+        r.pruning |= bit(hop.slot);
         hop.slot.is_some()
     }
 
@@ -737,10 +734,10 @@ mod tests {
         t.offer(m(9), 10, hop(l1, m(1), true), None, 0);
         t.offer(m(9), 10, hop(l2, m(2), true), None, 0);
         t.offer(m(9), 10, hop(l3, m(3), true), None, 0);
-        assert_eq!(t.get(&m(9)).unwrap().alt, Some((l2, m(2))), "the first duplicate only");
+        assert_eq!(t.get(&m(9)).unwrap().alt(), Some((l2, m(2))), "the first duplicate only");
         assert_eq!(t.remove_via(l1, None).removed, 0, "moved, not removed");
         let r = t.get(&m(9)).unwrap();
-        assert_eq!((r.link, r.via, r.alt), (l2, m(2), None));
+        assert_eq!((r.link, r.via, r.alt()), (l2, m(2), None));
         assert_eq!(t.remove_via(l2, None).removed, 1);
         assert!(!t.contains(&m(9)));
     }
@@ -751,14 +748,14 @@ mod tests {
         let (l1, l2) = (LinkId(1), LinkId(2));
         t.offer(m(9), 10, hop(l1, m(1), true), None, 0);
         t.offer(m(9), 10, hop(l2, m(2), false), None, 0);
-        assert_eq!(t.get(&m(9)).unwrap().alt, None, "0.4 echoes announcements back");
+        assert_eq!(t.get(&m(9)).unwrap().alt(), None, "0.4 echoes announcements back");
         t.offer(m(9), 10, hop(l2, m(2), true), None, 0);
         assert_eq!(t.remove_via(l2, None).removed, 0);
-        assert_eq!(t.get(&m(9)).unwrap().alt, None);
+        assert_eq!(t.get(&m(9)).unwrap().alt(), None);
         // the alternative stays while it brings every announcement
         t.offer(m(9), 10, hop(l2, m(2), true), None, 0);
         t.offer(m(9), 11, hop(l1, m(1), true), None, 0);
-        assert_eq!(t.get(&m(9)).unwrap().alt, Some((l2, m(2))));
+        assert_eq!(t.get(&m(9)).unwrap().alt(), Some((l2, m(2))));
         // but one that did not bring the newest is not taken when the
         // route's link goes: its own route may lead back here
         let w = t.remove_via(l1, None);
@@ -874,12 +871,12 @@ mod tests {
         let plain = Hop { slot: None, ..tree(4, 4) };
         assert_eq!(t.offer(m(9), 10, plain, None, 0), Offer::Stale { prune: false });
         let r = t.get(&m(9)).unwrap();
-        assert_eq!((r.link, r.alt, r.pruning), (LinkId(1), Some((LinkId(2), m(2))), 1 << 3));
+        assert_eq!((r.link, r.alt(), r.pruning), (LinkId(1), Some((LinkId(2), m(2))), 1 << 3));
         // the route and its second path swap places without a word
         assert!(matches!(t.offer(m(9), 11, tree(2, 2), None, 1), Offer::Accepted { graft: 0, .. }));
         assert_eq!(t.offer(m(9), 11, tree(1, 1), None, 1), Offer::Stale { prune: false });
         let r = t.get(&m(9)).unwrap();
-        assert_eq!((r.link, r.alt, r.pruning), (LinkId(2), Some((LinkId(1), m(1))), 1 << 3));
+        assert_eq!((r.link, r.alt(), r.pruning), (LinkId(2), Some((LinkId(1), m(1))), 1 << 3));
     }
 
     #[test]
@@ -895,7 +892,7 @@ mod tests {
         };
         assert_eq!((graft, skip), (1 << 3, 1 << 2));
         let r = t.get(&m(9)).unwrap();
-        assert_eq!((r.alt, r.pruning), (None, 0));
+        assert_eq!((r.alt(), r.pruning), (None, 0));
         // its next copy is the second path again
         assert_eq!(t.offer(m(9), 12, tree(3, 3), None, 2), Offer::Stale { prune: false });
     }
@@ -911,7 +908,7 @@ mod tests {
             panic!("not accepted")
         };
         assert_eq!(graft, 0);
-        assert_eq!(t.get(&m(9)).unwrap().alt, Some((LinkId(2), m(2))));
+        assert_eq!(t.get(&m(9)).unwrap().alt(), Some((LinkId(2), m(2))));
     }
 
     #[test]
@@ -928,7 +925,7 @@ mod tests {
         g.sort();
         assert_eq!(g, vec![(m(8), 1 << 3), (m(9), 1 << 3)]);
         let r = t.get(&m(8)).unwrap();
-        assert_eq!((r.link, r.alt, r.pruned_by, r.pruning), (LinkId(2), None, 0, 0));
+        assert_eq!((r.link, r.alt(), r.pruned_by, r.pruning), (LinkId(2), None, 0, 0));
         // routes that had pruned nothing graft nothing
         t.offer(m(9), 10, tree(4, 4), None, 0);
         let w = t.remove_via(LinkId(2), Some(2));

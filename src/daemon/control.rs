@@ -645,7 +645,7 @@ impl Supervisor {
             .map(|(m, r)| RouteEntry {
                 target: m.to_string(),
                 next_hop: r.via.to_string(),
-                alternative: r.alt.map(|(_, v)| v.to_string()),
+                alternative: r.alt().map(|(_, v)| v.to_string()),
                 age_secs: now.saturating_sub(r.refreshed) / 1000,
                 addr: r.addr.map(|a| a.to_string()),
             })
