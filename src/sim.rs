@@ -908,16 +908,18 @@ impl Sim {
         (ok, pairs.len())
     }
 
-    /// Whether the live nodes are still one connected graph.
-    pub fn connected(&self) -> bool {
-        let live: Vec<usize> = (0..self.nodes.len()).filter(|i| self.nodes[*i].alive).collect();
+    /// Whether the live nodes but `gone` would still be one connected
+    /// graph: whether node `gone` can crash without cutting the mesh.
+    pub fn connected_without(&self, gone: usize) -> bool {
+        let up = |i: usize| i != gone && self.nodes[i].alive;
+        let live: Vec<usize> = (0..self.nodes.len()).filter(|i| up(*i)).collect();
         let Some(&first) = live.first() else { return true };
         let mut seen = vec![false; self.nodes.len()];
         let mut stack = vec![first];
         seen[first] = true;
         while let Some(i) = stack.pop() {
             for (p, _) in self.neighbours(i) {
-                if self.nodes[p].alive && !seen[p] {
+                if up(p) && !seen[p] {
                     seen[p] = true;
                     stack.push(p);
                 }

@@ -61,14 +61,7 @@ fn a_crashed_node_is_routed_around() {
     // crash the best-connected node whose loss keeps the mesh connected
     let mut order: Vec<usize> = (0..40).collect();
     order.sort_by_key(|i| std::cmp::Reverse(sim.neighbours(*i).len()));
-    let victim = order
-        .into_iter()
-        .find(|&v| {
-            let mut probe = Sim::new(SimConfig::new(40, 11));
-            probe.crash(v);
-            probe.connected()
-        })
-        .expect("some node can go");
+    let victim = order.into_iter().find(|&v| sim.connected_without(v)).expect("some node can go");
     sim.crash(victim);
     // neighbours withdrew their routes and announced at once; within one
     // announce interval every pair of live nodes reaches each other again
@@ -282,12 +275,7 @@ fn a_mesh_with_0_4_nodes_converges_delivers_broadcasts_once_and_routes_around_a_
     // announce interval, as before the tree
     let victim = (0..45)
         .filter(|v| v % 3 != 1)
-        .find(|&v| {
-            let mut probe =
-                Sim::new(SimConfig { latency: (1, 30), legacy_every: 3, ..SimConfig::new(45, 4) });
-            probe.crash(v);
-            probe.connected()
-        })
+        .find(|&v| sim.connected_without(v))
         .expect("some node can go");
     sim.crash(victim);
     sim.settle(sim.cfg.announce_interval + 500);
