@@ -26,7 +26,9 @@ use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
 use log::{info, warn};
 use mio::{Poll, Waker};
 
-use self::channels::{Budget, SupervisorHandle, Wake, WorkerCtl, WorkerHandle, WorkerInbox};
+use self::channels::{
+    Budget, SupervisorHandle, ToWorker, Wake, WorkerCtl, WorkerHandle, WorkerInbox,
+};
 use self::clock::Clock;
 use self::control::ControlServer;
 use self::supervisor::{Exit, NodeInfo, Parts, Supervisor};
@@ -34,7 +36,7 @@ use self::tap::{Tap, TapError};
 use crate::config::Config;
 use crate::core::offload::{VnetHdr, VNET_HDR_LEN};
 use crate::core::stats::DropReason;
-use crate::core::{Engine, EngineConfig};
+use crate::core::{Engine, EngineConfig, Fanout, LinkId};
 use crate::tls::Material;
 
 /// Messages a worker's data queue holds before it drops...
@@ -97,6 +99,33 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Queues a message for a link of whichever worker owns it (see
+    /// [`WorkerHandle::send_to_link`]); a drop is counted.
+    pub fn send_to_link(&self, link: LinkId, msg: Vec<u8>) {
+        if !self.workers.get(link.worker()).is_some_and(|w| w.send_to_link(link, msg)) {
+            self.engine.stats().drop(DropReason::QueueFull);
+        }
+    }
+
+    /// Hands a flood to every worker but `except` (the caller's own, which
+    /// floods its links itself), through their bounded data queues: under
+    /// a flood they are dropped (and repeated by their senders each
+    /// announce interval) rather than queued without end; a drop is
+    /// counted.
+    pub fn flood_workers(&self, except: Option<usize>, msg: &[u8], to: &Fanout) {
+        if self.workers.len() <= usize::from(except.is_some()) {
+            return;
+        }
+        let msg: Arc<[u8]> = msg.into();
+        for (i, w) in self.workers.iter().enumerate() {
+            if Some(i) != except
+                && !w.send_data(ToWorker::Flood { msg: msg.clone(), to: to.clone() })
+            {
+                self.engine.stats().drop(DropReason::QueueFull);
+            }
+        }
+    }
+
     /// Queues a frame for the TAP, dropping it if the writer is behind.
     pub fn to_tap(&self, frame: &[u8]) {
         self.to_tap_with(&VnetHdr::default(), frame);

@@ -18,7 +18,7 @@ use signal_hook_mio::v1_0::Signals;
 use socket2::SockRef;
 
 use super::cache_file;
-use super::channels::{Origin, ToSupervisor, ToWorker, Wake, WorkerCtl};
+use super::channels::{Origin, ToSupervisor, Wake, WorkerCtl};
 use super::control::{ControlServer, PendingTrace};
 use super::link::LinkStats;
 use super::metrics_http::MetricsServer;
@@ -34,7 +34,7 @@ use crate::core::expiry::{Expiry, ExpiryAction};
 use crate::core::lane::{self, LanePairs};
 use crate::core::links::{CloseReason, LinkInfo};
 use crate::core::mesh::{Action, Closed, Node, NodeConfig};
-use crate::core::stats::{Counter, DropReason};
+use crate::core::stats::Counter;
 use crate::core::{Event, Fanout, LinkCtx, LinkId, Mac, Output};
 use crate::tls::{self, Material};
 
@@ -1102,20 +1102,11 @@ struct ToLinks<'a>(&'a Shared);
 
 impl Output for ToLinks<'_> {
     fn send(&mut self, link: LinkId, msg: &[u8]) {
-        let ok =
-            self.0.workers.get(link.worker()).is_some_and(|w| w.send_to_link(link, msg.to_vec()));
-        if !ok {
-            self.0.engine.stats().drop(DropReason::QueueFull);
-        }
+        self.0.send_to_link(link, msg.to_vec());
     }
 
     fn flood(&mut self, to: &Fanout, msg: &[u8]) {
-        let msg: Arc<[u8]> = msg.into();
-        for w in &self.0.workers {
-            if !w.send_data(ToWorker::Flood { msg: msg.clone(), to: to.clone() }) {
-                self.0.engine.stats().drop(DropReason::QueueFull);
-            }
-        }
+        self.0.flood_workers(None, msg, to);
     }
 
     fn deliver(&mut self, frame: &[u8]) {

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use log::{error, info, warn};
 
-use super::channels::{Spinner, ToSupervisor, ToWorker};
+use super::channels::{Spinner, ToSupervisor};
 use super::Shared;
 use crate::config::Interface;
 use crate::core::offload::VNET_HDR_LEN;
 use crate::core::stats::{Counter, DropReason};
 use crate::core::wire::{FRAME_HEADROOM, VNET_READ_AT};
-use crate::core::{Fanout, LinkId, Mac, TapAction};
+use crate::core::{Fanout, Mac, TapAction};
 
 /// An open TAP interface.
 pub struct Tap {
@@ -501,23 +501,12 @@ impl Inbound {
         } else {
             shared.engine.tap_frame(buf, len, now)
         };
-        let send = |link: LinkId, msg: Vec<u8>| {
-            let ok = shared.workers.get(link.worker()).is_some_and(|w| w.send_to_link(link, msg));
-            if !ok {
-                shared.engine.stats().drop(DropReason::QueueFull);
-            }
-        };
         match action {
-            TapAction::Unicast { link, msg } => send(link, buf[msg].to_vec()),
-            TapAction::Segments { link, msgs } => msgs.into_iter().for_each(|m| send(link, m)),
-            TapAction::Flood { msg } => {
-                let msg: Arc<[u8]> = buf[msg].into();
-                for w in &shared.workers {
-                    if !w.send_data(ToWorker::Flood { msg: msg.clone(), to: Fanout::all() }) {
-                        shared.engine.stats().drop(DropReason::QueueFull);
-                    }
-                }
+            TapAction::Unicast { link, msg } => shared.send_to_link(link, buf[msg].to_vec()),
+            TapAction::Segments { link, msgs } => {
+                msgs.into_iter().for_each(|m| shared.send_to_link(link, m))
             }
+            TapAction::Flood { msg } => shared.flood_workers(None, &buf[msg], &Fanout::all()),
             TapAction::Drop(_) => {}
         }
     }

@@ -176,11 +176,7 @@ impl Out<'_> {
     /// which takes it if the lane is gone).
     fn push_to(&mut self, id: LinkId, slot: usize, msg: Vec<u8>, now_us: u64) {
         if id.worker() != self.index {
-            if let Some(w) = self.shared.workers.get(id.worker()) {
-                if !w.send_to_link(id, msg) {
-                    self.shared.engine.stats().drop(DropReason::QueueFull);
-                }
-            }
+            self.shared.send_to_link(id, msg);
             return;
         }
         let slot = self.links.slot_of(id).unwrap_or(slot);
@@ -226,28 +222,14 @@ impl Output for Out<'_> {
                 Some(slot) => self.queue_local(slot, msg),
                 None => self.shared.engine.stats().drop(DropReason::NoRoute),
             }
-        } else if let Some(w) = self.shared.workers.get(link.worker()) {
-            if !w.send_to_link(link, msg.to_vec()) {
-                self.shared.engine.stats().drop(DropReason::QueueFull);
-            }
+        } else {
+            self.shared.send_to_link(link, msg.to_vec());
         }
     }
 
     fn flood(&mut self, to: &Fanout, msg: &[u8]) {
         self.flood_here(to, msg);
-        if self.shared.workers.len() > 1 {
-            // Relays to other workers go through their bounded data queues:
-            // under a flood they are dropped (and repeated by their senders
-            // each announce interval) rather than queued without end.
-            let shared: Arc<[u8]> = msg.into();
-            for (i, w) in self.shared.workers.iter().enumerate() {
-                if i != self.index
-                    && !w.send_data(ToWorker::Flood { msg: shared.clone(), to: to.clone() })
-                {
-                    self.shared.engine.stats().drop(DropReason::QueueFull);
-                }
-            }
-        }
+        self.shared.flood_workers(Some(self.index), msg, to);
     }
 
     fn deliver(&mut self, frame: &[u8]) {
