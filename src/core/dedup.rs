@@ -110,9 +110,8 @@ impl Window {
                     let (w, b) = Window::pos(k);
                     map[w] |= b;
                 }
-                let (w, b) = Window::pos(id);
-                map[w] |= b;
                 self.bits = Ids::Map(map);
+                self.set(id);
             }
             Ids::Map(map) => {
                 let (w, b) = Window::pos(id);

@@ -727,10 +727,11 @@ impl Engine {
                 if !link.ext {
                     return self.dropped(DropReason::WrongLink);
                 }
-                // past TREE_SLOTS links, the rest are flooded everything
-                let Some(slot) = self.neighbours.read().get(&link.id).and_then(|n| n.slot) else {
+                let Some(nb) = self.neighbours.read().get(&link.id).copied() else {
                     return Verdict::Done;
                 };
+                // past TREE_SLOTS links, the rest are flooded everything
+                let Some(slot) = nb.slot else { return Verdict::Done };
                 for mac in p.prune.iter() {
                     self.routes.set_pruned(&mac, slot, true);
                 }
@@ -743,8 +744,9 @@ impl Engine {
                 // path: our route (if it may use it) is one at once, rather
                 // than at the source's next announcement; within the same
                 // budget as route requests
-                let answers = self.neighbours.read().get(&link.id).is_some_and(|n| n.routes);
-                if answers && !p.graft.is_empty() && self.route_budget(link.id, p.graft.len(), now)
+                if nb.routes
+                    && !p.graft.is_empty()
+                    && self.route_budget(link.id, p.graft.len(), now)
                 {
                     let found =
                         p.graft.iter().filter_map(|m| Some((m, self.routes.get(&m)?))).collect();

@@ -48,8 +48,8 @@ pub mod kind {
     /// invpnd extension: prunes and grafts of the flood tree. The sender
     /// asks not to be sent (prune), or to be sent again (graft), the
     /// announcements, broadcasts and health requests of the listed sources
-    /// (`core::tree`). Sent only to neighbours whose hello says they honour
-    /// it.
+    /// (the flood tree: `core::routes`, `core::engine`). Sent only to
+    /// neighbours whose hello says they honour it.
     pub const PRUNE: u8 = 0x05;
     /// invpnd extension: the sender's route table, as the announcements
     /// that made it, sent once to a neighbour whose hello asks for it when
@@ -1088,10 +1088,13 @@ pub fn encode_prunes(out: &mut Vec<Vec<u8>>, prune: &[Mac], graft: &[Mac]) {
     }
 }
 
+/// Most nodes one `0x07` message asks for.
+pub const MAX_REQUESTED: usize = (MAX_MSG_LEN - 1 - 1 - 6) / 6;
+
 /// Encodes `0x07` route requests for `macs`, lost with the link to
-/// `lost`, as many as it takes.
+/// `lost`, as many as it takes (each asks for at most [`MAX_REQUESTED`]).
 pub fn encode_route_requests(out: &mut Vec<Vec<u8>>, lost: Mac, macs: &[Mac]) {
-    for chunk in macs.chunks(MAX_PRUNE_ENTRIES - 1) {
+    for chunk in macs.chunks(MAX_REQUESTED) {
         let mut m = Vec::with_capacity(LEN_PREFIX + 8 + 6 * chunk.len());
         header(&mut m, kind::ROUTE_REQUEST, 7 + 6 * chunk.len());
         m.push(VERSION);
