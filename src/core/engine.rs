@@ -489,14 +489,16 @@ impl Engine {
             .allow_n(ROUTE_REQUEST_RATE, now.mono, n)
     }
 
-    /// Where a copy that came on `link` came from, for the route table.
-    fn hop(&self, link: &LinkCtx) -> Hop {
+    /// Where a copy that came on `link` came from, for the route table:
+    /// flooded (prunable where its neighbour honours prunes), or from the
+    /// neighbour's route table or answer.
+    fn hop(&self, link: &LinkCtx, flooded: bool) -> Hop {
         Hop {
             link: link.id,
             via: link.peer,
             alt_ok: link.ext,
-            slot: self.tree_slot(link.id),
-            answer: false,
+            slot: if flooded { self.tree_slot(link.id) } else { None },
+            answer: !flooded,
         }
     }
 
@@ -886,17 +888,13 @@ impl Engine {
             // the direct copy. This keeps a forged relay from capturing the
             // route to a neighbour; a silent direct link stops counting
             // after two intervals, and the relayed copies win again.
-            if raw.is_some() && self.routes.redundant_copy(&a.mac, a.id, self.hop(link)) {
+            if raw.is_some() && self.routes.redundant_copy(&a.mac, a.id, self.hop(link, true)) {
                 self.send_prunes(link.id, &[a.mac], &[], out);
             }
             return self.dropped(DropReason::IndirectNeighbour);
         }
         let addr = a.socket_addr().filter(|s| !s.ip().is_unspecified() && s.port() != 0);
-        let hop = match raw {
-            Some(_) => self.hop(link),
-            None => Hop { slot: None, answer: true, ..self.hop(link) },
-        };
-        match self.routes.offer(a.mac, a.id, hop, addr, now.mono) {
+        match self.routes.offer(a.mac, a.id, self.hop(link, raw.is_some()), addr, now.mono) {
             // An announcement seen already: this is how a flood ends. A
             // copy the route does not need is pruned where it came from.
             Offer::Stale { prune } => {
