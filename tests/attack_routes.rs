@@ -197,6 +197,8 @@ fn a_node_that_knows_ten_thousand_nodes_that_broadcast_stays_under_64_mib() {
         ..NodeConf::new(1, mac(1))
     };
     let node = Node::start(&lab, 0, &pki, conf);
+    // the hostile end dials once: the node must be listening by then
+    assert!(node.wait_log(10, " started: "), "{}", node.log_text());
     let mut h = Hostile::link(&lab, 1, &pki, "198.18.1.1:41744");
     assert!(node.wait_log(10, &format!("link up: peer={}", mac(HOSTILE))), "{}", node.log_text());
     let at_start = rss_kib(node.pid());
