@@ -15,6 +15,9 @@
 #   make bench-failover  outage when a relay crashes or is cut off (root)
 #   make bench-coldstart 40 real nodes from one seed each, started at once,
 #                     INVPN_COLD_STARTS times (10): time until all route (root)
+#   make bench-direct iperf3 between two nodes behind one relay: through the
+#                     relay, with a direct link on demand, and as neighbours
+#                     (root; INVPN_DIRECT_ROUNDS=3)
 #   make bench-wan    iperf3 and ping under load through invpnd and peer VPNs
 #                     over emulated WAN paths (delay, loss, rate, jitter; reno
 #                     and bbr), ~45 min (root); BENCH_WAN_ARGS= for
@@ -45,7 +48,7 @@ MAN5        := man/invpn.conf.5
 MAN8        := man/invpnd.8 man/invpnctl.8
 PEER_BENCH  ?= scripts/peer-bench.sh
 
-.PHONY: all build test demo install uninstall deb deb-test bench bench-net bench-failover bench-coldstart bench-wan wanem sim fuzz soak lint clean deps
+.PHONY: all build test demo install uninstall deb deb-test bench bench-net bench-failover bench-coldstart bench-direct bench-wan wanem sim fuzz soak lint clean deps
 
 all: build
 
@@ -93,6 +96,9 @@ bench-failover: deps build
 
 bench-coldstart: deps
 	$(CARGO) test --release --locked --test scale -- --ignored --nocapture --test-threads=1
+
+bench-direct: deps
+	$(CARGO) test --release --locked --test direct -- --ignored --nocapture --test-threads=1
 
 # the userspace WAN emulator (examples/wanem.rs)
 wanem:

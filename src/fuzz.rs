@@ -324,13 +324,13 @@ pub fn engine_sequence(data: &[u8]) {
                     e.tap_frame_vnet(&mut buf, n, now)
                 };
                 match action {
-                    TapAction::Unicast { link, msg } => {
+                    TapAction::Unicast { link, msg, .. } => {
                         assert!(up.contains(&link), "TAP frame routed to a link that is down");
                         let m = &buf[msg];
                         assert!(wire::split_message(m)
                             .is_some_and(|(b, r)| r.is_empty() && wire::parse(b).is_ok()));
                     }
-                    TapAction::Segments { link, msgs } => {
+                    TapAction::Segments { link, msgs, .. } => {
                         assert!(up.contains(&link));
                         assert!(msgs.iter().all(|m| wire::parse(&m[2..]).is_ok()));
                     }

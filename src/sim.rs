@@ -374,6 +374,8 @@ impl Sim {
                 workers: 1,
                 seeds: if i == 0 { Vec::new() } else { vec![(node_mac(0), node_addr(0))] },
                 rng_seed: cfg.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                direct_rate: 0,
+                direct_idle: crate::core::direct::DEFAULT_IDLE_MS,
             }));
             n.alive = false;
         }
@@ -815,8 +817,8 @@ impl Sim {
         let now = self.clock();
         let action = self.nodes[i].engine.tap_frame(&mut buf, frame.len(), now);
         let sends: Vec<(LinkId, Rc<[u8]>)> = match action {
-            TapAction::Unicast { link, msg } => vec![(link, buf[msg].into())],
-            TapAction::Segments { link, msgs } => {
+            TapAction::Unicast { link, msg, .. } => vec![(link, buf[msg].into())],
+            TapAction::Segments { link, msgs, .. } => {
                 msgs.into_iter().map(|m| (link, m.into())).collect()
             }
             TapAction::Flood { msg } => {

@@ -117,6 +117,12 @@ pub struct Network {
     pub broadcast_rate: u32,
     /// The TCP congestion control of link sockets.
     pub congestion: Congestion,
+    /// Bytes a second sent to one node through a relay that make this node
+    /// dial it for a direct link (0, `off`: no direct links, and none
+    /// taken from others outside `max_links`).
+    pub direct: u64,
+    /// How long a direct link may carry little before it is closed.
+    pub direct_idle: Duration,
 }
 
 /// `[network] congestion`: the congestion control of the outer TCP
@@ -457,6 +463,8 @@ pub const KEYS: &[Key] = &[
         c.network.broadcast_rate
     }),
     key!("network", "congestion", None, Reload, |c| c.network.congestion),
+    key!("network", "direct", Some("256k"), RestartInPlace, |c| c.network.direct),
+    key!("network", "direct_idle", Some("60s"), RestartInPlace, |c| c.network.direct_idle),
     key!("interface", "name", Some("invpn%d"), FullRestart, |c| c.interface.name),
     key!("interface", "mtu", Some("1500"), RestartInPlace, |c| c.interface.mtu),
     key!("interface", "up", None, FullRestart, |c| c.interface.up),
@@ -576,6 +584,17 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
                 .map_err(|_| format!("{v:?}: expected broadcasts per second (0: no limit)"))
         })?,
         congestion: r.get("network", "congestion", Congestion::Default, Congestion::parse)?,
+        direct: r.value("network", "direct", |v| {
+            if v.trim().eq_ignore_ascii_case("off") {
+                return Ok(0);
+            }
+            parse_size(v, 0, u32::MAX).map(u64::from).map_err(|e| {
+                format!("{e}: expected bytes a second through a relay (e.g. 256k), or off")
+            })
+        })?,
+        direct_idle: r.value("network", "direct_idle", |v| {
+            parse_duration(v, Duration::from_secs(1), Duration::from_secs(86_400))
+        })?,
     };
     if network.route_ttl < network.announce_interval * 2 {
         r.warnings.push(format!(

@@ -215,6 +215,29 @@ fn link_queue_settings() {
 }
 
 #[test]
+fn direct_link_settings() {
+    let c = load_text(MINIMAL).unwrap();
+    assert_eq!(c.network.direct, 256 * 1024);
+    assert_eq!(c.network.direct_idle, Duration::from_secs(60));
+    let c = load_text(&format!("{MINIMAL}[network]\ndirect=1m\ndirect_idle=5m\n")).unwrap();
+    assert_eq!(c.network.direct, 1 << 20);
+    assert_eq!(c.network.direct_idle, Duration::from_secs(300));
+    for off in ["off", "OFF", "0"] {
+        let c = load_text(&format!("{MINIMAL}[network]\ndirect={off}\n")).unwrap();
+        assert_eq!(c.network.direct, 0, "{off}");
+    }
+    for (bad, want) in [
+        ("direct=fast", "expected bytes a second through a relay (e.g. 256k), or off"),
+        ("direct=8g", "unknown unit"),
+        ("direct_idle=0s", "direct_idle: \"0s\" is out of range"),
+    ] {
+        let e = err(&format!("{MINIMAL}[network]\n{bad}\n"));
+        assert!(e.starts_with("/etc/invpn/invpn.conf:6: [network]"), "{bad}: {e}");
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn sizes() {
     assert_eq!(parse_size("65536", 0, u32::MAX), Ok(65536));
     assert_eq!(parse_size(" 64K ", 0, u32::MAX), Ok(65536));

@@ -316,6 +316,11 @@ pub struct LinkEntry {
     pub addr: String,
     /// "in" or "out".
     pub direction: String,
+    /// Whether it is a direct link: dialled on demand because traffic to
+    /// the neighbour went through a relay; it counts against `max_links`
+    /// at neither end and closes once idle.
+    #[serde(default)]
+    pub direct: bool,
     /// "invpnd" (ALPN invpn/2) or "invpn-0.4".
     pub protocol: String,
     /// Seconds since the link came up.

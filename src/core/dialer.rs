@@ -644,6 +644,16 @@ impl Dialer {
         dials
     }
 
+    /// Where `mac` may be dialled now outside the dialer's own choice (a
+    /// direct link, `core::direct`): the address it would try next, if the
+    /// node is neither linked nor being dialled and that address is not
+    /// backing off.
+    pub fn address_now(&self, mac: &Mac, now: u64) -> Option<SocketAddr> {
+        let t = self.targets.get(mac)?;
+        let a = t.addr()?;
+        (t.state == State::Idle && self.addr_ready(a, now)).then_some(a)
+    }
+
     /// Whether [`Dialer::poll`] would dial anything with `links_up` links
     /// up (no room: nothing is due, however overdue the targets are).
     pub fn has_room(&self, links_up: usize) -> bool {

@@ -204,6 +204,9 @@ pub enum TapAction {
         link: LinkId,
         /// Where the message is in the caller's buffer.
         msg: std::ops::Range<usize>,
+        /// The destination, when `link` leads to a relay rather than to
+        /// it (`core::direct` counts these).
+        relay: Option<Mac>,
     },
     /// Send these messages on `link` (a super-frame too long for one
     /// message, segmented in software).
@@ -212,6 +215,8 @@ pub enum TapAction {
         link: LinkId,
         /// The messages, each with its length prefix.
         msgs: Vec<Vec<u8>>,
+        /// As for [`TapAction::Unicast`].
+        relay: Option<Mac>,
     },
     /// Send `buf[msg]` on every link.
     Flood {
@@ -1047,12 +1052,13 @@ impl Engine {
         }
         self.stats.add(Counter::TapFramesIn, 1);
         self.stats.add(Counter::TapBytesIn, n as u64);
-        let Some(link) = self.routes.next_hop(&dst) else {
+        let Some((link, via)) = self.routes.next_hop_via(&dst) else {
             self.stats.drop(DropReason::NoRoute);
             return TapAction::Drop(DropReason::NoRoute);
         };
+        let relay = (via != dst).then_some(dst);
         if let Some(msg) = wire::offloaded_in_place(buf, &hdr, n) {
-            return TapAction::Unicast { link, msg };
+            return TapAction::Unicast { link, msg, relay };
         }
         // Too long for one message: segment it here.
         let mut msgs = Vec::new();
@@ -1064,7 +1070,7 @@ impl Engine {
             }
         });
         self.stats.add(Counter::SoftwareSegments, msgs.len() as u64);
-        TapAction::Segments { link, msgs }
+        TapAction::Segments { link, msgs, relay }
     }
 
     fn bad_frame(&self) -> TapAction {
@@ -1098,12 +1104,13 @@ impl Engine {
                 None => self.bad_frame(),
             };
         }
-        let Some(link) = self.routes.next_hop(&dst) else {
+        let Some((link, via)) = self.routes.next_hop_via(&dst) else {
             self.stats.drop(DropReason::NoRoute);
             return TapAction::Drop(DropReason::NoRoute);
         };
+        let relay = (via != dst).then_some(dst);
         match wire::unicast_in_place(buf, start, n) {
-            Some(msg) => TapAction::Unicast { link, msg },
+            Some(msg) => TapAction::Unicast { link, msg, relay },
             None => self.bad_frame(),
         }
     }

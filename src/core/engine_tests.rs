@@ -358,7 +358,9 @@ fn tap_frames_classified_and_built_in_place() {
 
     let uni = frame(m(2), m(1), 100);
     put(&mut buf, &uni);
-    let TapAction::Unicast { link, msg } = e.tap_frame(&mut buf, uni.len(), NOW) else { panic!() };
+    let TapAction::Unicast { link, msg, .. } = e.tap_frame(&mut buf, uni.len(), NOW) else {
+        panic!()
+    };
     assert_eq!(link, LinkId(10));
     let mut want = Vec::new();
     encode_unicast(&mut want, &uni);
@@ -610,7 +612,7 @@ fn tap_super_frames_become_offloaded_messages() {
     buf[wire::VNET_READ_AT..wire::VNET_FRAME_AT].copy_from_slice(&h.to_tap());
     buf[wire::VNET_FRAME_AT..].copy_from_slice(&f);
     let n = offload::VNET_HDR_LEN + f.len();
-    let TapAction::Unicast { link, msg } = e.tap_frame_vnet(&mut buf, n, NOW) else { panic!() };
+    let TapAction::Unicast { link, msg, .. } = e.tap_frame_vnet(&mut buf, n, NOW) else { panic!() };
     assert_eq!(link, LinkId(10));
     let Ok(Message::Offloaded(o)) = wire::parse(&buf[msg.start + 2..msg.end]) else { panic!() };
     assert_eq!((o.hdr, o.frame, o.dst), (h, &f[..], m(2)));

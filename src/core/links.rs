@@ -61,6 +61,9 @@ pub enum CloseReason {
     LaneUnpaired,
     /// The event loop could not watch the socket.
     Unwatchable(std::io::ErrorKind),
+    /// A direct link (`core::direct`) carried too little for
+    /// `direct_idle`.
+    Idle,
 }
 
 impl CloseReason {
@@ -84,6 +87,7 @@ impl CloseReason {
             R::Full => CloseCause::Full,
             R::LaneWithoutLink | R::LaneUnpaired => CloseCause::Lane,
             R::Unwatchable(_) => CloseCause::Internal,
+            R::Idle => CloseCause::Idle,
         }
     }
 }
@@ -112,6 +116,7 @@ impl std::fmt::Display for CloseReason {
             R::LaneWithoutLink => f.write_str("a lane without its link"),
             R::LaneUnpaired => f.write_str("lane not paired with a link in time"),
             R::Unwatchable(k) => write!(f, "cannot watch the socket: {k}"),
+            R::Idle => f.write_str("direct link idle (direct_idle)"),
         }
     }
 }

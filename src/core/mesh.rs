@@ -34,6 +34,10 @@
 //! this (0.4's behaviour). A link this node dialled that the far end
 //! closes within [`SHORT_LINK`] counts as a failed dial (back-off), so a
 //! full node is not dialled again and again.
+//!
+//! Direct links ([`Node::want_direct`], `core::direct`) are dialled on
+//! demand to nodes this node sends much traffic to through a relay; they
+//! count against `max_links` at neither end and close once idle.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -43,6 +47,7 @@ use hashbrown::HashMap;
 use super::addrs::AddrPolicy;
 use super::admission::{self, Admission};
 use super::dialer::{self, Dialer, Learn};
+use super::direct::DirectLinks;
 use super::links::{self, CloseReason, LinkInfo, LinkTable};
 use super::mac::Mac;
 use super::LinkId;
@@ -80,6 +85,19 @@ pub enum Origin {
     /// We dialled a lane to the node whose MAC this is, for the link
     /// named (`core::lane`).
     Lane(Mac, LinkId),
+    /// We dialled the node whose MAC this is for a direct link: traffic
+    /// to it went through a relay (`core::direct`).
+    Direct(Mac),
+}
+
+impl Origin {
+    /// The node dialled for a link (not a lane), if we dialled it.
+    pub fn dialled(&self) -> Option<Mac> {
+        match self {
+            Origin::Dialled(m) | Origin::Direct(m) => Some(*m),
+            Origin::Accepted | Origin::Lane(..) => None,
+        }
+    }
 }
 
 /// Where a connection is in its life.
@@ -117,6 +135,8 @@ pub enum Action {
         mac: Mac,
         /// Where.
         addr: SocketAddr,
+        /// For a direct link (its hello says so).
+        direct: bool,
     },
     /// Close connection or link `id`; report it closed afterwards.
     Close {
@@ -149,6 +169,8 @@ pub enum Action {
         reason: CloseReason,
         /// The first failure of this kind in a row.
         first: bool,
+        /// A direct link's dial: traffic stays on the relay.
+        direct: bool,
     },
 }
 
@@ -173,6 +195,11 @@ pub struct NodeConfig {
     pub seeds: Vec<(Mac, SocketAddr)>,
     /// Randomness for back-off jitter and dial order.
     pub rng_seed: u64,
+    /// `[network] direct`: bytes a second through a relay that make a
+    /// direct link (0: none, and none taken from others).
+    pub direct_rate: u64,
+    /// `[network] direct_idle` (ms).
+    pub direct_idle: u64,
 }
 
 /// A seed, and when to dial it again if the node still has no link.
@@ -224,6 +251,8 @@ pub struct Node {
     /// The last failure of each node, so that a repeated one is not worth
     /// a warning.
     dial_errors: HashMap<Mac, CloseReason>,
+    /// The direct links, and the back-off of direct dials.
+    direct: DirectLinks,
     actions: VecDeque<Action>,
 }
 
@@ -251,6 +280,7 @@ impl Node {
             next_worker: 0,
             seeds: cfg.seeds.iter().map(|&(mac, _)| Seed::new(mac)).collect(),
             dial_errors: HashMap::new(),
+            direct: DirectLinks::new(cfg.direct_rate, cfg.direct_idle),
             actions: VecDeque::new(),
         }
     }
@@ -263,6 +293,16 @@ impl Node {
     /// The established links.
     pub fn links(&self) -> &LinkTable {
         &self.links
+    }
+
+    /// The links that count against `max_links`: all but direct ones.
+    fn counted_links(&self) -> usize {
+        self.links.len().saturating_sub(self.direct.count())
+    }
+
+    /// Whether link `id` is a direct link (`core::direct`).
+    pub fn is_direct(&self, id: LinkId) -> bool {
+        self.direct.is_direct(id)
     }
 
     /// The dialer (for its figures).
@@ -329,7 +369,8 @@ impl Node {
         let grace = self.surplus.values().min().copied();
         // with no room to dial, overdue targets are not a deadline: they
         // wait for a link to go (which is an event)
-        let dial = self.dialer.has_room(self.links.len()).then(|| self.dialer.next_due()).flatten();
+        let dial =
+            self.dialer.has_room(self.counted_links()).then(|| self.dialer.next_due()).flatten();
         [Some(self.next_announce), dial, seeds, grace].into_iter().flatten().chain(handshakes).min()
     }
 
@@ -368,7 +409,7 @@ impl Node {
             self.surplus.iter().filter(|(_, t)| now >= **t).map(|(id, _)| *id).collect();
         for id in ended {
             self.surplus.remove(&id);
-            if self.links.len() > self.max_links {
+            if self.counted_links() > self.max_links {
                 self.close(id, CloseReason::Full);
             }
         }
@@ -379,7 +420,7 @@ impl Node {
                 self.dialer.retry_now(s.mac, now);
             }
         }
-        for d in self.dialer.poll(now, self.links.len()) {
+        for d in self.dialer.poll(now, self.counted_links()) {
             let id = self.new_id();
             self.conns.insert(
                 id,
@@ -393,7 +434,48 @@ impl Node {
             if let Some(s) = self.seeds.iter_mut().find(|s| s.mac == d.mac) {
                 (s.dialled_at, s.retry_at) = (now, None);
             }
-            self.actions.push_back(Action::Dial { id, mac: d.mac, addr: d.addr });
+            self.actions.push_back(Action::Dial { id, mac: d.mac, addr: d.addr, direct: false });
+        }
+    }
+
+    /// This node sends much traffic to `mac` through a relay (the TAP
+    /// thread's `core::direct::RelayMeter` said so): dials it for a direct
+    /// link, unless direct links are off or full, a link or dial to it
+    /// exists, no address of it is known, or a failed direct dial of it is
+    /// backing off. Returns whether it dials.
+    pub fn want_direct(&mut self, mac: Mac, now: u64) -> bool {
+        if mac == self.me
+            || !self.direct.may_dial(&mac, now)
+            || self.links.to_peer(&mac).is_some()
+            || self.conns.values().any(|c| c.origin.dialled() == Some(mac))
+        {
+            return false;
+        }
+        let Some(addr) = self.dialer.address_now(&mac, now) else { return false };
+        let id = self.new_id();
+        let conn =
+            Conn { origin: Origin::Direct(mac), addr, state: ConnState::Dialling, since: now };
+        self.conns.insert(id, conn);
+        self.actions.push_back(Action::Dial { id, mac, addr, direct: true });
+        true
+    }
+
+    /// The peer of link `id` said in its hello that it dialled the link as
+    /// a direct link: it no longer counts against `max_links` (nor is it
+    /// closed as surplus), if this node takes direct links and has room.
+    pub fn peer_direct(&mut self, id: LinkId, now: u64) {
+        let Some(info) = self.links.get(id) else { return };
+        if !info.outbound && self.direct.up(id, info.peer, now) {
+            self.surplus.remove(&id);
+        }
+    }
+
+    /// Link `id` had carried `bytes` in all (both ways, lanes included) at
+    /// `now`: a direct link idle for `direct_idle` is closed
+    /// ([`CloseReason::Idle`]).
+    pub fn traffic(&mut self, id: LinkId, bytes: u64, now: u64) {
+        if self.direct.traffic(id, bytes, now) {
+            self.close(id, CloseReason::Idle);
         }
     }
 
@@ -459,6 +541,7 @@ impl Node {
         self.admission.done(id);
         let outbound = !matches!(conn.origin, Origin::Accepted);
         let info = LinkInfo { id, peer, addr: conn.addr, outbound, ext, since: now };
+        let direct = conn.origin == Origin::Direct(peer);
         match self.links.admit(self.me, info.clone()) {
             links::Admit::Accept => {}
             links::Admit::Replace(old) => self.close(old, CloseReason::Replaced),
@@ -470,8 +553,11 @@ impl Node {
         if let Some(c) = self.conns.get_mut(&id) {
             c.state = ConnState::Up;
         }
+        if direct {
+            self.direct.up(id, peer, now);
+        }
         // max_links 0: a node that only waits to be dialled takes everyone
-        if !outbound && ext && self.max_links > 0 && self.links.len() > self.max_links {
+        if !outbound && ext && self.max_links > 0 && self.counted_links() > self.max_links {
             self.surplus.insert(id, now + GRACE);
         }
         // a link we dialled proves the address
@@ -498,10 +584,12 @@ impl Node {
         self.admission.done(id);
         self.surplus.remove(&id);
         let conn = self.conns.remove(&id);
+        let direct = self.direct.down(id);
         if let Some(info) = self.links.remove(id) {
             if self.links.to_peer(&info.peer).is_none() {
                 let short = now.saturating_sub(info.since) < SHORT_LINK;
-                if info.outbound && short && *reason == CloseReason::PeerClosed {
+                // (a direct link's far end closes it when idle)
+                if info.outbound && short && !direct && *reason == CloseReason::PeerClosed {
                     // the far end would not keep it (full, say): back off
                     self.dialer.dropped_early(info.peer, now);
                 } else {
@@ -512,7 +600,23 @@ impl Node {
             return Closed::Link(info);
         }
         let Some(conn) = conn else { return Closed::Unknown };
-        if let Origin::Dialled(mac) = conn.origin {
+        if let Origin::Direct(mac) = conn.origin {
+            if self.links.to_peer(&mac).is_none() && *reason != CloseReason::OwnNode {
+                self.direct.dial_failed(mac, now);
+                let first = self.dial_errors.get(&mac) != Some(reason);
+                if first {
+                    self.dial_errors.insert(mac, reason.clone());
+                }
+                let (addr, reason) = (conn.addr, reason.clone());
+                self.actions.push_back(Action::DialFailed {
+                    mac,
+                    addr,
+                    reason,
+                    first,
+                    direct: true,
+                });
+            }
+        } else if let Origin::Dialled(mac) = conn.origin {
             if *reason == CloseReason::OwnNode {
                 self.dialer.is_self(mac);
             } else if self.links.to_peer(&mac).is_none() {
@@ -521,7 +625,13 @@ impl Node {
                     self.dial_errors.insert(mac, reason.clone());
                 }
                 let (addr, reason) = (conn.addr, reason.clone());
-                self.actions.push_back(Action::DialFailed { mac, addr, reason, first });
+                self.actions.push_back(Action::DialFailed {
+                    mac,
+                    addr,
+                    reason,
+                    first,
+                    direct: false,
+                });
                 self.dialer.failed(mac, now);
                 if let Some(s) = self.seeds.iter_mut().find(|s| s.mac == mac) {
                     s.retry_at = Some(now.max(s.dialled_at + ISOLATED_RETRY));

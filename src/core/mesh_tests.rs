@@ -23,6 +23,8 @@ fn config(n: u8, seeds: &[u8]) -> NodeConfig {
         workers: 2,
         seeds: seeds.iter().map(|&s| (me(s), addr(s))).collect(),
         rng_seed: n as u64,
+        direct_rate: crate::core::direct::DEFAULT_RATE,
+        direct_idle: 10_000,
     }
 }
 
@@ -332,4 +334,154 @@ fn a_node_with_its_fill_of_links_has_no_dial_deadline() {
     let again = dials(&actions(&mut a));
     assert_eq!(again.len(), 1);
     assert_ne!(again[0].1, d[0].1, "{again:?}");
+}
+
+fn closes(acts: &[Action]) -> Vec<(LinkId, CloseReason)> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Close { id, reason } => Some((*id, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Node 1 with `max_links` 1, linked to its seed 2, which told it that
+/// node 3 listens at `addr(3)`.
+fn linked_to_a_relay() -> Node {
+    let mut a = Node::new(NodeConfig { max_links: 1, ..config(1, &[2]) });
+    a.handle_timeout(0);
+    let d = dials(&actions(&mut a));
+    assert!(a.established(d[0].0, me(2), true, 10));
+    a.learned(me(3), addr(3), me(2), 20);
+    actions(&mut a);
+    a
+}
+
+#[test]
+fn a_busy_destination_behind_a_relay_gets_a_direct_link_outside_max_links() {
+    let mut a = linked_to_a_relay();
+    assert!(!a.want_direct(me(4), 100), "no address known");
+    assert!(!a.want_direct(me(2), 100), "already a neighbour");
+    assert!(a.want_direct(me(3), 100));
+    let acts = actions(&mut a);
+    let [Action::Dial { id, mac, addr: at, direct: true }] = acts[..] else { panic!("{acts:?}") };
+    assert_eq!((mac, at), (me(3), addr(3)));
+    assert_eq!(a.state(id), Some(ConnState::Dialling));
+    assert!(!a.want_direct(me(3), 150), "a dial is under way");
+    assert!(actions(&mut a).is_empty());
+    assert!(a.established(id, me(3), true, 200));
+    assert!(a.is_direct(id));
+    assert_eq!(a.links().len(), 2);
+    actions(&mut a);
+    // the direct link does not count: the node has its fill of one link
+    // and no dial is due, however many targets it knows
+    a.learned(me(5), addr(5), me(2), 300);
+    a.handle_timeout(300);
+    assert!(dials(&actions(&mut a)).is_empty());
+    assert!(!a.want_direct(me(3), 400), "linked now");
+}
+
+#[test]
+fn a_direct_link_is_closed_once_idle_and_its_node_can_be_dialled_again() {
+    let mut a = linked_to_a_relay();
+    a.want_direct(me(3), 100);
+    let id = dials(&actions(&mut a))[0].0;
+    a.established(id, me(3), true, 200);
+    actions(&mut a);
+    // 1 MB a second for 10 s, then 1 kB a second (announcements)
+    let mut total = 0;
+    let mut closed_at = None;
+    for s in 1..=40u64 {
+        total += if s <= 10 { 1_000_000 } else { 1_000 };
+        a.traffic(id, total, 200 + s * 1000);
+        if let [(c, CloseReason::Idle)] = closes(&actions(&mut a))[..] {
+            assert_eq!(c, id);
+            closed_at = Some(s);
+            break;
+        }
+    }
+    // idle from 11 s on, closed 10 s (direct_idle) after the last busy
+    // second
+    assert_eq!(closed_at, Some(20));
+    assert!(matches!(a.closed(id, &CloseReason::Idle, 20_300), Closed::Link(_)));
+    assert!(!a.is_direct(id));
+    assert_eq!(a.links().len(), 1);
+    // traffic through the relay again: dialled again, no back-off
+    assert!(a.want_direct(me(3), 20_400));
+}
+
+#[test]
+fn a_failed_direct_dial_backs_off_and_says_so_once() {
+    let mut a = linked_to_a_relay();
+    let mut t = 100;
+    let mut gaps = Vec::new();
+    let mut firsts = Vec::new();
+    let mut last = t;
+    for _ in 0..3 {
+        // the TAP thread says so twice a second while traffic stays relayed
+        while !a.want_direct(me(3), t) {
+            t += 500;
+        }
+        gaps.push(t - last);
+        let id = dials(&actions(&mut a))[0].0;
+        let refused = CloseReason::ConnectFailed(std::io::ErrorKind::ConnectionRefused);
+        a.closed(id, &refused, t + 5);
+        let acts = actions(&mut a);
+        let [Action::DialFailed { direct: true, first, .. }] = acts[..] else { panic!("{acts:?}") };
+        firsts.push(first);
+        last = t;
+    }
+    assert_eq!(firsts, vec![true, false, false]);
+    // at once, then after 30 s, then after 60 s (on the half second)
+    assert_eq!(gaps[0], 0);
+    assert!((30_000..=30_500).contains(&gaps[1]), "{gaps:?}");
+    assert!((60_000..=60_500).contains(&gaps[2]), "{gaps:?}");
+    // the relay link is untouched, and no ordinary dial was charged
+    assert_eq!(a.links().len(), 1);
+}
+
+#[test]
+fn a_node_takes_a_direct_link_outside_max_links_but_only_so_many() {
+    use crate::core::direct::MAX_DIRECT;
+    // node 1 is full with one link; nodes 10.. dial it as direct links
+    let mut b = Node::new(NodeConfig { max_links: 1, ..config(1, &[]) });
+    let first = b.accept(addr(2), 0).unwrap();
+    assert!(b.established(first, me(2), true, 0));
+    let mut ids = Vec::new();
+    for i in 0..MAX_DIRECT as u8 + 2 {
+        let id = b.accept(addr(10 + i), 0).unwrap();
+        assert!(b.established(id, me(10 + i), true, 0));
+        // their hellos say so
+        b.peer_direct(id, 1);
+        ids.push(id);
+    }
+    actions(&mut b);
+    b.handle_timeout(GRACE);
+    let mut full: Vec<LinkId> = closes(&actions(&mut b))
+        .into_iter()
+        .filter(|(_, r)| *r == CloseReason::Full)
+        .map(|(id, _)| id)
+        .collect();
+    full.sort();
+    // the first MAX_DIRECT stay; the two beyond are surplus like any other
+    assert_eq!(full, ids[MAX_DIRECT..].to_vec());
+    assert!(ids[..MAX_DIRECT].iter().all(|id| b.is_direct(*id)));
+    assert!(!b.is_direct(first));
+}
+
+#[test]
+fn with_direct_off_nothing_is_dialled_or_taken_outside_max_links() {
+    let mut a = Node::new(NodeConfig { max_links: 1, direct_rate: 0, ..config(1, &[2]) });
+    a.handle_timeout(0);
+    let d = dials(&actions(&mut a));
+    a.established(d[0].0, me(2), true, 10);
+    a.learned(me(3), addr(3), me(2), 20);
+    assert!(!a.want_direct(me(3), 100));
+    let id = a.accept(addr(4), 200).unwrap();
+    a.established(id, me(4), true, 200);
+    a.peer_direct(id, 201);
+    assert!(!a.is_direct(id));
+    actions(&mut a);
+    a.handle_timeout(200 + GRACE);
+    assert_eq!(closes(&actions(&mut a)), vec![(id, CloseReason::Full)]);
 }

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod dedup;
 pub mod deframer;
 pub mod dialer;
+pub mod direct;
 pub mod engine;
 pub mod expiry;
 pub mod fq;

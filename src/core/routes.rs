@@ -289,6 +289,12 @@ impl RouteTable {
         self.shard(mac).read().get(mac).map(|r| r.link)
     }
 
+    /// The link to `mac` and the neighbour at its far end (`mac` itself
+    /// when it is a neighbour).
+    pub fn next_hop_via(&self, mac: &Mac) -> Option<(LinkId, Mac)> {
+        self.shard(mac).read().get(mac).map(|r| (r.link, r.via))
+    }
+
     /// The whole route to `mac`.
     pub fn get(&self, mac: &Mac) -> Option<Route> {
         self.shard(mac).read().get(mac).copied()

@@ -179,6 +179,9 @@ named_enum! {
         Lane = "lane",
         /// The event loop could not watch the socket.
         Internal = "internal",
+        /// A direct link (dialled because traffic went through a relay)
+        /// fell idle.
+        Idle = "idle",
     }
 }
 

@@ -453,6 +453,11 @@ pub mod hello_flags {
     /// The sender takes a `0x06` route table when the link comes up, and
     /// answers `0x07` route requests.
     pub const ROUTES: u32 = 16;
+    /// The sender dialled this link on demand, as a direct link to a node
+    /// it sent much traffic through a relay (`core::direct`): the far end
+    /// does not count it against `max_links` (while it has room for
+    /// direct links), and either end closes it once idle.
+    pub const DIRECT: u32 = 32;
 }
 
 /// `0x07`: nodes whose routes a neighbour lost with a link.

@@ -228,7 +228,7 @@ pub fn format_links(links: &[LinkEntry]) -> String {
         t.push_str(&row([
             &l.peer,
             &l.addr,
-            &l.direction,
+            &if l.direct { format!("{} direct", l.direction) } else { l.direction.clone() },
             // a link with lanes: "invpnd+lane", "invpnd+5lanes"
             &match l.lanes.max(u64::from(l.lane)) {
                 0 => l.protocol.clone(),

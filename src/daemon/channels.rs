@@ -204,6 +204,18 @@ pub enum ToSupervisor {
         /// The peer's certificate chain, checked again on reload.
         chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     },
+    /// A link's peer said in its hello that it dialled the link as a
+    /// direct link (`core::direct`).
+    PeerDirect {
+        /// The link.
+        id: LinkId,
+    },
+    /// The TAP thread sends much traffic to `peer` through a relay: dial
+    /// it for a direct link (a hint, repeated while it holds).
+    WantDirect {
+        /// The destination.
+        peer: Mac,
+    },
     /// Something the engine reported.
     Engine(Event),
     /// A thread hit an error the daemon cannot run without (the TAP
@@ -390,7 +402,9 @@ impl SupervisorHandle {
     /// Tells the supervisor something.
     pub fn send(&self, m: ToSupervisor) {
         let sent = match m {
-            ToSupervisor::Engine(_) => self.events.try_send(m).is_ok(),
+            ToSupervisor::Engine(_) | ToSupervisor::WantDirect { .. } => {
+                self.events.try_send(m).is_ok()
+            }
             m => self.tx.send(m).is_ok(),
         };
         if sent {

@@ -598,6 +598,7 @@ impl Supervisor {
                     peer: l.peer.to_string(),
                     addr: l.addr.to_string(),
                     direction: l.direction().to_string(),
+                    direct: self.node.is_direct(l.id),
                     protocol: l.protocol().to_string(),
                     uptime_secs: now.saturating_sub(l.since) / 1000,
                     bytes_in: get(&|s| &s.bytes_in),

@@ -396,7 +396,7 @@ impl Link {
             return None;
         }
         match (self.origin, self.state) {
-            (Origin::Dialled(peer), State::Up(_)) => {
+            (Origin::Dialled(peer) | Origin::Direct(peer), State::Up(_)) => {
                 self.lanes_asked = true;
                 Some(peer)
             }

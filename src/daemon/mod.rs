@@ -67,6 +67,9 @@ pub struct Settings {
     /// Lanes the side that dialled a link dials for it (sparse lanes and
     /// stripes; 0 without lanes).
     pub lanes_wanted: usize,
+    /// `[network] direct`: bytes a second to one node through a relay
+    /// that make a direct link (0: off).
+    pub direct_rate: u64,
 }
 
 impl Settings {
@@ -401,6 +404,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             } else {
                 0
             },
+            direct_rate: cfg.network.direct,
         },
     });
 

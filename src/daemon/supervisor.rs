@@ -213,6 +213,8 @@ impl Supervisor {
             workers: shared.workers.len(),
             seeds: cfg.network.init.iter().map(|s| (s.mac, s.addr)).collect(),
             rng_seed: fastrand::u64(..),
+            direct_rate: cfg.network.direct,
+            direct_idle: cfg.network.direct_idle.as_millis() as u64,
         });
         // Entries without a date (from a 0.4 cache) age from now on.
         cache.date_undated(crate::daemon::clock::unix_ms() / 1000);
@@ -373,7 +375,7 @@ impl Supervisor {
     fn execute(&mut self) {
         while let Some(action) = self.node.poll_action() {
             match action {
-                Action::Dial { id, mac, addr } => self.start_dial(id, mac, addr),
+                Action::Dial { id, mac, addr, direct } => self.start_dial(id, mac, addr, direct),
                 Action::Close { id, reason } => {
                     if reason == CloseReason::Admission {
                         self.shared.engine.stats().add(Counter::ConnectionsRefused, 1);
@@ -391,10 +393,16 @@ impl Supervisor {
                 Action::Remember { peer, addr } => {
                     self.cache.learn(peer, addr, self.shared.clock.now().unix_ms / 1000);
                 }
-                Action::DialFailed { mac, addr, reason, first: true } => {
+                Action::DialFailed { mac, addr, reason, first: true, direct: false } => {
                     warn!("cannot link to {mac} at {addr}: {reason} (retrying with back-off)");
                 }
-                Action::DialFailed { mac, addr, reason, first: false } => {
+                Action::DialFailed { mac, addr, reason, first: true, direct: true } => {
+                    info!(
+                        "no direct link to {mac} at {addr}: {reason} (its traffic stays on the \
+                         relay; retrying with back-off)"
+                    );
+                }
+                Action::DialFailed { mac, addr, reason, first: false, .. } => {
                     debug!("cannot link to {mac} at {addr}: {reason}");
                 }
             }
@@ -423,6 +431,7 @@ impl Supervisor {
             self.node.dialer_mut().prune(now.mono);
         }
         self.log_refusals(now.mono);
+        self.sample_direct(now.mono);
         // Every 10 minutes: addresses are learned only when they change, so
         // the hearsay of nodes still announcing the address they had is
         // refreshed from the routes, and the cache entries of the nodes we
@@ -447,6 +456,29 @@ impl Supervisor {
             self.last_cache_write.is_none_or(|t| now.mono.saturating_sub(t) >= CACHE_WRITE_MS);
         if self.cache.is_dirty() && due {
             self.save_cache();
+        }
+    }
+
+    /// Tells the link lifecycle what each direct link has carried (its
+    /// lanes included), so that an idle one is closed.
+    fn sample_direct(&mut self, now: u64) {
+        let bytes = |s: &LinkStats| {
+            s.bytes_in.load(std::sync::atomic::Ordering::Relaxed)
+                + s.bytes_out.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let direct: Vec<LinkId> = self
+            .node
+            .links()
+            .all()
+            .into_iter()
+            .map(|l| l.id)
+            .filter(|id| self.node.is_direct(*id))
+            .collect();
+        for id in direct {
+            let lanes = self.lanes.lanes_of(id).iter().filter_map(|l| self.lane_stats.get(l));
+            let total = self.link_stats.get(&id).map_or(0, |s| bytes(s))
+                + lanes.map(|s| bytes(s)).sum::<u64>();
+            self.node.traffic(id, total, now);
         }
     }
 
@@ -508,8 +540,12 @@ impl Supervisor {
         }
     }
 
-    fn start_dial(&mut self, id: LinkId, mac: Mac, addr: SocketAddr) {
-        debug!("dialling {mac}@{addr}");
+    fn start_dial(&mut self, id: LinkId, mac: Mac, addr: SocketAddr, direct: bool) {
+        if direct {
+            info!("dialling {mac}@{addr} for a direct link: much of our traffic to it goes through a relay");
+        } else {
+            debug!("dialling {mac}@{addr}");
+        }
         let now = self.shared.clock.mono();
         let stream = match net::connect(addr, &self.tuning) {
             Ok(s) => s,
@@ -528,7 +564,7 @@ impl Supervisor {
                 id,
                 stream,
                 addr,
-                Origin::Dialled(mac),
+                if direct { Origin::Direct(mac) } else { Origin::Dialled(mac) },
                 rustls::Connection::Client(c),
             ),
             Err(e) => {
@@ -622,6 +658,10 @@ impl Supervisor {
                 }
             }
             ToSupervisor::WantLane { link, peer } => self.dial_lane(link, peer),
+            ToSupervisor::WantDirect { peer } => {
+                self.node.want_direct(peer, now.mono);
+            }
+            ToSupervisor::PeerDirect { id } => self.node.peer_direct(id, now.mono),
             ToSupervisor::LaneUp { id, peer, stats, chain } => self.lane_up(id, peer, stats, chain),
             ToSupervisor::LinkDown { id, origin, reason } => {
                 self.shared.engine.stats().closed(reason.cause());

@@ -14,6 +14,7 @@ use log::{error, info, warn};
 use super::channels::{Spinner, ToSupervisor};
 use super::Shared;
 use crate::config::Interface;
+use crate::core::direct::RelayMeter;
 use crate::core::offload::VNET_HDR_LEN;
 use crate::core::stats::{Counter, DropReason};
 use crate::core::wire::{FRAME_HEADROOM, VNET_READ_AT};
@@ -396,7 +397,7 @@ pub fn run(
     }) {
         return fatal("polling", e);
     }
-    let mut inbound = Inbound::new(vnet);
+    let mut inbound = Inbound::new(vnet, shared.settings.direct_rate);
     let mut events = mio::Events::with_capacity(4);
     let mut spinner = Spinner::default();
     loop {
@@ -465,12 +466,15 @@ struct Inbound {
     buf: Vec<u8>,
     at: usize,
     vnet: bool,
+    /// What goes to each node through a relay (direct links on demand).
+    meter: RelayMeter,
 }
 
 impl Inbound {
-    fn new(vnet: bool) -> Inbound {
+    fn new(vnet: bool, direct_rate: u64) -> Inbound {
         let at = if vnet { VNET_READ_AT } else { FRAME_HEADROOM };
-        Inbound { buf: vec![0u8; at + VNET_HDR_LEN + 65536 + 64], at, vnet }
+        let buf = vec![0u8; at + VNET_HDR_LEN + 65536 + 64];
+        Inbound { buf, at, vnet, meter: RelayMeter::new(direct_rate) }
     }
 
     /// Reads up to [`BATCH`] frames, until the TAP is empty, and hands each
@@ -501,9 +505,16 @@ impl Inbound {
         } else {
             shared.engine.tap_frame(buf, len, now)
         };
+        let relay = match &action {
+            TapAction::Unicast { relay, .. } | TapAction::Segments { relay, .. } => *relay,
+            _ => None,
+        };
+        if let Some(peer) = relay.and_then(|dst| self.meter.relayed(dst, len, now.mono)) {
+            shared.supervisor.send(ToSupervisor::WantDirect { peer });
+        }
         match action {
-            TapAction::Unicast { link, msg } => shared.send_to_link(link, buf[msg].to_vec()),
-            TapAction::Segments { link, msgs } => {
+            TapAction::Unicast { link, msg, .. } => shared.send_to_link(link, buf[msg].to_vec()),
+            TapAction::Segments { link, msgs, .. } => {
                 msgs.into_iter().for_each(|m| shared.send_to_link(link, m))
             }
             TapAction::Flood { msg } => shared.flood_workers(None, &buf[msg], &Fanout::all()),

@@ -250,6 +250,9 @@ impl Output for Out<'_> {
             // lanes are dialled once the link carries frames
             l.peer_lanes = flags & wire::hello_flags::LANES != 0;
             l.peer_twins = flags & wire::hello_flags::TWINS != 0;
+            if flags & wire::hello_flags::DIRECT != 0 && l.origin == Origin::Accepted {
+                self.shared.supervisor.send(ToSupervisor::PeerDirect { id: link });
+            }
         }
     }
 
@@ -463,7 +466,7 @@ impl Worker {
         let ctx = LinkCtx { id: link.id, peer, addr: link.addr, ext };
         link.state = State::Deciding(ctx);
         link.last_rx = now.mono;
-        let outbound = matches!(link.origin, Origin::Dialled(_));
+        let outbound = link.origin.dialled().is_some();
         let not_after = link
             .tls
             .peer_certificates()
@@ -497,12 +500,17 @@ impl Worker {
             .map(|s| format!("{:?}", s.suite()))
             .unwrap_or_default();
         info!(
-            "link up: peer={} addr={} dir={} proto={} tls={suite} link={}",
+            "link up: peer={} addr={} dir={} proto={} tls={suite} link={}{}",
             ctx.peer,
             ctx.addr,
-            links::direction_label(matches!(link.origin, Origin::Dialled(_))),
+            links::direction_label(link.origin.dialled().is_some()),
             links::protocol_label(ctx.ext),
-            ctx.id
+            ctx.id,
+            if matches!(link.origin, Origin::Direct(_)) {
+                " direct (traffic went through a relay)"
+            } else {
+                ""
+            }
         );
         if ctx.ext {
             // invpnd extensions: say what we accept (0.4 never sees this).
@@ -510,6 +518,9 @@ impl Worker {
             let mut flags = wire::hello_flags::OFFLOADED | self.shared.engine.hello_flags();
             if self.shared.settings.lanes() {
                 flags |= wire::hello_flags::LANES | wire::hello_flags::TWINS;
+            }
+            if matches!(link.origin, Origin::Direct(_)) {
+                flags |= wire::hello_flags::DIRECT;
             }
             wire::encode_hello(&mut hello, flags);
             self.out().queue_local(slot, &hello);
@@ -851,7 +862,7 @@ impl Worker {
                 debug!("link to {} closed before use: {reason} link={}", ctx.peer, ctx.id)
             }
             State::Handshaking => match link.origin {
-                Origin::Dialled(mac) | Origin::Lane(mac, _) => {
+                Origin::Dialled(mac) | Origin::Direct(mac) | Origin::Lane(mac, _) => {
                     debug!("dial to {mac} at {} failed: {reason}", link.addr)
                 }
                 Origin::Accepted => {
