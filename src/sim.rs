@@ -130,6 +130,10 @@ struct End {
     up: bool,
     /// When the last message sent on it arrives (messages keep their order).
     last_at: u64,
+    /// The connection's id in the node's link lifecycle (dialled meshes).
+    conn: LinkId,
+    /// When a message last arrived on it.
+    heard: u64,
 }
 
 struct SimNode {
@@ -316,6 +320,8 @@ impl Sim {
                 latency,
                 up: true,
                 last_at: 0,
+                conn: NOT_YET,
+                heard: 0,
             });
             nodes[b].links.push(End {
                 ctx: cb,
@@ -324,6 +330,8 @@ impl Sim {
                 latency,
                 up: true,
                 last_at: 0,
+                conn: NOT_YET,
+                heard: 0,
             });
             nodes[a].engine.link_up(&ca, now);
             nodes[b].engine.link_up(&cb, now);
@@ -460,7 +468,17 @@ impl Sim {
         let ctx =
             LinkCtx { id: LinkId(pos as u64), peer: node_mac(j), addr: node_addr(j), ext: true };
         let latency = self.latency(i, j);
-        let end = End { ctx, peer_node: j, peer_link, latency, up: true, last_at: 0 };
+        let now = self.now;
+        let end = End {
+            ctx,
+            peer_node: j,
+            peer_link,
+            latency,
+            up: true,
+            last_at: 0,
+            conn: id,
+            heard: now,
+        };
         self.nodes[i].links.push(end);
         self.nodes[i].pos_of.insert(id, pos);
         let peer_end = self.nodes[j].pos_of.get(&jid).copied();
@@ -510,7 +528,12 @@ impl Sim {
     /// Runs node `i`'s lifecycle timers now, and what they ask for.
     fn run_timers(&mut self, i: usize) {
         let now = self.now;
-        if let Some(n) = self.nodes[i].node.as_mut() {
+        let node = &mut self.nodes[i];
+        if let Some(n) = node.node.as_mut() {
+            // what arrived since: the silence timer's input
+            for e in node.links.iter().filter(|e| e.up && e.conn != NOT_YET) {
+                n.heard(e.conn, e.heard);
+            }
             n.handle_timeout(now);
         }
         self.drive(i);
@@ -700,11 +723,18 @@ impl Sim {
 
     fn handle(&mut self, to: usize, link: LinkId, bytes: &[u8]) {
         let now = self.clock();
-        let node = &self.nodes[to];
-        let Some(end) = node.links.get(link.0 as usize).copied() else { return };
+        let Some(end) = self.nodes[to].links.get_mut(link.0 as usize) else { return };
         if !end.up {
             return;
         }
+        end.heard = now.mono;
+        let end = *end;
+        if end.conn != NOT_YET && wire::kind_of(bytes) == Some(wire::kind::DIRECT_ANNOUNCE) {
+            if let Some(n) = self.nodes[to].node.as_mut() {
+                n.announced(end.conn, now.mono);
+            }
+        }
+        let node = &self.nodes[to];
         let mut out = Collect {
             node: to,
             links: &node.links,
@@ -771,6 +801,15 @@ impl Sim {
             count == n
         });
         (done && self.converged()).then(|| self.now - start)
+    }
+
+    /// Node `i` goes silent without closing anything (a cut cable, a
+    /// frozen host): its neighbours notice only by their silence timers.
+    pub fn cut(&mut self, i: usize) {
+        self.nodes[i].alive = false;
+        for e in &mut self.nodes[i].links {
+            e.up = false;
+        }
     }
 
     /// Crashes node `i`: its links go down at both ends, as the kernel

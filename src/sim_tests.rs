@@ -281,3 +281,44 @@ fn a_mesh_with_0_4_nodes_converges_delivers_broadcasts_once_and_routes_around_a_
     sim.settle(sim.cfg.announce_interval + 500);
     assert_eq!(sim.reachability(10_000), (44 * 43, 44 * 43));
 }
+
+#[test]
+fn a_node_gone_silent_is_noticed_after_three_intervals_and_routed_around() {
+    // a cut cable: the best-connected node stops answering without
+    // closing anything; its neighbours' silence timers (core::liveness,
+    // in the link lifecycle) close their links after three announce
+    // intervals, and the mesh repairs its routes as after a crash
+    let cfg =
+        SimConfig { announce_interval: 1_000, ..SimConfig::dialled(40, 9, Dialled::default()) };
+    let mut sim = Sim::new(cfg);
+    sim.settle(1_000);
+    sim.converge(4_000).expect("converged");
+    sim.settle(15_000);
+    let mut order: Vec<usize> = (0..40).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(sim.neighbours(*i).len()));
+    let v = order[0];
+    let had: Vec<usize> = sim.neighbours(v).into_iter().map(|(j, _)| j).collect();
+    assert!(had.len() >= 8, "{had:?}");
+    let cut_at = sim.now();
+    sim.cut(v);
+    // nothing is noticed until three intervals after the last message
+    // from it, which came at most an interval before the cut
+    sim.settle(1_900);
+    let still = had.iter().filter(|j| sim.neighbours(**j).iter().any(|(p, _)| *p == v)).count();
+    assert_eq!(still, had.len(), "links to the silent node closed before three intervals");
+    let (ok, all) = sim.reachability(10_000);
+    assert!(ok < all, "no pair routed through the silent node");
+    // then every link to it goes, and every live pair reaches the other
+    let mut recovered = None;
+    while sim.now() < cut_at + 10_000 {
+        sim.settle(50);
+        let gone = had.iter().all(|j| sim.neighbours(*j).iter().all(|(p, _)| *p != v));
+        if gone && sim.reachability(10_000).0 == sim.reachability(10_000).1 {
+            recovered = Some(sim.now() - cut_at);
+            break;
+        }
+    }
+    let took = recovered.expect("not routed around the silent node within 10 s");
+    eprintln!("routed around the silent node {took} ms after the cut");
+    assert!((2_000..=3_500).contains(&took), "routed around {took} ms after the cut");
+}

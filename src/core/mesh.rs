@@ -19,7 +19,9 @@
 //! ```
 //!
 //! A connection that is not up within the handshake timeout is closed with
-//! [`CloseReason::HandshakeTimeout`]. A node with no link at all retries its
+//! [`CloseReason::HandshakeTimeout`]; a link on which nothing arrives for
+//! three announce intervals (`core::liveness`) with
+//! [`CloseReason::Silent`]. A node with no link at all retries its
 //! seeds at most [`ISOLATED_RETRY`] apart, whatever their back-off, so that
 //! a node whose seed was overloaded when it started joins as soon as the
 //! seed recovers.
@@ -49,6 +51,7 @@ use super::admission::{self, Admission};
 use super::dialer::{self, Dialer, Learn};
 use super::direct::DirectLinks;
 use super::links::{self, CloseReason, LinkInfo, LinkTable};
+use super::liveness::Liveness;
 use super::mac::Mac;
 use super::LinkId;
 
@@ -253,6 +256,8 @@ pub struct Node {
     dial_errors: HashMap<Mac, CloseReason>,
     /// The direct links, and the back-off of direct dials.
     direct: DirectLinks,
+    /// When each link last heard anything, and its peer's interval.
+    live: HashMap<LinkId, Liveness>,
     actions: VecDeque<Action>,
 }
 
@@ -281,6 +286,7 @@ impl Node {
             seeds: cfg.seeds.iter().map(|&(mac, _)| Seed::new(mac)).collect(),
             dial_errors: HashMap::new(),
             direct: DirectLinks::new(cfg.direct_rate, cfg.direct_idle),
+            live: HashMap::new(),
             actions: VecDeque::new(),
         }
     }
@@ -371,7 +377,40 @@ impl Node {
         // wait for a link to go (which is an event)
         let dial =
             self.dialer.has_room(self.counted_links()).then(|| self.dialer.next_due()).flatten();
-        [Some(self.next_announce), dial, seeds, grace].into_iter().flatten().chain(handshakes).min()
+        let silence = self.silent_links().map(|(_, deadline, _)| deadline).min();
+        [Some(self.next_announce), dial, seeds, grace, silence]
+            .into_iter()
+            .flatten()
+            .chain(handshakes)
+            .min()
+    }
+
+    /// Each link not being closed, when it is silent for too long if
+    /// nothing more arrives, and that limit.
+    fn silent_links(&self) -> impl Iterator<Item = (LinkId, u64, u64)> + '_ {
+        let interval = self.announce_interval;
+        self.live
+            .iter()
+            .filter(|(id, _)| self.conns.get(*id).is_none_or(|c| c.state != ConnState::Closing))
+            .filter_map(move |(id, l)| {
+                let ext = self.links.get(*id)?.ext;
+                Some((*id, l.deadline(interval, ext), l.limit(interval, ext)))
+            })
+    }
+
+    /// Something arrived on link `id` at `at` (the shells report the
+    /// latest arrival before the node's timers run).
+    pub fn heard(&mut self, id: LinkId, at: u64) {
+        if let Some(l) = self.live.get_mut(&id) {
+            l.heard(at);
+        }
+    }
+
+    /// The peer's own announcement arrived on link `id` at `at`.
+    pub fn announced(&mut self, id: LinkId, at: u64) {
+        if let Some(l) = self.live.get_mut(&id) {
+            l.announced(at);
+        }
     }
 
     /// The connections whose handshake runs, and since when.
@@ -404,6 +443,14 @@ impl Node {
             .collect();
         for id in late {
             self.close(id, CloseReason::HandshakeTimeout(self.handshake_timeout));
+        }
+        let silent: Vec<(LinkId, u64)> = self
+            .silent_links()
+            .filter(|(_, deadline, _)| now >= *deadline)
+            .map(|(id, _, limit)| (id, limit))
+            .collect();
+        for (id, limit) in silent {
+            self.close(id, CloseReason::Silent(limit));
         }
         let ended: Vec<LinkId> =
             self.surplus.iter().filter(|(_, t)| now >= **t).map(|(id, _)| *id).collect();
@@ -556,6 +603,7 @@ impl Node {
         if direct {
             self.direct.up(id, peer, now);
         }
+        self.live.insert(id, Liveness::new(now));
         // max_links 0: a node that only waits to be dialled takes everyone
         if !outbound && ext && self.max_links > 0 && self.counted_links() > self.max_links {
             self.surplus.insert(id, now + GRACE);
@@ -585,6 +633,7 @@ impl Node {
         self.surplus.remove(&id);
         let conn = self.conns.remove(&id);
         let direct = self.direct.down(id);
+        self.live.remove(&id);
         if let Some(info) = self.links.remove(id) {
             if self.links.to_peer(&info.peer).is_none() {
                 let short = now.saturating_sub(info.since) < SHORT_LINK;

@@ -485,3 +485,36 @@ fn with_direct_off_nothing_is_dialled_or_taken_outside_max_links() {
     a.handle_timeout(200 + GRACE);
     assert_eq!(closes(&actions(&mut a)), vec![(id, CloseReason::Full)]);
 }
+
+#[test]
+fn a_silent_link_is_closed_after_three_intervals_of_the_slower_side() {
+    let mut a = Node::new(NodeConfig { announce_interval: 1_000, ..config(1, &[]) });
+    let fast = a.accept(addr(2), 0).unwrap();
+    let old = a.accept(addr(3), 0).unwrap();
+    a.established(fast, me(2), true, 0);
+    a.established(old, me(3), false, 0);
+    actions(&mut a);
+    // the invpnd peer announces every second: 3 s of silence is enough;
+    // the 0.4 peer is taken at its 5 s
+    for t in [1_000, 2_000, 3_000] {
+        a.announced(fast, t);
+        a.announced(old, t);
+    }
+    a.handle_timeout(6_000);
+    assert!(closes(&actions(&mut a)).is_empty());
+    assert!(a.poll_timeout().is_some_and(|t| t <= 6_001), "the silence deadline");
+    // something arrived meanwhile (reported late): the deadline moves
+    a.heard(fast, 4_000);
+    a.handle_timeout(7_000);
+    assert!(closes(&actions(&mut a)).is_empty());
+    a.handle_timeout(7_001);
+    assert_eq!(closes(&actions(&mut a)), vec![(fast, CloseReason::Silent(3_000))]);
+    // a link being closed is no deadline any more
+    assert!(a.poll_timeout().is_some_and(|t| t > 7_001));
+    a.closed(fast, &CloseReason::Silent(3_000), 7_002);
+    // the 0.4 peer's link lasts 15 s from its last message
+    a.handle_timeout(18_000);
+    assert!(closes(&actions(&mut a)).is_empty());
+    a.handle_timeout(18_001);
+    assert_eq!(closes(&actions(&mut a)), vec![(old, CloseReason::Silent(15_000))]);
+}

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod inflight;
 pub mod lane;
 pub mod links;
+pub mod liveness;
 pub mod mac;
 pub mod mesh;
 pub mod offload;

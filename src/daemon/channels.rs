@@ -216,6 +216,15 @@ pub enum ToSupervisor {
         /// The destination.
         peer: Mac,
     },
+    /// A link's peer's own announcement arrived (its announce interval,
+    /// for the silence timer; dropped when the channel is full, which
+    /// only makes the timer more lenient).
+    Announced {
+        /// The link.
+        id: LinkId,
+        /// When (monotonic ms).
+        at: u64,
+    },
     /// Something the engine reported.
     Engine(Event),
     /// A thread hit an error the daemon cannot run without (the TAP
@@ -402,9 +411,9 @@ impl SupervisorHandle {
     /// Tells the supervisor something.
     pub fn send(&self, m: ToSupervisor) {
         let sent = match m {
-            ToSupervisor::Engine(_) | ToSupervisor::WantDirect { .. } => {
-                self.events.try_send(m).is_ok()
-            }
+            ToSupervisor::Engine(_)
+            | ToSupervisor::WantDirect { .. }
+            | ToSupervisor::Announced { .. } => self.events.try_send(m).is_ok(),
             m => self.tx.send(m).is_ok(),
         };
         if sent {

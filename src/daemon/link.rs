@@ -278,11 +278,6 @@ pub struct Link {
     pub error_log: LogLimit,
     /// Suspicious messages logged: one a minute.
     pub suspicion_log: LogLimit,
-    /// When the peer's own announcement (0x00) last arrived, and the gaps
-    /// between the last few: the peer's announce interval, as observed.
-    last_announce: u64,
-    gaps: [u64; 8],
-    gap_at: usize,
     /// Whether the peer's hello said it takes `0x82` offloaded frames.
     pub peer_offload: bool,
     /// How much may be handed to the socket (about one bandwidth-delay
@@ -332,9 +327,6 @@ impl Link {
             error_budget: ERROR_BUDGET,
             error_log: LogLimit::new(10_000, 1),
             suspicion_log: LogLimit::new(60_000, 1),
-            last_announce: 0,
-            gaps: [0; 8],
-            gap_at: 0,
             peer_offload: false,
             notsent_lowat: cap.notsent_max,
             cap: InflightCap::new(cap),
@@ -346,25 +338,12 @@ impl Link {
         }
     }
 
-    /// Notes the arrival of the peer's own announcement.
-    pub fn note_announce(&mut self, now: u64) {
-        if self.last_announce > 0 {
-            self.gaps[self.gap_at % self.gaps.len()] = now - self.last_announce;
-            self.gap_at += 1;
-        }
-        self.last_announce = now;
-    }
-
-    /// How long the link may stay silent (ms): three announce intervals,
-    /// ours or the peer's as observed, whichever is longer. Until two of the
-    /// peer's announcements have been seen, and always for 0.4 peers (which
-    /// announce every 5 s), the peer's interval is taken as at least 5 s.
-    pub fn silence_limit(&self, own_interval: u64) -> u64 {
-        let observed = self.gaps.iter().copied().max().unwrap_or(0);
-        let legacy = !matches!(self.state, State::Up(ctx) if ctx.ext);
-        let peer =
-            if self.gap_at == 0 || legacy { observed.max(LEGACY_INTERVAL) } else { observed };
-        3 * own_interval.max(peer)
+    /// Something arrived at `now`: the supervisor reads it (the link
+    /// lifecycle's silence timer, `core::liveness`) without waiting for
+    /// the next sample.
+    pub fn heard(&mut self, now: u64) {
+        self.last_rx = now;
+        self.stats.health.last_rx.store(now, Ordering::Relaxed);
     }
 
     /// The engine's view of the link, once it is up (never for a lane:
@@ -570,9 +549,6 @@ impl Link {
     }
 }
 
-/// invpn 0.4's fixed announce interval (ms).
-pub const LEGACY_INTERVAL: u64 = 5_000;
-
 /// Malformed messages a link may send in a burst before it is closed.
 pub const ERROR_BUDGET: u32 = 100;
 /// Malformed messages forgiven per worker tick (500 ms): 10 per second.
@@ -668,89 +644,5 @@ mod tests {
         q.report(&stats);
         q.report(&stats);
         assert_eq!(stats.messages_out.load(Ordering::Relaxed), 9);
-    }
-
-    fn link_for_test(ext: bool) -> Link {
-        // a connected pair on loopback gives a real socket to hold
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let cfg = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(std::sync::Arc::new(NoCheck))
-            .with_no_client_auth();
-        let tls =
-            rustls::ClientConnection::new(std::sync::Arc::new(cfg), "x.test".try_into().unwrap())
-                .unwrap();
-        let mut link = Link::new(
-            LinkId(1),
-            TcpStream::from_std(s),
-            rustls::Connection::Client(tls),
-            "127.0.0.1:1".parse().unwrap(),
-            Origin::Accepted,
-            0,
-            FqConfig::default(),
-            CapConfig::default(),
-        );
-        let peer = crate::core::Mac([2, 0, 0, 0, 0, 1]);
-        link.state = State::Up(LinkCtx { id: LinkId(1), peer, addr: link.addr, ext });
-        link
-    }
-
-    #[derive(Debug)]
-    struct NoCheck;
-    impl rustls::client::danger::ServerCertVerifier for NoCheck {
-        fn verify_server_cert(
-            &self,
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &[rustls::pki_types::CertificateDer<'_>],
-            _: &rustls::pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Err(rustls::Error::General("unused".into()))
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Err(rustls::Error::General("unused".into()))
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            vec![]
-        }
-    }
-
-    #[test]
-    fn silence_limit_follows_the_slower_side() {
-        let mut l = link_for_test(true);
-        assert_eq!(l.silence_limit(1_000), 15_000, "5 s assumed until the peer's interval is seen");
-        for t in [1_000, 2_000, 3_000] {
-            l.note_announce(t);
-        }
-        assert_eq!(l.silence_limit(1_000), 3_000);
-        assert_eq!(l.silence_limit(5_000), 15_000, "our own interval when it is longer");
-        // a burst of triggered announcements does not shrink it below the
-        // largest recent gap
-        for t in [3_010, 3_020, 3_030] {
-            l.note_announce(t);
-        }
-        assert_eq!(l.silence_limit(1_000), 3_000);
-        let mut old = link_for_test(false);
-        for t in [1_000, 2_000, 3_000] {
-            old.note_announce(t);
-        }
-        assert_eq!(old.silence_limit(1_000), 15_000, "0.4 announces every 5 s");
     }
 }

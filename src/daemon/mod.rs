@@ -61,9 +61,6 @@ pub struct Settings {
     pub cap: crate::core::inflight::CapConfig,
     /// How long a handshake may take (ms).
     pub handshake_timeout: u64,
-    /// This node's announce interval (ms). A link is closed after three
-    /// announce intervals of silence: ours, or the peer's if it is longer.
-    pub announce_interval: u64,
     /// Lanes the side that dialled a link dials for it (sparse lanes and
     /// stripes; 0 without lanes).
     pub lanes_wanted: usize,
@@ -372,7 +369,6 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
     let (sup_tx, sup_rx) = unbounded();
     let (ev_tx, ev_rx) = bounded(SUPERVISOR_EVENTS);
     let (tap_tx, tap_rx) = bounded(TAP_QUEUE);
-    let interval = cfg.network.announce_interval.as_millis() as u64;
     let tap_poll = Poll::new().map_err(err("creating an event loop"))?;
     let tap_wake =
         Wake::new(Waker::new(tap_poll.registry(), tap::WAKER).map_err(err("creating a waker"))?);
@@ -398,7 +394,6 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
                 ..crate::core::inflight::CapConfig::default()
             },
             handshake_timeout: 10_000,
-            announce_interval: interval,
             lanes_wanted: if cfg.performance.lanes {
                 crate::core::lane::SPARSE_LANES + cfg.performance.stripes
             } else {

@@ -290,6 +290,7 @@ impl Supervisor {
             if now >= self.next_tick {
                 self.tick();
             }
+            self.report_heard();
             self.node.handle_timeout(now);
             self.execute();
             let trace_due = self.finish_traces().unwrap_or(u64::MAX);
@@ -456,6 +457,15 @@ impl Supervisor {
             self.last_cache_write.is_none_or(|t| now.mono.saturating_sub(t) >= CACHE_WRITE_MS);
         if self.cache.is_dirty() && due {
             self.save_cache();
+        }
+    }
+
+    /// Tells the link lifecycle when each link last heard anything (the
+    /// workers keep it in the link's counters), before its timers run.
+    fn report_heard(&mut self) {
+        for (id, stats) in &self.link_stats {
+            let at = stats.health.last_rx.load(std::sync::atomic::Ordering::Relaxed);
+            self.node.heard(*id, at);
         }
     }
 
@@ -662,6 +672,7 @@ impl Supervisor {
                 self.node.want_direct(peer, now.mono);
             }
             ToSupervisor::PeerDirect { id } => self.node.peer_direct(id, now.mono),
+            ToSupervisor::Announced { id, at } => self.node.announced(id, at),
             ToSupervisor::LaneUp { id, peer, stats, chain } => self.lane_up(id, peer, stats, chain),
             ToSupervisor::LinkDown { id, origin, reason } => {
                 self.shared.engine.stats().closed(reason.cause());

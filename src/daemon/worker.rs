@@ -397,7 +397,7 @@ impl Worker {
                 Some(l) => l,
                 None => return,
             };
-            link.last_rx = self.shared.clock.mono();
+            link.heard(self.shared.clock.mono());
             match link.ingest(&self.scratch[..n]) {
                 Err(e) => {
                     // Send the alert rustls prepared, if the socket takes it.
@@ -455,7 +455,7 @@ impl Worker {
             ) {
                 debug!("lane {}: loss timers left as they are: {e}", link.id);
             }
-            link.last_rx = now.mono;
+            link.heard(now.mono);
             debug!("lane up: peer={peer} addr={} link={}", link.addr, link.id);
             let stats = link.stats.clone();
             let chain = link.tls.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
@@ -465,7 +465,7 @@ impl Worker {
         let ext = link.tls.alpn_protocol() == Some(tls::ALPN_INVPN2);
         let ctx = LinkCtx { id: link.id, peer, addr: link.addr, ext };
         link.state = State::Deciding(ctx);
-        link.last_rx = now.mono;
+        link.heard(now.mono);
         let outbound = link.origin.dialled().is_some();
         let not_after = link
             .tls
@@ -577,7 +577,8 @@ impl Worker {
             }
         }
         if announced {
-            link.note_announce(now.mono);
+            let (id, at) = (link.id, now.mono);
+            self.shared.supervisor.send(ToSupervisor::Announced { id, at });
         }
         let mut exhausted = false;
         for e in &bad {
@@ -803,7 +804,7 @@ impl Worker {
 
     fn tick(&mut self, now: u64) {
         let settings = &self.shared.settings;
-        let (hs_timeout, interval) = (settings.handshake_timeout, settings.announce_interval);
+        let hs_timeout = settings.handshake_timeout;
         // retransmissions of each link, its lanes' included
         let mut lossy: HashMap<LinkId, u32> = HashMap::new();
         for slot in self.links.occupied() {
@@ -817,10 +818,6 @@ impl Worker {
             match link.state {
                 State::Lane(None) if now.saturating_sub(link.created) > hs_timeout => {
                     self.close(slot, CloseReason::LaneUnpaired);
-                }
-                State::Up(_) if now.saturating_sub(link.last_rx) > link.silence_limit(interval) => {
-                    let limit = link.silence_limit(interval);
-                    self.close(slot, CloseReason::Silent(limit));
                 }
                 _ => {
                     link.rx.shrink(64 * 1024);
