@@ -13,8 +13,7 @@
 //! connections with the links' latencies.
 
 use std::cell::RefCell;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use hashbrown::HashMap;
@@ -168,26 +167,41 @@ enum Kind {
     Reset { to: usize, id: LinkId },
 }
 
-struct Due {
-    at: u64,
-    seq: u64,
-    kind: Kind,
+/// What is due, by virtual millisecond, each millisecond's in the order it
+/// was scheduled: a calendar (adding and taking cost O(1) plus a lookup
+/// among the milliseconds in flight, where a heap of the millions of
+/// messages in flight took most of a large simulation's time).
+#[derive(Default)]
+struct Calendar {
+    slots: BTreeMap<u64, VecDeque<Kind>>,
+    /// Emptied slots, kept for their allocations.
+    spare: Vec<VecDeque<Kind>>,
 }
 
-impl PartialEq for Due {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
+impl Calendar {
+    fn push(&mut self, at: u64, kind: Kind) {
+        let spare = &mut self.spare;
+        self.slots.entry(at).or_insert_with(|| spare.pop().unwrap_or_default()).push_back(kind);
     }
-}
-impl Eq for Due {}
-impl PartialOrd for Due {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
+
+    /// When the next thing is due.
+    fn next_at(&self) -> Option<u64> {
+        self.slots.first_key_value().map(|(at, _)| *at)
     }
-}
-impl Ord for Due {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
+
+    /// The next thing due, and when.
+    fn pop(&mut self) -> Option<(u64, Kind)> {
+        let mut slot = self.slots.first_entry()?;
+        let at = *slot.key();
+        let kind = slot.get_mut().pop_front();
+        if slot.get().is_empty() {
+            let empty = slot.remove();
+            // (a burst's large slot is given back)
+            if empty.capacity() <= 64 && self.spare.len() < 4096 {
+                self.spare.push(empty);
+            }
+        }
+        kind.map(|k| (at, k))
     }
 }
 
@@ -199,9 +213,8 @@ pub struct Sim {
     /// What it was built from.
     pub cfg: SimConfig,
     now: u64,
-    seq: u64,
     nodes: Vec<SimNode>,
-    queue: BinaryHeap<Reverse<Due>>,
+    queue: Calendar,
     /// Which node and connection is at the other end of each connection of
     /// a dialled mesh.
     pairs: HashMap<(usize, LinkId), (usize, LinkId)>,
@@ -356,9 +369,8 @@ impl Sim {
         Sim {
             cfg,
             now: 0,
-            seq: 0,
             nodes,
-            queue: BinaryHeap::new(),
+            queue: Calendar::default(),
             pairs: HashMap::new(),
             control_bytes: 0,
             control_msgs: 0,
@@ -605,8 +617,7 @@ impl Sim {
     }
 
     fn schedule(&mut self, at: u64, kind: Kind) {
-        self.seq += 1;
-        self.queue.push(Reverse(Due { at, seq: self.seq, kind }));
+        self.queue.push(at, kind);
     }
 
     fn clock(&self) -> Now {
@@ -681,16 +692,13 @@ impl Sim {
     /// the receiving node; stops early when it returns true.
     pub fn run_until(&mut self, until: u64, mut after: impl FnMut(&Sim, usize) -> bool) -> bool {
         loop {
-            match self.queue.peek() {
-                Some(Reverse(d)) if d.at <= until => {}
-                _ => {
-                    self.now = until;
-                    return false;
-                }
+            if self.queue.next_at().is_none_or(|at| at > until) {
+                self.now = until;
+                return false;
             }
-            let Some(Reverse(due)) = self.queue.pop() else { return false };
-            self.now = due.at;
-            match due.kind {
+            let Some((at, kind)) = self.queue.pop() else { return false };
+            self.now = at;
+            match kind {
                 Kind::Deliver { to, link, bytes } => {
                     if self.nodes[to].alive {
                         self.handle(to, link, &bytes);
