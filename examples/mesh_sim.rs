@@ -20,8 +20,62 @@ use invpn::core::wire::kind;
 use invpn::core::Mac;
 use invpn::sim::{Dialled, Sim, SimConfig};
 
+/// `--near SECS`: dialled meshes of nodes on a plane (latency in
+/// proportion to distance, 1-40 ms one way), run for SECS simulated
+/// seconds with `near_links` off and on; the links' and the routes'
+/// latencies, and what the probes cost.
+fn near(sizes: &[usize], secs: u64) {
+    println!(
+        "| nodes | near_links | at, s | link latency, ms mean | path latency, ms mean | stretch | links per node | closes farther / probed / full per node | control msgs/node/s | one broadcast, msgs | wall time, s |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    for &n in sizes {
+        for on in [false, true] {
+            let wall = Instant::now();
+            let d = Dialled { near_links: on, ..Dialled::default() };
+            let cfg = SimConfig { plane: true, latency: (1, 40), ..SimConfig::dialled(n, 42, d) };
+            let mut sim = Sim::new(cfg);
+            sim.settle(1_000);
+            sim.converge(120_000);
+            let mut t: u64 = 60;
+            loop {
+                let target = t * 1000;
+                sim.settle(target.saturating_sub(sim.now()));
+                let (m0, t0) = (sim.control_msgs, sim.now());
+                sim.settle(10_000);
+                let secs_measured = (sim.now() - t0) as f64 / 1000.0;
+                let mps = (sim.control_msgs - m0) as f64 / n as f64 / secs_measured;
+                let (link, path, stretch) = sim.latencies(4000);
+                let close = |k: &str| *sim.closes.get(k).unwrap_or(&0) as f64 / n as f64;
+                let (farther, probed, full) = (close("farther"), close("probed"), close("full"));
+                let before = sim.all_msgs - sim.control_msgs;
+                sim.send_frame(1 % n, Mac([0xff; 6]), &[0u8; 46]);
+                sim.settle(1_000);
+                let bcast = sim.all_msgs - sim.control_msgs - before;
+                println!(
+                    "| {n} | {} | {} | {link:.1} | {path:.1} | {stretch:.2} | {:.1} | {farther:.2} / {probed:.2} / {full:.2} | {mps:.0} | {bcast} | {:.0} |",
+                    if on { "yes" } else { "no" },
+                    sim.now() / 1000,
+                    sim.mean_degree(),
+                    wall.elapsed().as_secs_f64()
+                );
+                if t >= secs {
+                    break;
+                }
+                t = (t * 2).min(secs);
+            }
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--near") {
+        let secs = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(600);
+        let sizes: Vec<usize> = args[i + 2..].iter().filter_map(|a| a.parse().ok()).collect();
+        near(if sizes.is_empty() { &[100, 300] } else { &sizes }, secs);
+        return;
+    }
     let dialled = args.iter().any(|a| a == "--dialled");
     let max_links = args
         .iter()

@@ -46,6 +46,12 @@ pub struct SimConfig {
     pub route_ttl: u64,
     /// Seeds the topology, latencies and the nodes' randomness.
     pub seed: u64,
+    /// Place the nodes at random on a plane, the latency between two in
+    /// proportion to their distance (from the low end of `latency` for
+    /// neighbours to its high end across the plane), instead of drawing
+    /// each pair's latency from the range: latencies then obey the
+    /// triangle inequality, as on a real underlay.
+    pub plane: bool,
     /// Build the mesh as real nodes do (see [`Dialled`]) instead of a
     /// random graph of `degree`.
     pub dialled: Option<Dialled>,
@@ -64,6 +70,8 @@ pub struct Dialled {
     pub start_within: u64,
     /// The handshake timeout (ms).
     pub handshake_timeout: u64,
+    /// `[network] near_links`: probe for nearer neighbours.
+    pub near_links: bool,
 }
 
 impl Default for Dialled {
@@ -73,6 +81,7 @@ impl Default for Dialled {
             max_links: crate::core::mesh::DEFAULT_MAX_LINKS,
             start_within: 1000,
             handshake_timeout: 10_000,
+            near_links: true,
         }
     }
 }
@@ -90,6 +99,7 @@ impl SimConfig {
             route_ttl: 60_000,
             seed,
             dialled: None,
+            plane: false,
         }
     }
 
@@ -228,6 +238,8 @@ pub struct Sim {
     pub by_kind: Box<[u64; 256]>,
     /// Frames written to TAPs.
     pub delivered: Deliveries,
+    /// Connections closed by a node's own decision, by cause.
+    pub closes: std::collections::BTreeMap<&'static str, u64>,
     rng: fastrand::Rng,
 }
 
@@ -377,6 +389,7 @@ impl Sim {
             all_msgs: 0,
             by_kind: Box::new([0; 256]),
             delivered: Rc::new(RefCell::new(Vec::new())),
+            closes: std::collections::BTreeMap::new(),
             rng,
         }
     }
@@ -396,6 +409,8 @@ impl Sim {
                 rng_seed: cfg.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                 direct_rate: 0,
                 direct_idle: crate::core::direct::DEFAULT_IDLE_MS,
+                near_links: d.near_links,
+                probe_start: crate::core::mesh::PROBE_START,
             }));
             n.alive = false;
         }
@@ -413,11 +428,30 @@ impl Sim {
     /// once per pair from the configured range).
     fn latency(&self, a: usize, b: usize) -> u64 {
         let (lo, hi) = self.cfg.latency;
+        if self.cfg.plane {
+            let (pa, pb) = (self.position(a), self.position(b));
+            let d =
+                ((pa.0 - pb.0).powi(2) + (pa.1 - pb.1).powi(2)).sqrt() / std::f64::consts::SQRT_2;
+            return lo + ((hi - lo) as f64 * d).round() as u64;
+        }
         let (x, y) = (a.min(b) as u64, a.max(b) as u64);
         let h = (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ y.wrapping_mul(0xc2b2_ae3d_27d4_eb4f))
             .wrapping_add(self.cfg.seed)
             .wrapping_mul(0x1656_67b1_9e37_79f9);
         lo + (h >> 33) % (hi - lo + 1)
+    }
+
+    /// Where node `i` is on the plane (see [`SimConfig::plane`]): two
+    /// coordinates in [0, 1).
+    fn position(&self, i: usize) -> (f64, f64) {
+        let h = |k: u64| {
+            let x = (i as u64 ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .wrapping_add(self.cfg.seed)
+                .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let x = (x ^ (x >> 31)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((x ^ (x >> 29)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        (h(1), h(2))
     }
 
     /// Runs what node `i`'s link lifecycle asks for, and schedules its next
@@ -433,7 +467,10 @@ impl Sim {
                         self.schedule(at, Kind::Syn { from: i, id, to: j });
                     }
                 }
-                Action::Close { id, reason } => self.close_conn(i, id, reason),
+                Action::Close { id, reason } => {
+                    *self.closes.entry(reason.cause().label()).or_default() += 1;
+                    self.close_conn(i, id, reason);
+                }
                 Action::Up(info) => self.link_came_up(i, info.id),
                 Action::Announce => self.announce(i),
                 Action::Remember { .. } | Action::DialFailed { .. } => {}
@@ -597,9 +634,11 @@ impl Sim {
                 if !self.nodes[a].alive || !self.nodes[b].alive {
                     return;
                 }
+                let rtt_us = 2 * self.latency(a, b) * 1000;
                 for (x, xid, y) in [(a, aid, b), (b, bid, a)] {
                     let Some(n) = self.nodes[x].node.as_mut() else { continue };
                     if matches!(n.state(xid), Some(ConnState::Dialling | ConnState::Handshaking)) {
+                        n.measured(xid, rtt_us);
                         n.established(xid, node_mac(y), true, now);
                     }
                 }
@@ -915,20 +954,54 @@ impl Sim {
     /// Follows next hops from `from` towards `to`; true if the walk arrives
     /// (no missing route, no dead link, no loop).
     pub fn reaches(&self, from: usize, to: usize) -> bool {
+        self.path_latency(from, to).is_some()
+    }
+
+    /// The one-way latency (ms) of the path the routes take from `from` to
+    /// `to`, if they arrive.
+    pub fn path_latency(&self, from: usize, to: usize) -> Option<u64> {
         let dst = node_mac(to);
-        let mut at = from;
+        let (mut at, mut sum) = (from, 0);
         for _ in 0..self.nodes.len() {
             if at == to {
-                return true;
+                return Some(sum);
             }
-            let Some(link) = self.nodes[at].engine.routes().next_hop(&dst) else { return false };
-            let Some(end) = self.nodes[at].links.get(link.0 as usize) else { return false };
+            let link = self.nodes[at].engine.routes().next_hop(&dst)?;
+            let end = self.nodes[at].links.get(link.0 as usize)?;
             if !end.up || !self.nodes[end.peer_node].alive {
-                return false;
+                return None;
             }
+            sum += end.latency;
             at = end.peer_node;
         }
-        false
+        None
+    }
+
+    /// Over up to `samples` random pairs of live nodes that reach each
+    /// other: the mean one-way latency of the links up, the mean latency
+    /// of the paths the routes take, and their mean stretch (the path's
+    /// latency over the pair's direct latency).
+    pub fn latencies(&mut self, samples: usize) -> (f64, f64, f64) {
+        let ends: Vec<u64> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.links.iter().filter(|e| e.up).map(|e| e.latency))
+            .collect();
+        let link = ends.iter().sum::<u64>() as f64 / ends.len().max(1) as f64;
+        let live: Vec<usize> = (0..self.nodes.len()).filter(|i| self.nodes[*i].alive).collect();
+        let (mut path, mut stretch, mut n) = (0.0, 0.0, 0);
+        for _ in 0..samples {
+            let (a, b) = (live[self.rng.usize(0..live.len())], live[self.rng.usize(0..live.len())]);
+            if a == b {
+                continue;
+            }
+            if let Some(l) = self.path_latency(a, b) {
+                path += l as f64;
+                stretch += l as f64 / self.latency(a, b).max(1) as f64;
+                n += 1;
+            }
+        }
+        (link, path / n.max(1) as f64, stretch / n.max(1) as f64)
     }
 
     /// Of up to `samples` random pairs of live nodes, how many reach each

@@ -123,6 +123,8 @@ pub struct Network {
     pub direct: u64,
     /// How long a direct link may carry little before it is closed.
     pub direct_idle: Duration,
+    /// Probe for nearer neighbours and keep links to the nearest found.
+    pub near_links: bool,
 }
 
 /// `[network] congestion`: the congestion control of the outer TCP
@@ -465,6 +467,7 @@ pub const KEYS: &[Key] = &[
     key!("network", "congestion", None, Reload, |c| c.network.congestion),
     key!("network", "direct", Some("256k"), RestartInPlace, |c| c.network.direct),
     key!("network", "direct_idle", Some("60s"), RestartInPlace, |c| c.network.direct_idle),
+    key!("network", "near_links", Some("yes"), RestartInPlace, |c| c.network.near_links),
     key!("interface", "name", Some("invpn%d"), FullRestart, |c| c.interface.name),
     key!("interface", "mtu", Some("1500"), RestartInPlace, |c| c.interface.mtu),
     key!("interface", "up", None, FullRestart, |c| c.interface.up),
@@ -595,6 +598,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         direct_idle: r.value("network", "direct_idle", |v| {
             parse_duration(v, Duration::from_secs(1), Duration::from_secs(86_400))
         })?,
+        near_links: r.value("network", "near_links", parse_bool)?,
     };
     if network.route_ttl < network.announce_interval * 2 {
         r.warnings.push(format!(

@@ -219,6 +219,9 @@ fn direct_link_settings() {
     let c = load_text(MINIMAL).unwrap();
     assert_eq!(c.network.direct, 256 * 1024);
     assert_eq!(c.network.direct_idle, Duration::from_secs(60));
+    assert!(c.network.near_links);
+    let c = load_text(&format!("{MINIMAL}[network]\nnear_links=no\n")).unwrap();
+    assert!(!c.network.near_links);
     let c = load_text(&format!("{MINIMAL}[network]\ndirect=1m\ndirect_idle=5m\n")).unwrap();
     assert_eq!(c.network.direct, 1 << 20);
     assert_eq!(c.network.direct_idle, Duration::from_secs(300));
@@ -230,6 +233,7 @@ fn direct_link_settings() {
         ("direct=fast", "expected bytes a second through a relay (e.g. 256k), or off"),
         ("direct=8g", "unknown unit"),
         ("direct_idle=0s", "direct_idle: \"0s\" is out of range"),
+        ("near_links=sometimes", "not a boolean"),
     ] {
         let e = err(&format!("{MINIMAL}[network]\n{bad}\n"));
         assert!(e.starts_with("/etc/invpn/invpn.conf:6: [network]"), "{bad}: {e}");

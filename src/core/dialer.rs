@@ -644,6 +644,36 @@ impl Dialer {
         dials
     }
 
+    /// A node picked at random among those that could be dialled now (idle,
+    /// not backing off, with an address not backing off): a candidate for
+    /// a nearer neighbour (`core::mesh`'s probes). Nodes whose address came
+    /// through one of the neighbours in `near` are preferred: the first
+    /// copy of their announcement came that way, so they are likely near
+    /// that neighbour, and so near this node.
+    pub fn pick_idle(&mut self, now: u64, near: &[Mac]) -> Option<(Mac, SocketAddr)> {
+        // reservoir sampling: each candidate kept with chance 1/seen, a
+        // preferred one over any other
+        let (mut seen, mut seen_near) = (0u64, 0u64);
+        let (mut pick, mut pick_near) = (None, None);
+        for (mac, t) in &self.targets {
+            let Some(a) = t.addr() else { continue };
+            if t.state != State::Idle || t.next_try > now || !self.addr_ready(a, now) {
+                continue;
+            }
+            seen += 1;
+            if self.rng.u64(0..seen) == 0 {
+                pick = Some((*mac, a));
+            }
+            if t.heard.is_some_and(|h| near.contains(&h.via)) {
+                seen_near += 1;
+                if self.rng.u64(0..seen_near) == 0 {
+                    pick_near = Some((*mac, a));
+                }
+            }
+        }
+        pick_near.or(pick)
+    }
+
     /// Where `mac` may be dialled now outside the dialer's own choice (a
     /// direct link, `core::direct`): the address it would try next, if the
     /// node is neither linked nor being dialled and that address is not

@@ -64,6 +64,11 @@ pub enum CloseReason {
     /// A direct link (`core::direct`) carried too little for
     /// `direct_idle`.
     Idle,
+    /// A probe for a nearer neighbour found a node no nearer than the
+    /// farthest link (`core::mesh`).
+    Probed,
+    /// A nearer node found by a probe replaced this link, the farthest.
+    Farther,
 }
 
 impl CloseReason {
@@ -88,6 +93,8 @@ impl CloseReason {
             R::LaneWithoutLink | R::LaneUnpaired => CloseCause::Lane,
             R::Unwatchable(_) => CloseCause::Internal,
             R::Idle => CloseCause::Idle,
+            R::Probed => CloseCause::Probed,
+            R::Farther => CloseCause::Farther,
         }
     }
 }
@@ -117,6 +124,8 @@ impl std::fmt::Display for CloseReason {
             R::LaneUnpaired => f.write_str("lane not paired with a link in time"),
             R::Unwatchable(k) => write!(f, "cannot watch the socket: {k}"),
             R::Idle => f.write_str("direct link idle (direct_idle)"),
+            R::Probed => f.write_str("probed for a nearer neighbour: not nearer"),
+            R::Farther => f.write_str("replaced by a nearer neighbour"),
         }
     }
 }

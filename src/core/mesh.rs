@@ -78,6 +78,37 @@ pub const GRACE: u64 = 10_000;
 /// failed dial.
 pub const SHORT_LINK: u64 = 30_000;
 
+/// Of the links a node dials, this many are kept to nodes the dialer
+/// picked at random (a small diameter); the others may be replaced by
+/// nearer ones that probes find.
+pub const RANDOM_LINKS: usize = 2;
+
+/// The first probe for a nearer neighbour comes this long (ms) after the
+/// node has its fill of links, plus up to as long again at random (a mesh
+/// that starts settles first, and its nodes do not all probe at once).
+pub const PROBE_START: u64 = 120_000;
+
+/// The next probe comes this long (ms) after one that found a nearer
+/// node, twice as long (up to [`PROBE_MAX`]) after one that did not.
+pub const PROBE_MIN: u64 = 30_000;
+
+/// The longest wait between probes (ms).
+pub const PROBE_MAX: u64 = 1_800_000;
+
+/// A link another invpnd node opened is announced (the node floods its
+/// announcement) only once it has lasted this long (ms): a probe, closed
+/// before anything goes over it, then costs the mesh nothing. The node
+/// that dialled announces at once, and the link's route tables are
+/// exchanged at once.
+pub const SETTLE: u64 = 2_000;
+
+/// Whether a probed node with round-trip time `probe` (µs) is worth
+/// replacing a link of round-trip time `farthest`: a quarter and a
+/// millisecond nearer, so that links do not flap between near equals.
+pub fn nearer(probe: u64, farthest: u64) -> bool {
+    probe + probe / 4 + 1_000 < farthest
+}
+
 /// How a connection came about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -91,13 +122,17 @@ pub enum Origin {
     /// We dialled the node whose MAC this is for a direct link: traffic
     /// to it went through a relay (`core::direct`).
     Direct(Mac),
+    /// We dialled the node whose MAC this is to measure whether it is
+    /// nearer than the farthest of our links: kept in its stead if so,
+    /// else closed before anything goes over it.
+    Probe(Mac),
 }
 
 impl Origin {
     /// The node dialled for a link (not a lane), if we dialled it.
     pub fn dialled(&self) -> Option<Mac> {
         match self {
-            Origin::Dialled(m) | Origin::Direct(m) => Some(*m),
+            Origin::Dialled(m) | Origin::Direct(m) | Origin::Probe(m) => Some(*m),
             Origin::Accepted | Origin::Lane(..) => None,
         }
     }
@@ -138,8 +173,9 @@ pub enum Action {
         mac: Mac,
         /// Where.
         addr: SocketAddr,
-        /// For a direct link (its hello says so).
-        direct: bool,
+        /// Why: [`Origin::Dialled`], [`Origin::Direct`] (its hello says
+        /// so) or [`Origin::Probe`].
+        origin: Origin,
     },
     /// Close connection or link `id`; report it closed afterwards.
     Close {
@@ -203,6 +239,11 @@ pub struct NodeConfig {
     pub direct_rate: u64,
     /// `[network] direct_idle` (ms).
     pub direct_idle: u64,
+    /// `[network] near_links`: probe for nearer neighbours.
+    pub near_links: bool,
+    /// How long after the node has its fill of links the first probe
+    /// comes, plus up to as long again at random (ms; [`PROBE_START`]).
+    pub probe_start: u64,
 }
 
 /// A seed, and when to dial it again if the node still has no link.
@@ -258,6 +299,23 @@ pub struct Node {
     direct: DirectLinks,
     /// When each link last heard anything, and its peer's interval.
     live: HashMap<LinkId, Liveness>,
+    /// The round-trip time of each link and probe (µs), as last measured.
+    rtt: HashMap<LinkId, u64>,
+    /// The links the dialer picked at random that are kept as such.
+    random: Vec<LinkId>,
+    /// Whether to probe for nearer neighbours.
+    near_links: bool,
+    probe_start: u64,
+    /// The probe under way.
+    probe: Option<LinkId>,
+    /// When to probe next (0: once the node has its fill of links).
+    next_probe: u64,
+    probe_interval: u64,
+    /// Links other invpnd nodes opened, not yet announced: when they
+    /// will be ([`SETTLE`]).
+    settling: HashMap<LinkId, u64>,
+    /// Jitter for the probes.
+    rng: fastrand::Rng,
     actions: VecDeque<Action>,
 }
 
@@ -287,6 +345,15 @@ impl Node {
             dial_errors: HashMap::new(),
             direct: DirectLinks::new(cfg.direct_rate, cfg.direct_idle),
             live: HashMap::new(),
+            rtt: HashMap::new(),
+            random: Vec::new(),
+            near_links: cfg.near_links,
+            probe_start: cfg.probe_start,
+            probe: None,
+            next_probe: 0,
+            probe_interval: PROBE_MIN,
+            settling: HashMap::new(),
+            rng: fastrand::Rng::with_seed(cfg.rng_seed ^ 0x70_726f_6265),
             actions: VecDeque::new(),
         }
     }
@@ -378,7 +445,9 @@ impl Node {
         let dial =
             self.dialer.has_room(self.counted_links()).then(|| self.dialer.next_due()).flatten();
         let silence = self.silent_links().map(|(_, deadline, _)| deadline).min();
-        [Some(self.next_announce), dial, seeds, grace, silence]
+        let probe = self.probe_due();
+        let settled = self.settling.values().min().copied();
+        [Some(self.next_announce), dial, seeds, grace, silence, probe, settled]
             .into_iter()
             .flatten()
             .chain(handshakes)
@@ -396,6 +465,76 @@ impl Node {
                 let ext = self.links.get(*id)?.ext;
                 Some((*id, l.deadline(interval, ext), l.limit(interval, ext)))
             })
+    }
+
+    /// When the next probe is due, if the node probes and has its fill.
+    fn probe_due(&self) -> Option<u64> {
+        let full = self.counted_links() >= dial_links(self.max_links);
+        (self.near_links && full && self.probe.is_none() && self.next_probe > 0)
+            .then_some(self.next_probe)
+    }
+
+    /// The round-trip time of connection or link `id` is `rtt_us` (from
+    /// the TCP handshake on, and as it changes): probes are decided by it
+    /// and the farthest link is the one a nearer node replaces.
+    pub fn measured(&mut self, id: LinkId, rtt_us: u64) {
+        if rtt_us > 0 && (self.conns.contains_key(&id) || self.links.get(id).is_some()) {
+            self.rtt.insert(id, rtt_us);
+        }
+    }
+
+    /// The link a nearer node would replace: of the links this node
+    /// dialled to invpnd nodes (not direct ones, nor those kept at
+    /// random), the one with the longest round-trip time, and that time.
+    fn farthest(&self) -> Option<(LinkId, u64)> {
+        self.links
+            .all()
+            .into_iter()
+            .filter(|l| l.outbound && l.ext && !self.direct.is_direct(l.id))
+            .filter(|l| !self.random.contains(&l.id))
+            .filter(|l| self.conns.get(&l.id).is_none_or(|c| c.state == ConnState::Up))
+            .filter_map(|l| self.rtt.get(&l.id).map(|r| (l.id, *r)))
+            .max_by_key(|(id, r)| (*r, *id))
+    }
+
+    /// Dials a node picked at random, to see whether it is nearer than the
+    /// farthest link (see [`Origin::Probe`]).
+    fn start_probe(&mut self, now: u64) {
+        self.next_probe = now + self.probe_interval;
+        if self.farthest().is_none() {
+            return;
+        }
+        // candidates near the nearer half of the links
+        let mut by_rtt: Vec<(u64, Mac)> = self
+            .links
+            .all()
+            .into_iter()
+            .filter_map(|l| self.rtt.get(&l.id).map(|r| (*r, l.peer)))
+            .collect();
+        by_rtt.sort_unstable();
+        let near: Vec<Mac> =
+            by_rtt.iter().take(by_rtt.len().div_ceil(2)).map(|(_, m)| *m).collect();
+        let Some((mac, addr)) = self.dialer.pick_idle(now, &near) else { return };
+        if self.links.to_peer(&mac).is_some()
+            || self.conns.values().any(|c| c.origin.dialled() == Some(mac))
+        {
+            return;
+        }
+        let id = self.new_id();
+        let conn =
+            Conn { origin: Origin::Probe(mac), addr, state: ConnState::Dialling, since: now };
+        self.conns.insert(id, conn);
+        self.probe = Some(id);
+        self.actions.push_back(Action::Dial { id, mac, addr, origin: Origin::Probe(mac) });
+    }
+
+    /// A probe ended at `now`: the next comes sooner if it found a nearer
+    /// node.
+    fn probe_done(&mut self, found: bool, now: u64) {
+        self.probe = None;
+        self.probe_interval =
+            if found { PROBE_MIN } else { (self.probe_interval * 2).min(PROBE_MAX) };
+        self.next_probe = now + self.probe_interval + self.rng.u64(0..=self.probe_interval / 4);
     }
 
     /// Something arrived on link `id` at `at` (the shells report the
@@ -432,6 +571,11 @@ impl Node {
     /// Runs the timers due at `now`: announcements, handshake timeouts and
     /// dials.
     pub fn handle_timeout(&mut self, now: u64) {
+        let before = self.settling.len();
+        self.settling.retain(|_, t| now < *t);
+        if self.settling.len() < before {
+            self.announce_soon();
+        }
         if now >= self.next_announce {
             self.next_announce = now + self.announce_interval;
             self.actions.push_back(Action::Announce);
@@ -481,7 +625,17 @@ impl Node {
             if let Some(s) = self.seeds.iter_mut().find(|s| s.mac == d.mac) {
                 (s.dialled_at, s.retry_at) = (now, None);
             }
-            self.actions.push_back(Action::Dial { id, mac: d.mac, addr: d.addr, direct: false });
+            let origin = Origin::Dialled(d.mac);
+            self.actions.push_back(Action::Dial { id, mac: d.mac, addr: d.addr, origin });
+        }
+        if self.near_links && self.counted_links() >= dial_links(self.max_links) {
+            if self.next_probe == 0 {
+                // the first probe a while after the node has its fill
+                let start = self.probe_start;
+                self.next_probe = now + start + self.rng.u64(0..=start);
+            } else if self.probe.is_none() && now >= self.next_probe {
+                self.start_probe(now);
+            }
         }
     }
 
@@ -503,7 +657,7 @@ impl Node {
         let conn =
             Conn { origin: Origin::Direct(mac), addr, state: ConnState::Dialling, since: now };
         self.conns.insert(id, conn);
-        self.actions.push_back(Action::Dial { id, mac, addr, direct: true });
+        self.actions.push_back(Action::Dial { id, mac, addr, origin: Origin::Direct(mac) });
         true
     }
 
@@ -586,6 +740,20 @@ impl Node {
             return false;
         }
         self.admission.done(id);
+        if let Origin::Probe(_) = conn.origin {
+            // kept only if nearer than the farthest link, which it replaces
+            let probe = self.rtt.get(&id).copied();
+            let far = self.farthest().filter(|(_, f)| probe.is_some_and(|p| nearer(p, *f)));
+            let far = far.filter(|_| self.links.to_peer(&peer).is_none());
+            self.probe_done(far.is_some(), now);
+            match far {
+                Some((far, _)) => self.close(far, CloseReason::Farther),
+                None => {
+                    self.close(id, CloseReason::Probed);
+                    return false;
+                }
+            }
+        }
         let outbound = !matches!(conn.origin, Origin::Accepted);
         let info = LinkInfo { id, peer, addr: conn.addr, outbound, ext, since: now };
         let direct = conn.origin == Origin::Direct(peer);
@@ -603,6 +771,9 @@ impl Node {
         if direct {
             self.direct.up(id, peer, now);
         }
+        if conn.origin == Origin::Dialled(peer) && ext && self.random.len() < RANDOM_LINKS {
+            self.random.push(id);
+        }
         self.live.insert(id, Liveness::new(now));
         // max_links 0: a node that only waits to be dialled takes everyone
         if !outbound && ext && self.max_links > 0 && self.counted_links() > self.max_links {
@@ -615,7 +786,11 @@ impl Node {
         }
         self.dial_errors.remove(&peer);
         self.actions.push_back(Action::Up(info));
-        self.announce_soon();
+        if outbound || !ext {
+            self.announce_soon();
+        } else {
+            self.settling.insert(id, now + SETTLE);
+        }
         true
     }
 
@@ -634,6 +809,12 @@ impl Node {
         let conn = self.conns.remove(&id);
         let direct = self.direct.down(id);
         self.live.remove(&id);
+        self.rtt.remove(&id);
+        self.random.retain(|r| *r != id);
+        if self.probe == Some(id) {
+            self.probe_done(false, now);
+        }
+        let settling = self.settling.remove(&id).is_some();
         if let Some(info) = self.links.remove(id) {
             if self.links.to_peer(&info.peer).is_none() {
                 let short = now.saturating_sub(info.since) < SHORT_LINK;
@@ -644,12 +825,17 @@ impl Node {
                 } else {
                     self.dialer.unlinked(info.peer, now);
                 }
-                self.announce_soon();
+                // (a link not yet announced changed nothing worth saying)
+                if !settling {
+                    self.announce_soon();
+                }
             }
             return Closed::Link(info);
         }
         let Some(conn) = conn else { return Closed::Unknown };
-        if let Origin::Direct(mac) = conn.origin {
+        if let Origin::Probe(_) = conn.origin {
+            // a probe that failed or was not kept: nothing to back off
+        } else if let Origin::Direct(mac) = conn.origin {
             if self.links.to_peer(&mac).is_none() && *reason != CloseReason::OwnNode {
                 self.direct.dial_failed(mac, now);
                 let first = self.dial_errors.get(&mac) != Some(reason);

@@ -25,6 +25,8 @@ fn config(n: u8, seeds: &[u8]) -> NodeConfig {
         rng_seed: n as u64,
         direct_rate: crate::core::direct::DEFAULT_RATE,
         direct_idle: 10_000,
+        near_links: false,
+        probe_start: PROBE_START,
     }
 }
 
@@ -364,7 +366,9 @@ fn a_busy_destination_behind_a_relay_gets_a_direct_link_outside_max_links() {
     assert!(!a.want_direct(me(2), 100), "already a neighbour");
     assert!(a.want_direct(me(3), 100));
     let acts = actions(&mut a);
-    let [Action::Dial { id, mac, addr: at, direct: true }] = acts[..] else { panic!("{acts:?}") };
+    let [Action::Dial { id, mac, addr: at, origin: Origin::Direct(_) }] = acts[..] else {
+        panic!("{acts:?}")
+    };
     assert_eq!((mac, at), (me(3), addr(3)));
     assert_eq!(a.state(id), Some(ConnState::Dialling));
     assert!(!a.want_direct(me(3), 150), "a dial is under way");
@@ -517,4 +521,99 @@ fn a_silent_link_is_closed_after_three_intervals_of_the_slower_side() {
     assert!(closes(&actions(&mut a)).is_empty());
     a.handle_timeout(18_001);
     assert_eq!(closes(&actions(&mut a)), vec![(old, CloseReason::Silent(15_000))]);
+}
+
+/// Node 1 (max_links 3: it dials 3) linked to nodes 2, 3 and 4 at
+/// round-trip times 10, 20 and 30 ms, probing for nearer ones, and knowing
+/// node 5 and 6 from hearsay.
+fn probing_node() -> (Node, Vec<LinkId>) {
+    let mut a = Node::new(NodeConfig { max_links: 3, near_links: true, ..config(1, &[2, 3, 4]) });
+    a.handle_timeout(0);
+    let mut ids = Vec::new();
+    for (id, mac) in dials(&actions(&mut a)) {
+        let rtt = 10_000 * u64::from(mac.0[5] - 1);
+        a.measured(id, rtt);
+        assert!(a.established(id, mac, true, 10));
+        ids.push((mac, id));
+    }
+    ids.sort();
+    a.learned(me(5), addr(5), me(2), 20);
+    a.learned(me(6), addr(6), me(2), 20);
+    actions(&mut a);
+    (a, ids.into_iter().map(|(_, id)| id).collect())
+}
+
+fn probe_dial(a: &mut Node, from: u64, until: u64) -> Option<(u64, LinkId, Mac)> {
+    let mut now = from;
+    while now < until {
+        now = a.poll_timeout().unwrap_or(until).max(now + 1);
+        // the links are alive
+        for l in a.links().all() {
+            a.heard(l.id, now);
+        }
+        a.handle_timeout(now);
+        for act in actions(a) {
+            if let Action::Dial { id, mac, origin: Origin::Probe(_), .. } = act {
+                return Some((now, id, mac));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn a_probe_finds_a_nearer_node_which_replaces_the_farthest_link_but_not_a_random_one() {
+    let (mut a, ids) = probing_node();
+    // the first two links the dialer picked are kept as random ones: the
+    // third, at 30 ms, is the one a nearer node may replace
+    let (at, probe, mac) = probe_dial(&mut a, 0, 300_000).expect("no probe");
+    assert!((PROBE_START..2 * PROBE_START + 1_000).contains(&at), "probed at {at}");
+    assert!(mac == me(5) || mac == me(6));
+    assert_eq!(a.state(probe), Some(ConnState::Dialling));
+    // 5 ms away: nearer by far
+    a.measured(probe, 5_000);
+    assert!(a.established(probe, mac, true, at + 5));
+    let acts = actions(&mut a);
+    let far = *ids.iter().max_by_key(|id| id.0).unwrap();
+    assert!(closes(&acts).contains(&(far, CloseReason::Farther)), "{acts:?}");
+    assert!(acts.iter().any(|x| matches!(x, Action::Up(i) if i.id == probe)));
+    // the links dialled at random stay whatever their round-trip time
+    assert!(!closes(&acts).iter().any(|(id, _)| *id != far));
+}
+
+#[test]
+fn a_probe_no_nearer_is_closed_unused_and_the_next_waits_twice_as_long() {
+    let (mut a, ids) = probing_node();
+    let _ = ids;
+    let (at, probe, mac) = probe_dial(&mut a, 0, 300_000).expect("no probe");
+    // 26 ms against the farthest's 30: not worth a change
+    a.measured(probe, 26_000);
+    assert!(!a.established(probe, mac, true, at + 5));
+    let acts = actions(&mut a);
+    assert_eq!(closes(&acts), vec![(probe, CloseReason::Probed)]);
+    assert!(!acts.iter().any(|x| matches!(x, Action::Up(_))), "a probe not kept never comes up");
+    a.closed(probe, &CloseReason::Probed, at + 6);
+    assert_eq!(a.links().len(), 3);
+    let (again, _, _) = probe_dial(&mut a, at + 6, at + 300_000).expect("no second probe");
+    // (plus up to a quarter of jitter)
+    let wait = again - at;
+    assert!((2 * PROBE_MIN..=2 * PROBE_MIN * 5 / 4 + 1_000).contains(&wait), "{at} {again}");
+}
+
+#[test]
+fn without_near_links_or_without_a_fill_of_links_nothing_is_probed() {
+    let mut a = Node::new(NodeConfig { max_links: 3, ..config(1, &[2, 3, 4]) });
+    a.handle_timeout(0);
+    for (id, mac) in dials(&actions(&mut a)) {
+        a.established(id, mac, true, 10);
+    }
+    a.learned(me(5), addr(5), me(2), 20);
+    assert!(probe_dial(&mut a, 0, 300_000).is_none(), "near_links off");
+    // one link of three: the dialer fills, nothing is probed
+    let mut b = Node::new(NodeConfig { max_links: 3, near_links: true, ..config(1, &[2]) });
+    b.handle_timeout(0);
+    for (id, mac) in dials(&actions(&mut b)) {
+        b.established(id, mac, true, 10);
+    }
+    assert!(probe_dial(&mut b, 0, 600_000).is_none(), "no fill of links");
 }

@@ -182,6 +182,12 @@ named_enum! {
         /// A direct link (dialled because traffic went through a relay)
         /// fell idle.
         Idle = "idle",
+        /// A probe for a nearer neighbour found the node probed no
+        /// nearer than the farthest link, and closed it unused.
+        Probed = "probed",
+        /// A link this node dialled was the farthest, and a nearer node
+        /// replaced it.
+        Farther = "farther",
     }
 }
 

@@ -56,6 +56,11 @@ pub struct LinkHealth {
     pub rtt_us: AtomicU64,
     /// Its mean deviation (µs).
     pub rttvar_us: AtomicU64,
+    /// The least round-trip time the connection has seen lately (µs,
+    /// `tcpi_min_rtt`): the path's own delay, which delayed
+    /// acknowledgements on an idle link do not inflate as they do the
+    /// smoothed time. Links are compared by it (`core::mesh`'s probes).
+    pub min_rtt_us: AtomicU64,
     /// Bytes sent and not yet acknowledged, as the kernel counts segments
     /// in flight (times the MSS).
     pub inflight_bytes: AtomicU64,
@@ -76,6 +81,7 @@ impl LinkStats {
         if let Some(i) = info {
             h.rtt_us.store(i.rtt_us.into(), Ordering::Relaxed);
             h.rttvar_us.store(i.rttvar_us.into(), Ordering::Relaxed);
+            h.min_rtt_us.store(i.min_rtt_us.into(), Ordering::Relaxed);
             h.inflight_bytes
                 .store(u64::from(i.in_flight()) * u64::from(i.snd_mss), Ordering::Relaxed);
             h.unsent_bytes.store(i.notsent_bytes.into(), Ordering::Relaxed);

@@ -215,6 +215,11 @@ impl Supervisor {
             rng_seed: fastrand::u64(..),
             direct_rate: cfg.network.direct,
             direct_idle: cfg.network.direct_idle.as_millis() as u64,
+            near_links: cfg.network.near_links,
+            probe_start: std::env::var(PROBE_START_VAR)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(crate::core::mesh::PROBE_START),
         });
         // Entries without a date (from a 0.4 cache) age from now on.
         cache.date_undated(crate::daemon::clock::unix_ms() / 1000);
@@ -376,7 +381,7 @@ impl Supervisor {
     fn execute(&mut self) {
         while let Some(action) = self.node.poll_action() {
             match action {
-                Action::Dial { id, mac, addr, direct } => self.start_dial(id, mac, addr, direct),
+                Action::Dial { id, mac, addr, origin } => self.start_dial(id, mac, addr, origin),
                 Action::Close { id, reason } => {
                     if reason == CloseReason::Admission {
                         self.shared.engine.stats().add(Counter::ConnectionsRefused, 1);
@@ -433,6 +438,7 @@ impl Supervisor {
         }
         self.log_refusals(now.mono);
         self.sample_direct(now.mono);
+        self.report_rtts();
         // Every 10 minutes: addresses are learned only when they change, so
         // the hearsay of nodes still announcing the address they had is
         // refreshed from the routes, and the cache entries of the nodes we
@@ -466,6 +472,15 @@ impl Supervisor {
         for (id, stats) in &self.link_stats {
             let at = stats.health.last_rx.load(std::sync::atomic::Ordering::Relaxed);
             self.node.heard(*id, at);
+        }
+    }
+
+    /// Tells the link lifecycle each link's least round-trip time (the
+    /// workers sample it every half second), which ranks links for probes.
+    fn report_rtts(&mut self) {
+        for (id, stats) in &self.link_stats {
+            let rtt = stats.health.min_rtt_us.load(std::sync::atomic::Ordering::Relaxed);
+            self.node.measured(*id, rtt);
         }
     }
 
@@ -550,11 +565,14 @@ impl Supervisor {
         }
     }
 
-    fn start_dial(&mut self, id: LinkId, mac: Mac, addr: SocketAddr, direct: bool) {
-        if direct {
-            info!("dialling {mac}@{addr} for a direct link: much of our traffic to it goes through a relay");
-        } else {
-            debug!("dialling {mac}@{addr}");
+    fn start_dial(&mut self, id: LinkId, mac: Mac, addr: SocketAddr, origin: Origin) {
+        match origin {
+            Origin::Direct(_) => info!(
+                "dialling {mac}@{addr} for a direct link: much of our traffic to it goes through a \
+                 relay"
+            ),
+            Origin::Probe(_) => debug!("dialling {mac}@{addr}: is it nearer than our links?"),
+            _ => debug!("dialling {mac}@{addr}"),
         }
         let now = self.shared.clock.mono();
         let stream = match net::connect(addr, &self.tuning) {
@@ -570,13 +588,7 @@ impl Supervisor {
             rustls::ClientConnection::new(c, ServerName::IpAddress(addr.ip().into()))
         });
         match conn {
-            Ok(c) => self.hand_over(
-                id,
-                stream,
-                addr,
-                if direct { Origin::Direct(mac) } else { Origin::Dialled(mac) },
-                rustls::Connection::Client(c),
-            ),
+            Ok(c) => self.hand_over(id, stream, addr, origin, rustls::Connection::Client(c)),
             Err(e) => {
                 error!("TLS client setup: {e}");
                 self.node.closed(id, &CloseReason::Tls(e.to_string()), now);
@@ -662,6 +674,10 @@ impl Supervisor {
                         return None;
                     }
                 }
+                // the handshake's round-trip time decides a probe (the least
+                // seen: the smoothed one of an idle link reads high)
+                let rtt = stats.health.min_rtt_us.load(std::sync::atomic::Ordering::Relaxed);
+                self.node.measured(id, rtt);
                 if self.node.established(id, peer, ext, now.mono) {
                     self.peer_chains.insert(id, pc);
                     self.link_stats.insert(id, stats);
@@ -1119,6 +1135,12 @@ impl PeerCert {
 }
 
 /// The hearsay bounds of `[limits]`.
+/// A test hook, not a setting: when this environment variable holds a
+/// number of milliseconds, the first probe for a nearer neighbour comes
+/// that long (plus up to as long again) after the node has its fill of
+/// links, instead of 2 to 4 minutes (`core::mesh::PROBE_START`).
+pub const PROBE_START_VAR: &str = "INVPN_TEST_PROBE_START_MS";
+
 fn dial_limits(cfg: &Config) -> dialer::Limits {
     dialer::Limits { total: cfg.limits.dial_targets, per_link: cfg.limits.dial_targets_per_link }
 }

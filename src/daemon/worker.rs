@@ -859,7 +859,10 @@ impl Worker {
                 debug!("link to {} closed before use: {reason} link={}", ctx.peer, ctx.id)
             }
             State::Handshaking => match link.origin {
-                Origin::Dialled(mac) | Origin::Direct(mac) | Origin::Lane(mac, _) => {
+                Origin::Dialled(mac)
+                | Origin::Direct(mac)
+                | Origin::Probe(mac)
+                | Origin::Lane(mac, _) => {
                     debug!("dial to {mac} at {} failed: {reason}", link.addr)
                 }
                 Origin::Accepted => {
