@@ -72,21 +72,34 @@ fn relay_lab_seeded(lab: &mut Lab, pki: &Pki, extra: &[&str], pair: bool) -> (No
     (r, a, b)
 }
 
+/// Whether `test` runs: as root, with iperf3 (which .ci/run installs).
+fn runs(test: &str) -> bool {
+    if !root_or_skip(test) {
+        return false;
+    }
+    assert!(
+        Command::new("iperf3").arg("--version").output().is_ok(),
+        "{test}: iperf3 is needed (scripts/ensure-deps.sh installs it)"
+    );
+    true
+}
+
+/// [`relay_lab`], once A reaches B through R.
+fn relayed(pki: &Pki, extra: &[&str]) -> (Lab, Node, Node, Node) {
+    let mut lab = Lab::new(3);
+    let (r, a, b) = relay_lab(&mut lab, pki, extra);
+    assert!(wait_until(20, || lab.ping(1, "198.19.0.3")), "A cannot reach B through R");
+    (lab, r, a, b)
+}
+
 #[test]
 fn a_stream_through_a_relay_gets_a_direct_link_that_closes_when_idle() {
     let test = "direct::a_stream_through_a_relay_gets_a_direct_link_that_closes_when_idle";
-    if !root_or_skip(test) {
+    if !runs(test) {
         return;
     }
-    if Command::new("iperf3").arg("--version").output().is_err() {
-        panic!("{test}: iperf3 is needed (scripts/ensure-deps.sh installs it)");
-    }
     let pki = Pki::new();
-    let mut lab = Lab::new(3);
-    let (r, a, b) = relay_lab(&mut lab, &pki, &["direct_idle = 3s"]);
-
-    // A reaches B through R
-    assert!(wait_until(20, || lab.ping(1, "198.19.0.3")), "A cannot reach B through R");
+    let (lab, r, a, b) = relayed(&pki, &["direct_idle = 3s"]);
     let before = links(&a);
     assert_eq!(before.len(), 1, "A keeps one link: {before:?}");
     assert!(link_to(&before, 1).is_some(), "A's link is to R: {before:?}");
@@ -154,24 +167,12 @@ fn a_stream_through_a_relay_gets_a_direct_link_that_closes_when_idle() {
 #[test]
 fn with_direct_off_a_stream_stays_on_the_relay() {
     let test = "direct::with_direct_off_a_stream_stays_on_the_relay";
-    if !root_or_skip(test) {
+    if !runs(test) {
         return;
     }
-    if Command::new("iperf3").arg("--version").output().is_err() {
-        panic!("{test}: iperf3 is needed (scripts/ensure-deps.sh installs it)");
-    }
     let pki = Pki::new();
-    let mut lab = Lab::new(3);
-    let (r, a, b) = relay_lab(&mut lab, &pki, &["direct = off"]);
-    assert!(wait_until(20, || lab.ping(1, "198.19.0.3")), "A cannot reach B through R");
-    let server = Iperf3Server::start(&lab, 2, 5201);
-    let client = Command::new("timeout")
-        .args(["30", "ip", "netns", "exec", lab.ns(1), "iperf3", "-c", "198.19.0.3"])
-        .args(["-p", "5201", "-t", "3", "-J", "--connect-timeout", "5000"])
-        .output()
-        .unwrap();
-    drop(server);
-    let mbit = iperf3_mbit(&client.stdout);
+    let (lab, r, a, b) = relayed(&pki, &["direct = off"]);
+    let mbit = stream(&lab, 1, "198.19.0.3", 3);
     eprintln!("{test}: the stream made {mbit:.0} Mbit/s through R");
     assert!(mbit > 0.0, "the stream did not run");
     assert_eq!(links(&a).len(), 1, "A made a direct link: {:?}", links(&a));
@@ -213,7 +214,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[ignore = "a benchmark: make bench-direct"]
 fn direct_links_throughput() {
     let test = "direct::direct_links_throughput";
-    if !root_or_skip(test) {
+    if !runs(test) {
         return;
     }
     let rounds: usize =

@@ -838,35 +838,13 @@ impl Node {
         } else if let Origin::Direct(mac) = conn.origin {
             if self.links.to_peer(&mac).is_none() && *reason != CloseReason::OwnNode {
                 self.direct.dial_failed(mac, now);
-                let first = self.dial_errors.get(&mac) != Some(reason);
-                if first {
-                    self.dial_errors.insert(mac, reason.clone());
-                }
-                let (addr, reason) = (conn.addr, reason.clone());
-                self.actions.push_back(Action::DialFailed {
-                    mac,
-                    addr,
-                    reason,
-                    first,
-                    direct: true,
-                });
+                self.dial_failed(mac, conn.addr, reason, true);
             }
         } else if let Origin::Dialled(mac) = conn.origin {
             if *reason == CloseReason::OwnNode {
                 self.dialer.is_self(mac);
             } else if self.links.to_peer(&mac).is_none() {
-                let first = self.dial_errors.get(&mac) != Some(reason);
-                if first {
-                    self.dial_errors.insert(mac, reason.clone());
-                }
-                let (addr, reason) = (conn.addr, reason.clone());
-                self.actions.push_back(Action::DialFailed {
-                    mac,
-                    addr,
-                    reason,
-                    first,
-                    direct: false,
-                });
+                self.dial_failed(mac, conn.addr, reason, false);
                 self.dialer.failed(mac, now);
                 if let Some(s) = self.seeds.iter_mut().find(|s| s.mac == mac) {
                     s.retry_at = Some(now.max(s.dialled_at + ISOLATED_RETRY));
@@ -876,6 +854,17 @@ impl Node {
             }
         }
         Closed::Conn(conn.origin, conn.addr)
+    }
+
+    /// Says that a dial of `mac` at `addr` failed for `reason` (a warning
+    /// the first time in a row for that reason).
+    fn dial_failed(&mut self, mac: Mac, addr: SocketAddr, reason: &CloseReason, direct: bool) {
+        let first = self.dial_errors.get(&mac) != Some(reason);
+        if first {
+            self.dial_errors.insert(mac, reason.clone());
+        }
+        let reason = reason.clone();
+        self.actions.push_back(Action::DialFailed { mac, addr, reason, first, direct });
     }
 
     /// A neighbour announced that `mac` listens at `addr` (hearsay).
