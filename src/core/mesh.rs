@@ -95,11 +95,12 @@ pub const PROBE_MIN: u64 = 30_000;
 /// The longest wait between probes (ms).
 pub const PROBE_MAX: u64 = 1_800_000;
 
-/// A link another invpnd node opened is announced (the node floods its
-/// announcement) only once it has lasted this long (ms): a probe, closed
-/// before anything goes over it, then costs the mesh nothing. The node
-/// that dialled announces at once, and the link's route tables are
-/// exchanged at once.
+/// A link another invpnd node opened does not make this node flood its
+/// announcement at once (the next one, within an interval, says it; the
+/// node that dialled announces at once, and the link's route tables are
+/// exchanged at once), nor does its close if it lasted less than this
+/// (ms): a probe, closed before anything goes over it, then costs the mesh
+/// nothing.
 pub const SETTLE: u64 = 2_000;
 
 /// Whether a probed node with round-trip time `probe` (µs) is worth
@@ -311,8 +312,8 @@ pub struct Node {
     /// When to probe next (0: once the node has its fill of links).
     next_probe: u64,
     probe_interval: u64,
-    /// Links other invpnd nodes opened, not yet announced: when they
-    /// will be ([`SETTLE`]).
+    /// Links other invpnd nodes opened less than [`SETTLE`] ago, and when
+    /// that ends: their close is not announced.
     settling: HashMap<LinkId, u64>,
     /// Jitter for the probes.
     rng: fastrand::Rng,
@@ -446,8 +447,7 @@ impl Node {
             self.dialer.has_room(self.counted_links()).then(|| self.dialer.next_due()).flatten();
         let silence = self.silent_links().map(|(_, deadline, _)| deadline).min();
         let probe = self.probe_due();
-        let settled = self.settling.values().min().copied();
-        [Some(self.next_announce), dial, seeds, grace, silence, probe, settled]
+        [Some(self.next_announce), dial, seeds, grace, silence, probe]
             .into_iter()
             .flatten()
             .chain(handshakes)
@@ -571,11 +571,7 @@ impl Node {
     /// Runs the timers due at `now`: announcements, handshake timeouts and
     /// dials.
     pub fn handle_timeout(&mut self, now: u64) {
-        let before = self.settling.len();
         self.settling.retain(|_, t| now < *t);
-        if self.settling.len() < before {
-            self.announce_soon();
-        }
         if now >= self.next_announce {
             self.next_announce = now + self.announce_interval;
             self.actions.push_back(Action::Announce);
@@ -814,7 +810,7 @@ impl Node {
         if self.probe == Some(id) {
             self.probe_done(false, now);
         }
-        let settling = self.settling.remove(&id).is_some();
+        let settling = self.settling.remove(&id).is_some_and(|t| now < t);
         if let Some(info) = self.links.remove(id) {
             if self.links.to_peer(&info.peer).is_none() {
                 let short = now.saturating_sub(info.since) < SHORT_LINK;
@@ -825,7 +821,8 @@ impl Node {
                 } else {
                     self.dialer.unlinked(info.peer, now);
                 }
-                // (a link not yet announced changed nothing worth saying)
+                // (a link just opened by another node changed nothing
+                // worth saying)
                 if !settling {
                     self.announce_soon();
                 }
