@@ -144,6 +144,9 @@ fn a_stream_through_a_relay_gets_a_direct_link_that_closes_when_idle() {
     assert!(after < Duration::from_secs(5), "the direct link took {after:?}");
     assert!(mbit > 0.0, "the stream did not run");
     assert_eq!(next_hop(&a, 3), mac(3).to_string(), "A's route to B took the direct link");
+    assert_eq!(a.query("status")["direct_links"], 1, "A's status counts no direct link");
+    let (_, text, _) = invpnctl(&["--socket", a.socket().to_str().unwrap(), "status"]);
+    assert!(text.contains("links:        2 (1 direct)"), "{text}");
     // B took it as direct: outside its max_links of 1, kept past nothing
     let at_b = links(&b);
     assert!(link_to(&at_b, 2).is_some_and(|e| e["direct"] == true), "at B: {at_b:?}");

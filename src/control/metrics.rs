@@ -220,6 +220,12 @@ pub fn render(s: &Status, links: &[LinkEntry], now_unix: f64) -> String {
     );
     x.single("invpn_workers", Kind::Gauge, "Worker threads.", Value::U(s.workers as u64));
     x.single(
+        "invpn_direct_links",
+        Kind::Gauge,
+        "Links dialled on demand because traffic to their node went through a relay.",
+        Value::U(s.direct_links as u64),
+    );
+    x.single(
         "invpn_pending_handshakes",
         Kind::Gauge,
         "Incoming connections whose TLS handshake is pending.",

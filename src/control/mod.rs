@@ -254,6 +254,10 @@ pub struct Status {
     /// Incoming handshakes pending now.
     #[serde(default)]
     pub pending_handshakes: usize,
+    /// Of `links`, the direct links (dialled on demand because traffic to
+    /// the neighbour went through a relay; `[network] direct`).
+    #[serde(default)]
+    pub direct_links: usize,
     /// The TCP congestion control new links get, read back from a socket
     /// (empty from a daemon that does not say).
     #[serde(default)]

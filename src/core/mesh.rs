@@ -374,6 +374,11 @@ impl Node {
         self.links.len().saturating_sub(self.direct.count())
     }
 
+    /// How many direct links are up (`core::direct`).
+    pub fn direct_links(&self) -> usize {
+        self.direct.count()
+    }
+
     /// Whether link `id` is a direct link (`core::direct`).
     pub fn is_direct(&self, id: LinkId) -> bool {
         self.direct.is_direct(id)

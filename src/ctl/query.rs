@@ -131,8 +131,12 @@ pub fn format_status(s: &Status) -> String {
     t.push_str(&format!("interface:    {} (ifindex {}, MTU {})\n", s.interface, s.ifindex, s.mtu));
     t.push_str(&format!("listening:    {}\n", s.listen.as_deref().unwrap_or("no (no_incoming)")));
     t.push_str(&format!(
-        "links:        {}   routes: {}   cached nodes: {}   workers: {}\n",
-        s.links, s.routes, s.cached_nodes, s.workers
+        "links:        {}{}   routes: {}   cached nodes: {}   workers: {}\n",
+        s.links,
+        if s.direct_links > 0 { format!(" ({} direct)", s.direct_links) } else { String::new() },
+        s.routes,
+        s.cached_nodes,
+        s.workers
     ));
     if !s.congestion.is_empty() {
         t.push_str(&format!("congestion:   {} ({})\n", s.congestion, s.congestion_source));

@@ -539,6 +539,7 @@ impl Supervisor {
                 .map(|c| (c.label().to_string(), stats.closes(*c)))
                 .collect(),
             pending_handshakes: self.node.pending_handshakes(),
+            direct_links: self.node.direct_links(),
             congestion: self.congestion_in_use(),
             congestion_source: self.congestion.source_text(),
             cert_not_after: self.material.cert.not_after,
