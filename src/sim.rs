@@ -551,10 +551,18 @@ impl Sim {
     /// for (the route table).
     fn hello(&mut self, i: usize, link: &LinkCtx) {
         let mut msg = Vec::new();
-        wire::encode_hello(&mut msg, self.nodes[i].engine.hello_flags());
+        let interval = self.cfg.announce_interval;
+        let flags = self.nodes[i].engine.hello_flags();
+        wire::encode_hello_interval(&mut msg, flags, interval as u32);
         self.with_engine(i, |e, now, out| {
             e.handle_message(link, &mut msg, now, out);
         });
+        // (as the daemon's worker tells its lifecycle)
+        let node = &mut self.nodes[i];
+        let conn = node.links.get(link.id.0 as usize).map_or(NOT_YET, |e| e.conn);
+        if let (Some(n), true) = (node.node.as_mut(), conn != NOT_YET) {
+            n.peer_interval(conn, interval);
+        }
     }
 
     /// Calls `f` with node `i`'s engine and an output, and sends what it

@@ -181,7 +181,7 @@ pub trait Output {
     /// Reports an event.
     fn event(&mut self, ev: Event);
     /// A neighbour said what it accepts (its hello).
-    fn capabilities(&mut self, _link: LinkId, _flags: u32) {}
+    fn capabilities(&mut self, _link: LinkId, _hello: &wire::Hello) {}
 }
 
 /// What became of a message.
@@ -724,7 +724,7 @@ impl Engine {
                     if h.flags & wire::hello_flags::ROUTES != 0 {
                         self.send_routes(link, out);
                     }
-                    out.capabilities(link.id, h.flags);
+                    out.capabilities(link.id, &h);
                 }
                 Verdict::Done
             }

@@ -41,8 +41,8 @@ impl Output for Rec {
     fn deliver_offloaded(&mut self, hdr: &VnetHdr, frame: &[u8]) {
         self.0.push(Act::DeliverOffloaded(*hdr, frame.to_vec()));
     }
-    fn capabilities(&mut self, link: LinkId, flags: u32) {
-        self.0.push(Act::Caps(link, flags));
+    fn capabilities(&mut self, link: LinkId, hello: &wire::Hello) {
+        self.0.push(Act::Caps(link, hello.flags));
     }
 }
 

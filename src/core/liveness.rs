@@ -14,6 +14,10 @@ pub const LEGACY_INTERVAL: u64 = 5_000;
 /// The gaps between the peer's last announcements that are kept.
 const GAPS: usize = 8;
 
+/// The longest interval a peer's hello is believed to say (ms): the
+/// longest `announce_interval` takes.
+pub const MAX_DECLARED: u64 = 3_600_000;
+
 /// One link's liveness.
 #[derive(Debug, Clone)]
 pub struct Liveness {
@@ -24,12 +28,15 @@ pub struct Liveness {
     /// The gaps between its last few announcements.
     gaps: [u64; GAPS],
     gap_at: usize,
+    /// The interval the peer's hello said (ms), until its announcements
+    /// show one.
+    declared: Option<u64>,
 }
 
 impl Liveness {
     /// A link that came up at `now`.
     pub fn new(now: u64) -> Liveness {
-        Liveness { last_rx: now, last_announce: 0, gaps: [0; GAPS], gap_at: 0 }
+        Liveness { last_rx: now, last_announce: 0, gaps: [0; GAPS], gap_at: 0, declared: None }
     }
 
     /// Something arrived at `at` (reports may come late and out of order:
@@ -41,6 +48,13 @@ impl Liveness {
     /// When anything last arrived.
     pub fn last_rx(&self) -> u64 {
         self.last_rx
+    }
+
+    /// The peer's hello said it announces every `ms` (at most
+    /// [`MAX_DECLARED`]): taken as its interval until two of its
+    /// announcements show one.
+    pub fn declared(&mut self, ms: u64) {
+        self.declared = Some(ms.clamp(1, MAX_DECLARED));
     }
 
     /// The peer's own announcement arrived at `at`.
@@ -61,7 +75,12 @@ impl Liveness {
     /// is as observed (0.4 nodes announce every 5 s).
     pub fn limit(&self, own_interval: u64, ext: bool) -> u64 {
         let observed = self.gaps.iter().copied().max().unwrap_or(0);
-        let peer = if self.gap_at == 0 || !ext { observed.max(LEGACY_INTERVAL) } else { observed };
+        let peer = match (ext, self.gap_at, self.declared) {
+            (false, _, _) => observed.max(LEGACY_INTERVAL),
+            (true, 0, Some(d)) => d,
+            (true, 0, None) => LEGACY_INTERVAL,
+            (true, _, _) => observed,
+        };
         3 * own_interval.max(peer)
     }
 
@@ -91,6 +110,23 @@ mod tests {
         }
         assert_eq!(l.limit(1_000, true), 3_000);
         assert_eq!(l.limit(1_000, false), 15_000, "0.4 announces every 5 s");
+    }
+
+    #[test]
+    fn the_interval_a_hello_says_counts_until_announcements_show_one() {
+        let mut l = Liveness::new(0);
+        l.declared(1_000);
+        assert_eq!(l.limit(1_000, true), 3_000, "no 5 s for a peer that said 1 s");
+        assert_eq!(l.limit(1_000, false), 15_000, "0.4 says nothing; 5 s");
+        // what its announcements show wins
+        for t in [1_000, 3_000, 5_000] {
+            l.announced(t);
+        }
+        assert_eq!(l.limit(1_000, true), 6_000);
+        // a peer cannot make its link outlive silence for ever
+        let mut m = Liveness::new(0);
+        m.declared(u64::MAX);
+        assert_eq!(m.limit(1_000, true), 3 * MAX_DECLARED);
     }
 
     #[test]

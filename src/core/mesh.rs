@@ -550,6 +550,14 @@ impl Node {
         }
     }
 
+    /// The peer of link `id` said in its hello that it announces every
+    /// `ms`.
+    pub fn peer_interval(&mut self, id: LinkId, ms: u64) {
+        if let Some(l) = self.live.get_mut(&id) {
+            l.declared(ms);
+        }
+    }
+
     /// The peer's own announcement arrived on link `id` at `at`.
     pub fn announced(&mut self, id: LinkId, at: u64) {
         if let Some(l) = self.live.get_mut(&id) {

@@ -434,6 +434,10 @@ pub struct Hello {
     pub version: u8,
     /// [`hello_flags`] bits.
     pub flags: u32,
+    /// The sender's announce interval (ms), if it says (a field appended
+    /// after the flags): the link's silence timer need not wait for two
+    /// of its announcements to learn it (`core::liveness`).
+    pub interval_ms: Option<u32>,
 }
 
 /// Bits of a hello's flags.
@@ -665,7 +669,9 @@ pub fn parse(msg: &[u8]) -> Result<Message<'_>, WireError> {
         }
         kind::HELLO => {
             // Later versions may append fields: the rest is ignored.
-            let h = Hello { version: r.u8("version")?, flags: r.u32("flags")? };
+            let (version, flags) = (r.u8("version")?, r.u32("flags")?);
+            let interval_ms = r.u32("interval").ok();
+            let h = Hello { version, flags, interval_ms };
             Message::Hello(h)
         }
         kind::OFFLOADED => {
@@ -1114,6 +1120,15 @@ pub fn encode_hello(out: &mut Vec<u8>, flags: u32) {
     header(out, kind::HELLO, 5);
     out.push(VERSION);
     out.extend_from_slice(&flags.to_be_bytes());
+}
+
+/// Appends a `0x04` hello with `flags` and this node's announce interval
+/// (ms), which nodes that know the field read and others ignore.
+pub fn encode_hello_interval(out: &mut Vec<u8>, flags: u32, interval_ms: u32) {
+    header(out, kind::HELLO, 9);
+    out.push(VERSION);
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&interval_ms.to_be_bytes());
 }
 
 #[cfg(test)]

@@ -260,9 +260,20 @@ fn hello_and_offloaded_round_trip() {
     let mut out = Vec::new();
     encode_hello(&mut out, hello_flags::OFFLOADED);
     assert_eq!(out, hex("0006040100000001").as_slice().to_vec());
-    assert_eq!(parse_stream(&out), Message::Hello(Hello { version: 1, flags: 1 }));
+    assert_eq!(
+        parse_stream(&out),
+        Message::Hello(Hello { version: 1, flags: 1, interval_ms: None })
+    );
     // a later hello with more fields still parses
-    assert_eq!(parse(&hex("040100000001ffff")), Ok(Message::Hello(Hello { version: 1, flags: 1 })));
+    let short = Hello { version: 1, flags: 1, interval_ms: None };
+    assert_eq!(parse(&hex("040100000001ffff")), Ok(Message::Hello(short)));
+    // the interval, appended; what may follow it is ignored
+    let long = Hello { version: 1, flags: 1, interval_ms: Some(5000) };
+    assert_eq!(parse(&hex("04010000000100001388")), Ok(Message::Hello(long)));
+    assert_eq!(parse(&hex("04010000000100001388ffff")), Ok(Message::Hello(long)));
+    let mut out = Vec::new();
+    encode_hello_interval(&mut out, 1, 5000);
+    assert_eq!(parse_stream(&out), Message::Hello(Hello { version: VERSION, ..long }));
     assert!(matches!(parse(&hex("040100")), Err(WireError::Truncated { .. })));
 
     use crate::core::offload::VnetHdr;
@@ -290,7 +301,8 @@ fn whole_messages_name_their_type_and_parse() {
     encode_hello(&mut m, 3);
     assert_eq!(kind_of(&m), Some(kind::HELLO));
     assert!(is_control(kind::HELLO) && !is_control(kind::UNICAST));
-    assert_eq!(parse_whole(&m), Ok(Message::Hello(Hello { version: VERSION, flags: 3 })));
+    let h = Hello { version: VERSION, flags: 3, interval_ms: None };
+    assert_eq!(parse_whole(&m), Ok(Message::Hello(h)));
     assert_eq!(kind_of(&m[..LEN_PREFIX]), None);
     assert!(parse_whole(&m[..1]).is_err());
 }

@@ -204,11 +204,15 @@ pub enum ToSupervisor {
         /// The peer's certificate chain, checked again on reload.
         chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     },
-    /// A link's peer said in its hello that it dialled the link as a
-    /// direct link (`core::direct`).
-    PeerDirect {
+    /// A link's peer's hello said that it dialled the link as a direct
+    /// link (`core::direct`), or what its announce interval is.
+    Hello {
         /// The link.
         id: LinkId,
+        /// It is a direct link the peer dialled.
+        direct: bool,
+        /// The peer's announce interval (ms).
+        interval_ms: Option<u32>,
     },
     /// The TAP thread sends much traffic to `peer` through a relay: dial
     /// it for a direct link (a hint, repeated while it holds).

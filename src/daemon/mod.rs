@@ -64,6 +64,8 @@ pub struct Settings {
     /// Lanes the side that dialled a link dials for it (sparse lanes and
     /// stripes; 0 without lanes).
     pub lanes_wanted: usize,
+    /// This node's announce interval (ms), which its hellos say.
+    pub announce_interval: u64,
     /// `[network] direct`: bytes a second to one node through a relay
     /// that make a direct link (0: off).
     pub direct_rate: u64,
@@ -399,6 +401,7 @@ pub fn run(cfg: Config, material: Material, opts: Options) -> Result<(), DaemonE
             } else {
                 0
             },
+            announce_interval: cfg.network.announce_interval.as_millis() as u64,
             direct_rate: cfg.network.direct,
         },
     });

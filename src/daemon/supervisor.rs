@@ -687,7 +687,14 @@ impl Supervisor {
             ToSupervisor::WantDirect { peer } => {
                 self.node.want_direct(peer, now.mono);
             }
-            ToSupervisor::PeerDirect { id } => self.node.peer_direct(id, now.mono),
+            ToSupervisor::Hello { id, direct, interval_ms } => {
+                if direct {
+                    self.node.peer_direct(id, now.mono);
+                }
+                if let Some(ms) = interval_ms {
+                    self.node.peer_interval(id, u64::from(ms));
+                }
+            }
             ToSupervisor::Announced { id, at } => self.node.announced(id, at),
             ToSupervisor::LaneUp { id, peer, stats, chain } => self.lane_up(id, peer, stats, chain),
             ToSupervisor::LinkDown { id, origin, reason } => {

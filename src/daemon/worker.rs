@@ -244,14 +244,17 @@ impl Output for Out<'_> {
         }
     }
 
-    fn capabilities(&mut self, link: LinkId, flags: u32) {
+    fn capabilities(&mut self, link: LinkId, hello: &wire::Hello) {
+        let flags = hello.flags;
         if let Some(l) = self.links.slot_of(link).and_then(|s| self.links.get(s)) {
             l.peer_offload = flags & wire::hello_flags::OFFLOADED != 0;
             // lanes are dialled once the link carries frames
             l.peer_lanes = flags & wire::hello_flags::LANES != 0;
             l.peer_twins = flags & wire::hello_flags::TWINS != 0;
-            if flags & wire::hello_flags::DIRECT != 0 && l.origin == Origin::Accepted {
-                self.shared.supervisor.send(ToSupervisor::PeerDirect { id: link });
+            let direct = flags & wire::hello_flags::DIRECT != 0 && l.origin == Origin::Accepted;
+            let interval_ms = hello.interval_ms;
+            if direct || interval_ms.is_some() {
+                self.shared.supervisor.send(ToSupervisor::Hello { id: link, direct, interval_ms });
             }
         }
     }
@@ -522,7 +525,9 @@ impl Worker {
             if matches!(link.origin, Origin::Direct(_)) {
                 flags |= wire::hello_flags::DIRECT;
             }
-            wire::encode_hello(&mut hello, flags);
+            let interval =
+                u32::try_from(self.shared.settings.announce_interval).unwrap_or(u32::MAX);
+            wire::encode_hello_interval(&mut hello, flags, interval);
             self.out().queue_local(slot, &hello);
         }
         self.shared.engine.link_up(&ctx, self.shared.clock.now());
