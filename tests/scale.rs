@@ -108,21 +108,29 @@ fn thirty_daemons_build_the_mesh_the_simulator_predicts() {
 /// daemons). Returns links per node and control
 /// messages per node per second at rest.
 fn simulate(started: u64) -> (f64, f64) {
-    let cfg = SimConfig {
-        latency: (5, 5),
-        jitter: 5,
-        announce_interval: 1000,
-        ..SimConfig::dialled(N, 11, Dialled { start_within: started, ..Dialled::default() })
-    };
-    let mut sim = Sim::new(cfg);
-    sim.settle(started);
-    sim.converge(60_000).expect("the simulation converges");
-    sim.settle(12_000);
-    let links = 2.0 * sim.edges() as f64 / N as f64;
-    let (m0, t0) = (sim.control_msgs, sim.now());
-    sim.settle(5_000);
-    let msgs = (sim.control_msgs - m0) as f64 / N as f64 / ((sim.now() - t0) as f64 / 1000.0);
-    (links, msgs)
+    // over the same 10 s as the daemons, and the mean of three meshes: in
+    // one, a second wave of links that go after their grace (dialled by
+    // nodes that lost one, to full nodes) makes the figure vary from 62 to
+    // 87 with the seed
+    let seeds = [11, 12, 13];
+    let (mut links, mut msgs) = (0.0, 0.0);
+    for seed in seeds {
+        let cfg = SimConfig {
+            latency: (5, 5),
+            jitter: 5,
+            announce_interval: 1000,
+            ..SimConfig::dialled(N, seed, Dialled { start_within: started, ..Dialled::default() })
+        };
+        let mut sim = Sim::new(cfg);
+        sim.settle(started);
+        sim.converge(60_000).expect("the simulation converges");
+        sim.settle(12_000);
+        links += 2.0 * sim.edges() as f64 / N as f64;
+        let (m0, t0) = (sim.control_msgs, sim.now());
+        sim.settle(10_000);
+        msgs += (sim.control_msgs - m0) as f64 / N as f64 / ((sim.now() - t0) as f64 / 1000.0);
+    }
+    (links / seeds.len() as f64, msgs / seeds.len() as f64)
 }
 
 /// Issue 11's cold start, as a benchmark (`make bench-coldstart`, root;
