@@ -45,11 +45,13 @@ pub struct LinkStats {
     /// Messages handed to TLS (added once per flush).
     pub messages_out: AtomicU64,
     /// The link's health, sampled by the worker every tick (500 ms), not
-    /// on the per-frame path: see [`LinkStats::sample`].
+    /// on the per-frame path: see [`LinkStats::sample`] (but for when it
+    /// last received anything, stored at each read of its socket).
     pub health: LinkHealth,
 }
 
-/// A link's health figures, written by its worker's tick.
+/// A link's health figures, written by its worker's tick (and its reads:
+/// `last_rx`).
 #[derive(Debug, Default)]
 pub struct LinkHealth {
     /// The TCP connection's smoothed round-trip time (µs, `TCP_INFO`).
@@ -66,7 +68,8 @@ pub struct LinkHealth {
     pub inflight_bytes: AtomicU64,
     /// Bytes written to the socket and not yet sent.
     pub unsent_bytes: AtomicU64,
-    /// When anything was last received (monotonic ms).
+    /// When anything was last received (monotonic ms), stored at each
+    /// read of the socket ([`Link::heard`]).
     pub last_rx: AtomicU64,
     /// The peer's end-entity certificate's notAfter (Unix seconds), set
     /// when the link came up; 0 if it could not be read.
@@ -74,9 +77,10 @@ pub struct LinkHealth {
 }
 
 impl LinkStats {
-    /// Records the worker's view of the link: `TCP_INFO` (if the kernel
-    /// gave it) and when it last received anything.
-    pub fn sample(&self, info: Option<&crate::sys::TcpInfo>, last_rx: u64) {
+    /// Records the kernel's view of the link (`TCP_INFO`, if it gave it);
+    /// when the link last received anything is recorded as it happens
+    /// ([`Link::heard`]).
+    pub fn sample(&self, info: Option<&crate::sys::TcpInfo>) {
         let h = &self.health;
         if let Some(i) = info {
             h.rtt_us.store(i.rtt_us.into(), Ordering::Relaxed);
@@ -86,7 +90,6 @@ impl LinkStats {
                 .store(u64::from(i.in_flight()) * u64::from(i.snd_mss), Ordering::Relaxed);
             h.unsent_bytes.store(i.notsent_bytes.into(), Ordering::Relaxed);
         }
-        h.last_rx.store(last_rx, Ordering::Relaxed);
     }
 }
 
@@ -270,8 +273,6 @@ pub struct Link {
     pub rx: Deframer,
     /// Messages waiting to be sent, by flow (`core::fq`).
     pub out: OutQueue,
-    /// When anything was last received (monotonic ms).
-    pub last_rx: u64,
     /// When the connection was handed to the worker.
     pub created: u64,
     /// Its counters, shared with the control interface.
@@ -317,6 +318,8 @@ impl Link {
         queue: FqConfig,
         cap: CapConfig,
     ) -> Link {
+        let stats = Arc::new(LinkStats::default());
+        stats.health.last_rx.store(now, Ordering::Relaxed);
         Link {
             id,
             sock,
@@ -326,9 +329,8 @@ impl Link {
             state: State::Handshaking,
             rx: Deframer::new(),
             out: OutQueue::new(queue),
-            last_rx: now,
             created: now,
-            stats: Arc::new(LinkStats::default()),
+            stats,
             want_write: true,
             error_budget: ERROR_BUDGET,
             error_log: LogLimit::new(10_000, 1),
@@ -344,11 +346,10 @@ impl Link {
         }
     }
 
-    /// Something arrived at `now`: the supervisor reads it (the link
-    /// lifecycle's silence timer, `core::liveness`) without waiting for
-    /// the next sample.
-    pub fn heard(&mut self, now: u64) {
-        self.last_rx = now;
+    /// Something arrived at `now`: recorded in the link's counters, where
+    /// the supervisor reads it for the link lifecycle's silence timer
+    /// (`core::liveness`) and `invpnctl links` for HEARD.
+    pub fn heard(&self, now: u64) {
         self.stats.health.last_rx.store(now, Ordering::Relaxed);
     }
 
@@ -534,7 +535,7 @@ impl Link {
     /// returns the segments its socket retransmitted since the last sample.
     pub fn sample_health(&mut self) -> u32 {
         let info = crate::sys::tcp_info(self.sock.as_raw_fd()).ok();
-        self.stats.sample(info.as_ref(), self.last_rx);
+        self.stats.sample(info.as_ref());
         let total = info.map_or(self.total_retrans, |i| i.total_retrans);
         let new = total.wrapping_sub(self.total_retrans);
         self.total_retrans = total;
