@@ -1141,13 +1141,13 @@ impl PeerCert {
     }
 }
 
-/// The hearsay bounds of `[limits]`.
 /// A test hook, not a setting: when this environment variable holds a
 /// number of milliseconds, the first probe for a nearer neighbour comes
 /// that long (plus up to as long again) after the node has its fill of
 /// links, instead of 2 to 4 minutes (`core::mesh::PROBE_START`).
 pub const PROBE_START_VAR: &str = "INVPN_TEST_PROBE_START_MS";
 
+/// The hearsay bounds of `[limits]`.
 fn dial_limits(cfg: &Config) -> dialer::Limits {
     dialer::Limits { total: cfg.limits.dial_targets, per_link: cfg.limits.dial_targets_per_link }
 }
