@@ -520,17 +520,24 @@ impl Node {
         let near: Vec<Mac> =
             by_rtt.iter().take(by_rtt.len().div_ceil(2)).map(|(_, m)| *m).collect();
         let Some((mac, addr)) = self.dialer.pick_idle(now, &near) else { return };
-        if self.links.to_peer(&mac).is_some()
-            || self.conns.values().any(|c| c.origin.dialled() == Some(mac))
-        {
-            return;
+        if !self.linked_or_dialling(&mac) {
+            self.probe = Some(self.dial(mac, addr, Origin::Probe(mac), now));
         }
+    }
+
+    /// Whether this node has a link to `mac`, or is dialling it.
+    fn linked_or_dialling(&self, mac: &Mac) -> bool {
+        self.links.to_peer(mac).is_some()
+            || self.conns.values().any(|c| c.origin.dialled() == Some(*mac))
+    }
+
+    /// Dials `mac` at `addr` for `origin` (a connection timed by the
+    /// handshake timer from `now`); its id.
+    fn dial(&mut self, mac: Mac, addr: SocketAddr, origin: Origin, now: u64) -> LinkId {
         let id = self.new_id();
-        let conn =
-            Conn { origin: Origin::Probe(mac), addr, state: ConnState::Dialling, since: now };
-        self.conns.insert(id, conn);
-        self.probe = Some(id);
-        self.actions.push_back(Action::Dial { id, mac, addr, origin: Origin::Probe(mac) });
+        self.conns.insert(id, Conn { origin, addr, state: ConnState::Dialling, since: now });
+        self.actions.push_back(Action::Dial { id, mac, addr, origin });
+        id
     }
 
     /// A probe ended at `now`: the next comes sooner if it found a nearer
@@ -621,21 +628,10 @@ impl Node {
             }
         }
         for d in self.dialer.poll(now, self.counted_links()) {
-            let id = self.new_id();
-            self.conns.insert(
-                id,
-                Conn {
-                    origin: Origin::Dialled(d.mac),
-                    addr: d.addr,
-                    state: ConnState::Dialling,
-                    since: now,
-                },
-            );
+            self.dial(d.mac, d.addr, Origin::Dialled(d.mac), now);
             if let Some(s) = self.seeds.iter_mut().find(|s| s.mac == d.mac) {
                 (s.dialled_at, s.retry_at) = (now, None);
             }
-            let origin = Origin::Dialled(d.mac);
-            self.actions.push_back(Action::Dial { id, mac: d.mac, addr: d.addr, origin });
         }
         if self.near_links && self.counted_links() >= dial_links(self.max_links) {
             if self.next_probe == 0 {
@@ -654,19 +650,11 @@ impl Node {
     /// exists, no address of it is known, or a failed direct dial of it is
     /// backing off. Returns whether it dials.
     pub fn want_direct(&mut self, mac: Mac, now: u64) -> bool {
-        if mac == self.me
-            || !self.direct.may_dial(&mac, now)
-            || self.links.to_peer(&mac).is_some()
-            || self.conns.values().any(|c| c.origin.dialled() == Some(mac))
-        {
+        if mac == self.me || !self.direct.may_dial(&mac, now) || self.linked_or_dialling(&mac) {
             return false;
         }
         let Some(addr) = self.dialer.address_now(&mac, now) else { return false };
-        let id = self.new_id();
-        let conn =
-            Conn { origin: Origin::Direct(mac), addr, state: ConnState::Dialling, since: now };
-        self.conns.insert(id, conn);
-        self.actions.push_back(Action::Dial { id, mac, addr, origin: Origin::Direct(mac) });
+        self.dial(mac, addr, Origin::Direct(mac), now);
         true
     }
 
