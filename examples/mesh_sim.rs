@@ -2,10 +2,13 @@
 //! size, the time until every node routes to every other, the links per
 //! node, the control-plane traffic per node at rest, what one broadcast
 //! costs mesh-wide, and how long after the best-connected node crashes
-//! every pair of live nodes reaches each other again.
+//! every pair of live nodes reaches each other again; and what the
+//! simulation itself costs: the messages of the first 10 s (the cold
+//! start), the messages in all, and the wall time per message.
 //!
 //!     cargo run --release --example mesh_sim -- 10 50 200 1000
 //!     cargo run --release --example mesh_sim -- --dialled 40 100
+//!     cargo run --release --example mesh_sim -- --windows 1000 30
 //!
 //! By default the mesh is a random graph of degree 3-8 with 1-20 ms links,
 //! joined at time 0. With `--dialled` every node runs the daemon's link
@@ -68,8 +71,44 @@ fn near(sizes: &[usize], secs: u64) {
     }
 }
 
+/// `--windows INTERVAL_MS`: dialled meshes (three seeds each; messages
+/// wait up to 5 ms more, as on a loaded host) with that announce interval,
+/// from the cold start: control messages per node per second in each 5 s
+/// of the first minute, which shows how long the mesh takes to come to
+/// rest, and the links closed because a node was full.
+fn windows(sizes: &[usize], interval: u64) {
+    let cols: Vec<String> = (0..12).map(|w| format!("{}-{} s", w * 5, w * 5 + 5)).collect();
+    println!("| nodes | seed | {} | closes full |", cols.join(" | "));
+    println!("|---:|---:|{}---:|", "---:|".repeat(cols.len()));
+    for &n in sizes {
+        for seed in [11, 12, 13] {
+            let cfg = SimConfig {
+                announce_interval: interval,
+                jitter: 5,
+                ..SimConfig::dialled(n, seed, Dialled::default())
+            };
+            let mut sim = Sim::new(cfg);
+            let mut row = Vec::new();
+            for _ in 0..12 {
+                let (m0, t0) = (sim.control_msgs, sim.now());
+                sim.settle(5_000);
+                let secs = (sim.now() - t0) as f64 / 1000.0;
+                row.push(format!("{:.0}", (sim.control_msgs - m0) as f64 / n as f64 / secs));
+            }
+            let full = sim.closes.get("full").copied().unwrap_or(0);
+            println!("| {n} | {seed} | {} | {full} |", row.join(" | "));
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--windows") {
+        let interval = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(5_000);
+        let sizes: Vec<usize> = args[i + 2..].iter().filter_map(|a| a.parse().ok()).collect();
+        windows(if sizes.is_empty() { &[30, 100] } else { &sizes }, interval);
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--near") {
         let secs = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(600);
         let sizes: Vec<usize> = args[i + 2..].iter().filter_map(|a| a.parse().ok()).collect();
@@ -98,9 +137,9 @@ fn main() {
         }
     };
     println!(
-        "| nodes | links | links per node, mean / max | converged after, ms | control bytes/node/s | control msgs/node/s | copies of an announcement per node | prunes and grafts/node/s | one broadcast, msgs | state per node, KiB mean / max | crash: all pairs reachable again after, ms | wall time, s |"
+        "| nodes | links | links per node, mean / max | converged after, ms | control bytes/node/s | control msgs/node/s | copies of an announcement per node | prunes and grafts/node/s | one broadcast, msgs | state per node, KiB mean / max | crash: all pairs reachable again after, ms | messages in the first 10 s, millions | messages in all, millions | wall time per message, us | wall time, s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         let wall = Instant::now();
         let mut sim = Sim::new(config(n));
@@ -111,10 +150,14 @@ fn main() {
         } else {
             sim.converge(60_000)
         };
+        let rest_from = sim.now() + if dialled { 30_000 } else { 10_000 };
+        // what the cold start costs: every message of the first 10 s
+        sim.settle(10_000u64.saturating_sub(sim.now()));
+        let start_msgs = sim.all_msgs;
         // at rest: 30 s of simulated time, after 30 s more (surplus links
         // close after their 10 s of grace, and the flood tree then
         // settles in a few announce intervals)
-        sim.settle(if dialled { 30_000 } else { 10_000 });
+        sim.settle(rest_from.saturating_sub(sim.now()));
         let links = sim.edges();
         let per_node: Vec<usize> = (0..n).map(|i| sim.neighbours(i).len()).collect();
         let max_degree = per_node.iter().copied().max().unwrap_or(0);
@@ -161,7 +204,7 @@ fn main() {
             }
         });
         println!(
-            "| {n} | {} | {:.1} / {} | {} | {:.0} | {:.0} | {:.2} | {:.1} | {} | {:.0} / {:.0} | {} | {:.1} |",
+            "| {n} | {} | {:.1} / {} | {} | {:.0} | {:.0} | {:.2} | {:.1} | {} | {:.0} / {:.0} | {} | {:.1} | {:.1} | {:.2} | {:.1} |",
             links,
             2.0 * links as f64 / n as f64,
             max_degree,
@@ -174,6 +217,9 @@ fn main() {
             state_mean,
             state_max,
             recovery.map_or("-".into(), |t| t.to_string()),
+            start_msgs as f64 / 1e6,
+            sim.all_msgs as f64 / 1e6,
+            wall.elapsed().as_secs_f64() * 1e6 / sim.all_msgs.max(1) as f64,
             wall.elapsed().as_secs_f64()
         );
     }
