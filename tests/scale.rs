@@ -90,8 +90,9 @@ fn thirty_daemons_build_the_mesh_the_simulator_predicts() {
     // from every link (about 2 x links per node a second before it). The
     // target is checked on the simulation, which runs the same code and
     // does not vary with the machine's load; the daemons must agree with
-    // it (at 30 nodes the figure is near the bound: 75-82 simulated, 74-91
-    // measured in 10 s windows, against 90)
+    // it (64-66 simulated, 73-76 measured in 10 s windows, against 90: the
+    // daemons' links take longer to settle; 40 s after convergence they
+    // read 60)
     assert!(sim_msgs < 3.0 * N as f64, "{figures}");
     let close = |a: f64, b: f64| (a - b).abs() <= 0.25 * b;
     assert!(close(real_links, sim_links), "links per node: {figures}");
@@ -108,10 +109,10 @@ fn thirty_daemons_build_the_mesh_the_simulator_predicts() {
 /// daemons). Returns links per node and control
 /// messages per node per second at rest.
 fn simulate(started: u64) -> (f64, f64) {
-    // over the same 10 s as the daemons, and the mean of three meshes: in
-    // one, a second wave of links that go after their grace (dialled by
-    // nodes that lost one, to full nodes) makes the figure vary from 62 to
-    // 87 with the seed
+    // over the same 10 s as the daemons, and the mean of three meshes (the
+    // figure varied from 62 to 87 with the seed while a full node closed
+    // the new link rather than one it dialled: the node that lost it dialled
+    // again, another full node perhaps, in a second wave after the grace)
     let seeds = [11, 12, 13];
     let (mut links, mut msgs) = (0.0, 0.0);
     for seed in seeds {

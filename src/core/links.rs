@@ -51,9 +51,9 @@ pub enum CloseReason {
     /// The peer's certificate (or one of its chain) expired at this time
     /// (Unix seconds) while the link was up.
     CertificateExpired(i64),
-    /// This node has `max_links` links: a link another invpnd node opened
-    /// beyond that is closed once the newcomer had time to learn the mesh
-    /// (`core::mesh`).
+    /// This node has `max_links` links and another invpnd node opened one
+    /// more: the farthest link this node dialled goes in its stead, or the
+    /// new one once the newcomer had time to learn the mesh (`core::mesh`).
     Full,
     /// A lane whose link closed, or that found no link to pair with.
     LaneWithoutLink,

@@ -29,11 +29,19 @@
 //! The neighbour set is bounded: a node dials until it has
 //! [`DIAL_LINKS`] links (or `max_links`, if fewer), and keeps at most
 //! `max_links`, those other nodes opened included (with `max_links` 0 the
-//! node dials nobody and keeps every link it is given). A link another invpnd
-//! node opens beyond that is kept for [`GRACE`], time enough for the
-//! newcomer to hear the mesh's announcements and dial others, then closed
-//! ([`CloseReason::Full`]); links to invpn 0.4 nodes are never closed for
-//! this (0.4's behaviour). A link this node dialled that the far end
+//! node dials nobody and keeps every link it is given). When another invpnd
+//! node opens a link beyond that, the node closes the farthest link it
+//! dialled itself (not one of those kept at random, nor a direct link), if
+//! that link is up for [`GRACE`] ([`CloseReason::Full`]): the node that
+//! opened the new link then has no link to replace (to another full node,
+//! perhaps, and so on), and the far end of the link given up had accepted
+//! it, so it dials nobody for it either. Otherwise the new link is kept for
+//! [`GRACE`], time enough for a newcomer to hear the mesh's announcements
+//! and dial others (and for the node's own links to settle: a link closed
+//! in a mesh's first seconds takes with it routes that have no second path
+//! yet), and then the same choice is made, the new link going if no
+//! dialled link may. Links to invpn 0.4 nodes are never closed for this
+//! (0.4's behaviour). A link this node dialled that the far end
 //! closes within [`SHORT_LINK`] counts as a failed dial (back-off), so a
 //! full node is not dialled again and again.
 //!
@@ -502,6 +510,18 @@ impl Node {
             .max_by_key(|(id, r)| (*r, *id))
     }
 
+    /// The link to close when others opened more than `max_links`: the
+    /// farthest this node dialled (see [`Node::farthest`]) if it is up for
+    /// [`GRACE`] (its routes then have second paths), rather than the new
+    /// one. The node that dialled the new link then has no link to replace
+    /// (which might be to another full node, and so on), and the far end
+    /// of the one given up accepted it, so it dials nobody for it either.
+    fn given_up(&self, now: u64) -> Option<LinkId> {
+        let (id, _) = self.farthest()?;
+        let since = self.links.get(id)?.since;
+        (now.saturating_sub(since) >= GRACE).then_some(id)
+    }
+
     /// Dials a node picked at random, to see whether it is nearer than the
     /// farthest link (see [`Origin::Probe`]).
     fn start_probe(&mut self, now: u64) {
@@ -617,7 +637,8 @@ impl Node {
         for id in ended {
             self.surplus.remove(&id);
             if self.counted_links() > self.max_links {
-                self.close(id, CloseReason::Full);
+                let old = self.given_up(now).unwrap_or(id);
+                self.close(old, CloseReason::Full);
             }
         }
         if self.links.is_empty() {
@@ -774,7 +795,12 @@ impl Node {
         self.live.insert(id, Liveness::new(now));
         // max_links 0: a node that only waits to be dialled takes everyone
         if !outbound && ext && self.max_links > 0 && self.counted_links() > self.max_links {
-            self.surplus.insert(id, now + GRACE);
+            match self.given_up(now) {
+                Some(old) => self.close(old, CloseReason::Full),
+                None => {
+                    self.surplus.insert(id, now + GRACE);
+                }
+            }
         }
         // a link we dialled proves the address
         self.dialer.linked(peer, outbound.then_some(conn.addr));

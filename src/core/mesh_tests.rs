@@ -290,6 +290,55 @@ fn links_beyond_max_links_get_a_grace_and_go_but_never_those_of_0_4_nodes() {
 }
 
 #[test]
+fn a_full_node_gives_up_its_farthest_dialled_link_for_a_new_one_once_that_is_settled() {
+    // node 1 (max_links 4) dialled 2, 3, 4 and 5 at 10 to 40 ms; the
+    // first two up it keeps as random links
+    let mut a = Node::new(NodeConfig { max_links: 4, ..config(1, &[2, 3, 4, 5]) });
+    a.handle_timeout(0);
+    let mut ids: Vec<(Mac, LinkId)> =
+        dials(&actions(&mut a)).into_iter().map(|(id, mac)| (mac, id)).collect();
+    ids.sort();
+    for &(mac, id) in &ids {
+        a.measured(id, 10_000 * u64::from(mac.0[5] - 1));
+        assert!(a.established(id, mac, true, 10));
+    }
+    actions(&mut a);
+    // a link opened while those are young gets a grace ...
+    let young = a.accept(addr(6), 1_000).unwrap();
+    assert!(a.established(young, me(6), true, 1_000));
+    assert!(closes(&actions(&mut a)).is_empty());
+    a.handle_timeout(1_000 + GRACE - 1);
+    assert!(closes(&actions(&mut a)).is_empty());
+    // ... at whose end the farthest dialled link goes in its stead: the
+    // node that opened it has nothing to replace
+    a.handle_timeout(1_000 + GRACE);
+    assert_eq!(closes(&actions(&mut a)), vec![(ids[3].1, CloseReason::Full)]);
+    a.closed(ids[3].1, &CloseReason::Full, 1_000 + GRACE);
+    assert_eq!(a.links().len(), 4);
+    // once the dialled links are settled, a new one takes the place of
+    // the farthest of them at once, without a grace
+    let new = a.accept(addr(7), 12_000).unwrap();
+    assert!(a.established(new, me(7), true, 12_000));
+    let acts = actions(&mut a);
+    assert_eq!(closes(&acts), vec![(ids[2].1, CloseReason::Full)]);
+    assert!(acts.iter().any(|x| matches!(x, Action::Up(i) if i.id == new)));
+    a.closed(ids[2].1, &CloseReason::Full, 12_001);
+    // with only the random links left dialled, the new link gets a grace
+    // and goes
+    for l in a.links().all() {
+        a.heard(l.id, 13_000);
+    }
+    let last = a.accept(addr(8), 13_000).unwrap();
+    assert!(a.established(last, me(8), true, 13_000));
+    assert!(closes(&actions(&mut a)).is_empty());
+    for l in a.links().all() {
+        a.heard(l.id, 13_000 + GRACE);
+    }
+    a.handle_timeout(13_000 + GRACE);
+    assert_eq!(closes(&actions(&mut a)), vec![(last, CloseReason::Full)]);
+}
+
+#[test]
 fn a_dialled_link_the_far_end_soon_closes_backs_off() {
     // a seed that is full: each link it accepts is closed after its grace
     let mut a = node(1, &[2, 3]);
