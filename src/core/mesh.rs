@@ -82,6 +82,14 @@ pub fn dial_links(max_links: usize) -> usize {
 /// How long a link opened beyond `max_links` is kept (ms).
 pub const GRACE: u64 = 10_000;
 
+/// The least time between two of a node's announcements to neighbours
+/// (ms): the link changes that come together (a node gets its links within
+/// tens of milliseconds of its start, and at a mesh's cold start so does
+/// every node) are said in one flood rather than one each, which halves
+/// what a cold start costs the mesh and does not slow its convergence
+/// (BENCHMARKS.md).
+pub const ANNOUNCE_GAP: u64 = 50;
+
 /// A dialled link closed by the far end sooner than this (ms) counts as a
 /// failed dial.
 pub const SHORT_LINK: u64 = 30_000;
@@ -296,6 +304,9 @@ pub struct Node {
     handshake_timeout: u64,
     announce_interval: u64,
     next_announce: u64,
+    /// When the last announcement went to a neighbour (monotonic ms), if
+    /// one did.
+    last_announce: Option<u64>,
     workers: usize,
     next_seq: u64,
     next_worker: usize,
@@ -347,6 +358,7 @@ impl Node {
             handshake_timeout: cfg.handshake_timeout,
             announce_interval: cfg.announce_interval.max(1),
             next_announce: 0,
+            last_announce: None,
             workers: cfg.workers.clamp(1, LinkId::MAX_WORKERS),
             next_seq: 1,
             next_worker: 0,
@@ -439,9 +451,11 @@ impl Node {
         id
     }
 
-    /// Asks for an announcement at the next [`Node::handle_timeout`].
+    /// Asks for an announcement at the next [`Node::handle_timeout`], or
+    /// [`ANNOUNCE_GAP`] after the last one if that is later.
     pub fn announce_soon(&mut self) {
-        self.next_announce = 0;
+        let soon = self.last_announce.map_or(0, |t| t + ANNOUNCE_GAP);
+        self.next_announce = self.next_announce.min(soon);
     }
 
     /// The next action, if any.
@@ -614,6 +628,8 @@ impl Node {
         self.settling.retain(|_, t| now < *t);
         if now >= self.next_announce {
             self.next_announce = now + self.announce_interval;
+            // (one that reached nobody holds up nothing)
+            self.last_announce = (!self.links.is_empty()).then_some(now);
             self.actions.push_back(Action::Announce);
         }
         let late: Vec<LinkId> = self

@@ -60,11 +60,39 @@ fn a_node_dials_its_seed_and_announces_when_the_link_is_up() {
     assert!(
         matches!(&acts[..], [Action::Remember { .. }, Action::Up(i)] if i.id == id && i.outbound)
     );
+    // due at once (the start's announcement reached nobody)
     assert_eq!(a.poll_timeout(), Some(0), "an announcement is due at once");
     a.handle_timeout(100);
     assert_eq!(actions(&mut a), vec![Action::Announce]);
     // nothing else to do: the next announcement is the next deadline
     assert_eq!(a.poll_timeout(), Some(5_100));
+}
+
+#[test]
+fn link_changes_that_come_together_are_announced_in_one_flood() {
+    let mut a = node(1, &[2, 3, 4]);
+    a.handle_timeout(0);
+    let acts = actions(&mut a);
+    assert!(acts.contains(&Action::Announce));
+    let d = dials(&acts);
+    assert_eq!(d.len(), 3);
+    // the first link is announced at once (the start's announcement
+    // reached nobody), the next two, within ANNOUNCE_GAP of it, together
+    let announced =
+        |a: &mut Node| actions(a).into_iter().filter(|x| *x == Action::Announce).count();
+    for (k, (id, mac)) in d.into_iter().enumerate() {
+        let now = 10 * (k as u64 + 1);
+        assert!(a.established(id, mac, true, now));
+        a.handle_timeout(now);
+        assert_eq!(announced(&mut a), usize::from(k == 0), "at {now}");
+    }
+    assert_eq!(a.poll_timeout(), Some(10 + ANNOUNCE_GAP));
+    a.handle_timeout(10 + ANNOUNCE_GAP);
+    assert_eq!(announced(&mut a), 1, "one flood says the other two");
+    // a change long after is announced at once (the gap, long past)
+    let first = a.links().all()[0].id;
+    a.closed(first, &CloseReason::PeerClosed, 1_000);
+    assert_eq!(a.poll_timeout(), Some(10 + 2 * ANNOUNCE_GAP), "due at once");
 }
 
 #[test]
