@@ -16,6 +16,9 @@ use invpn::sim::{Dialled, Sim, SimConfig};
 
 const N: usize = 30;
 
+/// How long after convergence the mesh is at rest (ms).
+const REST_AFTER: u64 = 30_000;
+
 /// Starts `n` nodes in the lab's first `n` namespaces, node 1 first and
 /// every other with node 1 as its only seed.
 fn start_seeded(lab: &Lab, pki: &Pki, n: usize) -> Vec<Node> {
@@ -55,15 +58,18 @@ fn thirty_daemons_build_the_mesh_the_simulator_predicts() {
         wait_until(60, || nodes.iter().all(|n| status_u64(n, &["routes"]) as usize >= N - 1));
     let took = start.elapsed();
     assert!(converged, "not every node routes to every other within 60 s");
-    // the links beyond max_links go after their grace (10 s)
-    std::thread::sleep(Duration::from_secs(12));
+    // at rest: the links beyond max_links go after their grace (10 s), and
+    // the flood tree settles again (the daemons' within 30 s, with spikes
+    // of 85-100 messages per node per second in 2 s windows until then;
+    // the simulation's within 15 s)
+    std::thread::sleep(Duration::from_millis(REST_AFTER));
     let links: Vec<u64> = nodes.iter().map(|n| status_u64(n, &["links"])).collect();
     let before: Vec<u64> =
-        nodes.iter().map(|n| status_u64(n, &["counters", "messages_in"])).collect();
+        nodes.iter().map(|n| status_u64(n, &["counters", "control_messages_in"])).collect();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(10));
     let after: Vec<u64> =
-        nodes.iter().map(|n| status_u64(n, &["counters", "messages_in"])).collect();
+        nodes.iter().map(|n| status_u64(n, &["counters", "control_messages_in"])).collect();
     let secs = t0.elapsed().as_secs_f64();
     let real_links = links.iter().sum::<u64>() as f64 / N as f64;
     let real_msgs =
@@ -90,9 +96,9 @@ fn thirty_daemons_build_the_mesh_the_simulator_predicts() {
     // from every link (about 2 x links per node a second before it). The
     // target is checked on the simulation, which runs the same code and
     // does not vary with the machine's load; the daemons must agree with
-    // it (64-66 simulated, 73-76 measured in 10 s windows, against 90: the
-    // daemons' links take longer to settle; 40 s after convergence they
-    // read 60)
+    // it (control messages only, frames not counted: 57 simulated, 60-61
+    // measured, against 90; 12 to 22 s after convergence the daemons read
+    // 73-77, still settling, the simulation 57-58)
     assert!(sim_msgs < 3.0 * N as f64, "{figures}");
     let close = |a: f64, b: f64| (a - b).abs() <= 0.25 * b;
     assert!(close(real_links, sim_links), "links per node: {figures}");
@@ -125,7 +131,7 @@ fn simulate(started: u64) -> (f64, f64) {
         let mut sim = Sim::new(cfg);
         sim.settle(started);
         sim.converge(60_000).expect("the simulation converges");
-        sim.settle(12_000);
+        sim.settle(REST_AFTER);
         links += 2.0 * sim.edges() as f64 / N as f64;
         let (m0, t0) = (sim.control_msgs, sim.now());
         sim.settle(10_000);

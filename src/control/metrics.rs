@@ -132,6 +132,11 @@ fn counter_metric(c: Counter) -> (&'static str, &'static str) {
             ("invpn_forwarded_frames_total", "Frames forwarded from one link to another.")
         }
         Counter::MessagesIn => ("invpn_received_messages_total", "Messages received on links."),
+        Counter::ControlIn => (
+            "invpn_received_control_messages_total",
+            "Control messages (announcements, prunes, route tables, hellos, health) received on \
+             links.",
+        ),
         Counter::AnnouncementsAccepted => {
             ("invpn_announcements_accepted_total", "Announcements that changed a route.")
         }

@@ -625,6 +625,9 @@ impl Engine {
         out: &mut impl Output,
     ) -> Verdict {
         self.stats.add(Counter::MessagesIn, 1);
+        if wire::kind_of(raw).is_some_and(wire::is_control) {
+            self.stats.add(Counter::ControlIn, 1);
+        }
         let msg = match raw.get(wire::LEN_PREFIX..).map(wire::parse) {
             Some(Ok(m)) => m,
             Some(Err(e)) => {

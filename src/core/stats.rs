@@ -33,6 +33,10 @@ named_enum! {
         FramesForwarded = "frames_forwarded",
         /// Messages received on links.
         MessagesIn = "messages_in",
+        /// Control messages (types below 0x80: announcements, prunes and
+        /// grafts, route tables and requests, hellos, health) received on
+        /// links: the mesh's own traffic, without the frames it carries.
+        ControlIn = "control_messages_in",
         /// Announcements that changed a route.
         AnnouncementsAccepted = "announcements_accepted",
         /// Unknown message types received (ignored, as 0.4 does).

@@ -149,9 +149,11 @@ pub fn format_status(s: &Status) -> String {
         bytes(c("tap_bytes_out"))
     ));
     t.push_str(&format!(
-        "forwarded:    {} frames   messages in: {}   announcements accepted: {}   unknown types: {}\n",
+        "forwarded:    {} frames   messages in: {} ({} control)   announcements accepted: {}   \
+         unknown types: {}\n",
         c("frames_forwarded"),
         c("messages_in"),
+        c("control_messages_in"),
         c("announcements_accepted"),
         c("unknown_types")
     ));
