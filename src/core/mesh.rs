@@ -32,10 +32,12 @@
 //! node dials nobody and keeps every link it is given). When another invpnd
 //! node opens a link beyond that, the node closes the farthest link it
 //! dialled itself (not one of those kept at random, nor a direct link), if
-//! that link is up for [`GRACE`] ([`CloseReason::Full`]): the node that
-//! opened the new link then has no link to replace (to another full node,
-//! perhaps, and so on), and the far end of the link given up had accepted
-//! it, so it dials nobody for it either. Otherwise the new link is kept for
+//! that link is up for [`GRACE`] ([`CloseReason::Full`]), once the new
+//! link has lasted [`SETTLE`] (a probe is closed by its dialler within
+//! milliseconds, and a link given up for it would go for nothing): the node
+//! that opened the new link then has no link to replace (to another full
+//! node, perhaps, and so on), and the far end of the link given up had
+//! accepted it, so it dials nobody for it either. Otherwise the new link is kept for
 //! [`GRACE`], time enough for a newcomer to hear the mesh's announcements
 //! and dial others (and for the node's own links to settle: a link closed
 //! in a mesh's first seconds takes with it routes that have no second path
@@ -811,12 +813,10 @@ impl Node {
         self.live.insert(id, Liveness::new(now));
         // max_links 0: a node that only waits to be dialled takes everyone
         if !outbound && ext && self.max_links > 0 && self.counted_links() > self.max_links {
-            match self.given_up(now) {
-                Some(old) => self.close(old, CloseReason::Full),
-                None => {
-                    self.surplus.insert(id, now + GRACE);
-                }
-            }
+            // a link to give up for it goes once the new one has lasted
+            // SETTLE: a probe is closed by its dialler within milliseconds
+            let wait = if self.given_up(now).is_some() { SETTLE } else { GRACE };
+            self.surplus.insert(id, now + wait);
         }
         // a link we dialled proves the address
         self.dialer.linked(peer, outbound.then_some(conn.addr));

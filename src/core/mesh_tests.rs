@@ -318,7 +318,7 @@ fn links_beyond_max_links_get_a_grace_and_go_but_never_those_of_0_4_nodes() {
 }
 
 #[test]
-fn a_full_node_gives_up_its_farthest_dialled_link_for_a_new_one_once_that_is_settled() {
+fn a_full_node_gives_up_its_farthest_dialled_link_for_a_new_one_once_both_are_settled() {
     // node 1 (max_links 4) dialled 2, 3, 4 and 5 at 10 to 40 ms; the
     // first two up it keeps as random links
     let mut a = Node::new(NodeConfig { max_links: 4, ..config(1, &[2, 3, 4, 5]) });
@@ -344,13 +344,19 @@ fn a_full_node_gives_up_its_farthest_dialled_link_for_a_new_one_once_that_is_set
     a.closed(ids[3].1, &CloseReason::Full, 1_000 + GRACE);
     assert_eq!(a.links().len(), 4);
     // once the dialled links are settled, a new one takes the place of
-    // the farthest of them at once, without a grace
+    // the farthest of them as soon as it has lasted SETTLE (a probe, closed
+    // at once by its dialler, takes no link's place)
+    let probe = a.accept(addr(9), 11_500).unwrap();
+    assert!(a.established(probe, me(9), true, 11_500));
+    a.closed(probe, &CloseReason::PeerClosed, 11_505);
     let new = a.accept(addr(7), 12_000).unwrap();
     assert!(a.established(new, me(7), true, 12_000));
     let acts = actions(&mut a);
-    assert_eq!(closes(&acts), vec![(ids[2].1, CloseReason::Full)]);
+    assert!(closes(&acts).is_empty());
     assert!(acts.iter().any(|x| matches!(x, Action::Up(i) if i.id == new)));
-    a.closed(ids[2].1, &CloseReason::Full, 12_001);
+    a.handle_timeout(12_000 + SETTLE);
+    assert_eq!(closes(&actions(&mut a)), vec![(ids[2].1, CloseReason::Full)]);
+    a.closed(ids[2].1, &CloseReason::Full, 12_000 + SETTLE);
     // with only the random links left dialled, the new link gets a grace
     // and goes
     for l in a.links().all() {
