@@ -9,6 +9,7 @@
 //!     cargo run --release --example mesh_sim -- 10 50 200 1000
 //!     cargo run --release --example mesh_sim -- --dialled 40 100
 //!     cargo run --release --example mesh_sim -- --windows 1000 30
+//!     cargo run --release --example mesh_sim -- --cutoff 100
 //!
 //! By default the mesh is a random graph of degree 3-8 with 1-20 ms links,
 //! joined at time 0. With `--dialled` every node runs the daemon's link
@@ -101,8 +102,55 @@ fn windows(sizes: &[usize], interval: u64) {
     }
 }
 
+/// `--cutoff`: dialled meshes (three seeds each) from 1.5 s to 15.5 s or
+/// from 30 s on, with the best-connected node crashed at 2, 4, 8 or 30 s or
+/// none: the longest time (checked every 50 ms over 2000 random pairs)
+/// some pair of live nodes could not reach the other along the routes, and
+/// when it ended.
+fn cutoff(sizes: &[usize]) {
+    println!("| nodes | crash at | longest cut-off, ms (ended at, s), for seeds 1 / 2 / 3 |");
+    println!("|---:|---|---|");
+    for &n in sizes {
+        for at in [None, Some(2_000u64), Some(4_000), Some(8_000), Some(30_000)] {
+            let mut out = Vec::new();
+            for seed in [1u64, 2, 3] {
+                let mut sim = Sim::new(SimConfig::dialled(n, seed, Dialled::default()));
+                sim.settle(at.unwrap_or(1_500));
+                if at.is_some() {
+                    let mut order: Vec<usize> = (0..n).collect();
+                    order.sort_by_key(|i| std::cmp::Reverse(sim.neighbours(*i).len()));
+                    sim.crash(order[0]);
+                }
+                let start = sim.now();
+                let (mut run, mut longest, mut ended) = (0u64, 0u64, 0u64);
+                while sim.now() - start < 14_000 {
+                    let (ok, total) = sim.reachability(2000);
+                    if ok < total {
+                        run += 50;
+                        if run > longest {
+                            longest = run;
+                            ended = sim.now();
+                        }
+                    } else {
+                        run = 0;
+                    }
+                    sim.settle(50);
+                }
+                out.push(format!("{longest} ({:.2})", ended as f64 / 1000.0));
+            }
+            let at = at.map_or("none".to_string(), |t| format!("{} s", t / 1000));
+            println!("| {n} | {at} | {} |", out.join(" / "));
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--cutoff") {
+        let sizes: Vec<usize> = args[i + 1..].iter().filter_map(|a| a.parse().ok()).collect();
+        cutoff(if sizes.is_empty() { &[100] } else { &sizes });
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--windows") {
         let interval = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(5_000);
         let sizes: Vec<usize> = args[i + 2..].iter().filter_map(|a| a.parse().ok()).collect();
