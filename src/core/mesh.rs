@@ -496,11 +496,15 @@ impl Node {
             })
     }
 
-    /// When the next probe is due, if the node probes and has its fill.
+    /// Whether the node probes for nearer neighbours now: `near_links`,
+    /// and it has its fill of links.
+    fn probing(&self) -> bool {
+        self.near_links && self.counted_links() >= dial_links(self.max_links)
+    }
+
+    /// When the next probe is due, if the node probes now.
     fn probe_due(&self) -> Option<u64> {
-        let full = self.counted_links() >= dial_links(self.max_links);
-        (self.near_links && full && self.probe.is_none() && self.next_probe > 0)
-            .then_some(self.next_probe)
+        (self.probing() && self.probe.is_none() && self.next_probe > 0).then_some(self.next_probe)
     }
 
     /// The round-trip time of connection or link `id` is `rtt_us` (from
@@ -672,7 +676,7 @@ impl Node {
                 (s.dialled_at, s.retry_at) = (now, None);
             }
         }
-        if self.near_links && self.counted_links() >= dial_links(self.max_links) {
+        if self.probing() {
             if self.next_probe == 0 {
                 // the first probe a while after the node has its fill
                 let start = self.probe_start;
