@@ -160,8 +160,7 @@ fn a_stream_through_a_relay_gets_a_direct_link_that_closes_when_idle() {
         "the idle direct link stayed: {:?}",
         links(&a)
     );
-    let idle = |n: &Node| n.query("status")["closes"]["idle"].as_u64().unwrap_or(0);
-    assert!(idle(&a) + idle(&b) >= 1, "no close counted as idle");
+    assert!(a.closes("idle") + b.closes("idle") >= 1, "no close counted as idle");
     assert!(wait_until(10, || lab.ping(1, "198.19.0.3")), "A lost B after the direct link went");
     assert!(wait_until(5, || next_hop(&a, 3) == mac(1).to_string()), "A's route to B");
     drop((r, a, b));

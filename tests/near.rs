@@ -11,10 +11,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn closes(n: &Node, cause: &str) -> u64 {
-    n.query("status")["closes"][cause].as_u64().unwrap_or(0)
-}
-
 #[test]
 fn a_probe_no_nearer_than_the_links_is_closed_unused() {
     let test = "near::a_probe_no_nearer_than_the_links_is_closed_unused";
@@ -57,11 +53,11 @@ fn a_probe_no_nearer_than_the_links_is_closed_unused() {
         },
     );
     assert!(wait_until(15, || a.links_up() == 4), "A has {} links", a.links_up());
-    assert!(wait_until(15, || closes(&a, "probed") >= 1), "no probe closed");
+    assert!(wait_until(15, || a.closes("probed") >= 1), "no probe closed");
     // the probe never became a link: A keeps its four, none replaced
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(a.links_up(), 4);
-    assert_eq!(closes(&a, "farther"), 0, "a node on the same switch replaced a link");
+    assert_eq!(a.closes("farther"), 0, "a node on the same switch replaced a link");
     // and A still reaches its neighbours (the fifth node, which it has no
     // room for, has no link at all)
     let links = a.query("links");

@@ -170,6 +170,12 @@ impl Node {
         serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
     }
 
+    /// Links (and connections) this node closed or saw closed for `cause`
+    /// (`invpnctl status`'s close counters; 0 if it does not answer).
+    pub fn closes(&self, cause: &str) -> u64 {
+        self.query("status")["closes"][cause].as_u64().unwrap_or(0)
+    }
+
     /// Links up, from the log.
     pub fn links_up(&self) -> usize {
         self.log_count("link up:").saturating_sub(self.log_count("link down:"))
