@@ -24,6 +24,21 @@ use invpn::core::wire::kind;
 use invpn::core::Mac;
 use invpn::sim::{Dialled, Sim, SimConfig};
 
+/// Runs `sim` (of `n` nodes) for `ms` more: its control messages per node
+/// per second meanwhile.
+fn control_rate(sim: &mut Sim, n: usize, ms: u64) -> f64 {
+    let (m0, t0) = (sim.control_msgs, sim.now());
+    sim.settle(ms);
+    (sim.control_msgs - m0) as f64 / n as f64 / ((sim.now() - t0) as f64 / 1000.0)
+}
+
+/// The nodes of `sim` (of `n` nodes), the best-connected first.
+fn by_links(sim: &Sim, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(sim.neighbours(*i).len()));
+    order
+}
+
 /// `--near SECS`: dialled meshes of nodes on a plane (latency in
 /// proportion to distance, 1-40 ms one way), run for SECS simulated
 /// seconds with `near_links` off and on; the links' and the routes'
@@ -45,10 +60,7 @@ fn near(sizes: &[usize], secs: u64) {
             loop {
                 let target = t * 1000;
                 sim.settle(target.saturating_sub(sim.now()));
-                let (m0, t0) = (sim.control_msgs, sim.now());
-                sim.settle(10_000);
-                let secs_measured = (sim.now() - t0) as f64 / 1000.0;
-                let mps = (sim.control_msgs - m0) as f64 / n as f64 / secs_measured;
+                let mps = control_rate(&mut sim, n, 10_000);
                 let (link, path, stretch) = sim.latencies(4000);
                 let close = |k: &str| *sim.closes.get(k).unwrap_or(&0) as f64 / n as f64;
                 let (farther, probed, full) = (close("farther"), close("probed"), close("full"));
@@ -91,10 +103,7 @@ fn windows(sizes: &[usize], interval: u64) {
             let mut sim = Sim::new(cfg);
             let mut row = Vec::new();
             for _ in 0..12 {
-                let (m0, t0) = (sim.control_msgs, sim.now());
-                sim.settle(5_000);
-                let secs = (sim.now() - t0) as f64 / 1000.0;
-                row.push(format!("{:.0}", (sim.control_msgs - m0) as f64 / n as f64 / secs));
+                row.push(format!("{:.0}", control_rate(&mut sim, n, 5_000)));
             }
             let full = sim.closes.get("full").copied().unwrap_or(0);
             println!("| {n} | {seed} | {} | {full} |", row.join(" | "));
@@ -117,9 +126,7 @@ fn cutoff(sizes: &[usize]) {
                 let mut sim = Sim::new(SimConfig::dialled(n, seed, Dialled::default()));
                 sim.settle(at.unwrap_or(1_500));
                 if at.is_some() {
-                    let mut order: Vec<usize> = (0..n).collect();
-                    order.sort_by_key(|i| std::cmp::Reverse(sim.neighbours(*i).len()));
-                    sim.crash(order[0]);
+                    sim.crash(by_links(&sim, n)[0]);
                 }
                 let start = sim.now();
                 let (mut run, mut longest, mut ended) = (0u64, 0u64, 0u64);
@@ -236,10 +243,9 @@ fn main() {
         let state_mean = state.iter().sum::<usize>() as f64 / n as f64 / 1024.0;
         let state_max = *state.iter().max().unwrap_or(&0) as f64 / 1024.0;
         // crash the best-connected node (if the rest stays connected)
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by_key(|i| std::cmp::Reverse(sim.neighbours(*i).len()));
         // (a dialled mesh is dense; a random one may hang on one node)
-        let victim = order.into_iter().take(20).find(|&v| dialled || sim.connected_without(v));
+        let victim =
+            by_links(&sim, n).into_iter().take(20).find(|&v| dialled || sim.connected_without(v));
         let recovery = victim.map(|v| {
             sim.crash(v);
             let start = sim.now();
