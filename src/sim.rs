@@ -1015,6 +1015,15 @@ impl Sim {
     /// Of up to `samples` random pairs of live nodes, how many reach each
     /// other along the routes (every pair when the mesh is small).
     pub fn reachability(&mut self, samples: usize) -> (usize, usize) {
+        let pairs = self.pairs(samples);
+        let ok = pairs.iter().filter(|(a, b)| self.reaches(*a, *b)).count();
+        (ok, pairs.len())
+    }
+
+    /// Up to `samples` random pairs of live nodes (every pair when the mesh
+    /// is small): to check the same pairs again and again, so that a pair
+    /// cut off for long is seen for as long as it is.
+    pub fn pairs(&mut self, samples: usize) -> Vec<(usize, usize)> {
         let live: Vec<usize> = (0..self.nodes.len()).filter(|i| self.nodes[*i].alive).collect();
         let mut pairs = Vec::new();
         if live.len() * live.len() <= samples {
@@ -1034,8 +1043,7 @@ impl Sim {
                 }
             }
         }
-        let ok = pairs.iter().filter(|(a, b)| self.reaches(*a, *b)).count();
-        (ok, pairs.len())
+        pairs
     }
 
     /// Whether the live nodes but `gone` would still be one connected
