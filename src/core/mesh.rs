@@ -658,9 +658,17 @@ impl Node {
             self.surplus.iter().filter(|(_, t)| now >= **t).map(|(id, _)| *id).collect();
         for id in ended {
             self.surplus.remove(&id);
-            if self.counted_links() > self.max_links {
-                let old = self.given_up(now).unwrap_or(id);
-                self.close(old, CloseReason::Full);
+            if self.counted_links() <= self.max_links {
+                continue;
+            }
+            match (self.given_up(now), self.links.get(id).map(|l| l.since + GRACE)) {
+                (Some(old), _) => self.close(old, CloseReason::Full),
+                // the link to give up for it went meanwhile: it still
+                // gets its whole grace
+                (None, Some(end)) if now < end => {
+                    self.surplus.insert(id, end);
+                }
+                (None, _) => self.close(id, CloseReason::Full),
             }
         }
         if self.links.is_empty() {

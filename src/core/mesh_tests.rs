@@ -373,6 +373,38 @@ fn a_full_node_gives_up_its_farthest_dialled_link_for_a_new_one_once_both_are_se
 }
 
 #[test]
+fn a_new_link_whose_stand_in_went_meanwhile_keeps_its_whole_grace() {
+    // node 1 (max_links 3) dialled 2, 3 and 4; 4 is the one it may give up
+    let mut a = Node::new(NodeConfig { max_links: 3, ..config(1, &[2, 3, 4]) });
+    a.handle_timeout(0);
+    let mut ids: Vec<(Mac, LinkId)> =
+        dials(&actions(&mut a)).into_iter().map(|(id, mac)| (mac, id)).collect();
+    ids.sort();
+    for &(mac, id) in &ids {
+        a.measured(id, 10_000 * u64::from(mac.0[5] - 1));
+        assert!(a.established(id, mac, true, 10));
+    }
+    actions(&mut a);
+    // a new link, for which 4's goes once it has lasted SETTLE ...
+    let new = a.accept(addr(6), 12_000).unwrap();
+    assert!(a.established(new, me(6), true, 12_000));
+    // ... but 4's goes first, and another node links
+    a.closed(ids[2].1, &CloseReason::PeerClosed, 12_500);
+    let other = a.accept(addr(7), 12_600).unwrap();
+    assert!(a.established(other, me(7), true, 12_600));
+    for t in [12_000 + SETTLE, 12_000 + GRACE - 1] {
+        for l in a.links().all() {
+            a.heard(l.id, t);
+        }
+        a.handle_timeout(t);
+        assert!(closes(&actions(&mut a)).is_empty(), "at {t}");
+    }
+    // the new link's grace ends as if it had had no stand-in
+    a.handle_timeout(12_000 + GRACE);
+    assert_eq!(closes(&actions(&mut a)), vec![(new, CloseReason::Full)]);
+}
+
+#[test]
 fn a_dialled_link_the_far_end_soon_closes_backs_off() {
     // a seed that is full: each link it accepts is closed after its grace
     let mut a = node(1, &[2, 3]);
