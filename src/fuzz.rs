@@ -66,6 +66,12 @@ pub fn wire_round_trip(data: &[u8]) {
             wire::encode_route_requests(&mut msgs, r.lost, &macs);
             only_one(msgs, r.version, &mut out)
         }
+        Message::AnnounceRequest(r) => {
+            let macs: Vec<Mac> = r.nodes.iter().collect();
+            let mut msgs = Vec::new();
+            wire::encode_announce_requests(&mut msgs, r.hops, &macs);
+            only_one(msgs, r.version, &mut out)
+        }
         Message::Hello(_) | Message::Unknown(_) => false,
     };
     if encoded {

@@ -808,7 +808,8 @@ impl Sim {
                         n.learned(mac, addr, via, now.mono);
                     }
                     Event::Forgot { mac } => n.forgot(mac),
-                    _ => {}
+                    Event::AnnounceAsked => n.announce_asked(now.mono),
+                    Event::Health(_) => {}
                 }
             }
             if !events.is_empty() {

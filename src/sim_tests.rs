@@ -248,6 +248,28 @@ fn a_cold_start_converges_within_five_seconds_and_a_crash_cuts_no_pair_off_for_a
 }
 
 #[test]
+fn the_first_planned_closes_cut_no_pair_off_for_a_second() {
+    // 10-12 s after a cold start, the links that full nodes took beyond
+    // max_links reach the end of their grace and go. Routes lost with them
+    // whose neighbours hold only repaired routes (which may lead back) come
+    // back when their nodes, asked along those routes, announce again;
+    // without that, this mesh had pairs cut off until the next interval
+    let mut sim = Sim::new(SimConfig::dialled(100, 2, Dialled::default()));
+    sim.settle(9_500);
+    let pairs = sim.pairs(10_000);
+    let mut runs = vec![0u64; pairs.len()];
+    while sim.now() < 13_000 {
+        for (run, (a, b)) in runs.iter_mut().zip(&pairs) {
+            *run = if sim.reaches(*a, *b) { 0 } else { *run + 50 };
+            assert!(*run < 1_000, "{a} cannot reach {b} at {} ms", sim.now());
+        }
+        sim.settle(50);
+    }
+    assert!(sim.closes.get("full").is_some_and(|n| *n > 100), "{:?}", sim.closes);
+    assert!(sim.by_kind[usize::from(wire::kind::ANNOUNCE_REQUEST)] > 0);
+}
+
+#[test]
 fn a_mesh_with_0_4_nodes_converges_delivers_broadcasts_once_and_routes_around_a_crash() {
     // every third node speaks 0.4 to its neighbours: its links are flooded
     // everything, never pruned, and bring no route table

@@ -86,6 +86,11 @@ const ANSWER_RATE: Rate = Rate { per_sec: 20, burst: 40 };
 /// link asks for every route through it), then a thousand a second.
 const ROUTE_REQUEST_RATE: Rate = Rate { per_sec: 1_000, burst: 16_384 };
 
+/// How many times a `0x08` announce request is passed on at most: more
+/// hops than any mesh of bounded neighbour sets is across, few enough that
+/// a request going round a loop of routes dies soon.
+const ANNOUNCE_REQUEST_HOPS: u8 = 16;
+
 /// A link as the engine sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkCtx {
@@ -162,6 +167,10 @@ pub enum Event {
     },
     /// A health response addressed to us.
     Health(HealthReport),
+    /// A neighbour passed on a request that this node announce itself
+    /// again (`0x08`): some node lost its route here and no neighbour of
+    /// its could give it another that surely does not lead back.
+    AnnounceAsked,
 }
 
 /// Where the engine's work goes. The shells implement it; tests record it.
@@ -385,6 +394,33 @@ impl Engine {
             .map(|(l, _)| *l)
             .collect();
         for l in asked {
+            msgs.iter().for_each(|m| out.send(l, m));
+        }
+    }
+
+    /// Asks each of `asked`'s nodes to announce itself again, on the link
+    /// given with it (the route to it), to be passed on `hops` more times;
+    /// a link whose neighbour takes no route requests is not asked.
+    fn ask_announce(
+        &self,
+        asked: impl Iterator<Item = (Mac, LinkId)>,
+        hops: u8,
+        out: &mut impl Output,
+    ) {
+        let mut by_link: Vec<(LinkId, Mac)> = asked.map(|(m, l)| (l, m)).collect();
+        if by_link.is_empty() {
+            return;
+        }
+        by_link.sort_unstable();
+        let neighbours = self.neighbours.read();
+        for group in by_link.chunk_by(|a, b| a.0 == b.0) {
+            let l = group[0].0;
+            if !neighbours.get(&l).is_some_and(|n| n.routes) {
+                continue;
+            }
+            let macs: Vec<Mac> = group.iter().map(|(_, m)| *m).collect();
+            let mut msgs = Vec::new();
+            wire::encode_announce_requests(&mut msgs, hops, &macs);
             msgs.iter().for_each(|m| out.send(l, m));
         }
     }
@@ -666,6 +702,36 @@ impl Engine {
                 let ours: Vec<Mac> =
                     q.nodes.iter().filter(|m| self.routes.unsettle(m, link.id)).collect();
                 self.ask_routes(q.lost, &ours, Some(link.id), out);
+                // routes that were no answer because they were repaired
+                // (they may lead back to the asker): ask their nodes to
+                // announce again instead, along those routes
+                let repaired = q.nodes.iter().filter_map(|m| {
+                    let l = self.routes.to_ask(&m, now.mono, |r| {
+                        (r.repair != Repair::None || r.stamp == 0)
+                            && r.link != link.id
+                            && r.via != q.lost
+                    })?;
+                    Some((m, l))
+                });
+                self.ask_announce(repaired, ANNOUNCE_REQUEST_HOPS, out);
+                Verdict::Done
+            }
+            Message::AnnounceRequest(q) => {
+                if !link.ext {
+                    return self.dropped(DropReason::WrongLink);
+                }
+                if !self.route_budget(link.id, q.nodes.len(), now) {
+                    return self.dropped(DropReason::RouteRequests);
+                }
+                if q.nodes.iter().any(|m| m == self.cfg.me) {
+                    out.event(Event::AnnounceAsked);
+                }
+                if let Some(hops) = q.hops.checked_sub(1).filter(|h| *h > 0) {
+                    let onward = q.nodes.iter().filter(|m| *m != self.cfg.me).filter_map(|m| {
+                        Some((m, self.routes.to_ask(&m, now.mono, |r| r.link != link.id)?))
+                    });
+                    self.ask_announce(onward, hops, out);
+                }
                 Verdict::Done
             }
             Message::Routes(r) => {

@@ -1112,6 +1112,65 @@ fn a_route_request_is_answered_with_routes_that_lead_elsewhere_and_passed_on() {
     assert!(sent_on(&acts, 10).is_empty(), "{acts:?}");
 }
 
+fn announce_request(hops: u8, macs: &[Mac]) -> Vec<u8> {
+    let mut msgs = Vec::new();
+    wire::encode_announce_requests(&mut msgs, hops, macs);
+    msgs.pop().unwrap()
+}
+
+#[test]
+fn a_repaired_route_is_no_answer_but_its_node_is_asked_to_announce_along_it() {
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3), (12, 4)]);
+    run(&e, &ls[2], &announce(m(9), 100, AnnouncedAddr::None));
+    // node 4 lost its route to 9: ours, through node 4, is being repaired
+    let mut msgs = Vec::new();
+    wire::encode_route_requests(&mut msgs, m(5), &[m(9)]);
+    let (_, acts) = run(&e, &ls[2], &msgs[0]);
+    assert!(sent_on(&acts, 12).is_empty(), "{acts:?}");
+    // node 3 lost its own: no answer, but node 9 is asked along our route
+    let at = |k: u64, l: &LinkCtx| {
+        let mut rec = Rec::default();
+        let mut raw = msgs[0].clone();
+        e.handle_message(l, &mut raw, Now { mono: NOW.mono + k, ..NOW }, &mut rec);
+        rec.0
+    };
+    let acts = at(0, &ls[1]);
+    assert!(sent_on(&acts, 11).is_empty(), "{acts:?}");
+    let [Message::AnnounceRequest(q)] = sent_on(&acts, 12)[..] else { panic!("{acts:?}") };
+    assert_eq!((q.hops, q.nodes.iter().collect::<Vec<_>>()), (16, vec![m(9)]));
+    // once per ASK_AGAIN, however many ask
+    assert!(sent_on(&at(100, &ls[0]), 12).is_empty());
+    assert_eq!(sent_on(&at(crate::core::routes::ASK_AGAIN, &ls[0]), 12).len(), 1);
+}
+
+#[test]
+fn an_announce_request_goes_on_along_the_route_to_its_node_which_is_told() {
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3)]);
+    run(&e, &ls[1], &announce(m(9), 100, AnnouncedAddr::None));
+    // for this node and for node 9, with hops to spare
+    let (v, acts) = run(&e, &ls[0], &announce_request(4, &[m(1), m(9)]));
+    assert_eq!(v, Verdict::Done);
+    assert!(acts.contains(&Act::Event(Event::AnnounceAsked)), "{acts:?}");
+    let [Message::AnnounceRequest(q)] = sent_on(&acts, 11)[..] else { panic!("{acts:?}") };
+    assert_eq!((q.hops, q.nodes.iter().collect::<Vec<_>>()), (3, vec![m(9)]));
+    assert!(sent_on(&acts, 10).is_empty(), "not back: {acts:?}");
+    // a request on its last hop, or from the way the route leads, goes
+    // nowhere (and one passed on lately is not passed on again)
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3)]);
+    run(&e, &ls[1], &announce(m(9), 100, AnnouncedAddr::None));
+    let (_, acts) = run(&e, &ls[0], &announce_request(1, &[m(9)]));
+    assert!(acts.is_empty(), "{acts:?}");
+    let (_, acts) = run(&e, &ls[1], &announce_request(16, &[m(9)]));
+    assert!(acts.is_empty(), "{acts:?}");
+    // invpn 0.4 never sends one
+    let old = linked(&e, &[(12, 4, false)]);
+    let (v, _) = run(&e, &old[0], &announce_request(16, &[m(9)]));
+    assert_eq!(v, Verdict::Dropped(DropReason::WrongLink));
+}
+
 #[test]
 fn a_neighbour_asks_for_a_tables_worth_of_routes_then_a_thousand_a_second() {
     let e = engine(1);

@@ -92,6 +92,13 @@ pub const GRACE: u64 = 10_000;
 /// (BENCHMARKS.md).
 pub const ANNOUNCE_GAP: u64 = 50;
 
+/// How many announcements others may ask a node for per announce interval
+/// (`0x08`, see [`Node::announce_asked`]): enough to give back within a
+/// fraction of a second the routes a mesh's first closes take away, and
+/// few enough that a neighbour who asks all the time makes the node
+/// flood no more than this many times as often as it does anyway.
+pub const ASKED_PER_INTERVAL: u64 = 8;
+
 /// A dialled link closed by the far end sooner than this (ms) counts as a
 /// failed dial.
 pub const SHORT_LINK: u64 = 30_000;
@@ -458,6 +465,20 @@ impl Node {
     pub fn announce_soon(&mut self) {
         let soon = self.last_announce.map_or(0, |t| t + ANNOUNCE_GAP);
         self.next_announce = self.next_announce.min(soon);
+    }
+
+    /// Others asked this node to announce itself again (the engine's
+    /// `Event::AnnounceAsked`: a node lost its route here and its
+    /// neighbours had none they could give it). It does, at once if its
+    /// last announcement is at least `1 / ASKED_PER_INTERVAL` of an
+    /// announce interval old, else when it is: a neighbour that asks all
+    /// the time makes it flood at most [`ASKED_PER_INTERVAL`] times as
+    /// often as it does anyway, and the requests that come meanwhile are
+    /// all said by one announcement.
+    pub fn announce_asked(&mut self, now: u64) {
+        let turn = (self.announce_interval / ASKED_PER_INTERVAL).max(ANNOUNCE_GAP);
+        let at = self.last_announce.map_or(now, |t| now.max(t + turn));
+        self.next_announce = self.next_announce.min(at);
     }
 
     /// The next action, if any.

@@ -96,6 +96,31 @@ fn link_changes_that_come_together_are_announced_in_one_flood() {
 }
 
 #[test]
+fn a_node_asked_to_announce_does_at_most_eight_times_an_interval() {
+    let mut a = node(1, &[2]);
+    a.handle_timeout(0);
+    let (id, mac) = dials(&actions(&mut a))[0];
+    assert!(a.established(id, mac, true, 10));
+    a.handle_timeout(10);
+    assert!(actions(&mut a).contains(&Action::Announce));
+    let turn = 5_000 / ASKED_PER_INTERVAL;
+    // asked soon after an announcement: it waits its turn, and the
+    // requests that come meanwhile are said by the same announcement
+    a.announce_asked(100);
+    assert_eq!(a.poll_timeout(), Some(10 + turn));
+    a.announce_asked(300);
+    a.announce_asked(600);
+    assert_eq!(a.poll_timeout(), Some(10 + turn));
+    a.handle_timeout(10 + turn);
+    assert_eq!(actions(&mut a), vec![Action::Announce]);
+    // then the next interval is due as ever
+    assert_eq!(a.poll_timeout(), Some(10 + turn + 5_000));
+    // asked long after its last announcement, it announces at once
+    a.announce_asked(3_000);
+    assert_eq!(a.poll_timeout(), Some(3_000));
+}
+
+#[test]
 fn simultaneous_dials_keep_the_link_dialled_by_the_lower_mac_at_both_ends() {
     let (mut a, mut b) = (node(1, &[2]), node(2, &[1]));
     a.handle_timeout(0);

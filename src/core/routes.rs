@@ -39,6 +39,12 @@ pub fn bytes_per_node() -> usize {
     worst(std::mem::size_of::<(Mac, Route)>()) + 2 * worst(super::dedup::ENTRY_BYTES)
 }
 
+/// How long (ms) a node that asked another to announce itself again (or
+/// passed on such a request) waits before it does so again: the requests
+/// of many nodes for one node are passed on once each way, and one lost
+/// on the way is asked again.
+pub const ASK_AGAIN: u64 = 500;
+
 /// How to reach one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -76,6 +82,10 @@ pub struct Route {
     /// are redundant. They are grafted again when the route loses its
     /// second path or goes.
     pub pruning: u64,
+    /// When this node last asked the node to announce itself again, or
+    /// passed on such a request (monotonic ms; 0: not since its last
+    /// announcement). See [`RouteTable::to_ask`].
+    pub asked: u64,
 }
 
 /// A route's second path (see [`Route::second`]).
@@ -383,6 +393,7 @@ impl RouteTable {
                     relay,
                     pruned_by: old.pruned_by,
                     pruning,
+                    asked: 0,
                 };
                 Offer::Accepted { addr_changed, relay, skip: old.pruned_by, graft }
             }
@@ -409,6 +420,7 @@ impl RouteTable {
                         relay,
                         pruned_by: 0,
                         pruning: 0,
+                        asked: 0,
                     },
                 );
                 self.count.fetch_add(1, Ordering::Relaxed);
@@ -452,6 +464,7 @@ impl RouteTable {
                     relay: true,
                     pruned_by: 0,
                     pruning: 0,
+                    asked: 0,
                 },
             );
             self.count.fetch_add(1, Ordering::Relaxed);
@@ -585,6 +598,20 @@ impl RouteTable {
             }
             _ => false,
         }
+    }
+
+    /// Whether to ask `mac` to announce itself again, or pass on such a
+    /// request, now: if its route passes `ok` and this node has not done
+    /// so within [`ASK_AGAIN`] ms (since the node's last announcement).
+    /// If so, marks it and returns the route's link, to ask on.
+    pub fn to_ask(&self, mac: &Mac, now: u64, ok: impl FnOnce(&Route) -> bool) -> Option<LinkId> {
+        let mut shard = self.shard(mac).write();
+        let r = shard.get_mut(mac).filter(|r| ok(r))?;
+        if r.asked != 0 && now < r.asked + ASK_AGAIN {
+            return None;
+        }
+        r.asked = now.max(1);
+        Some(r.link)
     }
 
     /// A neighbour (in tree slot `slot`) prunes (`on`) or grafts `mac`'s

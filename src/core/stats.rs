@@ -137,8 +137,9 @@ named_enum! {
         /// A health response over its link's byte budget for answers, or
         /// past what a trace of this node takes in.
         HealthBytes = "health_bytes",
-        /// A route request (`0x07`) beyond what its link may ask: a table's
-        /// worth at once, then a thousand nodes a second.
+        /// A route request (`0x07`) or announce request (`0x08`) beyond
+        /// what its link may ask: a table's worth at once, then a thousand
+        /// nodes a second.
         RouteRequests = "route_requests",
     }
 }

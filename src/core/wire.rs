@@ -61,6 +61,12 @@ pub mod kind {
     /// that leads neither back to the sender nor through that neighbour
     /// answers with a `0x06` of those routes.
     pub const ROUTE_REQUEST: u8 = 0x07;
+    /// invpnd extension: the nodes asked to announce themselves again,
+    /// passed on along the routes to each of them: a neighbour asked for
+    /// routes it could not give (its own were repaired after a link went,
+    /// and may lead back) asks their nodes instead, whose new
+    /// announcements give every node a route again.
+    pub const ANNOUNCE_REQUEST: u8 = 0x08;
 
     /// A short name for logs and counters.
     pub fn name(k: u8) -> &'static str {
@@ -77,6 +83,7 @@ pub mod kind {
             PRUNE => "prune",
             ROUTES => "routes",
             ROUTE_REQUEST => "route-request",
+            ANNOUNCE_REQUEST => "announce-request",
             _ => "unknown",
         }
     }
@@ -476,6 +483,17 @@ pub struct RouteRequest<'a> {
     pub nodes: MacList<'a>,
 }
 
+/// `0x08`: nodes asked to announce themselves again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceRequest<'a> {
+    /// The protocol version byte.
+    pub version: u8,
+    /// How many more hops the request may be passed on.
+    pub hops: u8,
+    /// The nodes asked.
+    pub nodes: MacList<'a>,
+}
+
 /// `0x06`: a neighbour's route table, as announcements (checked when
 /// parsed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -561,6 +579,8 @@ pub enum Message<'a> {
     Routes(Routes<'a>),
     /// `0x07` (invpnd links only).
     RouteRequest(RouteRequest<'a>),
+    /// `0x08`, invpnd only.
+    AnnounceRequest(AnnounceRequest<'a>),
     /// A type this implementation does not know; ignored (PROTOCOL.md §3).
     Unknown(u8),
 }
@@ -611,6 +631,11 @@ pub fn parse(msg: &[u8]) -> Result<Message<'_>, WireError> {
         kind::ROUTE_REQUEST => Message::RouteRequest(RouteRequest {
             version: r.u8("version")?,
             lost: r.mac("lost neighbour")?,
+            nodes: r.rest_macs("nodes")?,
+        }),
+        kind::ANNOUNCE_REQUEST => Message::AnnounceRequest(AnnounceRequest {
+            version: r.u8("version")?,
+            hops: r.u8("hops")?,
             nodes: r.rest_macs("nodes")?,
         }),
         kind::ROUTES => {
@@ -1110,6 +1135,22 @@ pub fn encode_route_requests(out: &mut Vec<Vec<u8>>, lost: Mac, macs: &[Mac]) {
         header(&mut m, kind::ROUTE_REQUEST, 7 + 6 * chunk.len());
         m.push(VERSION);
         m.extend_from_slice(&lost.0);
+        chunk.iter().for_each(|mac| m.extend_from_slice(&mac.0));
+        out.push(m);
+    }
+}
+
+/// Most nodes one `0x08` message asks.
+pub const MAX_ASKED: usize = (MAX_MSG_LEN - 1 - 1 - 1) / 6;
+
+/// Encodes `0x08` announce requests to `macs`, to be passed on `hops`
+/// more times, as many as it takes (each asks at most [`MAX_ASKED`]).
+pub fn encode_announce_requests(out: &mut Vec<Vec<u8>>, hops: u8, macs: &[Mac]) {
+    for chunk in macs.chunks(MAX_ASKED) {
+        let mut m = Vec::with_capacity(LEN_PREFIX + 3 + 6 * chunk.len());
+        header(&mut m, kind::ANNOUNCE_REQUEST, 2 + 6 * chunk.len());
+        m.push(VERSION);
+        m.push(hops);
         chunk.iter().for_each(|mac| m.extend_from_slice(&mac.0));
         out.push(m);
     }

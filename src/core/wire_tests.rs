@@ -440,3 +440,18 @@ fn route_tables_and_requests_round_trip() {
         Err(WireError::Truncated { kind: kind::ROUTE_REQUEST, field: "lost neighbour" })
     );
 }
+
+#[test]
+fn announce_requests_round_trip_and_split() {
+    let macs: Vec<Mac> =
+        (0..MAX_ASKED + 3).map(|i| Mac([2, 0, 0, 0, (i >> 8) as u8, i as u8])).collect();
+    let mut msgs = Vec::new();
+    encode_announce_requests(&mut msgs, 16, &macs);
+    assert_eq!(msgs.len(), 2);
+    let Message::AnnounceRequest(q) = parse_stream(&msgs[1]) else { panic!("not a request") };
+    assert_eq!((q.hops, q.nodes.iter().collect::<Vec<_>>()), (16, macs[MAX_ASKED..].to_vec()));
+    assert_eq!(
+        parse(&[kind::ANNOUNCE_REQUEST, VERSION]),
+        Err(WireError::Truncated { kind: kind::ANNOUNCE_REQUEST, field: "hops" })
+    );
+}

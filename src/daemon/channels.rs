@@ -377,7 +377,8 @@ impl WorkerHandle {
     /// dropped.
     pub fn send_to_link(&self, link: LinkId, msg: Vec<u8>) -> bool {
         use crate::core::wire::{kind, kind_of};
-        if matches!(kind_of(&msg), Some(kind::PRUNE | kind::ROUTE_REQUEST)) {
+        if matches!(kind_of(&msg), Some(kind::PRUNE | kind::ROUTE_REQUEST | kind::ANNOUNCE_REQUEST))
+        {
             self.send_ctl(WorkerCtl::Send { link, msg });
             true
         } else {

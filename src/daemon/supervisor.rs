@@ -731,6 +731,7 @@ impl Supervisor {
                 }
             }
             ToSupervisor::Engine(Event::Forgot { mac }) => self.node.forgot(mac),
+            ToSupervisor::Engine(Event::AnnounceAsked) => self.node.announce_asked(now.mono),
             ToSupervisor::Engine(Event::Health(report)) => self.trace_answer(report),
             ToSupervisor::Fatal(msg) => return Some(Exit::Fatal(msg)),
         }
