@@ -342,11 +342,11 @@ fn links_beyond_max_links_get_a_grace_and_go_but_never_those_of_0_4_nodes() {
     assert_eq!(closes, vec![ids[2]]);
 }
 
-#[test]
-fn a_full_node_gives_up_its_farthest_dialled_link_for_a_new_one_once_both_are_settled() {
-    // node 1 (max_links 4) dialled 2, 3, 4 and 5 at 10 to 40 ms; the
-    // first two up it keeps as random links
-    let mut a = Node::new(NodeConfig { max_links: 4, ..config(1, &[2, 3, 4, 5]) });
+/// Node 1 with `max_links` as many as `seeds`, linked to each of them at
+/// 10 ms (node 2) to 10 ms more per node, all up at 10 ms: the node and
+/// its links by peer.
+fn full_node(seeds: &[u8]) -> (Node, Vec<(Mac, LinkId)>) {
+    let mut a = Node::new(NodeConfig { max_links: seeds.len(), ..config(1, seeds) });
     a.handle_timeout(0);
     let mut ids: Vec<(Mac, LinkId)> =
         dials(&actions(&mut a)).into_iter().map(|(id, mac)| (mac, id)).collect();
@@ -356,6 +356,14 @@ fn a_full_node_gives_up_its_farthest_dialled_link_for_a_new_one_once_both_are_se
         assert!(a.established(id, mac, true, 10));
     }
     actions(&mut a);
+    (a, ids)
+}
+
+#[test]
+fn a_full_node_gives_up_its_farthest_dialled_link_for_a_new_one_once_both_are_settled() {
+    // node 1 (max_links 4) dialled 2, 3, 4 and 5 at 10 to 40 ms; the
+    // first two up it keeps as random links
+    let (mut a, ids) = full_node(&[2, 3, 4, 5]);
     // a link opened while those are young gets a grace ...
     let young = a.accept(addr(6), 1_000).unwrap();
     assert!(a.established(young, me(6), true, 1_000));
@@ -400,16 +408,7 @@ fn a_full_node_gives_up_its_farthest_dialled_link_for_a_new_one_once_both_are_se
 #[test]
 fn a_new_link_whose_stand_in_went_meanwhile_keeps_its_whole_grace() {
     // node 1 (max_links 3) dialled 2, 3 and 4; 4 is the one it may give up
-    let mut a = Node::new(NodeConfig { max_links: 3, ..config(1, &[2, 3, 4]) });
-    a.handle_timeout(0);
-    let mut ids: Vec<(Mac, LinkId)> =
-        dials(&actions(&mut a)).into_iter().map(|(id, mac)| (mac, id)).collect();
-    ids.sort();
-    for &(mac, id) in &ids {
-        a.measured(id, 10_000 * u64::from(mac.0[5] - 1));
-        assert!(a.established(id, mac, true, 10));
-    }
-    actions(&mut a);
+    let (mut a, ids) = full_node(&[2, 3, 4]);
     // a new link, for which 4's goes once it has lasted SETTLE ...
     let new = a.accept(addr(6), 12_000).unwrap();
     assert!(a.established(new, me(6), true, 12_000));
