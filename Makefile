@@ -22,7 +22,7 @@
 #                     over emulated WAN paths (delay, loss, rate, jitter; reno
 #                     and bbr), ~45 min (root); BENCH_WAN_ARGS= for
 #                     scripts/bench-wan.sh options (e.g. -c 1 -C bbr -r 1)
-#   make sim          protocol scale figures from the mesh simulator
+#   make sim          protocol scale figures from the mesh simulator (~3 min)
 #   make fuzz         the fuzz targets, FUZZ_SECONDS each (default 60)
 #   make soak         iperf3 through a three-node mesh, SOAK_SECONDS (600) (root)
 #   make lint         rustfmt check and clippy with warnings as errors
@@ -89,7 +89,7 @@ fuzz:
 
 sim:
 	$(CARGO) run --release --locked --example mesh_sim -- 10 50 200 1000
-	$(CARGO) run --release --locked --example mesh_sim -- --dialled 40 100 300
+	$(CARGO) run --release --locked --example mesh_sim -- --dialled 40 100 300 1000
 
 bench-failover: deps build
 	scripts/bench-failover.sh -r 5
