@@ -86,6 +86,14 @@ const ANSWER_RATE: Rate = Rate { per_sec: 20, burst: 40 };
 /// link asks for every route through it), then a thousand a second.
 const ROUTE_REQUEST_RATE: Rate = Rate { per_sec: 1_000, burst: 16_384 };
 
+/// How many nodes one neighbour may ask this node to have announce
+/// themselves again (`0x08`, to answer or to pass on) per second: a burst
+/// of the nodes behind a busy link, then 128 a second. A budget of its own,
+/// so that the requests a neighbour makes this node pass on never use up
+/// what the next neighbour allows it for route requests (`0x07`), and small,
+/// since each request may make its node flood an announcement mesh-wide.
+const ANNOUNCE_REQUEST_RATE: Rate = Rate { per_sec: 128, burst: 2_048 };
+
 /// How many times a `0x08` announce request is passed on at most: more
 /// hops than any mesh of bounded neighbour sets is across, few enough that
 /// a request going round a loop of routes dies soon.
@@ -141,6 +149,16 @@ struct Neighbour {
     tree: bool,
     /// Whether it answers route requests (its hello said so).
     routes: bool,
+}
+
+/// What one neighbour may still ask of this node (see
+/// [`ROUTE_REQUEST_RATE`] and [`ANNOUNCE_REQUEST_RATE`]).
+#[derive(Debug)]
+struct RequestBudgets {
+    /// Nodes it may ask routes for (`0x07`).
+    routes: TokenBucket,
+    /// Nodes it may ask to announce themselves again (`0x08`).
+    announces: TokenBucket,
 }
 
 /// How many links take part in the flood tree: one bit each in a route.
@@ -253,8 +271,8 @@ pub struct Engine {
     answer_budget: Mutex<TokenBucket>,
     /// Bytes of health responses each link may still carry out.
     answer_bytes: Mutex<AnswerBudgets>,
-    /// Nodes each link may still ask routes for.
-    route_requests: Mutex<HashMap<LinkId, TokenBucket>>,
+    /// Nodes each link may still ask routes for, and ask to announce.
+    route_requests: Mutex<HashMap<LinkId, RequestBudgets>>,
     stats: Stats,
 }
 
@@ -522,12 +540,35 @@ impl Engine {
     /// requests, and the routes sent in answer to grafts); if so, counts
     /// them.
     fn route_budget(&self, link: LinkId, n: usize, now: Now) -> bool {
+        self.request_budget(link, n, now, |b| (&mut b.routes, ROUTE_REQUEST_RATE))
+    }
+
+    /// Whether the neighbour on `link` may ask `n` more nodes to announce
+    /// themselves again now (see [`ANNOUNCE_REQUEST_RATE`]).
+    fn announce_budget(&self, link: LinkId, n: usize, now: Now) -> bool {
+        self.request_budget(link, n, now, |b| (&mut b.announces, ANNOUNCE_REQUEST_RATE))
+    }
+
+    fn request_budget(
+        &self,
+        link: LinkId,
+        n: usize,
+        now: Now,
+        which: impl FnOnce(&mut RequestBudgets) -> (&mut TokenBucket, Rate),
+    ) -> bool {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
-        self.route_requests
-            .lock()
-            .entry(link)
-            .or_insert_with(|| TokenBucket::full(ROUTE_REQUEST_RATE, now.mono))
-            .allow_n(ROUTE_REQUEST_RATE, now.mono, n)
+        let mut all = self.route_requests.lock();
+        let budgets = all.entry(link).or_insert_with(|| RequestBudgets {
+            routes: TokenBucket::full(ROUTE_REQUEST_RATE, now.mono),
+            announces: TokenBucket::full(ANNOUNCE_REQUEST_RATE, now.mono),
+        });
+        let (bucket, rate) = which(budgets);
+        bucket.allow_n(rate, now.mono, n)
+    }
+
+    /// The links whose neighbours take route and announce requests.
+    fn requests_taken(&self) -> Vec<LinkId> {
+        self.neighbours.read().iter().filter(|(_, n)| n.routes).map(|(l, _)| *l).collect()
     }
 
     /// Where a copy that came on `link` came from, for the route table:
@@ -705,11 +746,13 @@ impl Engine {
                 // routes that were no answer because they were repaired
                 // (they may lead back to the asker): ask their nodes to
                 // announce again instead, along those routes
+                let takes = self.requests_taken();
                 let repaired = q.nodes.iter().filter_map(|m| {
-                    let l = self.routes.to_ask(&m, now.mono, |r| {
+                    let l = self.routes.to_ask(&m, now.mono, ANNOUNCE_REQUEST_HOPS, |r| {
                         (r.repair != Repair::None || r.stamp == 0)
                             && r.link != link.id
                             && r.via != q.lost
+                            && takes.contains(&r.link)
                     })?;
                     Some((m, l))
                 });
@@ -720,15 +763,23 @@ impl Engine {
                 if !link.ext {
                     return self.dropped(DropReason::WrongLink);
                 }
-                if !self.route_budget(link.id, q.nodes.len(), now) {
+                if !self.announce_budget(link.id, q.nodes.len(), now) {
                     return self.dropped(DropReason::RouteRequests);
                 }
                 if q.nodes.iter().any(|m| m == self.cfg.me) {
                     out.event(Event::AnnounceAsked);
                 }
-                if let Some(hops) = q.hops.checked_sub(1).filter(|h| *h > 0) {
+                // no more hops than this node would give one of its own
+                let left = q.hops.min(ANNOUNCE_REQUEST_HOPS).checked_sub(1).filter(|h| *h > 0);
+                if let Some(hops) = left {
+                    let takes = self.requests_taken();
                     let onward = q.nodes.iter().filter(|m| *m != self.cfg.me).filter_map(|m| {
-                        Some((m, self.routes.to_ask(&m, now.mono, |r| r.link != link.id)?))
+                        // never back to the neighbour it came from, on any
+                        // of the links to it
+                        let l = self.routes.to_ask(&m, now.mono, hops, |r| {
+                            r.link != link.id && r.via != link.peer && takes.contains(&r.link)
+                        })?;
+                        Some((m, l))
                     });
                     self.ask_announce(onward, hops, out);
                 }

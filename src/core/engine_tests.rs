@@ -1172,6 +1172,68 @@ fn an_announce_request_goes_on_along_the_route_to_its_node_which_is_told() {
 }
 
 #[test]
+fn forged_hops_are_cut_and_few_hops_left_do_not_silence_a_real_request() {
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3)]);
+    run(&e, &ls[1], &announce(m(9), 100, AnnouncedAddr::None));
+    let onward = |k: u64, hops: u8| {
+        let mut rec = Rec::default();
+        let mut raw = announce_request(hops, &[m(9)]);
+        e.handle_message(&ls[0], &mut raw, Now { mono: NOW.mono + k, ..NOW }, &mut rec);
+        sent_on(&rec.0, 11)
+            .iter()
+            .map(|q| match q {
+                Message::AnnounceRequest(q) => q.hops,
+                other => panic!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    // a request with 2 hops left goes on with 1 (which its next hop drops)
+    assert_eq!(onward(0, 2), vec![1]);
+    // a full one soon after is not silenced by it; a second full one is
+    assert_eq!(onward(10, 16), vec![15]);
+    assert_eq!(onward(20, 16), Vec::<u8>::new());
+    // a forged hop count goes no further than a request of our own
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3)]);
+    run(&e, &ls[1], &announce(m(9), 100, AnnouncedAddr::None));
+    let (_, acts) = run(&e, &ls[0], &announce_request(255, &[m(9)]));
+    let [Message::AnnounceRequest(q)] = sent_on(&acts, 11)[..] else { panic!("{acts:?}") };
+    assert_eq!(q.hops, 15);
+}
+
+#[test]
+fn no_announce_request_goes_to_a_neighbour_that_takes_none() {
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2)]);
+    // node 9 is reached through an invpnd neighbour whose hello did not
+    // offer route requests, and node 8 through an invpn 0.4 one
+    let quiet = linked(&e, &[(11, 3, true), (12, 4, false)]);
+    run(&e, &quiet[0], &announce(m(9), 100, AnnouncedAddr::None));
+    run(&e, &quiet[1], &announce(m(8), 100, AnnouncedAddr::None));
+    let (v, acts) = run(&e, &ls[0], &announce_request(16, &[m(8), m(9)]));
+    assert_eq!(v, Verdict::Done);
+    assert!(acts.is_empty(), "{acts:?}");
+}
+
+#[test]
+fn announce_requests_have_a_budget_of_their_own() {
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3)]);
+    let macs: Vec<Mac> = (0..2048u32).map(|i| Mac([2, 9, 0, 0, (i >> 8) as u8, i as u8])).collect();
+    // a burst of 2048 nodes (none known: nothing is passed on), then no more
+    for chunk in macs.chunks(1024) {
+        assert_eq!(run(&e, &ls[0], &announce_request(16, chunk)).0, Verdict::Done);
+    }
+    let (v, _) = run(&e, &ls[0], &announce_request(16, &[m(9)]));
+    assert_eq!(v, Verdict::Dropped(DropReason::RouteRequests));
+    // while the same neighbour may still ask for routes
+    let mut msgs = Vec::new();
+    wire::encode_route_requests(&mut msgs, m(5), &macs[..1024]);
+    assert_eq!(run(&e, &ls[0], &msgs[0]).0, Verdict::Done);
+}
+
+#[test]
 fn a_neighbour_asks_for_a_tables_worth_of_routes_then_a_thousand_a_second() {
     let e = engine(1);
     let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3)]);

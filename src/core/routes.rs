@@ -83,8 +83,9 @@ pub struct Route {
     /// second path or goes.
     pub pruning: u64,
     /// When this node last asked the node to announce itself again, or
-    /// passed on such a request (monotonic ms; 0: not since its last
-    /// announcement). See [`RouteTable::to_ask`].
+    /// passed on such a request, and with how many hops left: the
+    /// monotonic ms shifted left by 8, or'ed with the hops (0: not since
+    /// its last announcement). See [`RouteTable::to_ask`].
     pub asked: u64,
 }
 
@@ -601,16 +602,27 @@ impl RouteTable {
     }
 
     /// Whether to ask `mac` to announce itself again, or pass on such a
-    /// request, now: if its route passes `ok` and this node has not done
-    /// so within [`ASK_AGAIN`] ms (since the node's last announcement).
-    /// If so, marks it and returns the route's link, to ask on.
-    pub fn to_ask(&self, mac: &Mac, now: u64, ok: impl FnOnce(&Route) -> bool) -> Option<LinkId> {
+    /// request, with `hops` hops left, now: if its route passes `ok` and
+    /// this node has not done so within [`ASK_AGAIN`] ms (since the node's
+    /// last announcement) with as many hops or more. (A request that could
+    /// go no further than one passed on lately is redundant; one that goes
+    /// further is not, so that a neighbour's request with few hops left
+    /// cannot silence the real ones.) If so, marks it and returns the
+    /// route's link, to ask on.
+    pub fn to_ask(
+        &self,
+        mac: &Mac,
+        now: u64,
+        hops: u8,
+        ok: impl FnOnce(&Route) -> bool,
+    ) -> Option<LinkId> {
         let mut shard = self.shard(mac).write();
         let r = shard.get_mut(mac).filter(|r| ok(r))?;
-        if r.asked != 0 && now < r.asked + ASK_AGAIN {
+        let (at, had) = (r.asked >> 8, (r.asked & 0xff) as u8);
+        if r.asked != 0 && now < at + ASK_AGAIN && hops <= had {
             return None;
         }
-        r.asked = now.max(1);
+        r.asked = (now.max(1) << 8) | u64::from(hops);
         Some(r.link)
     }
 
