@@ -1172,6 +1172,29 @@ fn an_announce_request_goes_on_along_the_route_to_its_node_which_is_told() {
 }
 
 #[test]
+fn a_neighbour_not_yet_announced_is_asked_to_announce_unless_it_is_the_one_lost() {
+    let e = engine(1);
+    let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3)]);
+    // node 3 is a neighbour that has not announced itself on its link yet
+    let asked_for_3 = |lost: u8| {
+        let mut msgs = Vec::new();
+        wire::encode_route_requests(&mut msgs, m(lost), &[m(3)]);
+        let (_, acts) = run(&e, &ls[0], &msgs[0]);
+        sent_on(&acts, 11)
+            .iter()
+            .filter_map(|q| match q {
+                Message::AnnounceRequest(q) => Some((q.hops, q.nodes.iter().collect::<Vec<_>>())),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // node 2 lost node 3 itself: our link to it may be going too
+    assert_eq!(asked_for_3(3), vec![]);
+    // node 2 lost node 5, and with it its route to 3
+    assert_eq!(asked_for_3(5), vec![(16, vec![m(3)])]);
+}
+
+#[test]
 fn forged_hops_are_cut_and_few_hops_left_do_not_silence_a_real_request() {
     let e = engine(1);
     let (ls, _) = routes_linked(&e, &[(10, 2), (11, 3)]);

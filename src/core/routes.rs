@@ -41,8 +41,10 @@ pub fn bytes_per_node() -> usize {
 
 /// How long (ms) a node that asked another to announce itself again (or
 /// passed on such a request) waits before it does so again: the requests
-/// of many nodes for one node are passed on once each way, and one lost
-/// on the way is asked again.
+/// of many nodes for one node are passed on once each way. One lost on the
+/// way (a full control queue) is made again only when another neighbour
+/// asks for the node after this time; else the node's next periodic
+/// announcement repairs the routes.
 pub const ASK_AGAIN: u64 = 500;
 
 /// How to reach one node.

@@ -454,4 +454,13 @@ fn announce_requests_round_trip_and_split() {
         parse(&[kind::ANNOUNCE_REQUEST, VERSION]),
         Err(WireError::Truncated { kind: kind::ANNOUNCE_REQUEST, field: "hops" })
     );
+    // nodes that are not whole MACs; none at all is a harmless request
+    assert_eq!(
+        parse(&[kind::ANNOUNCE_REQUEST, VERSION, 16, 2, 0x50, 0x56]),
+        Err(WireError::Misaligned { kind: kind::ANNOUNCE_REQUEST, field: "nodes" })
+    );
+    let Ok(Message::AnnounceRequest(q)) = parse(&[kind::ANNOUNCE_REQUEST, VERSION, 16]) else {
+        panic!("an empty request")
+    };
+    assert_eq!(q.nodes.iter().count(), 0);
 }

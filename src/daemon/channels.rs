@@ -104,9 +104,13 @@ pub enum WorkerCtl {
         /// Only for links to invpnd nodes.
         ext_only: bool,
     },
-    /// A message for one of the worker's links that must not be lost: the
-    /// flood tree's prunes and grafts and route requests, which nothing
-    /// repeats (their number is bounded by the route table).
+    /// A message for one of the worker's links that must not be lost to
+    /// frames: the flood tree's prunes and grafts, route requests and
+    /// announce requests. Prunes, grafts and route requests are not
+    /// repeated (their number is bounded by the route table); announce
+    /// requests for one node at most every 500 ms (`ASK_AGAIN`) and
+    /// within their per-link budget. Like every control message they are
+    /// still bounded by the link's control queue.
     Send {
         /// The link.
         link: LinkId,
@@ -461,10 +465,17 @@ mod tests {
         // the data queue holds one message: the second is refused
         assert!(w.send_to_link(link, announce.clone()));
         assert!(!w.send_to_link(link, announce));
-        // a graft goes as a control request, whatever the data queue holds
-        assert!(w.send_to_link(link, grafts[0].clone()));
+        // a graft, a route request and an announce request go as control
+        // requests, whatever the data queue holds
+        let mut requests = Vec::new();
+        let nine = [Mac([2, 0, 0, 0, 0, 9])];
+        crate::core::wire::encode_route_requests(&mut requests, Mac([2, 0, 0, 0, 0, 5]), &nine);
+        crate::core::wire::encode_announce_requests(&mut requests, 16, &nine);
+        for msg in [grafts[0].clone(), requests[0].clone(), requests[1].clone()] {
+            assert!(w.send_to_link(link, msg));
+            assert!(matches!(crx.try_recv(), Ok(WorkerCtl::Send { link: LinkId(7), .. })));
+        }
         assert_eq!(drx.len(), 1);
-        assert!(matches!(crx.try_recv(), Ok(WorkerCtl::Send { link: LinkId(7), .. })));
     }
 
     #[test]
