@@ -161,6 +161,16 @@ struct RequestBudgets {
     announces: TokenBucket,
 }
 
+impl RequestBudgets {
+    /// Both budgets full at `now` (ms).
+    fn full(now: u64) -> RequestBudgets {
+        RequestBudgets {
+            routes: TokenBucket::full(ROUTE_REQUEST_RATE, now),
+            announces: TokenBucket::full(ANNOUNCE_REQUEST_RATE, now),
+        }
+    }
+}
+
 /// How many links take part in the flood tree: one bit each in a route.
 pub const TREE_SLOTS: u8 = 64;
 
@@ -404,21 +414,14 @@ impl Engine {
         }
         let mut msgs = Vec::new();
         wire::encode_route_requests(&mut msgs, lost, macs);
-        let asked: Vec<LinkId> = self
-            .neighbours
-            .read()
-            .iter()
-            .filter(|(l, n)| n.routes && Some(**l) != except)
-            .map(|(l, _)| *l)
-            .collect();
-        for l in asked {
+        for l in self.requests_taken().into_iter().filter(|l| Some(*l) != except) {
             msgs.iter().for_each(|m| out.send(l, m));
         }
     }
 
     /// Asks each of `asked`'s nodes to announce itself again, on the link
-    /// given with it (the route to it), to be passed on `hops` more times;
-    /// a link whose neighbour takes no route requests is not asked.
+    /// given with it (the route to it, one whose neighbour takes requests:
+    /// see [`Engine::requests_taken`]), to be passed on `hops` more times.
     fn ask_announce(
         &self,
         asked: impl Iterator<Item = (Mac, LinkId)>,
@@ -430,12 +433,8 @@ impl Engine {
             return;
         }
         by_link.sort_unstable();
-        let neighbours = self.neighbours.read();
         for group in by_link.chunk_by(|a, b| a.0 == b.0) {
             let l = group[0].0;
-            if !neighbours.get(&l).is_some_and(|n| n.routes) {
-                continue;
-            }
             let macs: Vec<Mac> = group.iter().map(|(_, m)| *m).collect();
             let mut msgs = Vec::new();
             wire::encode_announce_requests(&mut msgs, hops, &macs);
@@ -540,30 +539,25 @@ impl Engine {
     /// requests, and the routes sent in answer to grafts); if so, counts
     /// them.
     fn route_budget(&self, link: LinkId, n: usize, now: Now) -> bool {
-        self.request_budget(link, n, now, |b| (&mut b.routes, ROUTE_REQUEST_RATE))
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.with_budgets(link, now, |b| b.routes.allow_n(ROUTE_REQUEST_RATE, now.mono, n))
     }
 
     /// Whether the neighbour on `link` may ask `n` more nodes to announce
     /// themselves again now (see [`ANNOUNCE_REQUEST_RATE`]).
     fn announce_budget(&self, link: LinkId, n: usize, now: Now) -> bool {
-        self.request_budget(link, n, now, |b| (&mut b.announces, ANNOUNCE_REQUEST_RATE))
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.with_budgets(link, now, |b| b.announces.allow_n(ANNOUNCE_REQUEST_RATE, now.mono, n))
     }
 
-    fn request_budget(
+    /// Runs `f` on the request budgets of `link` (full if it had none).
+    fn with_budgets<R>(
         &self,
         link: LinkId,
-        n: usize,
         now: Now,
-        which: impl FnOnce(&mut RequestBudgets) -> (&mut TokenBucket, Rate),
-    ) -> bool {
-        let n = u32::try_from(n).unwrap_or(u32::MAX);
-        let mut all = self.route_requests.lock();
-        let budgets = all.entry(link).or_insert_with(|| RequestBudgets {
-            routes: TokenBucket::full(ROUTE_REQUEST_RATE, now.mono),
-            announces: TokenBucket::full(ANNOUNCE_REQUEST_RATE, now.mono),
-        });
-        let (bucket, rate) = which(budgets);
-        bucket.allow_n(rate, now.mono, n)
+        f: impl FnOnce(&mut RequestBudgets) -> R,
+    ) -> R {
+        f(self.route_requests.lock().entry(link).or_insert_with(|| RequestBudgets::full(now.mono)))
     }
 
     /// The links whose neighbours take route and announce requests.
